@@ -418,7 +418,7 @@ def test_100k_record_download_is_correct_record_for_record(
 
 def test_500_devices_in_one_emulator_process_answer(emulate: Callable[..., Emulated]) -> None:
     configs = [device_config(f"dev_{i:03d}") for i in range(500)]
-    em = emulate(configs)
+    emulate(configs)
     serials = []
     for cfg in configs:
         conn = ZK(cfg.host, port=cfg.port, timeout=5, ommit_ping=True).connect()

@@ -148,16 +148,14 @@ class Fleet:
             stored, rejected = (stored + 1, rejected) if p else (stored, rejected + 1)
         return stored, rejected
 
-    def prefill(self, since: datetime, until: datetime | None = None) -> int:
-        """Load planned punches between ``since`` and ``until`` (UTC) as stored history.
+    def prefill(self, planner: Planner, since: datetime, until: datetime | None = None) -> int:
+        """Load ``planner``'s punches between ``since`` and ``until`` (UTC) as history.
 
         The device stamps each with its own clock (offset included), as a real
         terminal would have. Events are not pushed: nobody was listening then.
         """
-        if self.planner is None:
-            return 0
         count = 0
-        for p in self.planner.punches_between(since, until or self.wall_clock()):
+        for p in planner.punches_between(since, until or self.wall_clock()):
             dev = self.devices.get(p.device_id)
             if dev is None:
                 continue

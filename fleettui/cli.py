@@ -1,0 +1,206 @@
+"""The ``fleettui`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from fleettui import __version__
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:8470, got {text!r}")
+    return host, int(port)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from fleettui.emulator import control
+
+    parser = argparse.ArgumentParser(
+        prog="fleettui",
+        description="A terminal control room for fleets of ZKTeco attendance devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleettui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    emu = sub.add_parser(
+        "emulate",
+        help="run a fleet of emulated ZKTeco terminals on loopback",
+        description=(
+            "Start emulated ZKTeco terminals, each on its own loopback address, speaking the\n"
+            "ZK binary protocol on TCP and UDP (port 4370 by default), spread over sites with\n"
+            "real time zones, with punches following shift patterns. Writes the matching\n"
+            "fleettui config and runs until SIGINT/SIGTERM."
+        ),
+        epilog="control API\n-----------\n" + (control.__doc__ or "").split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    emu.add_argument("--sites", type=_positive_int, default=14, help="number of sites (14)")
+    emu.add_argument("--devices", type=_positive_int, default=62, help="number of devices (62)")
+    emu.add_argument("--seed", type=int, default=1, help="same seed, same fleet (1)")
+    emu.add_argument(
+        "--config-out", type=Path, metavar="FILE", help="write the fleet's fleettui config here"
+    )
+    emu.add_argument(
+        "--control",
+        type=_host_port,
+        default=("127.0.0.1", 0),
+        metavar="HOST:PORT",
+        help="control API address, loopback only (default 127.0.0.1 and a free port)",
+    )
+    emu.add_argument(
+        "--base-address",
+        default="127.0.1.1",
+        metavar="IP",
+        help="loopback address of the first device; the rest follow (127.0.1.1)",
+    )
+    emu.add_argument("--port", type=int, default=4370, help="device port, TCP and UDP (4370)")
+    emu.add_argument(
+        "--punch-rate",
+        type=_non_negative,
+        metavar="PER_MIN",
+        help="punches per minute per device at a steady rate instead of shift patterns "
+        "(0: no live punches)",
+    )
+    emu.add_argument(
+        "--history-days",
+        type=_non_negative,
+        default=1.0,
+        metavar="DAYS",
+        help="days of past shift punches each device already holds (1)",
+    )
+    emu.add_argument(
+        "--sick",
+        action="store_true",
+        help="make a few devices sick: one offline, one flapping, one with a drifting "
+        "clock, one with a nearly full record buffer",
+    )
+    emu.add_argument("-v", "--verbose", action="store_true", help="log protocol errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fleettui`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "emulate":
+        from fleettui.emulator.control import check_loopback
+
+        try:
+            check_loopback(args.control[0])
+        except ValueError as e:
+            parser.error(str(e))
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        return asyncio.run(_emulate(args))
+    parser.print_help()
+    return 2
+
+
+async def _emulate(args: argparse.Namespace) -> int:
+    from fleettui.emulator.control import bound_port, start_control
+    from fleettui.emulator.launch import build_fleet, make_sick
+
+    try:
+        spec, fleet = build_fleet(
+            sites=args.sites,
+            devices=args.devices,
+            seed=args.seed,
+            base_address=args.base_address,
+            port=args.port,
+            punch_rate=args.punch_rate,
+        )
+    except ValueError as e:
+        print(f"fleettui emulate: {e}", file=sys.stderr)
+        return 2
+    try:
+        await fleet.start()
+    except OSError as e:
+        print(
+            f"fleettui emulate: cannot open the device sockets: {e}\n"
+            "  Is another emulator running on these addresses? Try --base-address or --port.",
+            file=sys.stderr,
+        )
+        return 1
+    history = 0
+    if args.history_days:
+        from fleettui.emulator.punchgen import ShiftPlanner
+
+        since = fleet.wall_clock() - timedelta(days=args.history_days)
+        history = fleet.prefill(ShiftPlanner(spec, seed=args.seed), since)
+    sick = await make_sick(fleet) if args.sick else {}
+    try:
+        runner = await start_control(fleet, *args.control)
+    except OSError as e:
+        await fleet.stop()
+        print(f"fleettui emulate: cannot open the control API: {e}", file=sys.stderr)
+        return 1
+    if args.config_out:
+        from fleettui.emulator.fleetgen import write_config
+
+        write_config(spec, args.config_out)
+    first = spec.devices[0].config
+    last = spec.devices[-1].config
+    print(f"fleettui emulator: {len(spec.devices)} devices across {len(spec.sites)} sites")
+    print(f"  devices      {first.host} .. {last.host}, port {first.port if args.port else 'auto'}"
+          " (TCP and UDP)")
+    print(f"  history      {history} punches over the last {args.history_days:g} day(s)")
+    if args.punch_rate is None:
+        rate = "following shift patterns in each site's time zone"
+    elif args.punch_rate:
+        rate = f"{args.punch_rate:g} per minute per device"
+    else:
+        rate = "none (--punch-rate 0)"
+    print(f"  punches      {rate}")
+    for device_id, what in sick.items():
+        print(f"  sick         {device_id}: {what}")
+    print(f"  control API  http://{args.control[0]}:{bound_port(runner)}/devices")
+    if args.config_out:
+        print(f"  config       {args.config_out}")
+    print("Ctrl+C to stop.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await fleet.stop()
+    print("fleettui emulator stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

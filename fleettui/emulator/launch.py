@@ -1,0 +1,86 @@
+"""Turn a generated fleet description into a running Fleet (used by ``fleettui emulate``)."""
+
+from __future__ import annotations
+
+from fleettui.emulator.device import User
+from fleettui.emulator.fleet import Fleet
+from fleettui.emulator.fleetgen import FleetSpec, generate_fleet
+from fleettui.emulator.punchgen import RatePlanner, ShiftPlanner
+
+#: share of the record buffer filled on the "nearly full" sick device
+NEARLY_FULL = 0.96
+
+
+def users_for(spec: FleetSpec, device_id: str) -> list[User]:
+    """The users enrolled on a device: every employee of its site."""
+    return [
+        User(
+            uid=i,
+            user_id=e.user_id,
+            name=e.name,
+            privilege=e.privilege,
+            card=e.card,
+            group_id="1",
+        )
+        for i, e in enumerate(spec.employees_for_device(device_id), start=1)
+    ]
+
+
+def fleet_from_spec(
+    spec: FleetSpec, *, seed: int = 1, punch_rate: float | None = None
+) -> Fleet:
+    """A Fleet serving every device of ``spec`` with its employees enrolled.
+
+    Live punches follow shift patterns (``punch_rate`` None), a steady rate per
+    device per minute (``punch_rate`` > 0), or do not happen (``punch_rate`` 0).
+    """
+    planner: ShiftPlanner | RatePlanner | None
+    if punch_rate is None:
+        planner = ShiftPlanner(spec, seed=seed)
+    elif punch_rate > 0:
+        planner = RatePlanner(spec, punch_rate, seed=seed)
+    else:
+        planner = None
+    return Fleet(
+        [d.config for d in spec.devices],
+        users={d.config.id: users_for(spec, d.config.id) for d in spec.devices},
+        planner=planner,
+        seed=seed,
+    )
+
+
+def build_fleet(
+    *,
+    sites: int,
+    devices: int,
+    seed: int = 1,
+    base_address: str = "127.0.1.1",
+    port: int = 4370,
+    punch_rate: float | None = None,
+) -> tuple[FleetSpec, Fleet]:
+    """Generate a fleet description and the Fleet that serves it."""
+    spec = generate_fleet(sites, devices, seed=seed, base_address=base_address, port=port)
+    return spec, fleet_from_spec(spec, seed=seed, punch_rate=punch_rate)
+
+
+async def make_sick(fleet: Fleet) -> dict[str, str]:
+    """Make four devices sick the way real ones get; returns device id → what is wrong.
+
+    Picked from the end of the fleet so the first devices stay healthy:
+    one offline, one flapping on a bad link, one with a drifting clock, one
+    with a nearly full record buffer.
+    """
+    ids = list(fleet.devices)
+    if len(ids) < 5:
+        return {}
+    offline, flapping, drifting, full = ids[-2], ids[-5], ids[len(ids) // 2], ids[len(ids) // 3]
+    await fleet.set_faults(offline, {"offline": True})
+    await fleet.set_faults(flapping, {"flap": {"up_s": 40, "down_s": 20}, "latency_ms": 250})
+    await fleet.set_faults(drifting, {"clock_offset_s": 437, "clock_drift_s_per_day": 90})
+    added = fleet.fill_buffer(full, NEARLY_FULL)
+    return {
+        offline: "offline (no answer at all)",
+        flapping: "flapping: up 40 s, down 20 s, 250 ms latency",
+        drifting: "clock 437 s fast and drifting 90 s/day",
+        full: f"record buffer {NEARLY_FULL:.0%} full ({added} old records added)",
+    }
