@@ -1,0 +1,62 @@
+"""How long unmodified pyzk takes to download 100,000 records from one emulated device.
+
+Starts ``fleettui emulate`` with one device in its own process, loads the
+records through the control API, then times pyzk's connect + get_attendance +
+disconnect over TCP (or UDP with --udp), five runs by default.
+
+    python bench/attendance_download.py [--records 100000] [--runs 5] [--udp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import httpx
+from _emulator import emulator, machine, median, percentile, table
+from zk import ZK
+
+
+def main() -> None:
+    """Run the benchmark and print a table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--udp", action="store_true")
+    args = ap.parse_args()
+    with emulator(
+        "--sites", "1", "--devices", "1", "--punch-rate", "0", "--history-days", "0",
+        "--base-address", "127.30.0.1", "--port", "0",
+    ) as fleet:
+        dev = fleet.config["devices"][0]
+        r = httpx.post(
+            f"{fleet.control_url}/devices/{dev['id']}/punches",
+            json={"count": args.records},
+            timeout=120,
+        )
+        r.raise_for_status()
+        model = httpx.get(f"{fleet.control_url}/devices/{dev['id']}").json()["model"]
+        times: list[float] = []
+        for _ in range(args.runs):
+            zk = ZK(dev["host"], port=dev["port"], timeout=60, ommit_ping=True,
+                    password=dev["comm_key"],
+                    force_udp=args.udp)
+            t0 = time.perf_counter()
+            conn = zk.connect()
+            records = conn.get_attendance()
+            conn.disconnect()
+            times.append(time.perf_counter() - t0)
+            if len(records) != args.records:
+                raise SystemExit(f"got {len(records)} records, expected {args.records}")
+    print(f"pyzk get_attendance, {args.records} records from an emulated {model}, "
+          f"{'UDP' if args.udp else 'TCP'}, {args.runs} runs ({machine()})")
+    print(table([
+        ("median", f"{median(times):.2f} s"),
+        ("p99", f"{percentile(times, 99):.2f} s"),
+        ("min", f"{min(times):.2f} s"),
+        ("records/s (median)", f"{args.records / median(times):,.0f}"),
+    ]))
+
+
+if __name__ == "__main__":
+    main()
