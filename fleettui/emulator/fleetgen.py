@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import time
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -462,7 +463,7 @@ def generate_fleet(
             comm_key = rng.randint(100_000, 999_999) if rng.random() < _COMM_KEY_SHARE else 0
             config = DeviceConfig(
                 id=device_id,
-                serial=_unique(rng, serials, lambda r, m=model: _serial(r, m)),
+                serial=_unique(rng, serials, partial(_serial, model=model)),
                 host=hosts[len(device_specs)],
                 port=port,
                 timezone=site.timezone,

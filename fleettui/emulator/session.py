@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -348,7 +349,7 @@ class Session:
         return self._ok()
 
 
-_HANDLERS = {
+_HANDLERS: dict[int, Callable[[Session, bytes], Outcome]] = {
     Cmd.ENABLEDEVICE: Session._enable,
     Cmd.DISABLEDEVICE: Session._disable,
     Cmd.RESTART: Session._restart,
