@@ -52,6 +52,11 @@ class EmulatorThread:
         self._ready.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self._stop())
+        # cancel what is still in flight (delayed replies, stalled connections)
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
 
     async def _start(self) -> None:

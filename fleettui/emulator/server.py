@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: how long the device waits for a client's ACK of a real-time event
 EVENT_ACK_TIMEOUT_S = 1.0
+#: how often a stalled TCP connection looks whether the link is back
+LINK_POLL_S = 0.05
 
 
 class Link:
@@ -95,6 +97,8 @@ class Link:
             payload = await self.events.get()
             if not device.reachable() or self.session is None:
                 continue  # the event is lost; the record stays in the log
+            if device.faults.latency_ms:
+                await asyncio.sleep(device.faults.latency_ms / 1000.0)
             async with self.send_lock:
                 self.event_ack.clear()
                 # one event per frame: pyzk parses one recv() as one event
@@ -306,11 +310,25 @@ class DeviceServer:
 
     # --- serving --------------------------------------------------------
 
+    async def wait_reachable(self, link: Link) -> None:
+        """Return once the device is reachable again (power on, link up), or ``link`` closed.
+
+        Used for TCP, where a connection outlives a short outage: the client's
+        stack retransmits, so bytes sent while the link is down arrive (and are
+        answered) late rather than never. Datagrams are simply lost instead.
+        """
+        while not self.device.reachable() and not link.closed:
+            await asyncio.sleep(LINK_POLL_S)
+
     async def serve(self, link: Link, inner: bytes) -> None:
         """Handle one request packet that arrived on ``link``."""
         device = self.device
         if not device.reachable():
-            return
+            if link.udp:
+                return
+            await self.wait_reachable(link)
+            if link.closed:
+                return
         try:
             pkt = parse_packet(inner)
         except FramingError:
@@ -345,7 +363,11 @@ class DeviceServer:
         async with link.send_lock:
             for code, data in outcome.packets:
                 if not device.reachable():
-                    return  # the link went down in the middle of the reply
+                    if link.udp:
+                        return  # the link went down in the middle of the reply
+                    await self.wait_reachable(link)
+                    if link.closed:
+                        return
                 await link.send(build_packet(code, session.session_id, pkt.reply_id, data))
                 if code == Cmd.DATA and faults.throughput_kbps:
                     await asyncio.sleep(len(data) / (faults.throughput_kbps * 1024.0))
@@ -374,7 +396,9 @@ class DeviceServer:
                 if not chunk:
                     break
                 if not self.device.reachable():
-                    continue  # the link is down: these bytes never arrive
+                    await self.wait_reachable(link)  # in flight until the link is back
+                    if link.closed:
+                        break
                 try:
                     packets = deframer.feed(chunk)
                 except FramingError as e:
