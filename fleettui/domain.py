@@ -1,0 +1,147 @@
+"""Plain domain objects shared by the engine, the store and the views.
+
+Imports nothing of fleettui: these are the words every layer speaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class DeviceStatus(StrEnum):
+    """Where a device stands, as far as the poller knows."""
+
+    UNKNOWN = "unknown"  # never checked yet
+    ONLINE = "online"  # answered its last check
+    OFFLINE = "offline"  # does not answer (timeouts, refused, unreachable)
+    ERROR = "error"  # answers, but wrongly (bad comm key, garbage, wrong serial)
+
+
+class FailureKind(StrEnum):
+    """Why a device operation failed; decides offline versus error."""
+
+    UNREACHABLE = "unreachable"  # no answer in time, no route
+    REFUSED = "refused"  # the host said no: connection refused or reset
+    AUTH = "auth"  # wrong or missing comm key
+    PROTOCOL = "protocol"  # the device answered something that is not the protocol
+    IDENTITY = "identity"  # a different device answers at this address
+
+    @property
+    def status(self) -> DeviceStatus:
+        """The status a device with this failure is in."""
+        if self in (FailureKind.UNREACHABLE, FailureKind.REFUSED):
+            return DeviceStatus.OFFLINE
+        return DeviceStatus.ERROR
+
+
+class TzFlag(StrEnum):
+    """How a device's naive local time maps to UTC in its site's zone."""
+
+    OK = "ok"
+    AMBIGUOUS = "ambiguous"  # the hour repeated when clocks went back (first one taken)
+    NONEXISTENT = "nonexistent"  # the hour skipped when clocks went forward
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A place with devices, in one time zone."""
+
+    id: str
+    name: str
+    timezone: str
+    address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RawPunch:
+    """An attendance record as a device holds it: naive local time, no zone."""
+
+    user_id: str
+    local_time: datetime
+    #: 0 check-in, 1 check-out, 2 break-out, 3 break-in, 4 OT-in, 5 OT-out
+    state: int
+    #: 0 password, 1 fingerprint, 2 card, 15 face
+    verify: int
+
+
+@dataclass(frozen=True, slots=True)
+class Punch:
+    """A stored punch: the device's local time, the site's zone and UTC, all kept."""
+
+    device_id: str
+    user_id: str
+    local_time: datetime
+    timezone: str
+    utc_time: datetime
+    tz_flag: TzFlag
+    state: int
+    verify: int
+    source: str  # "sync" or "live"
+    received_at: datetime
+    clock_drift_s: float | None = None
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """A device as the store knows it: configuration, identity, health and counters."""
+
+    id: str
+    serial: str
+    site_id: str
+    host: str
+    port: int
+    transport: str
+    name: str = ""
+    enabled: bool = True
+    model: str | None = None
+    firmware: str | None = None
+    platform: str | None = None
+    mac: str | None = None
+    status: DeviceStatus = DeviceStatus.UNKNOWN
+    status_reason: str = ""
+    status_since: datetime | None = None
+    last_seen: datetime | None = None
+    users: int | None = None
+    users_cap: int | None = None
+    records: int | None = None
+    records_cap: int | None = None
+    clock_drift_s: float | None = None
+    clock_checked_at: datetime | None = None
+    last_sync_at: datetime | None = None
+    last_punch_at: datetime | None = None
+    synced_records: int = 0
+
+    @property
+    def buffer_fill(self) -> float | None:
+        """Share of the record buffer in use, 0..1, when known."""
+        if self.records is None or not self.records_cap:
+            return None
+        return self.records / self.records_cap
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One transition of a device's status."""
+
+    device_id: str
+    status: DeviceStatus
+    reason: str
+    at: datetime
+    previous: DeviceStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of the event log, in commit order (ids only grow)."""
+
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    device_id: str | None = None
+    site_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)

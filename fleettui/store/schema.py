@@ -1,0 +1,101 @@
+"""The store's schema, as an ordered list of migrations.
+
+Each migration runs once, in order, inside a transaction; ``PRAGMA
+user_version`` records how many have run. Never edit a migration that has
+shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the engine's tables
+    """
+    CREATE TABLE sites (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        removed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        serial TEXT NOT NULL,
+        site_id TEXT NOT NULL REFERENCES sites(id),
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        transport TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        removed INTEGER NOT NULL DEFAULT 0,
+        model TEXT, firmware TEXT, platform TEXT, mac TEXT,
+        status TEXT NOT NULL DEFAULT 'unknown',
+        status_reason TEXT NOT NULL DEFAULT '',
+        status_since TEXT,
+        last_seen TEXT,
+        users INTEGER, users_cap INTEGER, records INTEGER, records_cap INTEGER,
+        clock_drift_s REAL, clock_checked_at TEXT,
+        last_sync_at TEXT, last_punch_at TEXT,
+        -- sync cursor: records already stored, and the last of them as read
+        synced_records INTEGER NOT NULL DEFAULT 0,
+        synced_tail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE status_history (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX status_history_device_at ON status_history(device_id, at);
+    CREATE TABLE punches (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        local_time TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        utc_time TEXT NOT NULL,
+        tz_flag TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        verify INTEGER NOT NULL,
+        clock_drift_s REAL,
+        source TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (device_id, user_id, local_time, state, verify)
+    );
+    CREATE INDEX punches_utc ON punches(utc_time);
+    CREATE INDEX punches_device_utc ON punches(device_id, utc_time);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        device_id TEXT,
+        site_id TEXT,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        idempotency_key TEXT UNIQUE,
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        expires_at TEXT
+    );
+    CREATE INDEX commands_device_state ON commands(device_id, state);
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        device_id TEXT,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+    );
+    CREATE INDEX webhook_outbox_state ON webhook_outbox(state, id);
+    """,
+]

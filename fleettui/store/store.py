@@ -1,0 +1,537 @@
+"""The store: SQLite through aiosqlite, the source of truth every view reads.
+
+Every SQL statement of fleettui lives here, and the interface speaks in domain
+objects, so that a later PostgreSQL store can take its place.
+
+Durability: WAL mode with ``synchronous=NORMAL``. An application crash
+(kill -9) loses nothing that was committed. A power cut may roll back the
+last transactions written before it; nothing is lost for good because
+fleettui never clears a device's records, so the next sync reads them again
+and the unique key keeps them from being stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from fleettui.domain import DeviceState, DeviceStatus, Event, Punch, Site, StatusChange, TzFlag
+from fleettui.store.schema import MIGRATIONS
+
+_DEVICE_COLUMNS = (
+    "id, serial, site_id, host, port, transport, name, enabled, model, firmware, platform, mac,"
+    " status, status_reason, status_since, last_seen, users, users_cap, records, records_cap,"
+    " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records"
+)
+_PUNCH_COLUMNS = (
+    "id, device_id, user_id, local_time, timezone, utc_time, tz_flag, state, verify,"
+    " clock_drift_s, source, received_at"
+)
+
+
+def ts(dt: datetime) -> str:
+    """An aware datetime as the store's UTC text (sorts as time)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_ts(text: str | None) -> datetime | None:
+    """The store's UTC text back to an aware datetime."""
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _local(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class Store:
+    """fleettui's database. Open with ``await Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed, readable by its owner only) and migrate."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=10000")
+        store = cls(db, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        """Close the connection (waits for the write in progress)."""
+        async with self._write:
+            await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._write:
+            row = await (await self._db.execute("PRAGMA user_version")).fetchone()
+            version = int(row[0]) if row else 0
+            for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            await self._db.execute(statement)
+                    await self._db.execute(f"PRAGMA user_version = {number}")
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time; rolled back on any error."""
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def schema_version(self) -> int:
+        """How many migrations have run."""
+        row = await (await self._db.execute("PRAGMA user_version")).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- fleet ----------------------------------------------------------
+
+    async def sync_fleet(self, sites: Iterable[Site], devices: Iterable[DeviceState]) -> None:
+        """Make the store's sites and devices match the configuration.
+
+        Configuration fields are updated; what the poller learned (status,
+        identity, counters, sync cursor) is kept. Devices no longer
+        configured are marked removed, never deleted (their punches stay).
+        """
+        sites = list(sites)
+        devices = list(devices)
+        async with self._tx() as db:
+            await db.execute("UPDATE sites SET removed = 1")
+            await db.executemany(
+                "INSERT INTO sites (id, name, timezone, address, removed) VALUES (?, ?, ?, ?, 0)"
+                " ON CONFLICT(id) DO UPDATE SET name=excluded.name, timezone=excluded.timezone,"
+                " address=excluded.address, removed=0",
+                [(s.id, s.name, s.timezone, s.address) for s in sites],
+            )
+            await db.execute("UPDATE devices SET removed = 1")
+            await db.executemany(
+                "INSERT INTO devices (id, serial, site_id, host, port, transport, name, enabled,"
+                " removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
+                " ON CONFLICT(id) DO UPDATE SET serial=excluded.serial, site_id=excluded.site_id,"
+                " host=excluded.host, port=excluded.port, transport=excluded.transport,"
+                " name=excluded.name, enabled=excluded.enabled, removed=0",
+                [
+                    (d.id, d.serial, d.site_id, d.host, d.port, d.transport, d.name, int(d.enabled))
+                    for d in devices
+                ],
+            )
+
+    async def sites(self) -> list[Site]:
+        """Every configured site."""
+        rows = await _fetch(
+            self._db, "SELECT id, name, timezone, address FROM sites WHERE removed = 0 ORDER BY id"
+        )
+        return [Site(r["id"], r["name"], r["timezone"], r["address"]) for r in rows]
+
+    async def devices(self, site_id: str | None = None) -> list[DeviceState]:
+        """Every configured device (of one site, if given), in id order."""
+        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE removed = 0"
+        args: tuple[Any, ...] = ()
+        if site_id is not None:
+            sql += " AND site_id = ?"
+            args = (site_id,)
+        rows = await _fetch(self._db, sql + " ORDER BY id", args)
+        return [_device(r) for r in rows]
+
+    async def device(self, device_id: str) -> DeviceState | None:
+        """One device, or None."""
+        rows = await _fetch(
+            self._db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)
+        )
+        return _device(rows[0]) if rows else None
+
+    # --- health ---------------------------------------------------------
+
+    async def record_status(self, change: StatusChange) -> Event:
+        """A status transition: device row, history and event log, in one transaction."""
+        data = {"status": change.status.value, "reason": change.reason}
+        if change.previous is not None:
+            data["previous"] = change.previous.value
+        message = f"{change.device_id} {change.status.value}"
+        if change.reason:
+            message += f": {change.reason}"
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE devices SET status = ?, status_reason = ?, status_since = ? WHERE id = ?",
+                (change.status.value, change.reason, ts(change.at), change.device_id),
+            )
+            await db.execute(
+                "INSERT INTO status_history (device_id, status, reason, at) VALUES (?, ?, ?, ?)",
+                (change.device_id, change.status.value, change.reason, ts(change.at)),
+            )
+            return await self._event(
+                db,
+                change.at,
+                f"device.{change.status.value}",
+                message,
+                device_id=change.device_id,
+                data=data,
+            )
+
+    async def record_seen(
+        self,
+        device_id: str,
+        at: datetime,
+        *,
+        users: int | None = None,
+        users_cap: int | None = None,
+        records: int | None = None,
+        records_cap: int | None = None,
+    ) -> None:
+        """A successful check: last seen, and the device's counters."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE devices SET last_seen = ?, users = COALESCE(?, users),"
+                " users_cap = COALESCE(?, users_cap), records = COALESCE(?, records),"
+                " records_cap = COALESCE(?, records_cap) WHERE id = ?",
+                (ts(at), users, users_cap, records, records_cap, device_id),
+            )
+
+    async def record_identity(
+        self, device_id: str, *, model: str, firmware: str, platform: str, mac: str
+    ) -> None:
+        """What the device said it is, read on connect."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE devices SET model = ?, firmware = ?, platform = ?, mac = ? WHERE id = ?",
+                (model, firmware, platform, mac, device_id),
+            )
+
+    async def record_clock(self, device_id: str, drift_s: float, at: datetime) -> None:
+        """The device clock's offset from true local time, measured at ``at``."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE devices SET clock_drift_s = ?, clock_checked_at = ? WHERE id = ?",
+                (drift_s, ts(at), device_id),
+            )
+
+    async def status_history(
+        self, device_id: str, since: datetime | None = None
+    ) -> list[StatusChange]:
+        """Transitions of a device, oldest first; with ``since``, the one in force then too."""
+        rows: list[Any] = []
+        if since is not None:
+            rows = await _fetch(
+                self._db,
+                "SELECT status, reason, at FROM status_history WHERE device_id = ?"
+                " AND at < ? ORDER BY at DESC, id DESC LIMIT 1",
+                (device_id, ts(since)),
+            )
+            rows += await _fetch(
+                self._db,
+                "SELECT status, reason, at FROM status_history WHERE device_id = ? AND at >= ?"
+                " ORDER BY at, id",
+                (device_id, ts(since)),
+            )
+        else:
+            rows = await _fetch(
+                self._db,
+                "SELECT status, reason, at FROM status_history WHERE device_id = ? ORDER BY at, id",
+                (device_id,),
+            )
+        return [
+            StatusChange(device_id, DeviceStatus(r["status"]), r["reason"], from_ts(r["at"]))  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    async def uptime(self, device_id: str, window: timedelta, now: datetime) -> float | None:
+        """Share of ``window`` before ``now`` the device was online, 0..1.
+
+        Time before its first known status (or while unknown) does not count;
+        None when nothing is known in the window.
+        """
+        start = now - window
+        history = await self.status_history(device_id, since=start)
+        online = known = 0.0
+        for i, change in enumerate(history):
+            begin = max(change.at, start)
+            end = history[i + 1].at if i + 1 < len(history) else now
+            span = max((end - begin).total_seconds(), 0.0)
+            if change.status is DeviceStatus.UNKNOWN:
+                continue
+            known += span
+            if change.status is DeviceStatus.ONLINE:
+                online += span
+        return online / known if known else None
+
+    # --- punches --------------------------------------------------------
+
+    async def insert_punches(
+        self,
+        device_id: str,
+        punches: Sequence[Punch],
+        *,
+        cursor: tuple[int, str] | None = None,
+        synced_at: datetime | None = None,
+    ) -> int:
+        """Store punches not stored yet, with their webhook outbox rows, in one transaction.
+
+        Duplicates (same device, user, local time, state and verify type) are
+        ignored. ``cursor`` (records now stored, fingerprint of the last one)
+        advances the device's sync cursor in the same transaction, so a crash
+        can never leave the cursor ahead of the punches. Returns how many
+        punches were new.
+        """
+        async with self._tx() as db:
+            row = await (await db.execute("SELECT COALESCE(MAX(id), 0) FROM punches")).fetchone()
+            before = int(row[0]) if row else 0
+            await db.executemany(
+                "INSERT OR IGNORE INTO punches (device_id, user_id, local_time, timezone,"
+                " utc_time, tz_flag, state, verify, clock_drift_s, source, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        device_id,
+                        p.user_id,
+                        _local(p.local_time),
+                        p.timezone,
+                        ts(p.utc_time),
+                        p.tz_flag.value,
+                        p.state,
+                        p.verify,
+                        p.clock_drift_s,
+                        p.source,
+                        ts(p.received_at),
+                    )
+                    for p in punches
+                ],
+            )
+            new_rows = await _fetch(
+                db, f"SELECT {_PUNCH_COLUMNS} FROM punches WHERE id > ? ORDER BY id", (before,)
+            )
+            await db.executemany(
+                "INSERT INTO webhook_outbox (event_id, event_type, device_id, payload, created_at)"
+                " VALUES (?, 'punch.created', ?, ?, ?)",
+                [
+                    (
+                        f"evt_{uuid.uuid4().hex}",
+                        device_id,
+                        json.dumps(_punch_payload(r)),
+                        r["received_at"],
+                    )
+                    for r in new_rows
+                ],
+            )
+            if new_rows:
+                await db.execute(
+                    "UPDATE devices SET last_punch_at = MAX(COALESCE(last_punch_at, ''), ?)"
+                    " WHERE id = ?",
+                    (max(r["utc_time"] for r in new_rows), device_id),
+                )
+            if cursor is not None:
+                await db.execute(
+                    "UPDATE devices SET synced_records = ?, synced_tail = ?,"
+                    " last_sync_at = COALESCE(?, last_sync_at) WHERE id = ?",
+                    (cursor[0], cursor[1], ts(synced_at) if synced_at else None, device_id),
+                )
+            return len(new_rows)
+
+    async def sync_cursor(self, device_id: str) -> tuple[int, str]:
+        """(records already stored from the device, fingerprint of the last one)."""
+        rows = await _fetch(
+            self._db, "SELECT synced_records, synced_tail FROM devices WHERE id = ?", (device_id,)
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, "")
+
+    async def punches(
+        self,
+        *,
+        since: datetime | None = None,
+        site_id: str | None = None,
+        device_id: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Punch]:
+        """Stored punches in UTC order (then id), filtered."""
+        sql = f"SELECT {_PUNCH_COLUMNS} FROM punches WHERE id > ?"
+        args: list[Any] = [after_id]
+        if since is not None:
+            sql += " AND utc_time >= ?"
+            args.append(ts(since))
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            args.append(device_id)
+        if site_id is not None:
+            sql += " AND device_id IN (SELECT id FROM devices WHERE site_id = ?)"
+            args.append(site_id)
+        sql += " ORDER BY utc_time, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_punch(r) for r in await _fetch(self._db, sql, args)]
+
+    async def punch_count(self, device_id: str | None = None) -> int:
+        """How many punches are stored (for one device, if given)."""
+        if device_id is None:
+            rows = await _fetch(self._db, "SELECT COUNT(*) FROM punches")
+        else:
+            rows = await _fetch(
+                self._db, "SELECT COUNT(*) FROM punches WHERE device_id = ?", (device_id,)
+            )
+        return int(rows[0][0])
+
+    async def outbox_count(self) -> int:
+        """Rows waiting in the webhook outbox."""
+        rows = await _fetch(self._db, "SELECT COUNT(*) FROM webhook_outbox")
+        return int(rows[0][0])
+
+    # --- events ---------------------------------------------------------
+
+    async def add_event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        at: datetime,
+        device_id: str | None = None,
+        site_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append one line to the event log."""
+        async with self._tx() as db:
+            return await self._event(
+                db, at, kind, message, device_id=device_id, site_id=site_id, data=data
+            )
+
+    async def _event(
+        self,
+        db: aiosqlite.Connection,
+        at: datetime,
+        kind: str,
+        message: str,
+        *,
+        device_id: str | None = None,
+        site_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        if site_id is None and device_id is not None:
+            rows = await _fetch(db, "SELECT site_id FROM devices WHERE id = ?", (device_id,))
+            site_id = rows[0][0] if rows else None
+        cur = await db.execute(
+            "INSERT INTO events (at, kind, device_id, site_id, message, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ts(at), kind, device_id, site_id, message, json.dumps(data or {})),
+        )
+        return Event(int(cur.lastrowid or 0), at, kind, message, device_id, site_id, data or {})
+
+    async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with an id above ``last_id``, in order: how views tail the log."""
+        rows = await _fetch(
+            self._db,
+            "SELECT id, at, kind, device_id, site_id, message, data FROM events WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (last_id, limit),
+        )
+        return [
+            Event(
+                r["id"],
+                from_ts(r["at"]),
+                r["kind"],
+                r["message"],
+                r["device_id"],  # type: ignore[arg-type]
+                r["site_id"],
+                json.loads(r["data"]),
+            )
+            for r in rows
+        ]
+
+
+async def _fetch(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    return list(await db.execute_fetchall(sql, args))
+
+
+def _device(r: Any) -> DeviceState:
+    return DeviceState(
+        id=r["id"],
+        serial=r["serial"],
+        site_id=r["site_id"],
+        host=r["host"],
+        port=r["port"],
+        transport=r["transport"],
+        name=r["name"],
+        enabled=bool(r["enabled"]),
+        model=r["model"],
+        firmware=r["firmware"],
+        platform=r["platform"],
+        mac=r["mac"],
+        status=DeviceStatus(r["status"]),
+        status_reason=r["status_reason"],
+        status_since=from_ts(r["status_since"]),
+        last_seen=from_ts(r["last_seen"]),
+        users=r["users"],
+        users_cap=r["users_cap"],
+        records=r["records"],
+        records_cap=r["records_cap"],
+        clock_drift_s=r["clock_drift_s"],
+        clock_checked_at=from_ts(r["clock_checked_at"]),
+        last_sync_at=from_ts(r["last_sync_at"]),
+        last_punch_at=from_ts(r["last_punch_at"]),
+        synced_records=r["synced_records"],
+    )
+
+
+def _punch(r: Any) -> Punch:
+    return Punch(
+        id=r["id"],
+        device_id=r["device_id"],
+        user_id=r["user_id"],
+        local_time=datetime.strptime(r["local_time"], "%Y-%m-%dT%H:%M:%S"),
+        timezone=r["timezone"],
+        utc_time=from_ts(r["utc_time"]),  # type: ignore[arg-type]
+        tz_flag=TzFlag(r["tz_flag"]),
+        state=r["state"],
+        verify=r["verify"],
+        clock_drift_s=r["clock_drift_s"],
+        source=r["source"],
+        received_at=from_ts(r["received_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _punch_payload(r: Any) -> dict[str, Any]:
+    return {
+        "event": "punch.created",
+        "punch": {
+            "id": r["id"],
+            "device_id": r["device_id"],
+            "user_id": r["user_id"],
+            "local_time": r["local_time"],
+            "timezone": r["timezone"],
+            "timestamp": r["utc_time"],
+            "state": r["state"],
+            "verify": r["verify"],
+        },
+    }
