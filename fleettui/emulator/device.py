@@ -193,7 +193,14 @@ class AttendanceLog:
 
     def append(self, p: Punch) -> None:
         """Store one record at the end of the log."""
-        t = struct.pack("<I", encode_time(p.at))
+        self.append_encoded(p, encode_time(p.at))
+
+    def append_encoded(self, p: Punch, encoded_time: int) -> None:
+        """Store a record with a raw packed time, even one no calendar has (31 Feb).
+
+        Real terminals hold such records after a bad clock set; clients must cope.
+        """
+        t = struct.pack("<I", encoded_time)
         if self.record_format == 40:
             tail = struct.pack("<I", p.workcode) + REC40_TAIL[4:]
             self._buf += REC40.pack(

@@ -1,0 +1,1 @@
+"""Device transports behind one narrow interface (base.py); ZK binary protocol in zk.py."""

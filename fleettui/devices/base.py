@@ -1,0 +1,108 @@
+"""What the engine needs from a device, whatever the transport: a narrow async interface.
+
+The ZK binary protocol through pyzk (``zk.py``) is the first implementation;
+a push-mode (ADMS) device can be a second one later without the engine
+changing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from fleettui.domain import FailureKind, RawPunch
+
+
+class DeviceFailure(Exception):
+    """A device operation failed; ``kind`` says why, ``str()`` says it for a person."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """How to reach one device. ``comm_key`` is a secret: never logged or shown."""
+
+    device_id: str
+    host: str
+    port: int
+    transport: str  # "tcp" or "udp"
+    serial: str
+    comm_key: int = field(default=0, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a device says it is, read on connect."""
+
+    serial: str
+    firmware: str
+    platform: str
+    model: str
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """A device's counters and capacities (read_sizes)."""
+
+    users: int
+    users_cap: int
+    records: int
+    records_cap: int
+    fingers: int = 0
+    fingers_cap: int = 0
+
+
+@dataclass(slots=True)
+class AttendanceDump:
+    """Every record a device holds, in the device's order, with a fingerprint per record.
+
+    ``fingerprints[i]`` identifies record ``i`` as stored on the device, so the
+    engine can tell whether the first N records are the ones it stored last
+    time (and skip them) or the log changed under it (and read all again).
+    """
+
+    records: list[RawPunch]
+    fingerprints: list[str]
+    #: records that could not be decoded (impossible dates): reported, not stored
+    bad_records: int = 0
+    record_size: int = 40
+
+
+LiveCallback = Callable[[RawPunch], None]
+
+
+class Driver(Protocol):
+    """One device's connection, as the engine uses it. One operation at a time."""
+
+    endpoint: Endpoint
+    identity: Identity | None
+
+    async def check(self) -> Sizes:
+        """Connect if needed (reading the identity), then read the counters."""
+        ...
+
+    async def read_time(self) -> datetime:
+        """The device clock: naive local time."""
+        ...
+
+    async def read_attendance(self) -> AttendanceDump:
+        """Every attendance record the device holds."""
+        ...
+
+    async def close(self) -> None:
+        """Drop the connection (polite goodbye if possible)."""
+        ...
+
+    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
+        """Start delivering real-time punches (until ``stop_live``)."""
+        ...
+
+    def stop_live(self) -> None:
+        """Stop real-time punches."""
+        ...

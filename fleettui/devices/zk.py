@@ -1,0 +1,359 @@
+"""ZK binary protocol devices through pyzk, made safe for an asyncio engine.
+
+pyzk is blocking and fragile (see shared/reference/zk-protocol-notes.md §4):
+- every call runs in a bounded thread pool, never on the event loop, and at
+  most one operation at a time per device (one pyzk instance per thread of
+  use; instances are not thread-safe);
+- pyzk does not match replies to requests, so after ANY error the socket is
+  closed and the next operation reconnects: a late reply can never be read
+  as the answer to the next question;
+- exceptions are not uniform (ZKNetworkError, ZKErrorResponse, raw timeouts,
+  struct.error, ValueError...): they are classified into FailureKind;
+- ``ommit_ping`` always (pyzk would shell out to ping), and pyzk's TCP probe,
+  which has a hard-coded 10 s timeout, uses the configured timeout instead;
+- attendance is read with pyzk's buffered read and parsed here: pyzk's own
+  parser is quadratic (about 5 s for 100,000 records) and fails the whole
+  download on one impossible date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+from zk import ZK
+from zk.exception import ZKErrorConnection, ZKErrorResponse, ZKNetworkError
+
+from fleettui.devices.base import (
+    AttendanceDump,
+    DeviceFailure,
+    Endpoint,
+    Identity,
+    LiveCallback,
+    Sizes,
+)
+from fleettui.domain import FailureKind, RawPunch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: the attendance log read command (CMD_ATTLOG_RRQ) for pyzk's buffered read
+_ATTLOG_RRQ = 13
+_REC40 = struct.Struct("<H24sB4sB8s")
+_REC16 = struct.Struct("<I4sBB2sI")
+_REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EHOSTDOWN}
+
+
+def decode_time(v: int) -> datetime:
+    """The device's packed u32 time (every month 31 days) as a naive datetime."""
+    second = v % 60
+    v //= 60
+    minute = v % 60
+    v //= 60
+    hour = v % 24
+    v //= 24
+    day = v % 31 + 1
+    v //= 31
+    month = v % 12 + 1
+    v //= 12
+    return datetime(v + 2000, month, day, hour, minute, second)
+
+
+def parse_attendance(data: bytes, expected: int) -> AttendanceDump:
+    """Parse a buffered attendance read: u32 length, then fixed-size records.
+
+    The record size is inferred from the length and the count read just
+    before (``expected``); a punch landing between the two makes the count
+    off by a few, so the size whose record count is nearest wins. Records with
+    impossible dates are counted in ``bad_records`` and skipped, not fatal.
+    """
+    if len(data) < 4:
+        raise DeviceFailure(FailureKind.PROTOCOL, f"attendance data of {len(data)} bytes")
+    total = struct.unpack_from("<I", data)[0]
+    body = data[4 : 4 + total]
+    if len(body) < total:
+        raise DeviceFailure(
+            FailureKind.PROTOCOL, f"attendance data cut short: {len(body)} of {total} bytes"
+        )
+    if total == 0:
+        return AttendanceDump([], [])
+    sizes = [s for s in (40, 16, 49) if total % s == 0]
+    if not sizes:
+        raise DeviceFailure(
+            FailureKind.PROTOCOL, f"attendance data of {total} bytes fits no known record size"
+        )
+    size = min(sizes, key=lambda s: (abs(total // s - expected), -s))
+    records: list[RawPunch] = []
+    prints: list[str] = []
+    bad = 0
+    for off in range(0, total, size):
+        raw = body[off : off + size]
+        try:
+            if size == 16:
+                user_num, t, state, verify, _r, _wc = _REC16.unpack(raw)
+                punch = RawPunch(str(user_num), decode_time(struct.unpack("<I", t)[0]),
+                                 state, verify)
+            else:  # 40 and 49 share the first 40 bytes
+                _uid, user_id, verify, t, state, _rest = _REC40.unpack_from(raw)
+                uid_text = user_id.split(b"\x00", 1)[0].decode("utf-8", errors="replace")
+                punch = RawPunch(uid_text, decode_time(struct.unpack("<I", t)[0]), state, verify)
+        except ValueError:
+            bad += 1
+            continue
+        records.append(punch)
+        prints.append(raw.hex())
+    return AttendanceDump(records, prints, bad, size)
+
+
+def classify(exc: BaseException) -> DeviceFailure:
+    """Turn whatever pyzk raised into a DeviceFailure with a kind and a plain reason."""
+    if isinstance(exc, DeviceFailure):
+        return exc
+    text = str(exc)
+    if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in text:
+        return DeviceFailure(FailureKind.UNREACHABLE, "no answer (timed out)")
+    if isinstance(exc, OSError) and exc.errno in _REFUSED:
+        return DeviceFailure(FailureKind.REFUSED, "connection refused")
+    if isinstance(exc, OSError) and exc.errno in _UNREACHABLE:
+        return DeviceFailure(FailureKind.UNREACHABLE, f"unreachable ({exc.strerror})")
+    if isinstance(exc, ZKNetworkError):
+        lowered = text.lower()
+        if any(w in lowered for w in ("refused", "broken pipe", "reset", "errno 32", "errno 111")):
+            return DeviceFailure(FailureKind.REFUSED, "connection refused")
+        if "unreachable" in lowered or "no route" in lowered:
+            return DeviceFailure(FailureKind.UNREACHABLE, "unreachable")
+        return DeviceFailure(FailureKind.PROTOCOL, f"bad reply ({text})")
+    if isinstance(exc, ZKErrorResponse):
+        if "Unauthenticated" in text:
+            return DeviceFailure(FailureKind.AUTH, "comm key rejected")
+        return DeviceFailure(FailureKind.PROTOCOL, f"device refused a command ({text})")
+    if isinstance(exc, ZKErrorConnection):
+        return DeviceFailure(FailureKind.PROTOCOL, "session lost")
+    return DeviceFailure(FailureKind.PROTOCOL, f"bad reply ({type(exc).__name__}: {text})")
+
+
+class ZkDriver:
+    """One ZK device through pyzk: a persistent session, reopened after any error."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        pool: ThreadPoolExecutor,
+        *,
+        timeout_s: float = 2.0,
+        bulk_timeout_s: float = 30.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.identity: Identity | None = None
+        self.record_size = 40
+        self._pool = pool
+        self._timeout = timeout_s
+        self._bulk_timeout = bulk_timeout_s
+        self._lock = asyncio.Lock()
+        self._conn: Any = None
+        self._live: _LiveCapture | None = None
+
+    # --- plumbing -------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the pool, alone for this device; reset the session on error."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(self._pool, fn)
+            except Exception as e:
+                failure = classify(e)
+                await loop.run_in_executor(self._pool, self._drop)
+                raise failure from e
+
+    def _new_zk(self) -> ZK:
+        ep = self.endpoint
+        zk = ZK(ep.host, port=ep.port, timeout=self._timeout, password=ep.comm_key,
+                force_udp=ep.transport == "udp", ommit_ping=True)
+        _close_socket(zk)  # pyzk opens a UDP socket in __init__ and replaces it on connect
+        address = (ep.host, ep.port)
+        timeout = self._timeout
+
+        def probe() -> int:  # pyzk's TCP probe, with our timeout instead of its 10 s
+            try:
+                with socket.create_connection(address, timeout=timeout):
+                    return 0
+            except OSError as e:
+                return e.errno or 1
+
+        zk.helper.test_tcp = probe
+        return zk
+
+    def _connect(self) -> Any:
+        if self._conn is not None:
+            return self._conn
+        conn = self._new_zk().connect()
+        try:
+            identity = Identity(
+                serial=conn.get_serialnumber(),
+                firmware=conn.get_firmware_version(),
+                platform=conn.get_platform(),
+                model=conn.get_device_name(),
+                mac=conn.get_mac(),
+            )
+        except BaseException:
+            _close_socket(conn)
+            raise
+        if identity.serial != self.endpoint.serial:
+            _close_socket(conn)
+            raise DeviceFailure(
+                FailureKind.IDENTITY,
+                f"serial {identity.serial!r} answers, not {self.endpoint.serial!r}",
+            )
+        self.identity = identity
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _close_socket(conn)
+
+    # --- operations -----------------------------------------------------
+
+    async def check(self) -> Sizes:
+        """Connect if needed (reading the identity), then read the counters."""
+
+        def do() -> Sizes:
+            conn = self._connect()
+            conn.read_sizes()
+            return Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
+                         conn.fingers, conn.fingers_cap)
+
+        return await self._run(do)
+
+    async def read_time(self) -> datetime:
+        """The device clock: naive local time."""
+        return await self._run(lambda: self._connect().get_time())
+
+    async def read_attendance(self) -> AttendanceDump:
+        """Every record, read with pyzk's buffered read and parsed here."""
+
+        def do() -> AttendanceDump:
+            conn = self._connect()
+            conn.read_sizes()
+            if conn.records == 0:
+                return AttendanceDump([], [])
+            sock = conn._ZK__sock  # pyzk keeps its socket private; bulk reads need a longer wait
+            sock.settimeout(self._bulk_timeout)
+            try:
+                data, _size = conn.read_with_buffer(_ATTLOG_RRQ)
+            finally:
+                sock.settimeout(self._timeout)
+            dump = parse_attendance(data, conn.records)
+            self.record_size = dump.record_size
+            return dump
+
+        return await self._run(do)
+
+    async def close(self) -> None:
+        """Say goodbye and close; never raises."""
+        self.stop_live()
+
+        def do() -> None:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+            _close_socket(conn)
+
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(self._pool, do)
+
+    # --- live capture ---------------------------------------------------
+
+    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
+        """Deliver real-time punches through ``on_punch`` (on the calling loop)."""
+        if self._live is None:
+            self._live = _LiveCapture(self, asyncio.get_running_loop(), on_punch, on_error)
+            self._live.start()
+
+    def stop_live(self) -> None:
+        """Stop real-time punches (the thread ends at its next tick)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+class _LiveCapture(threading.Thread):
+    """pyzk's live_capture on a second session, in its own thread, reconnecting on error."""
+
+    TICK_S = 1.0
+
+    def __init__(
+        self,
+        driver: ZkDriver,
+        loop: asyncio.AbstractEventLoop,
+        on_punch: LiveCallback,
+        on_error: Callable[[str], None],
+    ) -> None:
+        super().__init__(name=f"live-{driver.endpoint.device_id}", daemon=True)
+        self.driver = driver
+        self.loop = loop
+        self.on_punch = on_punch
+        self.on_error = on_error
+        self._stop_flag = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the thread to finish."""
+        self._stop_flag.set()
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self._stop_flag.is_set():
+            conn = None
+            try:
+                conn = self.driver._new_zk().connect()
+                backoff = 1.0
+                for att in conn.live_capture(new_timeout=self.TICK_S):
+                    if self._stop_flag.is_set():
+                        conn.end_live_capture = True
+                        continue
+                    if att is None:
+                        continue
+                    self.loop.call_soon_threadsafe(self.on_punch, self._raw(att))
+                with contextlib.suppress(Exception):
+                    conn.disconnect()
+            except Exception as e:
+                if not self._stop_flag.is_set():
+                    with contextlib.suppress(RuntimeError):
+                        self.loop.call_soon_threadsafe(self.on_error, classify(e).args[0])
+                self._stop_flag.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                if conn is not None:
+                    _close_socket(conn)
+
+    def _raw(self, att: Any) -> RawPunch:
+        # pyzk names the two bytes after the user id by the 16-byte layout's order;
+        # in TFT (40-byte) events they are verify type then state
+        if self.driver.record_size == 16:
+            state, verify = att.status, att.punch
+        else:
+            state, verify = att.punch, att.status
+        return RawPunch(str(att.user_id), att.timestamp, int(state), int(verify))
+
+
+def _close_socket(conn: Any) -> None:
+    """Close pyzk's socket whatever state the instance is in (pyzk leaks it on errors)."""
+    sock = getattr(conn, "_ZK__sock", None)
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            sock.close()
+    conn.is_connect = False

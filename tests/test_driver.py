@@ -1,0 +1,152 @@
+"""The pyzk driver against emulated devices: async, classified failures, fast parsing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+import pytest
+
+from fleettui.devices.base import DeviceFailure, Endpoint
+from fleettui.devices.zk import ZkDriver, parse_attendance
+from fleettui.domain import FailureKind
+from fleettui.emulator.device import Profile, Punch
+from tests.conftest import Emulated, device_config, sample_users
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    p = ThreadPoolExecutor(max_workers=4)
+    yield p
+    p.shutdown(wait=True)
+
+
+def _driver(em: Emulated, device_id: str, pool: ThreadPoolExecutor, *, udp: bool = False,
+            serial: str | None = None, key: int | None = None, timeout: float = 2.0) -> ZkDriver:
+    cfg = em.fleet.devices[device_id].config
+    ep = Endpoint(device_id, cfg.host, cfg.port, "udp" if udp else "tcp",
+                  serial or cfg.serial, comm_key=cfg.comm_key if key is None else key)
+    return ZkDriver(ep, pool, timeout_s=timeout, bulk_timeout_s=10)
+
+
+@pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
+async def test_check_reads_identity_and_sizes(one_device: Emulated, pool: ThreadPoolExecutor,
+                                              udp: bool) -> None:
+    drv = _driver(one_device, "dev_test_01", pool, udp=udp)
+    sizes = await drv.check()
+    assert (sizes.users, sizes.records, sizes.records_cap) == (20, 30, 100_000)
+    assert drv.identity is not None
+    assert (drv.identity.model, drv.identity.firmware) == ("F18/ID", "Ver 6.60 Apr 26 2016")
+    sizes = await drv.check()  # the session persists
+    assert one_device.fleet.devices["dev_test_01"].stats["sessions"] == 1
+    await drv.close()
+
+
+@pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
+async def test_attendance_matches_the_device_record_for_record(
+    emulate: Callable[..., Emulated], pool: ThreadPoolExecutor, udp: bool
+) -> None:
+    cfg = device_config()
+    em = emulate([cfg], users={cfg.id: sample_users(50)})
+    dev = em.fleet.devices[cfg.id]
+
+    def fill() -> list[tuple[str, datetime, int, int]]:
+        start = datetime(2025, 6, 1, 6, 0)
+        for i in range(20_000):
+            dev.punch(str(1001 + i % 50), start + timedelta(seconds=61 * i), state=i % 2,
+                      verify=(1, 2, 15)[i % 3], notify=False)
+        return [(p.user_id, p.at, p.state, p.verify) for p in dev.log.records()]
+
+    expected = em.emu.call(fill)
+    drv = _driver(em, cfg.id, pool, udp=udp)
+    dump = await drv.read_attendance()
+    assert [(r.user_id, r.local_time, r.state, r.verify) for r in dump.records] == expected
+    assert len(set(dump.fingerprints)) == 20_000
+    await drv.close()
+
+
+async def test_black_and_white_16_byte_records(emulate: Callable[..., Emulated],
+                                               pool: ThreadPoolExecutor) -> None:
+    cfg = device_config(profile=Profile(user_format=28, record_format=16, face_version=None))
+    em = emulate([cfg], users={cfg.id: sample_users(5)})
+    em.emu.call(em.fleet.devices[cfg.id].punch, "1003", datetime(2026, 1, 2, 7, 58), state=1,
+                verify=2)
+    dump = await _driver(em, cfg.id, pool, udp=True).read_attendance()
+    assert dump.record_size == 16
+    r = dump.records[0]
+    assert (r.user_id, r.local_time, r.state, r.verify) == ("1003", datetime(2026, 1, 2, 7, 58),
+                                                            1, 2)
+
+
+async def test_a_record_with_an_impossible_date_is_skipped_not_fatal(
+    one_device: Emulated, pool: ThreadPoolExecutor
+) -> None:
+    dev = one_device.fleet.devices["dev_test_01"]
+    # 31 February 2026, as a device with a badly set clock can hold
+    bad_time = ((26 * 12 * 31) + 1 * 31 + 30) * 86400 + 8 * 3600
+    one_device.emu.call(dev.log.append_encoded, Punch("1001", datetime(2026, 1, 1)), bad_time)
+    dump = await _driver(one_device, dev.id, pool).read_attendance()
+    assert (len(dump.records), dump.bad_records) == (30, 1)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ({"offline": True}, FailureKind.UNREACHABLE),
+        ({"refuse": True}, FailureKind.REFUSED),
+        ({"garbage": True}, FailureKind.PROTOCOL),
+        ({"truncate": True}, FailureKind.PROTOCOL),
+    ],
+)
+async def test_failures_are_classified(one_device: Emulated, pool: ThreadPoolExecutor,
+                                       fault: dict[str, bool], kind: FailureKind) -> None:
+    one_device.emu.run(one_device.fleet.set_faults("dev_test_01", fault))
+    drv = _driver(one_device, "dev_test_01", pool, timeout=0.3)
+    with pytest.raises(DeviceFailure) as info:
+        await drv.check()
+    assert info.value.kind is kind
+    one_device.emu.run(one_device.fleet.clear_faults("dev_test_01"))
+    sizes = await drv.check()  # a fresh session after the error
+    assert sizes.records == 30
+    await drv.close()
+
+
+async def test_wrong_comm_key_is_an_auth_failure(emulate: Callable[..., Emulated],
+                                                 pool: ThreadPoolExecutor) -> None:
+    cfg = device_config(comm_key=4242)
+    em = emulate([cfg])
+    with pytest.raises(DeviceFailure) as info:
+        await _driver(em, cfg.id, pool, key=1111).check()
+    assert info.value.kind is FailureKind.AUTH
+    assert "4242" not in str(info.value) and "1111" not in str(info.value)
+    assert (await _driver(em, cfg.id, pool).check()).users == 0
+
+
+async def test_a_different_device_at_the_address_is_an_identity_failure(
+    one_device: Emulated, pool: ThreadPoolExecutor
+) -> None:
+    with pytest.raises(DeviceFailure) as info:
+        await _driver(one_device, "dev_test_01", pool, serial="OTHER123").check()
+    assert info.value.kind is FailureKind.IDENTITY
+    assert "OTHER123" in str(info.value)
+
+
+async def test_operations_on_one_device_never_overlap(one_device: Emulated,
+                                                      pool: ThreadPoolExecutor) -> None:
+    drv = _driver(one_device, "dev_test_01", pool)
+    results = await asyncio.gather(*(drv.check() for _ in range(10)), drv.read_time(),
+                                   drv.read_attendance())
+    assert all(r.records == 30 for r in results[:10])  # type: ignore[union-attr]
+    assert len(results[-1].records) == 30  # type: ignore[union-attr]
+    assert one_device.fleet.devices["dev_test_01"].stats["sessions"] == 1
+    await drv.close()
+
+
+def test_parser_rejects_data_that_fits_no_record_size() -> None:
+    with pytest.raises(DeviceFailure) as info:
+        parse_attendance(b"\x07\x00\x00\x00" + b"x" * 7, 1)
+    assert info.value.kind is FailureKind.PROTOCOL
+    with pytest.raises(DeviceFailure):
+        parse_attendance(b"\x50\x00\x00\x00" + b"x" * 10, 2)  # cut short
