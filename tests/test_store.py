@@ -28,8 +28,8 @@ def _fleet() -> tuple[list[Site], list[DeviceState]]:
 
 def _punch(user: str, minute: int, *, device: str = "dev_a1", source: str = "sync") -> Punch:
     local = datetime(2026, 3, 28, 8, minute)
-    return Punch(device, user, local, "Africa/Casablanca", local.replace(tzinfo=UTC) - timedelta(hours=1),
-                 TzFlag.OK, 0, 1, source, T0)
+    utc = local.replace(tzinfo=UTC) - timedelta(hours=1)
+    return Punch(device, user, local, "Africa/Casablanca", utc, TzFlag.OK, 0, 1, source, T0)
 
 
 @pytest.fixture
