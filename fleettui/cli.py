@@ -5,14 +5,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleettui import __version__
+from fleettui.config import (
+    Config,
+    ConfigError,
+    Problem,
+    load_config,
+    resolve_config_path,
+    resolve_db_path,
+)
+
+if TYPE_CHECKING:
+    from fleettui.store import Store
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -106,7 +119,55 @@ def build_parser() -> argparse.ArgumentParser:
         "clock, one with a nearly full record buffer",
     )
     emu.add_argument("-v", "--verbose", action="store_true", help="log protocol errors")
+
+    def store_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+        if config:
+            p.add_argument(
+                "--config", metavar="FILE",
+                help="fleet config (default: $FLEETTUI_CONFIG, then the user config dir)",
+            )
+        p.add_argument(
+            "--db", metavar="FILE",
+            help="database (default: $FLEETTUI_DB, then [paths] db, then the user data dir)",
+        )
+
+    run = sub.add_parser(
+        "run", help="run the poller",
+        description="Run the engine: poll every device, store every punch.",
+    )
+    run.add_argument("--headless", action="store_true",
+                     help="run as a service without a screen (logs one line per event)")
+    run.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="log lines as text or JSON (for journald/ELK)")
+    store_args(run)
+
+    chk = sub.add_parser("check-config", help="validate a fleet config file")
+    chk.add_argument("file", nargs="?", help="config file (default: as for run)")
+
+    status = sub.add_parser("status", help="every device's status, from the store")
+    status.add_argument("--json", action="store_true", help="JSON for scripts")
+    store_args(status)
+
+    export = sub.add_parser("export", help="export stored data")
+    export_sub = export.add_subparsers(dest="what", metavar="WHAT", required=True)
+    punches = export_sub.add_parser("punches", help="stored punches, for payroll")
+    punches.add_argument("--since", metavar="ISO", type=_iso_time,
+                         help="only punches at or after this time (UTC if no offset given)")
+    punches.add_argument("--site", metavar="ID", help="only this site's devices")
+    punches.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    punches.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    store_args(punches)
     return parser
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO time like 2026-03-28 or 2026-03-28T08:00:00+01:00, got {text!r}"
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,8 +186,121 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         return asyncio.run(_emulate(args))
+    if args.command == "check-config":
+        return _check_config(args)
+    if args.command == "run":
+        return _run(args, parser)
+    if args.command == "status":
+        return asyncio.run(_status(args))
+    if args.command == "export":
+        return asyncio.run(_export(args))
     parser.print_help()
     return 2
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"fleettui: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path_arg: str | None) -> Config:
+    """The config named on the command line, by the environment, or the default."""
+    path = resolve_config_path(path_arg)
+    if path_arg is None and not path.exists():
+        raise ConfigError(
+            [Problem("", "no config file; write one there, or give --config FILE "
+                         "(fleettui emulate --config-out FILE writes one)", None)],
+            path,
+        )
+    return load_config(path)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.file)
+    except ConfigError as e:
+        return _fail(f"invalid config:\n{e}")
+    print(f"{config.source or args.file}: OK ({len(config.sites)} sites, "
+          f"{len(config.devices)} devices)")
+    return 0
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from fleettui.headless import run_headless, setup_logging
+    from fleettui.store.lock import PollerRunning
+
+    if not args.headless:
+        return _fail("the TUI is not built yet: use fleettui run --headless", 2)
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        return _fail(f"invalid config:\n{e}")
+    db = resolve_db_path(args.db, config)
+    setup_logging(args.log_format)
+    try:
+        return asyncio.run(run_headless(config, db))
+    except PollerRunning as e:
+        return _fail(f"{e}; not starting a second poller on it")
+    except OSError as e:
+        return _fail(f"cannot use the database {db}: {e.strerror or e}")
+
+
+def _optional_config(path_arg: str | None) -> Config | None:
+    try:
+        return _load(path_arg)
+    except ConfigError:
+        if path_arg is not None:
+            raise
+        return None
+
+
+async def _open_store(args: argparse.Namespace) -> Store:
+    from fleettui.store import Store
+
+    db = resolve_db_path(args.db, _optional_config(args.config))
+    if not db.exists():
+        raise FileNotFoundError(f"no database at {db}: run fleettui run --headless first")
+    return await Store.open(db)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from fleettui.report import status_rows, status_table
+
+    try:
+        store = await _open_store(args)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(str(e))
+    try:
+        now = datetime.now(UTC)
+        rows = await status_rows(store, now)
+        if args.json:
+            print(json.dumps({"generated_at": now.isoformat(timespec="seconds"),
+                              "devices": rows}, indent=2))
+        else:
+            print(status_table(rows, await store.devices(), now))
+    finally:
+        await store.close()
+    return 0
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from fleettui.report import write_punches
+
+    try:
+        store = await _open_store(args)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(str(e))
+    try:
+        punches = await store.punches(since=args.since, site_id=args.site)
+        if args.output:
+            with open(args.output, "w", newline="", encoding="utf-8") as out:
+                n = write_punches(punches, out, args.format)
+            print(f"{n} punches written to {args.output}", file=sys.stderr)
+        else:
+            write_punches(punches, sys.stdout, args.format)
+    finally:
+        await store.close()
+    return 0
 
 
 async def _emulate(args: argparse.Namespace) -> int:

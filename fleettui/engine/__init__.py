@@ -1,0 +1,1 @@
+"""The engine: poller, health, punch sync. Knows no screen and no HTTP."""

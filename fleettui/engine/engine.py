@@ -1,0 +1,196 @@
+"""The engine: every device's poller, scheduled, over one store.
+
+``Engine`` turns the configuration into pollers, schedules their checks with
+APScheduler (an interval job per device, spread by jitter, stretched by
+backoff while a device stays down), runs blocking device I/O in one bounded
+thread pool, and tells listeners about each event after it is committed.
+It knows no screen and no HTTP: the TUI, the headless service and the API
+are listeners and readers of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from fleettui.config import Config
+from fleettui.devices.base import Driver, Endpoint
+from fleettui.devices.zk import ZkDriver
+from fleettui.domain import DeviceState, Event, Site
+from fleettui.engine.poller import DevicePoller, PollPolicy
+from fleettui.store import Store
+
+log = logging.getLogger(__name__)
+
+DriverFactory = Callable[[Endpoint, ThreadPoolExecutor], Driver]
+Listener = Callable[[Event], None]
+
+
+def utc_now() -> datetime:
+    """The real clock (the default; tests inject their own)."""
+    return datetime.now(UTC)
+
+
+class Engine:
+    """Polls every enabled device of a config into a store."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        driver_factory: DriverFactory | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        poll = config.poll
+        self.policy = PollPolicy(
+            check_interval_s=poll.check_interval_s,
+            retry_after_s=poll.retry_after_s,
+            offline_after_failures=poll.offline_after_failures,
+            backoff_max_s=poll.backoff_max_s,
+            clock_check_interval_s=poll.clock_check_interval_s,
+            sync_batch=poll.sync_batch,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=poll.workers, thread_name_prefix="device")
+        self._driver_factory = driver_factory or self._zk_driver
+        self._rng = random.Random(seed)
+        self._scheduler: AsyncIOScheduler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.listeners: list[Listener] = []
+        self.pollers: dict[str, DevicePoller] = {}
+        self._stopping = False
+
+    def _zk_driver(self, endpoint: Endpoint, pool: ThreadPoolExecutor) -> Driver:
+        poll = self.config.poll
+        return ZkDriver(endpoint, pool, timeout_s=poll.timeout_s,
+                        bulk_timeout_s=poll.bulk_timeout_s)
+
+    # --- lifecycle ------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Write the configured fleet into the store and build a poller per device."""
+        cfg = self.config
+        await self.store.sync_fleet(
+            [Site(s.id, s.name, s.timezone, s.address) for s in cfg.sites],
+            [
+                DeviceState(id=d.id, serial=d.serial, site_id=d.site, host=d.host, port=d.port,
+                            transport=d.transport, name=d.name, enabled=d.enabled)
+                for d in cfg.devices
+            ],
+        )
+        for d in cfg.devices:
+            if not d.enabled:
+                continue
+            site = cfg.site(d.site)
+            endpoint = Endpoint(d.id, d.host, d.port, d.transport, d.serial,
+                                comm_key=d.comm_key)
+            poller = DevicePoller(
+                device_id=d.id,
+                site_id=d.site,
+                zone=ZoneInfo(site.timezone),
+                driver=self._driver_factory(endpoint, self._pool),
+                store=self.store,
+                policy=self.policy,
+                clock=self.clock,
+                publish=self._publish,
+                live=cfg.effective_live_capture(d),
+                request_retry=partial(self._retry, d.id),
+                spawn=self.spawn,
+            )
+            await poller.restore()
+            self.pollers[d.id] = poller
+
+    async def start(self) -> None:
+        """Prepare, then schedule every device's checks (first ones spread by jitter)."""
+        if not self.pollers:
+            await self.prepare()
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        jitter = self.config.poll.jitter_s
+        now = datetime.now(UTC)
+        for device_id, poller in self.pollers.items():
+            first = now + timedelta(seconds=self._rng.uniform(0, max(jitter, 0.05)))
+            self._scheduler.add_job(
+                self._tick, IntervalTrigger(seconds=poller.interval_s, jitter=jitter or None),
+                args=[device_id], id=device_id, next_run_time=first, max_instances=1,
+                coalesce=True, misfire_grace_time=None,
+            )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop scheduling, let in-flight work finish (writes complete), close devices."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=60)
+        await asyncio.gather(*(p.driver.close() for p in self.pollers.values()),
+                             return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- scheduling -----------------------------------------------------
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run engine work as a tracked task (stop waits for it to finish)."""
+        if self._stopping:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine task failed", exc_info=task.exception())
+
+    async def _tick(self, device_id: str) -> None:
+        self.spawn(self._check_and_reschedule(device_id))
+
+    async def _check_and_reschedule(self, device_id: str) -> None:
+        poller = self.pollers[device_id]
+        before = poller.interval_s
+        await poller.check()
+        if poller.interval_s != before and self._scheduler is not None and not self._stopping:
+            self._scheduler.reschedule_job(
+                device_id,
+                trigger=IntervalTrigger(seconds=poller.interval_s,
+                                        jitter=self.config.poll.jitter_s or None),
+            )
+
+    def _retry(self, device_id: str, delay: float) -> None:
+        if self._scheduler is None or self._stopping:
+            return
+        self._scheduler.add_job(
+            self._tick, "date", run_date=datetime.now(UTC) + timedelta(seconds=delay),
+            args=[device_id], id=f"{device_id}:retry", replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    async def sweep(self) -> None:
+        """Check every device once, all at once (what a scheduled round does)."""
+        await asyncio.gather(*(p.check() for p in self.pollers.values()))
+
+    # --- events ---------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+

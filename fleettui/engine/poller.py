@@ -1,0 +1,210 @@
+"""One device's polling: liveness check, status, punch sync, clock, live capture.
+
+In the spirit of Home Assistant's DataUpdateCoordinator: one coordinator per
+device, backing off while the device stays offline, telling listeners only
+when something changed. The scheduling itself (when ``check`` runs) is the
+engine's; this class decides what a check does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from fleettui.devices.base import DeviceFailure, Driver
+from fleettui.domain import DeviceStatus, Event, RawPunch, StatusChange
+from fleettui.engine.health import Health
+from fleettui.engine.sync import SyncResult, drift_seconds, make_punch, store_dump
+from fleettui.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """The timing knobs of polling (from the config's [poll] section)."""
+
+    check_interval_s: float = 4.0
+    retry_after_s: float = 1.0
+    offline_after_failures: int = 2
+    backoff_max_s: float = 60.0
+    clock_check_interval_s: float = 300.0
+    sync_batch: int = 5000
+
+
+class DevicePoller:
+    """What happens at each check of one device."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        site_id: str,
+        zone: ZoneInfo,
+        driver: Driver,
+        store: Store,
+        policy: PollPolicy,
+        clock: Callable[[], datetime],
+        publish: Callable[[Event], None],
+        live: bool = False,
+        request_retry: Callable[[float], None] | None = None,
+        spawn: Callable[[Awaitable[None]], None] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.site_id = site_id
+        self.zone = zone
+        self.driver = driver
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.publish = publish
+        self.live = live
+        self.request_retry = request_retry
+        self.spawn = spawn
+        self.health = Health(device_id, offline_after=policy.offline_after_failures)
+        self.interval_s = policy.check_interval_s
+        self.busy = False
+        self._last_clock_check: datetime | None = None
+        self._drift: float | None = None
+        self._synced_count: int | None = None
+        self._live_started = False
+        self.last_sync: SyncResult | None = None
+
+    async def restore(self) -> None:
+        """Pick up the status and sync cursor the store remembers (after a restart)."""
+        state = await self.store.device(self.device_id)
+        if state is not None:
+            self.health.status = state.status
+            self.health.reason = state.status_reason
+            self.health.since = state.status_since
+            self._drift = state.clock_drift_s
+            self._synced_count = state.synced_records if state.last_sync_at else None
+
+    async def check(self) -> None:
+        """One liveness check, and whatever it calls for (sync, clock, live capture)."""
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            await self._check()
+        finally:
+            self.busy = False
+
+    async def _check(self) -> None:
+        try:
+            sizes = await self.driver.check()
+        except DeviceFailure as failure:
+            await self._failed(failure)
+            return
+        now = self.clock()
+        was = self.health.status
+        await self._transition(self.health.success(now))
+        self.interval_s = self.policy.check_interval_s
+        await self.store.record_seen(
+            self.device_id, now, users=sizes.users, users_cap=sizes.users_cap,
+            records=sizes.records, records_cap=sizes.records_cap,
+        )
+        identity = self.driver.identity
+        if identity is not None and was is not DeviceStatus.ONLINE:
+            await self.store.record_identity(
+                self.device_id, model=identity.model, firmware=identity.firmware,
+                platform=identity.platform, mac=identity.mac,
+            )
+        try:
+            if self._clock_due(now):
+                await self._read_clock()
+            if sizes.records != self._synced_count:
+                await self.sync()
+        except DeviceFailure as failure:
+            await self._failed(failure)
+            return
+        if self.live and not self._live_started:
+            self.driver.start_live(self._on_live_punch, self._on_live_error)
+            self._live_started = True
+
+    def _clock_due(self, now: datetime) -> bool:
+        last = self._last_clock_check
+        return last is None or (now - last).total_seconds() >= self.policy.clock_check_interval_s
+
+    async def _read_clock(self) -> None:
+        device_time = await self.driver.read_time()
+        now = self.clock()
+        self._drift = drift_seconds(device_time, self.zone, now)
+        self._last_clock_check = now
+        await self.store.record_clock(self.device_id, self._drift, now)
+
+    async def sync(self) -> SyncResult:
+        """Download the attendance log and store what is new, oldest first."""
+        if self._last_clock_check is None or self._clock_due(self.clock()):
+            await self._read_clock()
+        dump = await self.driver.read_attendance()
+        now = self.clock()
+        result = await store_dump(
+            self.store, self.device_id, self.zone, dump, now=now,
+            clock_drift_s=self._drift, batch=self.policy.sync_batch,
+        )
+        self._synced_count = result.read + result.bad_records
+        self.last_sync = result
+        if result.new or result.bad_records:
+            message = f"{self.device_id}: {result.new} new punch(es) stored"
+            if result.bad_records:
+                message += f", {result.bad_records} unreadable record(s) skipped"
+            event = await self.store.add_event(
+                "sync", message, at=now, device_id=self.device_id,
+                data={"new": result.new, "read": result.read, "bad": result.bad_records},
+            )
+            self.publish(event)
+        return result
+
+    async def _failed(self, failure: DeviceFailure) -> None:
+        now = self.clock()
+        change = self.health.failure(failure.kind, str(failure), now)
+        await self._transition(change)
+        if self.health.status in (DeviceStatus.OFFLINE, DeviceStatus.ERROR):
+            # back off while it stays down: fewer wasted timeouts, same recovery
+            self.interval_s = min(self.interval_s * 2, self.policy.backoff_max_s)
+        elif (
+            self.health.failures < self.policy.offline_after_failures
+            and self.policy.retry_after_s > 0
+            and self.request_retry is not None
+        ):
+            self.request_retry(self.policy.retry_after_s)
+
+    async def _transition(self, change: StatusChange | None) -> None:
+        if change is None:
+            return
+        event = await self.store.record_status(change)
+        self.publish(event)
+        if change.status is DeviceStatus.ONLINE and change.previous in (
+            DeviceStatus.OFFLINE, DeviceStatus.ERROR,
+        ):
+            self._synced_count = None  # back from an outage: sync the backlog at once
+
+    # --- live capture ---------------------------------------------------
+
+    def _on_live_punch(self, raw: RawPunch) -> None:
+        if self.spawn is not None:
+            self.spawn(self._store_live(raw))
+
+    async def _store_live(self, raw: RawPunch) -> None:
+        now = self.clock()
+        punch = make_punch(self.device_id, raw, self.zone, source="live", received_at=now,
+                           clock_drift_s=self._drift)
+        if await self.store.insert_punches(self.device_id, [punch]):
+            event = await self.store.add_event(
+                "punch", f"{self.device_id}: user {raw.user_id} punched at {raw.local_time}",
+                at=now, device_id=self.device_id,
+                data={"user_id": raw.user_id, "local_time": raw.local_time.isoformat()},
+            )
+            self.publish(event)
+
+    def _on_live_error(self, reason: str) -> None:
+        log.debug("%s live capture: %s", self.device_id, reason)
+
+
+def next_delay(poller: DevicePoller) -> timedelta:
+    """How long until a device's next regular check."""
+    return timedelta(seconds=poller.interval_s)

@@ -1,0 +1,100 @@
+"""``fleettui run --headless``: the engine as a service, one log line per event.
+
+Owns the database's polling (a second poller is refused, naming the owner),
+logs every event as a line (text, or JSON for journald/ELK), and stops
+gracefully on SIGTERM/SIGINT: scheduling stops, in-flight checks and syncs
+finish their writes, then devices are said goodbye to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fleettui.config import Config
+from fleettui.domain import Event
+from fleettui.engine.engine import Engine
+from fleettui.store import Store
+from fleettui.store.lock import PollerLock
+
+log = logging.getLogger("fleettui")
+event_log = logging.getLogger("fleettui.events")
+
+_LEVELS = {"device.offline": logging.WARNING, "device.error": logging.WARNING}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the event's fields when the record carries one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        event: Event | None = getattr(record, "event", None)
+        if event is not None:
+            out.update(
+                {"event_id": event.id, "kind": event.kind, "device": event.device_id,
+                 "site": event.site_id, "data": event.data}
+            )
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(fmt: str, level: int = logging.INFO) -> None:
+    """Log to stderr as text or JSON lines."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # APScheduler logs every job run at INFO: far too chatty for 500 devices
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def log_event(event: Event) -> None:
+    """Write one event as one log line."""
+    event_log.log(_LEVELS.get(event.kind, logging.INFO), "%s", event.message,
+                  extra={"event": event})
+
+
+async def run_headless(config: Config, db_path: Path, *, stop: asyncio.Event | None = None) -> int:
+    """Poll until SIGTERM/SIGINT (or ``stop`` is set). Raises PollerRunning if not the owner."""
+    lock = PollerLock(db_path).acquire()
+    try:
+        store = await Store.open(db_path)
+        try:
+            engine = Engine(config, store)
+            engine.listeners.append(log_event)
+            await engine.start()
+            log.info(
+                "polling %d device(s) across %d site(s) into %s",
+                len(engine.pollers), len(config.sites), db_path,
+            )
+            stop = stop or asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("stopping: letting current work finish")
+            await engine.stop()
+        finally:
+            await store.close()
+    finally:
+        lock.release()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,141 @@
+"""``fleettui status`` and ``fleettui export punches``: the store read for scripts and cron.
+
+Both only read the store, so they work while a headless poller runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from fleettui.domain import DeviceState, Punch
+from fleettui.store import Store
+
+#: clock drift above which a corrected UTC time is worth giving (django-fpa's warning level)
+DRIFT_WARN_S = 120.0
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
+
+
+def _ago(dt: datetime | None, now: datetime) -> str:
+    if dt is None:
+        return "never"
+    s = int((now - dt).total_seconds())
+    if s < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """One row per device, as ``fleettui status --json`` prints it."""
+    rows = []
+    for d in await store.devices():
+        fill = d.buffer_fill
+        rows.append(
+            {
+                "id": d.id,
+                "serial": d.serial,
+                "site": d.site_id,
+                "model": d.model,
+                "status": d.status.value,
+                "reason": d.status_reason,
+                "since": _iso(d.status_since),
+                "last_seen": _iso(d.last_seen),
+                "last_punch": _iso(d.last_punch_at),
+                "records": d.records,
+                "records_capacity": d.records_cap,
+                "buffer_fill": round(fill, 4) if fill is not None else None,
+                "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
+                "uptime_24h": _pct(await store.uptime(d.id, timedelta(hours=24), now)),
+                "uptime_30d": _pct(await store.uptime(d.id, timedelta(days=30), now)),
+                "enabled": d.enabled,
+            }
+        )
+    return rows
+
+
+def _pct(value: float | None) -> float | None:
+    return round(value * 100, 2) if value is not None else None
+
+
+def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: datetime) -> str:
+    """The human table of ``fleettui status``."""
+    by_id = {s.id: s for s in states}
+    header = ("DEVICE", "SITE", "STATUS", "SINCE", "LAST SEEN", "LAST PUNCH", "BUFFER", "DRIFT")
+    lines: list[tuple[str, ...]] = [header]
+    for row in devices:
+        s = by_id[row["id"]]
+        status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
+        buffer = f"{row['buffer_fill']:.0%}" if row["buffer_fill"] is not None else "-"
+        drift = f"{row['clock_drift_s']:+.0f}s" if row["clock_drift_s"] is not None else "-"
+        lines.append((row["id"], row["site"], status, _ago(s.status_since, now),
+                      _ago(s.last_seen, now), _ago(s.last_punch_at, now), buffer, drift))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(col.ljust(w) for col, w in zip(line, widths, strict=True)).rstrip()
+           for line in lines]
+    counts: dict[str, int] = {}
+    for row in devices:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = " · ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    out.append(f"\n{len(devices)} devices · {summary}" if devices else "no devices")
+    return "\n".join(out)
+
+
+EXPORT_FIELDS = (
+    "id", "device_id", "user_id", "local_time", "timezone", "utc_time", "utc_time_corrected",
+    "tz_flag", "state", "verify", "clock_drift_s", "source", "received_at",
+)
+
+
+def punch_record(p: Punch) -> dict[str, Any]:
+    """A punch as exported. ``utc_time_corrected`` removes a clock drift over 2 minutes."""
+    corrected = p.utc_time
+    if p.clock_drift_s is not None and abs(p.clock_drift_s) > DRIFT_WARN_S:
+        corrected = p.utc_time - timedelta(seconds=p.clock_drift_s)
+    return {
+        "id": p.id,
+        "device_id": p.device_id,
+        "user_id": p.user_id,
+        "local_time": p.local_time.isoformat(),
+        "timezone": p.timezone,
+        "utc_time": _iso(p.utc_time),
+        "utc_time_corrected": _iso(corrected),
+        "tz_flag": p.tz_flag.value,
+        "state": p.state,
+        "verify": p.verify,
+        "clock_drift_s": p.clock_drift_s,
+        "source": p.source,
+        "received_at": _iso(p.received_at),
+    }
+
+
+def write_punches(punches: Iterable[Punch], out: TextIO, fmt: str) -> int:
+    """Write punches as CSV (with a header) or JSON lines; returns how many."""
+    n = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+        writer.writeheader()
+        for p in punches:
+            writer.writerow(punch_record(p))
+            n += 1
+    else:
+        for p in punches:
+            out.write(json.dumps(punch_record(p)) + "\n")
+            n += 1
+    return n
+
+
+def punches_text(punches: Iterable[Punch], fmt: str) -> str:
+    """Punches as export text (for tests and small exports)."""
+    buf = io.StringIO()
+    write_punches(punches, buf, fmt)
+    return buf.getvalue()
