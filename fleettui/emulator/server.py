@@ -408,6 +408,8 @@ class DeviceServer:
                     await self.serve(link, inner)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutting down: end the handler quietly (asyncio logs cancelled handlers)
         finally:
             link.close()
             self.links.discard(link)
