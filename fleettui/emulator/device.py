@@ -294,7 +294,9 @@ class Device:
         self.door_unlocks = 0
         self._door_open_until = 0.0
         self.voices: list[int] = []
-        self.stats: dict[str, int] = {"commands": 0, "sessions": 0, "bad_checksums": 0}
+        self.stats: dict[str, int] = {
+            "commands": 0, "sessions": 0, "bad_checksums": 0, "bytes_in": 0, "bytes_out": 0,
+        }
         #: called with each new Punch (the server pushes real-time events)
         self.punch_listeners: list[Callable[[Punch], None]] = []
         #: called when the device drops every session (restart, power off)

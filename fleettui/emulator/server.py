@@ -118,6 +118,7 @@ class TcpLink(Link):
         frame = self._mangle(wrap_tcp(inner))
         if frame is None or self.closed or self.writer.is_closing():
             return
+        self.server.device.stats["bytes_out"] += len(frame)
         self.writer.write(frame)
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
@@ -163,6 +164,7 @@ class UdpLink(Link):
             return
         frame = self._mangle(inner)
         if frame is not None:
+            srv.device.stats["bytes_out"] += len(frame)
             srv.udp_transport.sendto(frame, self.addr)
 
     def close(self) -> None:
@@ -395,6 +397,7 @@ class DeviceServer:
                 chunk = await reader.read(65536)
                 if not chunk:
                     break
+                self.device.stats["bytes_in"] += len(chunk)
                 if not self.device.reachable():
                     await self.wait_reachable(link)  # in flight until the link is back
                     if link.closed:
@@ -425,6 +428,7 @@ class DeviceServer:
             return
         if len(data) < 8:
             return
+        device.stats["bytes_in"] += len(data)
         code, _chk, sid, reply_id = struct.unpack_from("<4H", data)
         if code == Cmd.CONNECT:
             link = UdpLink(self, addr)
