@@ -121,7 +121,7 @@ def classify(exc: BaseException) -> DeviceFailure:
         return exc
     text = str(exc)
     if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in text:
-        return DeviceFailure(FailureKind.UNREACHABLE, "no answer (timed out)")
+        return DeviceFailure(FailureKind.UNREACHABLE, "no answer")
     if isinstance(exc, OSError) and exc.errno in _REFUSED:
         return DeviceFailure(FailureKind.REFUSED, "connection refused")
     if isinstance(exc, OSError) and exc.errno in _UNREACHABLE:

@@ -32,9 +32,11 @@ def to_utc(local: datetime, zone: ZoneInfo) -> tuple[datetime, TzFlag]:
     occurrence; nonexistent ones (the skipped hour) take the offset in force
     before the change. Both are flagged.
     """
-    first = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    second = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    if first == second:
+    off0 = zone.utcoffset(local)
+    off1 = zone.utcoffset(local.replace(fold=1))
+    assert off0 is not None and off1 is not None  # a ZoneInfo always has an offset
+    first = (local - off0).replace(tzinfo=UTC)
+    if off0 == off1:
         return first, TzFlag.OK
     if first.astimezone(zone).replace(tzinfo=None) != local:
         return first, TzFlag.NONEXISTENT

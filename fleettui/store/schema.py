@@ -63,7 +63,6 @@ MIGRATIONS: list[str] = [
         UNIQUE (device_id, user_id, local_time, state, verify)
     );
     CREATE INDEX punches_utc ON punches(utc_time);
-    CREATE INDEX punches_device_utc ON punches(device_id, utc_time);
     CREATE TABLE events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at TEXT NOT NULL,
@@ -88,8 +87,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commands_device_state ON commands(device_id, state);
     CREATE TABLE webhook_outbox (
-        id INTEGER PRIMARY KEY,
-        event_id TEXT NOT NULL UNIQUE,
+        id INTEGER PRIMARY KEY,  -- also the event's stable id (webhook-id)
         event_type TEXT NOT NULL,
         device_id TEXT,
         payload TEXT NOT NULL,

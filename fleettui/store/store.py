@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,15 @@ _DEVICE_COLUMNS = (
     " status, status_reason, status_since, last_seen, users, users_cap, records, records_cap,"
     " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records"
 )
+#: one punch.created outbox row per punch with an id above ?, payload built by SQLite
+_OUTBOX_FROM_NEW_PUNCHES = (
+    "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
+    " SELECT 'punch.created', device_id,"
+    " json_object('event', 'punch.created', 'punch', json_object('id', id,"
+    " 'device_id', device_id, 'user_id', user_id, 'local_time', local_time,"
+    " 'timezone', timezone, 'timestamp', utc_time, 'state', state, 'verify', verify)),"
+    " received_at FROM punches WHERE id > ? ORDER BY id"
+)
 _PUNCH_COLUMNS = (
     "id, device_id, user_id, local_time, timezone, utc_time, tz_flag, state, verify,"
     " clock_drift_s, source, received_at"
@@ -40,7 +48,9 @@ _PUNCH_COLUMNS = (
 
 def ts(dt: datetime) -> str:
     """An aware datetime as the store's UTC text (sorts as time)."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_ts(text: str | None) -> datetime | None:
@@ -51,7 +61,7 @@ def from_ts(text: str | None) -> datetime | None:
 
 
 def _local(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return dt.isoformat(timespec="seconds")
 
 
 class Store:
@@ -306,6 +316,24 @@ class Store:
         can never leave the cursor ahead of the punches. Returns how many
         punches were new.
         """
+        received: dict[datetime, str] = {}  # a sync's punches share one received_at
+        rows = [
+            (
+                device_id,
+                p.user_id,
+                _local(p.local_time),
+                p.timezone,
+                ts(p.utc_time),
+                p.tz_flag.value,
+                p.state,
+                p.verify,
+                p.clock_drift_s,
+                p.source,
+                received.get(p.received_at) or received.setdefault(p.received_at,
+                                                                    ts(p.received_at)),
+            )
+            for p in punches
+        ]
         async with self._tx() as db:
             row = await (await db.execute("SELECT COALESCE(MAX(id), 0) FROM punches")).fetchone()
             before = int(row[0]) if row else 0
@@ -313,44 +341,22 @@ class Store:
                 "INSERT OR IGNORE INTO punches (device_id, user_id, local_time, timezone,"
                 " utc_time, tz_flag, state, verify, clock_drift_s, source, received_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        device_id,
-                        p.user_id,
-                        _local(p.local_time),
-                        p.timezone,
-                        ts(p.utc_time),
-                        p.tz_flag.value,
-                        p.state,
-                        p.verify,
-                        p.clock_drift_s,
-                        p.source,
-                        ts(p.received_at),
-                    )
-                    for p in punches
-                ],
+                rows,
             )
-            new_rows = await _fetch(
-                db, f"SELECT {_PUNCH_COLUMNS} FROM punches WHERE id > ? ORDER BY id", (before,)
-            )
-            await db.executemany(
-                "INSERT INTO webhook_outbox (event_id, event_type, device_id, payload, created_at)"
-                " VALUES (?, 'punch.created', ?, ?, ?)",
-                [
-                    (
-                        f"evt_{uuid.uuid4().hex}",
-                        device_id,
-                        json.dumps(_punch_payload(r)),
-                        r["received_at"],
-                    )
-                    for r in new_rows
-                ],
-            )
-            if new_rows:
+            # the outbox rows are made by SQLite from the rows just inserted: one per new
+            # punch, none for a duplicate, in the same transaction
+            await db.execute(_OUTBOX_FROM_NEW_PUNCHES, (before,))
+            row = await (
+                await db.execute(
+                    "SELECT COUNT(*), MAX(utc_time) FROM punches WHERE id > ?", (before,)
+                )
+            ).fetchone()
+            new, newest = (int(row[0]), row[1]) if row else (0, None)
+            if newest is not None:
                 await db.execute(
                     "UPDATE devices SET last_punch_at = MAX(COALESCE(last_punch_at, ''), ?)"
                     " WHERE id = ?",
-                    (max(r["utc_time"] for r in new_rows), device_id),
+                    (newest, device_id),
                 )
             if cursor is not None:
                 await db.execute(
@@ -358,7 +364,7 @@ class Store:
                     " last_sync_at = COALESCE(?, last_sync_at) WHERE id = ?",
                     (cursor[0], cursor[1], ts(synced_at) if synced_at else None, device_id),
                 )
-            return len(new_rows)
+            return new
 
     async def sync_cursor(self, device_id: str) -> tuple[int, str]:
         """(records already stored from the device, fingerprint of the last one)."""
@@ -459,10 +465,10 @@ class Store:
         return [
             Event(
                 r["id"],
-                from_ts(r["at"]),
+                from_ts(r["at"]),  # type: ignore[arg-type]
                 r["kind"],
                 r["message"],
-                r["device_id"],  # type: ignore[arg-type]
+                r["device_id"],
                 r["site_id"],
                 json.loads(r["data"]),
             )
@@ -519,19 +525,3 @@ def _punch(r: Any) -> Punch:
         source=r["source"],
         received_at=from_ts(r["received_at"]),  # type: ignore[arg-type]
     )
-
-
-def _punch_payload(r: Any) -> dict[str, Any]:
-    return {
-        "event": "punch.created",
-        "punch": {
-            "id": r["id"],
-            "device_id": r["device_id"],
-            "user_id": r["user_id"],
-            "local_time": r["local_time"],
-            "timezone": r["timezone"],
-            "timestamp": r["utc_time"],
-            "state": r["state"],
-            "verify": r["verify"],
-        },
-    }
