@@ -114,10 +114,10 @@ class DevicePoller:
                 platform=identity.platform, mac=identity.mac,
             )
         try:
-            if self._clock_due(now):
-                await self._read_clock()
             if sizes.records != self._synced_count:
                 await self.sync()
+            elif self._clock_due(now):
+                await self._read_clock()
         except DeviceFailure as failure:
             await self._failed(failure)
             return
@@ -137,9 +137,8 @@ class DevicePoller:
         await self.store.record_clock(self.device_id, self._drift, now)
 
     async def sync(self) -> SyncResult:
-        """Download the attendance log and store what is new, oldest first."""
-        if self._last_clock_check is None or self._clock_due(self.clock()):
-            await self._read_clock()
+        """Read the clock, download the attendance log, store what is new, oldest first."""
+        await self._read_clock()  # drift recorded at every sync, and kept with its punches
         dump = await self.driver.read_attendance()
         now = self.clock()
         result = await store_dump(
