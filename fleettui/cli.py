@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -264,7 +265,7 @@ async def _open_store(args: argparse.Namespace) -> Store:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from fleettui.report import status_rows, status_table
+    from fleettui.report import poller_state, status_rows, status_table
 
     try:
         store = await _open_store(args)
@@ -273,11 +274,14 @@ async def _status(args: argparse.Namespace) -> int:
     try:
         now = datetime.now(UTC)
         rows = await status_rows(store, now)
+        poller = poller_state(store.path)
         if args.json:
             print(json.dumps({"generated_at": now.isoformat(timespec="seconds"),
-                              "devices": rows}, indent=2))
+                              "poller": poller, "devices": rows}, indent=2))
         else:
             print(status_table(rows, await store.devices(), now))
+            if not poller["running"]:
+                print("no poller is running on this database: statuses are as last seen")
     finally:
         await store.close()
     return 0
@@ -297,7 +301,13 @@ async def _export(args: argparse.Namespace) -> int:
                 n = write_punches(punches, out, args.format)
             print(f"{n} punches written to {args.output}", file=sys.stderr)
         else:
-            write_punches(punches, sys.stdout, args.format)
+            try:
+                write_punches(punches, sys.stdout, args.format)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # the reader went away (| head): stop quietly, as a pipe tool should
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
     finally:
         await store.close()
     return 0

@@ -73,6 +73,11 @@ def log_event(event: Event) -> None:
 
 async def run_headless(config: Config, db_path: Path, *, stop: asyncio.Event | None = None) -> int:
     """Poll until SIGTERM/SIGINT (or ``stop`` is set). Raises PollerRunning if not the owner."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before anything else: a stop while
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # starting is clean too
+            loop.add_signal_handler(sig, stop.set)
     lock = PollerLock(db_path).acquire()
     try:
         store = await Store.open(db_path)
@@ -84,11 +89,6 @@ async def run_headless(config: Config, db_path: Path, *, stop: asyncio.Event | N
                 "polling %d device(s) across %d site(s) into %s",
                 len(engine.pollers), len(config.sites), db_path,
             )
-            stop = stop or asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             log.info("stopping: letting current work finish")
             await engine.stop()

@@ -10,10 +10,12 @@ import io
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from fleettui.domain import DeviceState, Punch
 from fleettui.store import Store
+from fleettui.store.lock import PollerLock
 
 #: clock drift above which a corrected UTC time is worth giving (django-fpa's warning level)
 DRIFT_WARN_S = 120.0
@@ -63,6 +65,13 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
+def poller_state(db: Path) -> dict[str, Any]:
+    """Whether a poller owns this database now, and who (pid, host, since)."""
+    lock = PollerLock(db)
+    running = lock.held_elsewhere()
+    return {"running": running, "owner": lock.owner() if running else None}
+
+
 def _pct(value: float | None) -> float | None:
     return round(value * 100, 2) if value is not None else None
 
@@ -86,7 +95,8 @@ def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: 
     for row in devices:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     summary = " · ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    out.append(f"\n{len(devices)} devices · {summary}" if devices else "no devices")
+    noun = "device" if len(devices) == 1 else "devices"
+    out.append(f"\n{len(devices)} {noun} · {summary}" if devices else "no devices")
     return "\n".join(out)
 
 

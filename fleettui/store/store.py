@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -81,13 +82,17 @@ class Store:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
         db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=10000")
-        store = cls(db, path)
-        await store._migrate()
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA busy_timeout=10000")
+            await _set_wal(db)
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            store = cls(db, path)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
         return store
 
     async def close(self) -> None:
@@ -96,20 +101,26 @@ class Store:
             await self._db.close()
 
     async def _migrate(self) -> None:
+        """Run the migrations not run yet, all in one transaction.
+
+        The version is read inside the write transaction, so two processes
+        opening a new database at once (a poller creating it, ``fleettui
+        status`` reading it) never run a migration twice.
+        """
         async with self._write:
-            row = await (await self._db.execute("PRAGMA user_version")).fetchone()
-            version = int(row[0]) if row else 0
-            for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = await (await self._db.execute("PRAGMA user_version")).fetchone()
+                version = int(row[0]) if row else 0
+                for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
                     for statement in sql.split(";"):
                         if statement.strip():
                             await self._db.execute(statement)
                     await self._db.execute(f"PRAGMA user_version = {number}")
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -474,6 +485,19 @@ class Store:
             )
             for r in rows
         ]
+
+
+async def _set_wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" at once, busy_timeout or not, while another
+    connection switches the same new file, so retry for a while."""
+    for attempt in range(200):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 199:
+                raise
+            await asyncio.sleep(0.05)
 
 
 async def _fetch(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[Any]:
