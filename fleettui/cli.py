@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleettui import __version__
+from fleettui.commands import COMMANDS
 from fleettui.config import (
     Config,
     ConfigError,
@@ -158,7 +159,63 @@ def build_parser() -> argparse.ArgumentParser:
     punches.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     punches.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     store_args(punches)
+
+    cmd = sub.add_parser(
+        "command", help="queue a command for a device or every device of a site",
+        description="Queue a remote command. The poller that owns the database runs it when "
+        "the device is online; offline devices get their commands, in order, when they return.",
+        epilog="commands: " + ", ".join(sorted(COMMANDS)) + "\nexit: 0 done (or queued without "
+        "--wait), 1 failed or expired, 2 bad input, 3 still pending when --wait ran out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.add_argument("target", metavar="DEVICE_OR_SITE")
+    cmd.add_argument("name", metavar="COMMAND", help="e.g. restart, sync_time, unlock")
+    _command_args(cmd)
+    store_args(cmd)
+
+    emp = sub.add_parser(
+        "sync-employees", help="push employees from a CSV or JSON file to a site or device",
+        description="CSV header: id,name,card[,privilege,password] (privilege 0 user, 14 admin);"
+        " or JSON: a list of {user_id, name, card, ...}.",
+    )
+    where = emp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--site", metavar="ID")
+    where.add_argument("--device", metavar="ID")
+    emp.add_argument("file", type=Path, help="employees.csv or employees.json")
+    emp.add_argument("--remove-missing", action="store_true",
+                     help="also delete users who are not in the file")
+    _command_args(emp, params=False)
+    store_args(emp)
+
+    lst = sub.add_parser("commands", help="recent commands and their results")
+    lst.add_argument("--device", metavar="ID")
+    lst.add_argument("--limit", type=_positive_int, default=30)
+    lst.add_argument("--json", action="store_true")
+    store_args(lst)
     return parser
+
+
+def _command_args(p: argparse.ArgumentParser, *, params: bool = True) -> None:
+    if params:
+        p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                       help="a parameter (repeatable), e.g. -p seconds=5")
+    p.add_argument("--key", metavar="KEY",
+                   help="idempotency key: the same key again returns the first request")
+    p.add_argument("--ttl", type=_duration, default=timedelta(hours=24), metavar="DURATION",
+                   help="expire if the device has not taken it by then (24h; e.g. 30m, 2h, 7d)")
+    p.add_argument("--wait", type=_duration, metavar="DURATION",
+                   help="wait this long for every command to finish, and report")
+    p.add_argument("--json", action="store_true", help="print the request as JSON")
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 30s, 10m, 2h or 7d, got {text!r}"
+        )
+    return timedelta(seconds=float(number) * units[unit])
 
 
 def _iso_time(text: str) -> datetime:
@@ -195,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_status(args))
     if args.command == "export":
         return asyncio.run(_export(args))
+    if args.command in ("command", "sync-employees"):
+        return asyncio.run(_command(args))
+    if args.command == "commands":
+        return asyncio.run(_commands(args))
     parser.print_help()
     return 2
 
@@ -388,3 +449,99 @@ async def _emulate(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _param_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+async def _command(args: argparse.Namespace) -> int:
+    from fleettui.commands import CommandError
+    from fleettui.engine.enqueue import enqueue, read_employees
+    from fleettui.report import request_record, request_text
+    from fleettui.store.store import IdempotencyConflict
+
+    if args.command == "sync-employees":
+        target = args.site or args.device
+        name = "sync_employees"
+        try:
+            params: dict[str, Any] = {"employees": read_employees(args.file),
+                                      "remove_missing": args.remove_missing}
+        except CommandError as e:
+            return _fail(str(e), 2)
+    else:
+        target, name, params = args.target, args.name, {}
+        for item in args.param:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                return _fail(f"--param: expected KEY=VALUE, got {item!r}", 2)
+            params[key] = _param_value(value)
+    try:
+        store = await _open_store(args)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(str(e))
+    try:
+        try:
+            request, created = await enqueue(
+                store, target, name, params, now=datetime.now(UTC), source="cli",
+                idempotency_key=args.key, ttl=args.ttl,
+            )
+        except (CommandError, IdempotencyConflict) as e:
+            return _fail(str(e), 2)
+        if not created:
+            print(f"request {request.id} already made with this key; not queued again",
+                  file=sys.stderr)
+        if args.wait is not None:
+            deadline = datetime.now(UTC) + args.wait
+            while True:
+                fresh = await store.command_request(request.id)
+                assert fresh is not None
+                request = fresh
+                if all(c.state.final for c in request.commands):
+                    break
+                if datetime.now(UTC) >= deadline:
+                    break
+                await asyncio.sleep(0.5)
+        if args.json:
+            print(json.dumps(request_record(request), indent=2))
+        else:
+            print(request_text(request))
+        if not poller_running(store.path):
+            print("no poller is running on this database: the command waits for one",
+                  file=sys.stderr)
+        summary = request.summary()
+        if summary["failed"] or summary["expired"]:
+            return 1
+        if args.wait is not None and summary["queued"] + summary["sent"]:
+            return 3
+        return 0
+    finally:
+        await store.close()
+
+
+async def _commands(args: argparse.Namespace) -> int:
+    from fleettui.report import command_record, commands_table
+
+    try:
+        store = await _open_store(args)
+    except (ConfigError, FileNotFoundError) as e:
+        return _fail(str(e))
+    try:
+        rows = await store.commands(device_id=args.device, limit=args.limit)
+        if args.json:
+            print(json.dumps({"commands": [command_record(c) for c in rows]}, indent=2))
+        else:
+            print(commands_table(rows))
+    finally:
+        await store.close()
+    return 0
+
+
+def poller_running(db: Path) -> bool:
+    """Whether a poller owns this database now."""
+    from fleettui.store.lock import PollerLock
+
+    return PollerLock(db).held_elsewhere()

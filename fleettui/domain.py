@@ -145,3 +145,59 @@ class Event:
     device_id: str | None = None
     site_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+
+class CommandState(StrEnum):
+    """Where a remote command is in its life."""
+
+    QUEUED = "queued"  # waiting for the device (offline devices get it when back)
+    SENT = "sent"  # being run on the device now
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"  # its time to live ran out before the device could take it
+
+    @property
+    def final(self) -> bool:
+        """Whether the command will not change any more."""
+        return self in (CommandState.DONE, CommandState.FAILED, CommandState.EXPIRED)
+
+
+@dataclass(slots=True)
+class Command:
+    """One command for one device, as queued in the store."""
+
+    id: int
+    request_id: int
+    device_id: str
+    command: str
+    params: dict[str, Any]
+    state: CommandState
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class CommandRequest:
+    """What an operator asked for: one command to a device or to every device of a site."""
+
+    id: int
+    target: str
+    target_kind: str  # "device" or "site"
+    command: str
+    params: dict[str, Any]
+    source: str
+    created_at: datetime
+    idempotency_key: str | None = None
+    commands: list[Command] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        """How many of its commands are in each state."""
+        counts = {s.value: 0 for s in CommandState}
+        for c in self.commands:
+            counts[c.state.value] += 1
+        counts["total"] = len(self.commands)
+        return counts

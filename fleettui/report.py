@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettui.domain import DeviceState, Punch
+from fleettui.domain import Command, CommandRequest, DeviceState, Punch
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
 
@@ -149,3 +149,63 @@ def punches_text(punches: Iterable[Punch], fmt: str) -> str:
     buf = io.StringIO()
     write_punches(punches, buf, fmt)
     return buf.getvalue()
+
+
+def command_record(c: Command) -> dict[str, Any]:
+    """A command as JSON shows it."""
+    params = dict(c.params)
+    if "employees" in params:  # a list of people is too long (and holds passwords)
+        params["employees"] = f"{len(params['employees'])} employee(s)"
+    return {
+        "id": c.id,
+        "request_id": c.request_id,
+        "device_id": c.device_id,
+        "command": c.command,
+        "params": params,
+        "state": c.state.value,
+        "attempts": c.attempts,
+        "result": c.result,
+        "error": c.error,
+        "created_at": _iso(c.created_at),
+        "updated_at": _iso(c.updated_at),
+        "expires_at": _iso(c.expires_at),
+    }
+
+
+def request_record(r: CommandRequest) -> dict[str, Any]:
+    """A command request, its summary and its commands, as JSON shows them."""
+    return {
+        "id": r.id,
+        "target": r.target,
+        "target_kind": r.target_kind,
+        "command": r.command,
+        "idempotency_key": r.idempotency_key,
+        "created_at": _iso(r.created_at),
+        "summary": r.summary(),
+        "commands": [command_record(c) for c in r.commands],
+    }
+
+
+def request_text(r: CommandRequest) -> str:
+    """A request for people: one line per device, then the summary."""
+    lines = [f"request {r.id}: {r.command} → {r.target_kind} {r.target}"]
+    for c in r.commands:
+        detail = c.error or (json.dumps(c.result) if c.result else "")
+        lines.append(f"  {c.device_id:<24} {c.state.value:<8} {detail}".rstrip())
+    s = r.summary()
+    lines.append(f"{s['total']} command(s): {s['done']} done, {s['failed']} failed, "
+                 f"{s['queued'] + s['sent']} pending, {s['expired']} expired")
+    return "\n".join(lines)
+
+
+def commands_table(rows: list[Command]) -> str:
+    """Recent commands for people."""
+    if not rows:
+        return "no commands"
+    lines = [f"{'ID':>5}  {'DEVICE':<24} {'COMMAND':<16} {'STATE':<8} {'WHEN':<20} DETAIL"]
+    for c in rows:
+        detail = c.error or (json.dumps(c.result) if c.result else "")
+        when = _iso(c.updated_at) or ""
+        lines.append(f"{c.id:>5}  {c.device_id:<24} {c.command:<16} {c.state.value:<8} "
+                     f"{when:<20} {detail}".rstrip())
+    return "\n".join(lines)

@@ -74,6 +74,18 @@ class AttendanceDump:
     record_size: int = 40
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceUser:
+    """A user enrolled on a device. ``password`` is a secret: never logged or shown."""
+
+    uid: int
+    user_id: str
+    name: str = ""
+    card: int = 0
+    privilege: int = 0
+    password: str = field(default="", repr=False)
+
+
 LiveCallback = Callable[[RawPunch], None]
 
 
@@ -97,6 +109,38 @@ class Driver(Protocol):
 
     async def close(self) -> None:
         """Drop the connection (polite goodbye if possible)."""
+        ...
+
+    async def restart(self) -> None:
+        """Reboot the device (the session ends with it)."""
+        ...
+
+    async def set_time(self, local: datetime) -> None:
+        """Set the device clock (naive local time)."""
+        ...
+
+    async def set_enabled(self, enabled: bool) -> None:
+        """Let the device take punches, or stop it."""
+        ...
+
+    async def unlock(self, seconds: int) -> None:
+        """Open the door relay."""
+        ...
+
+    async def users(self) -> list[DeviceUser]:
+        """Every enrolled user."""
+        ...
+
+    async def put_user(self, user: DeviceUser) -> None:
+        """Create or update a user (by uid)."""
+        ...
+
+    async def delete_user(self, uid: int) -> None:
+        """Delete a user (and their templates)."""
+        ...
+
+    async def clear_attendance(self) -> None:
+        """Delete every attendance record on the device."""
         ...
 
     def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:

@@ -36,6 +36,7 @@ from zk.exception import ZKErrorConnection, ZKErrorResponse, ZKNetworkError
 from fleettui.devices.base import (
     AttendanceDump,
     DeviceFailure,
+    DeviceUser,
     Endpoint,
     Identity,
     LiveCallback,
@@ -275,6 +276,70 @@ class ZkDriver:
 
         async with self._lock:
             await asyncio.get_running_loop().run_in_executor(self._pool, do)
+
+    # --- commands -------------------------------------------------------
+
+    async def restart(self) -> None:
+        """Reboot the device; a timeout counts as done (some firmware does not ack)."""
+
+        def do() -> None:
+            conn = self._connect()
+            try:
+                conn.restart()
+            except ZKNetworkError as e:
+                if "timed out" not in str(e):
+                    raise
+            self._drop()
+
+        await self._run(do)
+
+    async def set_time(self, local: datetime) -> None:
+        """Set the device clock."""
+        await self._run(lambda: self._connect().set_time(local))
+
+    async def set_enabled(self, enabled: bool) -> None:
+        """Enable or disable the device."""
+
+        def do() -> None:
+            conn = self._connect()
+            conn.enable_device() if enabled else conn.disable_device()
+
+        await self._run(do)
+
+    async def unlock(self, seconds: int) -> None:
+        """Open the door relay for ``seconds``."""
+        await self._run(lambda: self._connect().unlock(seconds))
+
+    async def users(self) -> list[DeviceUser]:
+        """Every enrolled user."""
+
+        def do() -> list[DeviceUser]:
+            return [
+                DeviceUser(u.uid, str(u.user_id), u.name, int(u.card), int(u.privilege),
+                           u.password)
+                for u in self._connect().get_users()
+            ]
+
+        return await self._run(do)
+
+    async def put_user(self, user: DeviceUser) -> None:
+        """Create or update a user by uid."""
+
+        def do() -> None:
+            self._connect().set_user(
+                uid=user.uid, name=user.name, privilege=user.privilege,
+                password=user.password, group_id="", user_id=user.user_id, card=user.card,
+            )
+
+        await self._run(do)
+
+    async def delete_user(self, uid: int) -> None:
+        """Delete a user by uid."""
+        await self._run(lambda: self._connect().delete_user(uid=uid))
+
+    async def clear_attendance(self) -> None:
+        """Delete every attendance record (the engine checks they are stored first)."""
+        await self._run(lambda: self._connect().clear_attendance())
 
     # --- live capture ---------------------------------------------------
 

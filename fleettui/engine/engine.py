@@ -81,8 +81,12 @@ class Engine:
     # --- lifecycle ------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Write the configured fleet into the store and build a poller per device."""
+        """Write the configured fleet into the store and build a poller per device.
+
+        Commands a previous poller left half-run are marked failed (never run twice).
+        """
         cfg = self.config
+        await self.store.interrupt_sent_commands(self.clock())
         await self.store.sync_fleet(
             [Site(s.id, s.name, s.timezone, s.address) for s in cfg.sites],
             [

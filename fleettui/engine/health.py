@@ -25,11 +25,19 @@ class Health:
     since: datetime | None = None
     failures: int = 0
     last_kind: FailureKind | None = None
+    #: a restart we asked for: failures until then are expected, not an outage
+    rebooting_until: datetime | None = None
+
+    def expect_reboot(self, until: datetime) -> None:
+        """A restart was sent: do not call the device offline before ``until``."""
+        self.rebooting_until = until
+        self.failures = 0
 
     def success(self, now: datetime) -> StatusChange | None:
         """A check answered; returns the transition, if any."""
         self.failures = 0
         self.last_kind = None
+        self.rebooting_until = None
         return self._move(DeviceStatus.ONLINE, "", now)
 
     def failure(self, kind: FailureKind, reason: str, now: datetime) -> StatusChange | None:
@@ -40,6 +48,8 @@ class Health:
         """
         self.failures += 1
         self.last_kind = kind
+        if self.rebooting_until is not None and now < self.rebooting_until:
+            return None  # we restarted it: gone for its reboot window is expected
         if self.failures < self.offline_after:
             return None
         return self._move(kind.status, reason, now)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from fleettui.commands import COMMANDS
 from fleettui.devices.base import DeviceFailure, Driver
-from fleettui.domain import DeviceStatus, Event, RawPunch, StatusChange
+from fleettui.domain import CommandState, DeviceStatus, Event, FailureKind, RawPunch, StatusChange
+from fleettui.engine.executor import CommandRefused, execute
 from fleettui.engine.health import Health
 from fleettui.engine.sync import SyncResult, drift_seconds, make_punch, store_dump
 from fleettui.store import Store
@@ -33,6 +35,8 @@ class PollPolicy:
     backoff_max_s: float = 60.0
     clock_check_interval_s: float = 300.0
     sync_batch: int = 5000
+    #: how long a device we restarted may stay silent before it counts as offline
+    reboot_window_s: float = 120.0
 
 
 class DevicePoller:
@@ -124,6 +128,37 @@ class DevicePoller:
         if self.live and not self._live_started:
             self.driver.start_live(self._on_live_punch, self._on_live_error)
             self._live_started = True
+        await self.run_commands()
+
+    async def run_commands(self) -> None:
+        """Run the device's queued commands, in order; stop at one the device did not answer."""
+        for command in await self.store.due_commands(self.device_id, self.clock()):
+            await self.store.start_command(command.id, self.clock())
+            try:
+                result = await execute(self, command)
+            except CommandRefused as refused:
+                event = await self.store.finish_command(
+                    command, CommandState.FAILED, self.clock(), error=str(refused))
+                self.publish(event)
+                continue
+            except DeviceFailure as failure:
+                error = str(failure)
+                if failure.kind in (FailureKind.UNREACHABLE, FailureKind.REFUSED):
+                    error += " (the device stopped answering: it may or may not have run)"
+                event = await self.store.finish_command(
+                    command, CommandState.FAILED, self.clock(), error=error)
+                self.publish(event)
+                if failure.kind in (FailureKind.UNREACHABLE, FailureKind.REFUSED):
+                    return  # the rest wait for the device to come back
+                continue
+            event = await self.store.finish_command(
+                command, CommandState.DONE, self.clock(), result=result)
+            self.publish(event)
+            if COMMANDS[command.command].reboots:
+                self.health.expect_reboot(
+                    self.clock() + timedelta(seconds=self.policy.reboot_window_s))
+                self._synced_count = None
+                return  # the device is going away: later commands wait for it
 
     def _clock_due(self, now: datetime) -> bool:
         last = self._last_clock_check

@@ -72,20 +72,33 @@ MIGRATIONS: list[str] = [
         message TEXT NOT NULL,
         data TEXT NOT NULL DEFAULT '{}'
     );
+    CREATE TABLE command_requests (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT UNIQUE,
+        target TEXT NOT NULL,
+        target_kind TEXT NOT NULL,
+        command TEXT NOT NULL,
+        params TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
     CREATE TABLE commands (
         id INTEGER PRIMARY KEY,
+        request_id INTEGER NOT NULL REFERENCES command_requests(id),
         device_id TEXT NOT NULL,
         command TEXT NOT NULL,
         params TEXT NOT NULL DEFAULT '{}',
-        idempotency_key TEXT UNIQUE,
         state TEXT NOT NULL DEFAULT 'queued',
         attempts INTEGER NOT NULL DEFAULT 0,
         result TEXT,
+        error TEXT NOT NULL DEFAULT '',
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         expires_at TEXT
     );
-    CREATE INDEX commands_device_state ON commands(device_id, state);
+    CREATE INDEX commands_device_state ON commands(device_id, state, id);
+    CREATE INDEX commands_request ON commands(request_id);
     CREATE TABLE webhook_outbox (
         id INTEGER PRIMARY KEY,  -- also the event's stable id (webhook-id)
         event_type TEXT NOT NULL,

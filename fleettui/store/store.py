@@ -24,7 +24,18 @@ from typing import Any
 
 import aiosqlite
 
-from fleettui.domain import DeviceState, DeviceStatus, Event, Punch, Site, StatusChange, TzFlag
+from fleettui.domain import (
+    Command,
+    CommandRequest,
+    CommandState,
+    DeviceState,
+    DeviceStatus,
+    Event,
+    Punch,
+    Site,
+    StatusChange,
+    TzFlag,
+)
 from fleettui.store.schema import MIGRATIONS
 
 _DEVICE_COLUMNS = (
@@ -41,6 +52,12 @@ _OUTBOX_FROM_NEW_PUNCHES = (
     " 'timezone', timezone, 'timestamp', utc_time, 'state', state, 'verify', verify)),"
     " received_at FROM punches WHERE id > ? ORDER BY id"
 )
+_COMMAND_COLUMNS = (
+    "id, request_id, device_id, command, params, state, attempts, result, error, created_at,"
+    " updated_at, expires_at"
+)
+#: how long an idempotency key guards against a repeated request
+IDEMPOTENCY_WINDOW = timedelta(days=7)
 _PUNCH_COLUMNS = (
     "id, device_id, user_id, local_time, timezone, utc_time, tz_flag, state, verify,"
     " clock_drift_s, source, received_at"
@@ -63,6 +80,16 @@ def from_ts(text: str | None) -> datetime | None:
 
 def _local(dt: datetime) -> str:
     return dt.isoformat(timespec="seconds")
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key already names a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different command or target"
+        )
+        self.key = key
 
 
 class Store:
@@ -426,6 +453,189 @@ class Store:
         rows = await _fetch(self._db, "SELECT COUNT(*) FROM webhook_outbox")
         return int(rows[0][0])
 
+    # --- commands -------------------------------------------------------
+
+    async def submit_command(
+        self,
+        *,
+        target: str,
+        target_kind: str,
+        device_ids: Sequence[str],
+        command: str,
+        params: dict[str, Any],
+        fingerprint: str,
+        source: str,
+        now: datetime,
+        idempotency_key: str | None = None,
+        ttl: timedelta | None = None,
+    ) -> tuple[CommandRequest, bool]:
+        """Queue one command per device as one request; returns (request, created).
+
+        With an idempotency key already used for the same request, nothing is
+        queued and the existing request comes back (created False); used for a
+        different request, IdempotencyConflict. Keys older than
+        IDEMPOTENCY_WINDOW are forgotten, so the key can be used again.
+        """
+        async with self._tx() as db:
+            if idempotency_key is not None:
+                rows = await _fetch(
+                    db,
+                    "SELECT id, fingerprint, created_at FROM command_requests"
+                    " WHERE idempotency_key = ?",
+                    (idempotency_key,),
+                )
+                if rows:
+                    old = rows[0]
+                    created = from_ts(old["created_at"])
+                    if created is not None and now - created > IDEMPOTENCY_WINDOW:
+                        await db.execute(
+                            "UPDATE command_requests SET idempotency_key = NULL WHERE id = ?",
+                            (old["id"],),
+                        )
+                    elif old["fingerprint"] != fingerprint:
+                        raise IdempotencyConflict(idempotency_key)
+                    else:
+                        request = await self._request(db, int(old["id"]))
+                        assert request is not None
+                        return request, False
+            cur = await db.execute(
+                "INSERT INTO command_requests (idempotency_key, target, target_kind, command,"
+                " params, fingerprint, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (idempotency_key, target, target_kind, command, json.dumps(params),
+                 fingerprint, source, ts(now)),
+            )
+            request_id = int(cur.lastrowid or 0)
+            expires = ts(now + ttl) if ttl is not None else None
+            await db.executemany(
+                "INSERT INTO commands (request_id, device_id, command, params, created_at,"
+                " updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (request_id, d, command, json.dumps(params), ts(now), ts(now), expires)
+                    for d in device_ids
+                ],
+            )
+            await self._event(
+                db, now, "command.queued",
+                f"{command} queued for {target_kind} {target} ({len(device_ids)} device(s))",
+                site_id=target if target_kind == "site" else None,
+                device_id=target if target_kind == "device" else None,
+                data={"request_id": request_id, "command": command, "source": source},
+            )
+            request = await self._request(db, request_id)
+            assert request is not None
+            return request, True
+
+    async def command_request(self, request_id: int) -> CommandRequest | None:
+        """A request with its commands."""
+        return await self._request(self._db, request_id)
+
+    async def _request(self, db: aiosqlite.Connection, request_id: int) -> CommandRequest | None:
+        rows = await _fetch(
+            db,
+            "SELECT id, idempotency_key, target, target_kind, command, params, source,"
+            " created_at FROM command_requests WHERE id = ?",
+            (request_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        commands = await _fetch(
+            db, f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE request_id = ? ORDER BY id",
+            (request_id,),
+        )
+        return CommandRequest(
+            id=r["id"], target=r["target"], target_kind=r["target_kind"], command=r["command"],
+            params=json.loads(r["params"]), source=r["source"],
+            created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+            idempotency_key=r["idempotency_key"], commands=[_command(c) for c in commands],
+        )
+
+    async def due_commands(self, device_id: str, now: datetime) -> list[Command]:
+        """A device's queued commands in order, after expiring those past their time to live."""
+        async with self._tx() as db:
+            expired = await _fetch(
+                db,
+                "SELECT id, command FROM commands WHERE device_id = ? AND state = 'queued'"
+                " AND expires_at IS NOT NULL AND expires_at <= ?",
+                (device_id, ts(now)),
+            )
+            for row in expired:
+                await db.execute(
+                    "UPDATE commands SET state = 'expired', updated_at = ?,"
+                    " error = 'time to live ran out before the device could take it'"
+                    " WHERE id = ?",
+                    (ts(now), row["id"]),
+                )
+                await self._event(
+                    db, now, "command.expired", f"{device_id}: {row['command']} expired",
+                    device_id=device_id, data={"command_id": row["id"]},
+                )
+            rows = await _fetch(
+                db,
+                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE device_id = ? AND state = 'queued'"
+                " ORDER BY id",
+                (device_id,),
+            )
+        return [_command(r) for r in rows]
+
+    async def start_command(self, command_id: int, now: datetime) -> None:
+        """The poller is about to run a command on its device."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE commands SET state = 'sent', attempts = attempts + 1, updated_at = ?"
+                " WHERE id = ?",
+                (ts(now), command_id),
+            )
+
+    async def finish_command(
+        self,
+        command: Command,
+        state: CommandState,
+        now: datetime,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str = "",
+    ) -> Event:
+        """A command ended (done or failed): state, result and an event, in one transaction."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE commands SET state = ?, result = ?, error = ?, updated_at = ? WHERE id = ?",
+                (state.value, json.dumps(result) if result is not None else None, error,
+                 ts(now), command.id),
+            )
+            message = f"{command.device_id}: {command.command} {state.value}"
+            if error:
+                message += f": {error}"
+            return await self._event(
+                db, now, f"command.{state.value}", message, device_id=command.device_id,
+                data={"command_id": command.id, "request_id": command.request_id,
+                      "command": command.command, "result": result, "error": error},
+            )
+
+    async def interrupt_sent_commands(self, now: datetime) -> int:
+        """Commands left 'sent' by a poller that died: failed, never run a second time."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE commands SET state = 'failed', updated_at = ?, error = 'interrupted:"
+                " the poller stopped while it ran; it may or may not have taken effect'"
+                " WHERE state = 'sent'",
+                (ts(now),),
+            )
+            return cur.rowcount
+
+    async def commands(
+        self, *, device_id: str | None = None, limit: int = 100
+    ) -> list[Command]:
+        """The newest commands (of one device, if given), newest first."""
+        sql = f"SELECT {_COMMAND_COLUMNS} FROM commands"
+        args: list[Any] = []
+        if device_id is not None:
+            sql += " WHERE device_id = ?"
+            args.append(device_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [_command(r) for r in await _fetch(self._db, sql, args)]
+
     # --- events ---------------------------------------------------------
 
     async def add_event(
@@ -531,6 +741,17 @@ def _device(r: Any) -> DeviceState:
         last_sync_at=from_ts(r["last_sync_at"]),
         last_punch_at=from_ts(r["last_punch_at"]),
         synced_records=r["synced_records"],
+    )
+
+
+def _command(r: Any) -> Command:
+    return Command(
+        id=r["id"], request_id=r["request_id"], device_id=r["device_id"], command=r["command"],
+        params=json.loads(r["params"]), state=CommandState(r["state"]), attempts=r["attempts"],
+        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+        updated_at=from_ts(r["updated_at"]),  # type: ignore[arg-type]
+        expires_at=from_ts(r["expires_at"]),
+        result=json.loads(r["result"]) if r["result"] else None, error=r["error"],
     )
 
 

@@ -1,0 +1,128 @@
+"""The remote commands an operator can send to a device, with their parameters' schemas.
+
+Every entry point (TUI palette, CLI, HTTP API, schedules) validates here,
+then enqueues through the store; the poller that owns the database runs the
+queue. Validation errors say which parameter and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class CommandError(ValueError):
+    """A command or its parameters are not valid."""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(_Params):
+    """A command that takes no parameters."""
+
+
+class Employee(_Params):
+    """One person to enrol on a device."""
+
+    user_id: str = Field(min_length=1, max_length=9, pattern=r"^[0-9]+$")
+    name: str = Field("", max_length=24)
+    card: int = Field(0, ge=0, le=0xFFFFFFFF)
+    privilege: int = Field(0, description="0 user, 14 admin")
+    password: str = Field("", max_length=8, repr=False)
+
+    @field_validator("privilege")
+    @classmethod
+    def _privilege(cls, v: int) -> int:
+        if v not in (0, 14):
+            raise ValueError("expected 0 (user) or 14 (admin)")
+        return v
+
+
+class SyncEmployeesParams(_Params):
+    """sync_employees: make the device's users match a list."""
+
+    employees: list[Employee] = Field(max_length=100_000)
+    remove_missing: bool = False
+
+    @field_validator("employees")
+    @classmethod
+    def _unique(cls, v: list[Employee]) -> list[Employee]:
+        seen: set[str] = set()
+        for e in v:
+            if e.user_id in seen:
+                raise ValueError(f"user_id {e.user_id} appears twice")
+            seen.add(e.user_id)
+        return v
+
+
+class UnlockParams(_Params):
+    """unlock: energise the door relay."""
+
+    seconds: int = Field(3, ge=1, le=60)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command: its name, parameters and what it does."""
+
+    name: str
+    params: type[_Params]
+    summary: str
+    #: the device goes away after it (status tolerates the reboot window)
+    reboots: bool = False
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("restart", NoParams, "reboot the device", reboots=True),
+        CommandSpec("sync_employees", SyncEmployeesParams,
+                    "add and update users from a list; optionally remove the others"),
+        CommandSpec("sync_time", NoParams, "set the device clock to its site's local time"),
+        CommandSpec("refresh_info", NoParams, "re-read identity, sizes and firmware"),
+        CommandSpec("clear_attendance", NoParams,
+                    "delete the device's records, only once every one is stored"),
+        CommandSpec("enable", NoParams, "let the device take punches again"),
+        CommandSpec("disable", NoParams, "stop the device taking punches"),
+        CommandSpec("unlock", UnlockParams, "open the door relay for some seconds"),
+    )
+}
+
+
+def validate(command: str, params: Any) -> dict[str, Any]:
+    """Check a command and its parameters; return the parameters normalised.
+
+    Raises CommandError naming the parameter and what was expected.
+    """
+    spec = COMMANDS.get(command)
+    if spec is None:
+        raise CommandError(
+            f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}"
+        )
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise CommandError(f"{command}: params must be an object")
+    try:
+        model = spec.params.model_validate(params)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err["loc"]) or "params"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown parameter"
+            problems.append(f"{where}: {msg}")
+        raise CommandError(f"{command}: " + "; ".join(problems)) from None
+    return model.model_dump()
+
+
+def canonical(command: str, params: dict[str, Any]) -> str:
+    """A stable text of a command and its parameters (what an idempotency key guards)."""
+    return json.dumps({"command": command, "params": params}, sort_keys=True,
+                      separators=(",", ":"))
