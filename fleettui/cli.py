@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     _command_args(emp, params=False)
     store_args(emp)
 
+    sch = sub.add_parser("schedules", help="the config's scheduled commands and their next runs")
+    sch.add_argument("--config", metavar="FILE")
+    sch.add_argument("--json", action="store_true")
+
     lst = sub.add_parser("commands", help="recent commands and their results")
     lst.add_argument("--device", metavar="ID")
     lst.add_argument("--limit", type=_positive_int, default=30)
@@ -256,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_command(args))
     if args.command == "commands":
         return asyncio.run(_commands(args))
+    if args.command == "schedules":
+        return _schedules(args)
     parser.print_help()
     return 2
 
@@ -545,3 +551,33 @@ def poller_running(db: Path) -> bool:
     from fleettui.store.lock import PollerLock
 
     return PollerLock(db).held_elsewhere()
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    from fleettui.engine.schedules import next_runs, schedule_zone
+
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        return _fail(f"invalid config:\n{e}")
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for sc in config.schedules:
+        zone = schedule_zone(config, sc)
+        runs = next_runs(config, sc, now, 3) if sc.enabled else []
+        rows.append({
+            "name": sc.name, "command": sc.command, "target": sc.target, "cron": sc.cron,
+            "timezone": zone.key, "enabled": sc.enabled,
+            "next_runs": [r.isoformat() for r in runs],
+        })
+    if args.json:
+        print(json.dumps({"schedules": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no schedules in the config")
+        return 0
+    for r in rows:
+        when = ", ".join(r["next_runs"][:2]) if r["enabled"] else "disabled"
+        print(f"{r['name']:<24} {r['command']:<16} {r['target']:<20} {r['cron']:<15} "
+              f"{r['timezone']:<20} next: {when}")
+    return 0

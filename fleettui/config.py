@@ -383,12 +383,58 @@ class WebhookConfig(_Model):
 
 
 class ScheduleConfig(_Model):
-    """A command run on a timetable (placeholder)."""
+    """A command queued on a timetable, in the target site's own time zone.
 
-    name: str
+    ``cron`` is a five-field crontab line (minute hour day month weekday).
+    ``employees_file`` (for sync_employees) is read when the schedule fires, so
+    HR can drop a new CSV or JSON there at any time.
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     command: str
     cron: str
-    target: str
+    target: str = Field(min_length=1, max_length=64)
+    """A site id (every enabled device of it) or a device id."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    employees_file: str | None = None
+    remove_missing: bool = False
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from fleettui.cron import crontab_trigger
+
+        try:
+            crontab_trigger(value, "UTC")
+        except ValueError as e:
+            raise _own_error(
+                f"expected a crontab line 'minute hour day month weekday' such as "
+                f"'0 3 * * *', got {value!r} ({e})"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_command(self) -> ScheduleConfig:
+        from fleettui.commands import COMMANDS, CommandError, validate
+
+        if self.command not in COMMANDS:
+            raise ValueError(
+                f"command: unknown command {self.command!r}; known: {', '.join(sorted(COMMANDS))}"
+            )
+        params = dict(self.params)
+        if self.command == "sync_employees":
+            if self.employees_file is None and "employees" not in params:
+                raise ValueError("sync_employees needs employees_file (or params.employees)")
+            params.setdefault("employees", [])
+            params["remove_missing"] = self.remove_missing
+        elif self.employees_file is not None:
+            raise ValueError("employees_file is only for sync_employees")
+        try:
+            validate(self.command, params)
+        except CommandError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 
 class Config(_Model):
@@ -512,6 +558,8 @@ class _FleetView:
     devices: list[_DeviceView]
     check_interval_s: float | None = None
     backoff_max_s: float | None = None
+    #: (name, target) of each schedule; None where unusable
+    schedules: list[tuple[str | None, str | None]] | None = None
 
 
 def _view_of_config(config: Config) -> _FleetView:
@@ -527,6 +575,7 @@ def _view_of_config(config: Config) -> _FleetView:
             )
             for d in config.devices
         ],
+        schedules=[(sc.name, sc.target) for sc in config.schedules],
     )
 
 
@@ -570,7 +619,15 @@ def _view_of_raw(raw: dict[str, Any], bad: Iterable[Loc]) -> _FleetView:
     poll = raw.get("poll", {})
     interval = value(("poll", "check_interval_s"), poll, "check_interval_s", 4.0)
     backoff = value(("poll", "backoff_max_s"), poll, "backoff_max_s")
-    return _FleetView(site_ids, devices, interval, backoff)
+    schedules: list[tuple[str | None, str | None]] | None = None
+    schedules_raw = raw.get("schedules", [])
+    if isinstance(schedules_raw, list) and ("schedules",) not in bad_set:
+        schedules = [
+            (value(("schedules", i, "name"), sc, "name"),
+             value(("schedules", i, "target"), sc, "target"))
+            for i, sc in enumerate(schedules_raw)
+        ]
+    return _FleetView(site_ids, devices, interval, backoff, schedules)
 
 
 def _fleet_problems(view: _FleetView) -> list[tuple[Loc, str]]:
@@ -624,6 +681,25 @@ def _fleet_problems(view: _FleetView) -> list[tuple[Loc, str]]:
         for i, d in enumerate(view.devices):
             if d.site is not None and d.site not in first_site:
                 problems.append((("devices", i, "site"), _unknown_site_message(d.site, known)))
+
+    names: dict[str, int] = {}
+    known_devices = {d.id for d in view.devices if d.id is not None}
+    targets_known = view.site_ids is not None and None not in view.site_ids and all(
+        d.id is not None for d in view.devices
+    )
+    for i, (name, target) in enumerate(view.schedules or []):
+        if name is not None:
+            if name in names:
+                again = f"{name!r} is also the name of schedules[{names[name]}]"
+                problems.append((("schedules", i, "name"), again))
+            else:
+                names[name] = i
+        if targets_known and target is not None and target not in first_site and (
+            target not in known_devices
+        ):
+            problems.append(
+                (("schedules", i, "target"), f"no site or device called {target!r}")
+            )
 
     if (
         view.check_interval_s is not None

@@ -174,7 +174,7 @@ secret = "whsec_abc"
 
 [[schedules]]
 name = "nightly"
-command = "sync"
+command = "sync_time"
 cron = "0 2 * * *"
 target = "warehouse-a"
 """
@@ -380,14 +380,22 @@ def test_unknown_key_in_poll() -> None:
     assert "did you mean 'check_interval_s'" in problem.message
 
 
+def refused_for(text: str) -> set[tuple[str, int | None]]:
+    """Every (key, line) a config text is refused for."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    return {(p.key, p.line) for p in info.value.problems}
+
+
 def test_unknown_key_in_placeholders() -> None:
     problem = only_problem("[alerts]\nrepeat = 5\n")
     assert (problem.key, problem.line) == ("alerts.repeat", 2)
     assert "no settings yet" in problem.message
     problem = only_problem("[server]\nbind = 1\n")
     assert (problem.key, problem.line) == ("server.bind", 2)
-    problem = only_problem('[[schedules]]\nname = "n"\ncommand = "c"\ncron = "*"\n')
-    assert (problem.key, problem.line) == ("schedules[0].target", 1)
+    problems = refused_for('[[schedules]]\nname = "n"\ncommand = "c"\ncron = "*"\n')
+    assert ("schedules[0].target", 1) in problems
+    assert ("schedules[0].cron", 4) in problems
 
 
 # --------------------------------------------------------------------------- cross-field errors

@@ -22,11 +22,12 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from fleettui.config import Config
+from fleettui.config import Config, ScheduleConfig
 from fleettui.devices.base import Driver, Endpoint
 from fleettui.devices.zk import ZkDriver
 from fleettui.domain import DeviceState, Event, Site
 from fleettui.engine.poller import DevicePoller, PollPolicy
+from fleettui.engine.schedules import fire, trigger_for
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,22 @@ class Engine:
                 args=[device_id], id=device_id, next_run_time=first, max_instances=1,
                 coalesce=True, misfire_grace_time=None,
             )
+        for schedule in self.config.schedules:
+            if schedule.enabled:
+                self._scheduler.add_job(
+                    self._fire_schedule, trigger_for(self.config, schedule), args=[schedule],
+                    id=f"schedule:{schedule.name}", coalesce=True, misfire_grace_time=300,
+                )
         self._scheduler.start()
+
+    async def _fire_schedule(self, schedule: ScheduleConfig) -> None:
+        try:
+            request = await fire(self.store, self.config, schedule, self.clock())
+        except Exception:
+            log.exception("schedule %s failed to queue its command", schedule.name)
+            return
+        if request is not None:
+            log.info("schedule %s queued request %d", schedule.name, request.id)
 
     async def stop(self) -> None:
         """Stop scheduling, let in-flight work finish (writes complete), close devices."""
