@@ -406,3 +406,24 @@ async def test_cli_site_employee_sync_runs_once_per_device_through_the_poller(
     assert r.returncode == 2 and "seconds" in r.stderr
     await engine.stop()
     await store.close()
+
+
+async def test_a_second_sync_to_a_black_and_white_terminal_changes_nothing(
+    emulate: Callable[..., Emulated], db: Store
+) -> None:
+    """B&W terminals keep 8 bytes of a name: a long name must not look changed every time."""
+    cfg = device_config(profile=Profile(user_format=28, record_format=16, face_version=None))
+    em = emulate([cfg])
+    engine = await _engine(em, db)
+    staff = {"employees": [{"user_id": "4001", "name": "Maximiliano Long", "card": 1}]}
+    first = await _queue(db, cfg.id, "sync_employees", staff)
+    await engine.sweep()
+    second = await _queue(db, cfg.id, "sync_employees", staff)
+    await engine.sweep()
+    assert (await _request(db, first)).commands[0].result["added"] == 1  # type: ignore[index]
+    again = (await _request(db, second)).commands[0].result
+    assert again is not None and (again["unchanged"], again["updated"]) == (1, 0)
+    assert em.emu.call(lambda: [u.name for u in em.fleet.devices[cfg.id].users.values()]) == [
+        "Maximili"
+    ]
+    await engine.stop()

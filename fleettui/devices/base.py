@@ -94,6 +94,8 @@ class Driver(Protocol):
 
     endpoint: Endpoint
     identity: Identity | None
+    #: bytes per user record: 72, or 28 on black-and-white terminals (short names)
+    user_record_size: int
 
     async def check(self) -> Sizes:
         """Connect if needed (reading the identity), then read the counters."""

@@ -157,6 +157,8 @@ class ZkDriver:
         self.endpoint = endpoint
         self.identity: Identity | None = None
         self.record_size = 40
+        #: 72 (TFT) or 28 (black and white: names cut to 8 bytes, passwords to 5)
+        self.user_record_size = 72 if endpoint.transport == "tcp" else 28
         self._pool = pool
         self._timeout = timeout_s
         self._bulk_timeout = bulk_timeout_s
@@ -314,11 +316,15 @@ class ZkDriver:
         """Every enrolled user."""
 
         def do() -> list[DeviceUser]:
-            return [
+            conn = self._connect()
+            users = [
                 DeviceUser(u.uid, str(u.user_id), u.name, int(u.card), int(u.privilege),
                            u.password)
-                for u in self._connect().get_users()
+                for u in conn.get_users()
             ]
+            if users:  # pyzk learns the record size from the user download
+                self.user_record_size = 28 if conn.user_packet_size == 28 else 72
+            return users
 
         return await self._run(do)
 

@@ -440,9 +440,16 @@ class Device:
         return uid
 
     def put_user(self, user: User) -> bool:
-        """Create or update a user by uid; False when the user table is full."""
+        """Create or update a user by uid; False when the user table is full.
+
+        A black-and-white terminal (28-byte users) holds 8 bytes of a name and 5
+        of a password, however the record arrived.
+        """
         if user.uid not in self.users and len(self.users) >= self.profile.users_cap:
             return False
+        if self.profile.user_format == 28:
+            user.name = user.name.encode()[:8].decode("utf-8", errors="ignore")
+            user.password = user.password.encode()[:5].decode("utf-8", errors="ignore")
         # a user id is unique on a terminal: a new uid for an existing id replaces it
         for other in list(self.users.values()):
             if other.user_id == user.user_id and other.uid != user.uid:

@@ -58,6 +58,10 @@ async def execute(poller: DevicePoller, command: Command) -> dict[str, Any]:
     raise CommandRefused(f"this poller does not know the command {name!r}")
 
 
+def _cut(text: str, size: int) -> str:
+    return text.encode()[:size].decode("utf-8", errors="ignore").strip()
+
+
 def _site_now(poller: DevicePoller) -> datetime:
     return poller.clock().astimezone(poller.zone).replace(tzinfo=None, microsecond=0)
 
@@ -67,6 +71,9 @@ async def _sync_employees(poller: DevicePoller, params: dict[str, Any]) -> dict[
     current = {u.user_id: u for u in await drv.users()}
     used = {u.uid for u in current.values()}
     wanted = params["employees"]
+    # a black-and-white terminal keeps 8 bytes of a name and 5 of a password: compare
+    # what it can hold, or every sync would "update" everyone again
+    name_len, pw_len = (8, 5) if drv.user_record_size == 28 else (24, 8)
     added = updated = unchanged = removed = 0
     next_uid = 1
     for e in wanted:
@@ -78,7 +85,8 @@ async def _sync_employees(poller: DevicePoller, params: dict[str, Any]) -> dict[
             used.add(uid)
             added += 1
         elif (have.name, have.card, have.privilege, have.password) == (
-            e["name"], e["card"], e["privilege"], e["password"] or have.password,
+            _cut(e["name"], name_len), e["card"], e["privilege"],
+            _cut(e["password"], pw_len) or have.password,
         ):
             unchanged += 1
             continue
