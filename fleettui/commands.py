@@ -66,6 +66,13 @@ class UnlockParams(_Params):
     seconds: int = Field(3, ge=1, le=60)
 
 
+class SetOptionParams(_Params):
+    """set_option: write one device option (the firmware decides which it accepts)."""
+
+    key: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+    value: str = Field(max_length=64, pattern=r"^[ -~]*$")
+
+
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     """One command: its name, parameters and what it does."""
@@ -90,6 +97,8 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("enable", NoParams, "let the device take punches again"),
         CommandSpec("disable", NoParams, "stop the device taking punches"),
         CommandSpec("unlock", UnlockParams, "open the door relay for some seconds"),
+        CommandSpec("set_option", SetOptionParams,
+                    "write a device option (OPTIONS_WRQ, then reload options)"),
     )
 }
 

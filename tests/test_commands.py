@@ -427,3 +427,16 @@ async def test_a_second_sync_to_a_black_and_white_terminal_changes_nothing(
         "Maximili"
     ]
     await engine.stop()
+
+
+async def test_set_option_writes_a_device_option(one_device: Emulated, db: Store) -> None:
+    dev = one_device.fleet.devices["dev_test_01"]
+    engine = await _engine(one_device, db)
+    ok = await _queue(db, dev.id, "set_option", {"key": "LockOn", "value": "50"})
+    await engine.sweep()
+    assert (await _request(db, ok)).commands[0].state is CommandState.DONE
+    assert one_device.emu.call(lambda: dev.options["LockOn"]) == "50"
+    # read-only options (the ~ ones: serial, platform...) are refused before queueing
+    with pytest.raises(CommandError, match="key"):
+        validate("set_option", {"key": "~SerialNumber", "value": "x"})
+    await engine.stop()

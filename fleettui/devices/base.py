@@ -145,6 +145,10 @@ class Driver(Protocol):
         """Delete every attendance record on the device."""
         ...
 
+    async def set_option(self, key: str, value: str) -> None:
+        """Write one device option and make the device reload its options."""
+        ...
+
     def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
         """Start delivering real-time punches (until ``stop_live``)."""
         ...

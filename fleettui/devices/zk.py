@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 #: the attendance log read command (CMD_ATTLOG_RRQ) for pyzk's buffered read
 _ATTLOG_RRQ = 13
+_OPTIONS_WRQ = 12
+_REFRESHOPTION = 1014
 _REC40 = struct.Struct("<H24sB4sB8s")
 _REC16 = struct.Struct("<I4sBB2sI")
 _REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -342,6 +344,23 @@ class ZkDriver:
     async def delete_user(self, uid: int) -> None:
         """Delete a user by uid."""
         await self._run(lambda: self._connect().delete_user(uid=uid))
+
+    async def set_option(self, key: str, value: str) -> None:
+        """OPTIONS_WRQ ``key=value`` then REFRESHOPTION.
+
+        pyzk 0.9 has no public call for it (only ``set_sdk_build_1``), so this
+        uses its private command sender; pyzk is pinned, and a test covers it.
+        """
+
+        def do() -> None:
+            conn = self._connect()
+            send = conn._ZK__send_command
+            reply = send(_OPTIONS_WRQ, f"{key}={value}".encode("ascii"))
+            if not reply.get("status"):
+                raise ZKErrorResponse(f"option {key} refused")
+            send(_REFRESHOPTION)
+
+        await self._run(do)
 
     async def clear_attendance(self) -> None:
         """Delete every attendance record (the engine checks they are stored first)."""

@@ -51,6 +51,9 @@ async def execute(poller: DevicePoller, command: Command) -> dict[str, Any]:
     if name == "unlock":
         await drv.unlock(int(params.get("seconds", 3)))
         return {"seconds": int(params.get("seconds", 3))}
+    if name == "set_option":
+        await drv.set_option(params["key"], params["value"])
+        return {"key": params["key"], "value": params["value"]}
     if name == "sync_employees":
         return await _sync_employees(poller, params)
     if name == "clear_attendance":
