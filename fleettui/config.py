@@ -253,7 +253,7 @@ class PollSettings(_Model):
     """Seconds between liveness checks of one device."""
     timeout_s: float = Field(2.0, ge=0.1, le=120)
     """Socket timeout of one device operation."""
-    retry_after_s: float = Field(1.0, ge=0, le=60)
+    retry_after_s: float = Field(0.5, ge=0, le=60)
     """Quick re-check after a failed check, before declaring the device offline."""
     offline_after_failures: int = Field(2, ge=1, le=20)
     """Consecutive failed checks before a device is offline."""

@@ -30,7 +30,7 @@ class PollPolicy:
     """The timing knobs of polling (from the config's [poll] section)."""
 
     check_interval_s: float = 4.0
-    retry_after_s: float = 1.0
+    retry_after_s: float = 0.5
     offline_after_failures: int = 2
     backoff_max_s: float = 60.0
     clock_check_interval_s: float = 300.0
