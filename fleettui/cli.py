@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,14 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args)
     if args.command == "run":
         return _run(args, parser)
-    if args.command == "status":
-        return asyncio.run(_status(args))
-    if args.command == "export":
-        return asyncio.run(_export(args))
-    if args.command in ("command", "sync-employees"):
-        return asyncio.run(_command(args))
-    if args.command == "commands":
-        return asyncio.run(_commands(args))
+    store_commands = {"status": _status, "export": _export, "command": _command,
+                      "sync-employees": _command, "commands": _commands}
+    if args.command in store_commands:
+        try:
+            return asyncio.run(store_commands[args.command](args))
+        except StoreUnavailable as e:
+            return _fail(str(e))
     if args.command == "schedules":
         return _schedules(args)
     parser.print_help()
@@ -322,6 +321,23 @@ def _optional_config(path_arg: str | None) -> Config | None:
         return None
 
 
+@contextlib.asynccontextmanager
+async def _store(args: argparse.Namespace) -> AsyncIterator[Store]:
+    """The store named by --db/--config, closed afterwards; StoreUnavailable if none."""
+    try:
+        store = await _open_store(args)
+    except (ConfigError, FileNotFoundError) as e:
+        raise StoreUnavailable(str(e)) from None
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+class StoreUnavailable(Exception):
+    """The command needs a database it cannot open."""
+
+
 async def _open_store(args: argparse.Namespace) -> Store:
     from fleettui.store import Store
 
@@ -334,11 +350,7 @@ async def _open_store(args: argparse.Namespace) -> Store:
 async def _status(args: argparse.Namespace) -> int:
     from fleettui.report import poller_state, status_rows, status_table
 
-    try:
-        store = await _open_store(args)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(str(e))
-    try:
+    async with _store(args) as store:
         now = datetime.now(UTC)
         rows = await status_rows(store, now)
         poller = poller_state(store.path)
@@ -349,19 +361,13 @@ async def _status(args: argparse.Namespace) -> int:
             print(status_table(rows, await store.devices(), now))
             if not poller["running"]:
                 print("no poller is running on this database: statuses are as last seen")
-    finally:
-        await store.close()
     return 0
 
 
 async def _export(args: argparse.Namespace) -> int:
     from fleettui.report import write_punches
 
-    try:
-        store = await _open_store(args)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(str(e))
-    try:
+    async with _store(args) as store:
         punches = await store.punches(since=args.since, site_id=args.site)
         if args.output:
             with open(args.output, "w", newline="", encoding="utf-8") as out:
@@ -375,8 +381,6 @@ async def _export(args: argparse.Namespace) -> int:
                 # the reader went away (| head): stop quietly, as a pipe tool should
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        await store.close()
     return 0
 
 
@@ -485,11 +489,7 @@ async def _command(args: argparse.Namespace) -> int:
             if not sep or not key:
                 return _fail(f"--param: expected KEY=VALUE, got {item!r}", 2)
             params[key] = _param_value(value)
-    try:
-        store = await _open_store(args)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(str(e))
-    try:
+    async with _store(args) as store:
         try:
             request, created = await enqueue(
                 store, target, name, params, now=datetime.now(UTC), source="cli",
@@ -524,25 +524,17 @@ async def _command(args: argparse.Namespace) -> int:
         if args.wait is not None and summary["queued"] + summary["sent"]:
             return 3
         return 0
-    finally:
-        await store.close()
 
 
 async def _commands(args: argparse.Namespace) -> int:
     from fleettui.report import command_record, commands_table
 
-    try:
-        store = await _open_store(args)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(str(e))
-    try:
+    async with _store(args) as store:
         rows = await store.commands(device_id=args.device, limit=args.limit)
         if args.json:
             print(json.dumps({"commands": [command_record(c) for c in rows]}, indent=2))
         else:
             print(commands_table(rows))
-    finally:
-        await store.close()
     return 0
 
 
