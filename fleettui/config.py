@@ -369,8 +369,51 @@ class ServerSettings(_Model):
     port: int = Field(8470, ge=1, le=65535)
 
 
+class SilenceConfig(_Model):
+    """A maintenance window from the config: no notifications for a target until ``until``."""
+
+    target: str = Field(min_length=1, max_length=64)
+    until: datetime
+    """An ISO time with its UTC offset, e.g. 2026-12-01T18:00:00+01:00."""
+    reason: str = Field("", max_length=200)
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise _own_error("expected a time with its UTC offset, e.g. 2026-12-01T18:00:00+01:00")
+        return value
+
+
 class AlertSettings(_Model):
-    """Alert rules (placeholder: no settings are supported yet)."""
+    """When a device problem becomes an alert, and how alerts are grouped and repeated."""
+
+    confirm_after_s: float = Field(300.0, ge=0, le=86400)
+    """An offline device raises an alert only if still offline after this long."""
+    flap_method: Literal["weighted", "count"] = "weighted"
+    """weighted: Nagios-style percent state change over the last 21 samples, with
+    hysteresis; count: more than flap_count drops within flap_window_s."""
+    flap_sample_s: float = Field(15.0, ge=1, le=3600)
+    """How often each device's status is sampled into its flap history."""
+    flap_low: float = Field(10.0, ge=0, le=100)
+    """Flapping stops when the weighted change falls to this percent."""
+    flap_high: float = Field(25.0, ge=0, le=100)
+    """Flapping starts when the weighted change reaches this percent."""
+    flap_count: int = Field(3, ge=1, le=1000)
+    flap_window_s: float = Field(1800.0, ge=60, le=86400)
+    site_share: float = Field(1.0, gt=0, le=1)
+    """A site alert replaces device alerts when this share of its devices is down."""
+    site_min_devices: int = Field(2, ge=1, le=10000)
+    escalate_after_s: float = Field(1800.0, ge=0, le=30 * 86400)
+    """An open alert becomes critical after this long (0: never)."""
+    repeat_every_s: float = Field(14400.0, ge=0, le=30 * 86400)
+    """Reminders of an unacknowledged open alert (0: none)."""
+    sink_max: int = Field(10, ge=1, le=10000)
+    """Notifications one sink passes per sink_window_s; the rest are summarised."""
+    sink_window_s: float = Field(60.0, ge=1, le=86400)
+    site_confirm_after_s: dict[str, float] = Field(default_factory=dict)
+    """Per-site confirmation delays, by site id."""
+    silences: list[SilenceConfig] = Field(default_factory=list)
 
 
 class WebhookConfig(_Model):

@@ -201,3 +201,53 @@ class CommandRequest:
             counts[c.state.value] += 1
         counts["total"] = len(self.commands)
         return counts
+
+
+class AlertKind(StrEnum):
+    """What an alert is about."""
+
+    OFFLINE = "offline"  # a device stayed offline past the confirmation delay
+    ERROR = "error"  # a device stayed in error past the confirmation delay
+    FLAPPING = "flapping"  # a device's link keeps going up and down
+    SITE_DOWN = "site_down"  # (nearly) every device of a site down together: power or uplink
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert, open or resolved, as the store keeps it."""
+
+    id: int
+    target_kind: str  # "device" or "site"
+    target: str
+    site_id: str | None
+    kind: AlertKind
+    severity: str  # "warning" or "critical"
+    state: str  # "open" or "resolved"
+    reason: str
+    since: datetime
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    escalated_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str = ""
+    notified: bool = False
+    last_notified_at: datetime | None = None
+    notifications: int = 0
+
+    @property
+    def open(self) -> bool:
+        """Whether the alert is still open."""
+        return self.state == "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """No notifications for a device or a site (all its devices) until ``until``."""
+
+    id: int
+    target: str
+    until: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    ended_at: datetime | None = None

@@ -390,7 +390,7 @@ def refused_for(text: str) -> set[tuple[str, int | None]]:
 def test_unknown_key_in_placeholders() -> None:
     problem = only_problem("[alerts]\nrepeat = 5\n")
     assert (problem.key, problem.line) == ("alerts.repeat", 2)
-    assert "no settings yet" in problem.message
+    assert "repeat_every_s" in problem.message  # the keys [alerts] does take
     problem = only_problem("[server]\nbind = 1\n")
     assert (problem.key, problem.line) == ("server.bind", 2)
     problems = refused_for('[[schedules]]\nname = "n"\ncommand = "c"\ncron = "*"\n')

@@ -392,6 +392,14 @@ class DeviceServer:
         link = TcpLink(self, writer)
         self.links.add(link)
         deframer = TcpDeframer()
+        if not self.device.reachable():
+            # On a real network the SYN of a connection made while the link is down never
+            # reaches the device; only loopback completes the handshake. Such a connection
+            # must not surface later as a session: drop it once the link is back.
+            await self.wait_reachable(link)
+            link.abort()
+            self.links.discard(link)
+            return
         try:
             while not link.closed:
                 chunk = await reader.read(65536)

@@ -26,11 +26,15 @@ from fleettui.config import Config, ScheduleConfig
 from fleettui.devices.base import Driver, Endpoint
 from fleettui.devices.zk import ZkDriver
 from fleettui.domain import DeviceState, Event, Site
+from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
+
+#: how often open alerts are re-evaluated (confirmation delays, escalation, silences)
+EVALUATE_EVERY_S = 10.0
 
 DriverFactory = Callable[[Endpoint, ThreadPoolExecutor], Driver]
 Listener = Callable[[Event], None]
@@ -52,6 +56,7 @@ class Engine:
         clock: Callable[[], datetime] = utc_now,
         driver_factory: DriverFactory | None = None,
         seed: int | None = None,
+        alert_sinks: list[Sink] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -71,6 +76,7 @@ class Engine:
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
+        self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
         self.pollers: dict[str, DevicePoller] = {}
         self._stopping = False
 
@@ -88,6 +94,7 @@ class Engine:
         """
         cfg = self.config
         await self.store.interrupt_sent_commands(self.clock())
+        await self.alerts.load(self.clock())
         await self.store.sync_fleet(
             [Site(s.id, s.name, s.timezone, s.address) for s in cfg.sites],
             [
@@ -132,6 +139,13 @@ class Engine:
                 args=[device_id], id=device_id, next_run_time=first, max_instances=1,
                 coalesce=True, misfire_grace_time=None,
             )
+        alerts = self.config.alerts
+        self._scheduler.add_job(self._alert_sample, IntervalTrigger(seconds=alerts.flap_sample_s),
+                                id="alerts:sample", coalesce=True, max_instances=1,
+                                misfire_grace_time=None)
+        self._scheduler.add_job(self._alert_evaluate, IntervalTrigger(seconds=EVALUATE_EVERY_S),
+                                id="alerts:evaluate", coalesce=True, max_instances=1,
+                                misfire_grace_time=None)
         for schedule in self.config.schedules:
             if schedule.enabled:
                 self._scheduler.add_job(
@@ -139,6 +153,18 @@ class Engine:
                     id=f"schedule:{schedule.name}", coalesce=True, misfire_grace_time=300,
                 )
         self._scheduler.start()
+
+    async def _alert_sample(self) -> None:
+        try:
+            await self.alerts.sample(self.clock())
+        except Exception:
+            log.exception("alert sampling failed")
+
+    async def _alert_evaluate(self) -> None:
+        try:
+            await self.alerts.evaluate(self.clock())
+        except Exception:
+            log.exception("alert evaluation failed")
 
     async def _fire_schedule(self, schedule: ScheduleConfig) -> None:
         try:

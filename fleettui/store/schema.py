@@ -99,6 +99,43 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commands_device_state ON commands(device_id, state, id);
     CREATE INDEX commands_request ON commands(request_id);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        target_kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        site_id TEXT,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open',
+        reason TEXT NOT NULL DEFAULT '',
+        since TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        resolved_at TEXT,
+        escalated_at TEXT,
+        acknowledged_at TEXT,
+        acknowledged_by TEXT NOT NULL DEFAULT '',
+        notified INTEGER NOT NULL DEFAULT 0,
+        last_notified_at TEXT,
+        notifications INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX alerts_one_open ON alerts(target_kind, target, kind)
+        WHERE state = 'open';
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        until TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE TABLE flap_state (
+        device_id TEXT PRIMARY KEY,
+        history TEXT NOT NULL DEFAULT '',
+        flapping INTEGER NOT NULL DEFAULT 0,
+        percent REAL NOT NULL DEFAULT 0,
+        changed_at TEXT
+    );
     CREATE TABLE webhook_outbox (
         id INTEGER PRIMARY KEY,  -- also the event's stable id (webhook-id)
         event_type TEXT NOT NULL,

@@ -25,6 +25,8 @@ from typing import Any
 import aiosqlite
 
 from fleettui.domain import (
+    Alert,
+    AlertKind,
     Command,
     CommandRequest,
     CommandState,
@@ -32,6 +34,7 @@ from fleettui.domain import (
     DeviceStatus,
     Event,
     Punch,
+    Silence,
     Site,
     StatusChange,
     TzFlag,
@@ -52,6 +55,12 @@ _OUTBOX_FROM_NEW_PUNCHES = (
     " 'timezone', timezone, 'timestamp', utc_time, 'state', state, 'verify', verify)),"
     " received_at FROM punches WHERE id > ? ORDER BY id"
 )
+_ALERT_COLUMNS = (
+    "id, target_kind, target, site_id, kind, severity, state, reason, since, opened_at,"
+    " resolved_at, escalated_at, acknowledged_at, acknowledged_by, notified, last_notified_at,"
+    " notifications"
+)
+_SILENCE_COLUMNS = "id, target, until, reason, created_by, created_at, ended_at"
 _COMMAND_COLUMNS = (
     "id, request_id, device_id, command, params, state, attempts, result, error, created_at,"
     " updated_at, expires_at"
@@ -636,6 +645,180 @@ class Store:
         args.append(limit)
         return [_command(r) for r in await _fetch(self._db, sql, args)]
 
+    # --- alerts ---------------------------------------------------------
+
+    async def open_alert(
+        self,
+        *,
+        target_kind: str,
+        target: str,
+        site_id: str | None,
+        kind: AlertKind,
+        severity: str,
+        reason: str,
+        since: datetime,
+        now: datetime,
+        notify: bool,
+    ) -> Alert:
+        """Open an alert (event, and webhook outbox row when notified, in one transaction)."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO alerts (target_kind, target, site_id, kind, severity, reason, since,"
+                " opened_at, notified, last_notified_at, notifications)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (target_kind, target, site_id, kind.value, severity, reason, ts(since), ts(now),
+                 int(notify), ts(now) if notify else None, int(notify)),
+            )
+            alert = await self._alert(db, int(cur.lastrowid or 0))
+            await self._alert_fact(db, alert, "alert.opened", now, notify)
+            return alert
+
+    async def update_alert(
+        self,
+        alert: Alert,
+        now: datetime,
+        *,
+        change: str,
+        notify: bool,
+        severity: str | None = None,
+    ) -> Alert:
+        """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder"."""
+        async with self._tx() as db:
+            sets = ["last_notified_at = CASE WHEN ? THEN ? ELSE last_notified_at END",
+                    "notifications = notifications + ?"]
+            args: list[Any] = [int(notify), ts(now), int(notify)]
+            if change == "resolved":
+                sets.append("state = 'resolved', resolved_at = ?")
+                args.append(ts(now))
+            elif change == "escalated":
+                sets.append("severity = ?, escalated_at = ?")
+                args += [severity or "critical", ts(now)]
+            elif change == "notified":
+                sets.append("notified = 1")
+            args.append(alert.id)
+            await db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
+            fresh = await self._alert(db, alert.id)
+            kind = {"resolved": "alert.resolved", "escalated": "alert.escalated",
+                    "reminder": "alert.reminder", "notified": "alert.opened"}[change]
+            await self._alert_fact(db, fresh, kind, now, notify)
+            return fresh
+
+    async def acknowledge_alert(self, alert_id: int, by: str, now: datetime) -> Alert | None:
+        """Acknowledge an open alert (stops its reminders); None if no such open alert."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?"
+                " WHERE id = ? AND state = 'open'",
+                (ts(now), by, alert_id),
+            )
+            if not cur.rowcount:
+                return None
+            alert = await self._alert(db, alert_id)
+            await self._event(db, now, "alert.acknowledged",
+                              f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""),
+                              device_id=alert.target if alert.target_kind == "device" else None,
+                              site_id=alert.site_id, data={"alert_id": alert_id})
+            return alert
+
+    async def alerts(self, *, open_only: bool = True, limit: int = 500) -> list[Alert]:
+        """Alerts, newest first (only open ones by default)."""
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        if open_only:
+            sql += " WHERE state = 'open'"
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [_alert(r) for r in await _fetch(self._db, sql, (limit,))]
+
+    async def _alert(self, db: aiosqlite.Connection, alert_id: int) -> Alert:
+        rows = await _fetch(db, f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+        return _alert(rows[0])
+
+    async def _alert_fact(
+        self, db: aiosqlite.Connection, alert: Alert, kind: str, now: datetime, notify: bool
+    ) -> None:
+        payload = {
+            "event": kind,
+            "alert": {
+                "id": alert.id, "kind": alert.kind.value, "severity": alert.severity,
+                "target": alert.target, "target_kind": alert.target_kind, "site": alert.site_id,
+                "reason": alert.reason, "since": ts(alert.since),
+                "acknowledged": alert.acknowledged_at is not None,
+            },
+            "timestamp": ts(now),
+        }
+        await self._event(
+            db, now, kind, f"{alert.kind.value} {alert.target_kind} {alert.target}: {kind}"
+            + (f" ({alert.reason})" if alert.reason else ""),
+            device_id=alert.target if alert.target_kind == "device" else None,
+            site_id=alert.site_id, data={"alert_id": alert.id, "notified": notify},
+        )
+        if notify and kind != "alert.reminder":
+            await db.execute(
+                "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (kind, alert.target if alert.target_kind == "device" else None,
+                 json.dumps(payload), ts(now)),
+            )
+
+    # --- silences -------------------------------------------------------
+
+    async def add_silence(
+        self, target: str, until: datetime, reason: str, by: str, now: datetime
+    ) -> Silence:
+        """Silence a device or a site until ``until``."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO silences (target, until, reason, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (target, ts(until), reason, by, ts(now)),
+            )
+            await self._event(db, now, "silence.added",
+                              f"{target} silenced until {ts(until)}: {reason}",
+                              data={"silence_id": cur.lastrowid})
+            rows = await _fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
+                                (cur.lastrowid,))
+            return _silence(rows[0])
+
+    async def active_silences(self, now: datetime) -> list[Silence]:
+        """Silences in force; those past their end are closed (with an event) first."""
+        async with self._tx() as db:
+            ended = await _fetch(
+                db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
+                " AND until <= ?", (ts(now),),
+            )
+            for row in ended:
+                await db.execute("UPDATE silences SET ended_at = ? WHERE id = ?",
+                                 (ts(now), row["id"]))
+                await self._event(db, now, "silence.expired",
+                                  f"silence of {row['target']} ended",
+                                  data={"silence_id": row["id"]})
+            rows = await _fetch(
+                db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
+                " ORDER BY id",
+            )
+        return [_silence(r) for r in rows]
+
+    # --- flapping -------------------------------------------------------
+
+    async def flap_states(self) -> dict[str, tuple[str, bool, float]]:
+        """Per device: (history as a string of 0/1, flapping, percent)."""
+        rows = await _fetch(
+            self._db, "SELECT device_id, history, flapping, percent FROM flap_state"
+        )
+        return {r["device_id"]: (r["history"], bool(r["flapping"]), r["percent"]) for r in rows}
+
+    async def save_flap_states(
+        self, states: Sequence[tuple[str, str, bool, float]], now: datetime
+    ) -> None:
+        """Remember each device's flap history (device id, history, flapping, percent)."""
+        async with self._tx() as db:
+            await db.executemany(
+                "INSERT INTO flap_state (device_id, history, flapping, percent, changed_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET"
+                " history = excluded.history, flapping = excluded.flapping,"
+                " percent = excluded.percent, changed_at = excluded.changed_at",
+                [(d, h, int(f), p, ts(now)) for d, h, f, p in states],
+            )
+
     # --- events ---------------------------------------------------------
 
     async def add_event(
@@ -741,6 +924,28 @@ def _device(r: Any) -> DeviceState:
         last_sync_at=from_ts(r["last_sync_at"]),
         last_punch_at=from_ts(r["last_punch_at"]),
         synced_records=r["synced_records"],
+    )
+
+
+def _alert(r: Any) -> Alert:
+    return Alert(
+        id=r["id"], target_kind=r["target_kind"], target=r["target"], site_id=r["site_id"],
+        kind=AlertKind(r["kind"]), severity=r["severity"], state=r["state"], reason=r["reason"],
+        since=from_ts(r["since"]),  # type: ignore[arg-type]
+        opened_at=from_ts(r["opened_at"]),  # type: ignore[arg-type]
+        resolved_at=from_ts(r["resolved_at"]), escalated_at=from_ts(r["escalated_at"]),
+        acknowledged_at=from_ts(r["acknowledged_at"]), acknowledged_by=r["acknowledged_by"],
+        notified=bool(r["notified"]), last_notified_at=from_ts(r["last_notified_at"]),
+        notifications=r["notifications"],
+    )
+
+
+def _silence(r: Any) -> Silence:
+    return Silence(
+        id=r["id"], target=r["target"], until=from_ts(r["until"]),  # type: ignore[arg-type]
+        reason=r["reason"], created_by=r["created_by"],
+        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+        ended_at=from_ts(r["ended_at"]),
     )
 
 

@@ -1,0 +1,331 @@
+"""Alerting that an ops team trusts: flapping, confirmation, grouping, escalation, silences.
+
+Inputs are device statuses from the store; time is passed in, so a test can
+live through hours in microseconds. Two entry points, both idempotent:
+
+- ``sample(now)`` at a fixed cadence feeds each device's flap detector;
+- ``evaluate(now)`` opens, escalates, reminds and resolves alerts:
+  - a device offline (or in error) for the confirmation delay opens one alert,
+    unless it is flapping, silenced, or its site is down as a whole;
+  - when ``site_share`` of a site's devices are down past the delay, one
+    site alert (power or uplink) replaces their device alerts (inhibition);
+  - an open alert escalates to critical after ``escalate_after_s``, and is
+    repeated every ``repeat_every_s`` until resolved or acknowledged;
+  - a recovery is notified only if the problem was.
+
+Every change is written to the store first (alert row, event, webhook outbox
+row in one transaction) and only then handed to the sinks, each rate-limited
+so that a storm arrives as a summary, not a replay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from fleettui.config import AlertSettings
+from fleettui.domain import Alert, AlertKind, DeviceState, DeviceStatus, Silence
+from fleettui.engine.flapping import (
+    CountFlapDetector,
+    FlapChange,
+    WeightedFlapDetector,
+)
+from fleettui.store import Store
+
+log = logging.getLogger("fleettui.alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """Something a person should hear about: an alert opened, escalated, repeated, resolved."""
+
+    change: str  # "opened", "escalated", "reminder", "resolved", "summary"
+    alert: Alert | None
+    text: str
+    at: datetime
+
+
+Sink = Callable[[Notification], None]
+
+
+@dataclass
+class RateLimitedSink:
+    """At most ``limit`` notifications per ``window``; the rest become one summary.
+
+    When a window closes with notifications held back, the next notification
+    (or the next ``flush``) is preceded by "N more alert notifications: ...".
+    """
+
+    sink: Sink
+    limit: int = 10
+    window: timedelta = timedelta(seconds=60)
+    _start: datetime | None = None
+    _sent: int = 0
+    _held: list[Notification] = field(default_factory=list)
+
+    def __call__(self, n: Notification) -> None:
+        self.flush(n.at)
+        if self._sent < self.limit:
+            self._sent += 1
+            self.sink(n)
+        else:
+            self._held.append(n)
+
+    def flush(self, now: datetime) -> None:
+        """Close the window if it is over, summarising what was held back."""
+        if self._start is None or now - self._start >= self.window:
+            if self._held:
+                kinds: dict[str, int] = {}
+                for h in self._held:
+                    kinds[h.change] = kinds.get(h.change, 0) + 1
+                detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+                self.sink(Notification("summary", None,
+                                       f"{len(self._held)} more alert notifications ({detail})",
+                                       now))
+                self._held.clear()
+            self._start = now
+            self._sent = 0
+
+
+def log_sink(n: Notification) -> None:
+    """A sink that writes one log line per notification."""
+    level = logging.WARNING if n.change in ("opened", "escalated", "reminder") else logging.INFO
+    log.log(level, "%s", n.text)
+
+
+class AlertEngine:
+    """Alert rules over the store's device statuses."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: AlertSettings,
+        *,
+        sinks: list[Sink] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.sinks: list[Sink] = [
+            RateLimitedSink(s, settings.sink_max, timedelta(seconds=settings.sink_window_s))
+            for s in (sinks if sinks is not None else [log_sink])
+        ]
+        self._flap: dict[str, WeightedFlapDetector | CountFlapDetector] = {}
+        self._config_silences_added = False
+
+    def _detector(self, history: str = "", flapping: bool = False
+                  ) -> WeightedFlapDetector | CountFlapDetector:
+        s = self.settings
+        if s.flap_method == "count":
+            return CountFlapDetector(s.flap_count, int(s.flap_window_s / s.flap_sample_s),
+                                     history, flapping)
+        return WeightedFlapDetector(s.flap_low, s.flap_high, history, flapping)
+
+    async def load(self, now: datetime) -> None:
+        """Restore flap histories; add the config's maintenance windows once."""
+        for device_id, (history, flapping, _pct) in (await self.store.flap_states()).items():
+            self._flap[device_id] = self._detector(history, flapping)
+        if not self._config_silences_added:
+            existing = {(s.target, s.until) for s in await self.store.active_silences(now)}
+            for sc in self.settings.silences:
+                if sc.until > now and (sc.target, sc.until) not in existing:
+                    await self.store.add_silence(sc.target, sc.until, sc.reason, "config", now)
+            self._config_silences_added = True
+
+    def flapping(self, device_id: str) -> tuple[bool, float]:
+        """Whether a device is flapping now, and its percent state change."""
+        d = self._flap.get(device_id)
+        return (d.flapping, d.percent) if d else (False, 0.0)
+
+    # --- sampling -------------------------------------------------------
+
+    async def sample(self, now: datetime) -> None:
+        """Sample every known device's status into its flap history."""
+        devices = [d for d in await self.store.devices() if d.enabled]
+        silences = await self.store.active_silences(now)
+        open_alerts = {(a.target, a.kind): a for a in await self.store.alerts()}
+        changed: list[tuple[str, str, bool, float]] = []
+        for d in devices:
+            if d.status is DeviceStatus.UNKNOWN:
+                continue
+            det = self._flap.setdefault(d.id, self._detector())
+            change = det.sample(d.status is DeviceStatus.ONLINE)
+            changed.append((d.id, det.history(), det.flapping, det.percent))
+            if change is FlapChange.STARTED:
+                notify = not self._silenced(d.id, d.site_id, silences)
+                alert = await self.store.open_alert(
+                    target_kind="device", target=d.id, site_id=d.site_id,
+                    kind=AlertKind.FLAPPING, severity="warning",
+                    reason=f"unstable connectivity ({det.percent:.0f}% state change)",
+                    since=now, now=now, notify=notify,
+                )
+                if notify:
+                    self._notify("opened", alert, now)
+            elif change is FlapChange.STOPPED:
+                flap_alert = open_alerts.get((d.id, AlertKind.FLAPPING))
+                if flap_alert is not None:
+                    await self._resolve(flap_alert, now)
+        if changed:
+            await self.store.save_flap_states(changed, now)
+
+    # --- rules ----------------------------------------------------------
+
+    async def evaluate(self, now: datetime) -> None:
+        """Open, escalate, remind and resolve alerts as of ``now``."""
+        for sink in self.sinks:
+            if isinstance(sink, RateLimitedSink):
+                sink.flush(now)
+        devices = [d for d in await self.store.devices() if d.enabled]
+        silences = await self.store.active_silences(now)
+        open_alerts = await self.store.alerts()
+        by_key = {(a.target_kind, a.target, a.kind): a for a in open_alerts}
+        down_sites = await self._sites(devices, by_key, silences, now)
+        for d in devices:
+            await self._device(d, by_key, silences, down_sites, now)
+        for alert in await self.store.alerts():
+            await self._escalate_and_remind(alert, silences, now)
+
+    def _confirm(self, site_id: str) -> timedelta:
+        s = self.settings
+        return timedelta(seconds=s.site_confirm_after_s.get(site_id, s.confirm_after_s))
+
+    @staticmethod
+    def _is_down(d: DeviceState) -> bool:
+        return d.status in (DeviceStatus.OFFLINE, DeviceStatus.ERROR)
+
+    async def _sites(
+        self,
+        devices: list[DeviceState],
+        by_key: dict[tuple[str, str, AlertKind], Alert],
+        silences: list[Silence],
+        now: datetime,
+    ) -> set[str]:
+        """Open and resolve site alerts; returns the sites whose devices are inhibited."""
+        s = self.settings
+        by_site: dict[str, list[DeviceState]] = {}
+        for d in devices:
+            by_site.setdefault(d.site_id, []).append(d)
+        down_sites: set[str] = set()
+        for site_id, members in by_site.items():
+            alert: Alert | None = by_key.get(("site", site_id, AlertKind.SITE_DOWN))
+            confirm = self._confirm(site_id)
+            down = [
+                d for d in members
+                if self._is_down(d) and d.status_since is not None
+                and now - d.status_since >= confirm
+            ]
+            enough = len(members) >= s.site_min_devices and len(down) >= s.site_share * len(
+                members
+            )
+            if enough:
+                down_sites.add(site_id)
+                if alert is None:
+                    since = min(d.status_since for d in down if d.status_since)
+                    notify = not self._silenced(None, site_id, silences)
+                    alert = await self.store.open_alert(
+                        target_kind="site", target=site_id, site_id=site_id,
+                        kind=AlertKind.SITE_DOWN, severity="critical",
+                        reason=f"{len(down)} of {len(members)} devices down together "
+                               "(power or uplink?)",
+                        since=since, now=now, notify=notify,
+                    )
+                    if notify:
+                        self._notify("opened", alert, now)
+            elif alert is not None:
+                still_down = [d for d in members if self._is_down(d)]
+                if len(still_down) < s.site_share * len(members):
+                    await self._resolve(alert, now)
+                else:
+                    down_sites.add(site_id)  # recovering, not yet: keep inhibiting
+        return down_sites
+
+    async def _device(
+        self,
+        d: DeviceState,
+        by_key: dict[tuple[str, str, AlertKind], Alert],
+        silences: list[Silence],
+        down_sites: set[str],
+        now: datetime,
+    ) -> None:
+        flapping = self.flapping(d.id)[0]
+        for kind in (AlertKind.OFFLINE, AlertKind.ERROR):
+            alert: Alert | None = by_key.get(("device", d.id, kind))
+            wanted = d.status.value == kind.value
+            if alert is not None and not wanted:
+                await self._resolve(alert, now)
+            elif (
+                alert is None
+                and wanted
+                and not flapping
+                and d.site_id not in down_sites
+                and d.status_since is not None
+                and now - d.status_since >= self._confirm(d.site_id)
+            ):
+                notify = not self._silenced(d.id, d.site_id, silences)
+                alert = await self.store.open_alert(
+                    target_kind="device", target=d.id, site_id=d.site_id, kind=kind,
+                    severity="warning", reason=d.status_reason, since=d.status_since,
+                    now=now, notify=notify,
+                )
+                if notify:
+                    self._notify("opened", alert, now)
+
+    async def _escalate_and_remind(self, alert: Alert, silences: list[Silence],
+                                   now: datetime) -> None:
+        s = self.settings
+        device = alert.target if alert.target_kind == "device" else None
+        silenced = self._silenced(device, alert.site_id, silences)
+        if silenced or alert.acknowledged_at is not None:
+            return
+        if not alert.notified:
+            # opened while silenced; the silence is over and the problem is not
+            alert = await self.store.update_alert(alert, now, change="notified", notify=True)
+            self._notify("opened", alert, now)
+            return
+        if (
+            s.escalate_after_s
+            and alert.escalated_at is None
+            and alert.kind is not AlertKind.FLAPPING
+            and now - alert.since >= timedelta(seconds=s.escalate_after_s)
+        ):
+            alert = await self.store.update_alert(alert, now, change="escalated", notify=True,
+                                                  severity="critical")
+            self._notify("escalated", alert, now)
+            return
+        if (
+            s.repeat_every_s
+            and alert.last_notified_at is not None
+            and now - alert.last_notified_at >= timedelta(seconds=s.repeat_every_s)
+        ):
+            alert = await self.store.update_alert(alert, now, change="reminder", notify=True)
+            self._notify("reminder", alert, now)
+
+    async def _resolve(self, alert: Alert, now: datetime) -> None:
+        # a recovery is news only to whoever heard about the problem
+        resolved = await self.store.update_alert(alert, now, change="resolved",
+                                                 notify=alert.notified)
+        if alert.notified:
+            self._notify("resolved", resolved, now)
+
+    @staticmethod
+    def _silenced(device_id: str | None, site_id: str | None, silences: list[Silence]) -> bool:
+        targets = {t for t in (device_id, site_id) if t}
+        return any(s.target in targets for s in silences)
+
+    def _notify(self, change: str, alert: Alert, now: datetime) -> None:
+        what = {
+            AlertKind.OFFLINE: "offline", AlertKind.ERROR: "in error",
+            AlertKind.FLAPPING: "flapping", AlertKind.SITE_DOWN: "down (whole site)",
+        }[alert.kind]
+        verb = {"opened": "is", "escalated": "still", "reminder": "still",
+                "resolved": "no longer"}[change]
+        text = f"[{alert.severity}] {alert.target_kind} {alert.target} {verb} {what}"
+        if alert.reason and change != "resolved":
+            text += f": {alert.reason}"
+        n = Notification(change, alert, text, now)
+        for sink in self.sinks:
+            try:
+                sink(n)
+            except Exception:
+                log.exception("alert sink failed")
