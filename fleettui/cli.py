@@ -191,6 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--config", metavar="FILE")
     sch.add_argument("--json", action="store_true")
 
+    al = sub.add_parser("alerts", help="open alerts (or all recent ones with --all)")
+    al.add_argument("--all", action="store_true", help="include resolved alerts")
+    al.add_argument("--json", action="store_true")
+    store_args(al)
+
+    si = sub.add_parser("silence", help="no notifications for a device or site for a while")
+    si.add_argument("target", metavar="DEVICE_OR_SITE")
+    si.add_argument("--for", dest="duration", type=_duration, required=True,
+                    metavar="DURATION", help="e.g. 30m, 2h, 1d")
+    si.add_argument("--reason", required=True, help="why (shown with the silence)")
+    si.add_argument("--by", default="", help="who silences")
+    store_args(si)
+
+    ack = sub.add_parser("ack", help="acknowledge an alert (stops its reminders)")
+    ack.add_argument("alert_id", type=int, metavar="ALERT_ID")
+    ack.add_argument("--by", default="", help="who acknowledges")
+    store_args(ack)
+
     lst = sub.add_parser("commands", help="recent commands and their results")
     lst.add_argument("--device", metavar="ID")
     lst.add_argument("--limit", type=_positive_int, default=30)
@@ -253,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args, parser)
     store_commands = {"status": _status, "export": _export, "command": _command,
-                      "sync-employees": _command, "commands": _commands}
+                      "sync-employees": _command, "commands": _commands,
+                      "alerts": _alerts, "silence": _silence, "ack": _ack}
     if args.command in store_commands:
         try:
             return asyncio.run(store_commands[args.command](args))
@@ -572,4 +591,40 @@ def _schedules(args: argparse.Namespace) -> int:
         when = ", ".join(r["next_runs"][:2]) if r["enabled"] else "disabled"
         print(f"{r['name']:<24} {r['command']:<16} {r['target']:<20} {r['cron']:<15} "
               f"{r['timezone']:<20} next: {when}")
+    return 0
+
+
+async def _alerts(args: argparse.Namespace) -> int:
+    from fleettui.report import alert_record, alerts_table
+
+    async with _store(args) as store:
+        now = datetime.now(UTC)
+        alerts = await store.alerts(open_only=not args.all)
+        silences = await store.active_silences(now)
+        if args.json:
+            print(json.dumps({"alerts": [alert_record(a, silences) for a in alerts]}, indent=2))
+        else:
+            print(alerts_table(alerts, silences, now))
+    return 0
+
+
+async def _silence(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        known = {d.id for d in await store.devices()} | {s.id for s in await store.sites()}
+        if args.target not in known:
+            return _fail(f"no device or site called {args.target!r}", 2)
+        now = datetime.now(UTC)
+        silence = await store.add_silence(args.target, now + args.duration, args.reason,
+                                          args.by, now)
+        print(f"silence {silence.id}: {silence.target} until "
+              f"{silence.until.isoformat(timespec='seconds')} ({silence.reason})")
+    return 0
+
+
+async def _ack(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        alert = await store.acknowledge_alert(args.alert_id, args.by, datetime.now(UTC))
+        if alert is None:
+            return _fail(f"no open alert {args.alert_id}", 1)
+        print(f"alert {alert.id} acknowledged: {alert.kind.value} {alert.target}")
     return 0

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettui.domain import Command, CommandRequest, DeviceState, Punch
+from fleettui.domain import Alert, Command, CommandRequest, DeviceState, Punch, Silence
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
 
@@ -40,6 +40,7 @@ def _ago(dt: datetime | None, now: datetime) -> str:
 async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
     """One row per device, as ``fleettui status --json`` prints it."""
     rows = []
+    flaps = await store.flap_states()
     for d in await store.devices():
         fill = d.buffer_fill
         rows.append(
@@ -57,6 +58,8 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
                 "records_capacity": d.records_cap,
                 "buffer_fill": round(fill, 4) if fill is not None else None,
                 "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
+                "flapping": flaps.get(d.id, ("", False, 0.0))[1],
+                "flap_percent": round(flaps.get(d.id, ("", False, 0.0))[2], 1),
                 "uptime_24h": _pct(await store.uptime(d.id, timedelta(hours=24), now)),
                 "uptime_30d": _pct(await store.uptime(d.id, timedelta(days=30), now)),
                 "enabled": d.enabled,
@@ -84,6 +87,8 @@ def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: 
     for row in devices:
         s = by_id[row["id"]]
         status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
+        if row["flapping"]:
+            status += f" · flapping {row['flap_percent']:.0f}%"
         buffer = f"{row['buffer_fill']:.0%}" if row["buffer_fill"] is not None else "-"
         drift = f"{row['clock_drift_s']:+.0f}s" if row["clock_drift_s"] is not None else "-"
         lines.append((row["id"], row["site"], status, _ago(s.status_since, now),
@@ -208,4 +213,53 @@ def commands_table(rows: list[Command]) -> str:
         when = _iso(c.updated_at) or ""
         lines.append(f"{c.id:>5}  {c.device_id:<24} {c.command:<16} {c.state.value:<8} "
                      f"{when:<20} {detail}".rstrip())
+    return "\n".join(lines)
+
+
+def _silenced_until(alert: Alert, silences: list[Silence]) -> datetime | None:
+    targets = {alert.target, alert.site_id}
+    ends = [s.until for s in silences if s.target in targets]
+    return max(ends) if ends else None
+
+
+def alert_record(a: Alert, silences: list[Silence]) -> dict[str, Any]:
+    """An alert as ``fleettui alerts --json`` prints it."""
+    return {
+        "id": a.id,
+        "target_kind": a.target_kind,
+        "target": a.target,
+        "site": a.site_id,
+        "kind": a.kind.value,
+        "severity": a.severity,
+        "state": a.state,
+        "reason": a.reason,
+        "since": _iso(a.since),
+        "opened_at": _iso(a.opened_at),
+        "resolved_at": _iso(a.resolved_at),
+        "acknowledged": a.acknowledged_at is not None,
+        "acknowledged_by": a.acknowledged_by or None,
+        "silenced_until": _iso(_silenced_until(a, silences)),
+        "notifications": a.notifications,
+    }
+
+
+def alerts_table(alerts: list[Alert], silences: list[Silence], now: datetime) -> str:
+    """Alerts for people."""
+    if not alerts:
+        return "no open alerts"
+    lines = [f"{'ID':>4}  {'SEVERITY':<8}  {'KIND':<9}  {'TARGET':<24}  {'SINCE':<10}  NOTE"]
+    for a in alerts:
+        notes = []
+        if a.state != "open":
+            notes.append("resolved")
+        if a.acknowledged_at:
+            notes.append("acknowledged" + (f" by {a.acknowledged_by}" if a.acknowledged_by else ""))
+        until = _silenced_until(a, silences)
+        if until:
+            notes.append(f"silenced until {_iso(until)}")
+        if a.reason:
+            notes.append(a.reason)
+        lines.append(f"{a.id:>4}  {a.severity:<8}  {a.kind.value:<9}  "
+                     f"{a.target_kind[0]}:{a.target:<22}  {_ago(a.since, now):<10}  "
+                     + "; ".join(notes))
     return "\n".join(lines)

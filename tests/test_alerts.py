@@ -288,3 +288,35 @@ async def test_per_site_confirmation_delay(db: Store) -> None:
     await _tick(alerts, T0, 2)
     assert heard.changes() == ["opened:s2_0:offline"]
     assert (await db.alerts())[0].kind is AlertKind.OFFLINE
+
+
+async def test_alert_commands_from_the_cli(db: Store) -> None:
+    import json
+    import subprocess
+    import sys
+
+    await _site(db)
+    alerts = _engine(db, Heard())
+    await _down(db, "s2_0", T0)
+    await _tick(alerts, T0, 6)
+    (alert,) = await db.alerts()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fleettui", *args, "--db", str(db.path)],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = json.loads(cli("alerts", "--json").stdout)["alerts"]
+    assert [(a["id"], a["kind"], a["target"], a["acknowledged"]) for a in listed] == [
+        (alert.id, "offline", "s2_0", False)
+    ]
+    r = cli("ack", str(alert.id), "--by", "amina")
+    assert r.returncode == 0 and "acknowledged" in r.stdout
+    assert cli("ack", "999").returncode == 1
+    r = cli("silence", "s2", "--for", "2h", "--reason", "fibre works")
+    assert r.returncode == 0, r.stderr
+    r = cli("alerts")
+    assert "acknowledged by amina" in r.stdout and "silenced until" in r.stdout
+    r = cli("silence", "nowhere", "--for", "2h", "--reason", "x")
+    assert r.returncode == 2 and "no device or site" in r.stderr
+    status = json.loads(cli("status", "--json").stdout)["devices"]
+    assert {d["flapping"] for d in status} == {False}
