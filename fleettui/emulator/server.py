@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 EVENT_ACK_TIMEOUT_S = 1.0
 #: how often a stalled TCP connection looks whether the link is back
 LINK_POLL_S = 0.05
+#: event loop turns a refused CONNECT waits for woken connections to finish
+SETTLE_YIELDS = 50
 
 
 class Link:
@@ -208,6 +210,8 @@ class DeviceServer:
         self.udp_links: dict[int, UdpLink] = {}
         self.udp_transport: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
+        self._stalled = 0
+        self._wake = asyncio.Event()
         device.punch_listeners.append(self._on_punch)
         device.drop_listeners.append(self._drop_all)
 
@@ -319,8 +323,31 @@ class DeviceServer:
         stack retransmits, so bytes sent while the link is down arrive (and are
         answered) late rather than never. Datagrams are simply lost instead.
         """
-        while not self.device.reachable() and not link.closed:
-            await asyncio.sleep(LINK_POLL_S)
+        self._stalled += 1
+        try:
+            while not self.device.reachable() and not link.closed:
+                wake = self._wake
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), LINK_POLL_S)
+        finally:
+            self._stalled -= 1
+
+    def _poke(self) -> None:
+        """Traffic got through: wake every stalled connection to look at the link now.
+
+        Without this a stalled connection would only notice the link is back at its
+        next poll, and could hold a session slot meanwhile.
+        """
+        if self._stalled:
+            self._wake.set()
+            self._wake = asyncio.Event()
+
+    async def _settle(self) -> None:
+        """Let woken connections deliver what they held (and their goodbyes) first."""
+        for _ in range(SETTLE_YIELDS):
+            if not self._stalled:
+                return
+            await asyncio.sleep(0)
 
     async def serve(self, link: Link, inner: bytes) -> None:
         """Handle one request packet that arrived on ``link``."""
@@ -347,6 +374,11 @@ class DeviceServer:
             if pkt.code != Cmd.CONNECT:
                 await link.send(build_packet(Reply.ACK_UNAUTH, 0, pkt.reply_id))
                 return
+            if len(self.sessions) >= device.profile.max_sessions and self._stalled:
+                # sessions of clients that left during an outage free their slots as soon
+                # as their held bytes (and goodbyes) are read: let that happen first
+                self._poke()
+                await self._settle()
             session = self._new_session(link)
             if session is None:  # too many sessions: refuse this one
                 await link.send(build_packet(Reply.ACK_ERROR, 0, pkt.reply_id))
@@ -392,7 +424,9 @@ class DeviceServer:
         link = TcpLink(self, writer)
         self.links.add(link)
         deframer = TcpDeframer()
-        if not self.device.reachable():
+        if self.device.reachable():
+            self._poke()
+        else:
             # On a real network the SYN of a connection made while the link is down never
             # reaches the device; only loopback completes the handshake. Such a connection
             # must not surface later as a session: drop it once the link is back.
@@ -410,6 +444,8 @@ class DeviceServer:
                     await self.wait_reachable(link)  # in flight until the link is back
                     if link.closed:
                         break
+                else:
+                    self._poke()
                 try:
                     packets = deframer.feed(chunk)
                 except FramingError as e:
@@ -436,6 +472,7 @@ class DeviceServer:
             return
         if len(data) < 8:
             return
+        self._poke()
         device.stats["bytes_in"] += len(data)
         code, _chk, sid, reply_id = struct.unpack_from("<4H", data)
         if code == Cmd.CONNECT:

@@ -36,6 +36,10 @@ from fleettui.store import Store
 
 log = logging.getLogger("fleettui.alerts")
 
+#: flap histories are written to the store every this many samples (and at every
+#: flapping change): a restart loses at most that much history, never a state
+PERSIST_EVERY = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:
@@ -112,6 +116,7 @@ class AlertEngine:
             for s in (sinks if sinks is not None else [log_sink])
         ]
         self._flap: dict[str, WeightedFlapDetector | CountFlapDetector] = {}
+        self._samples = 0
         self._config_silences_added = False
 
     def _detector(self, history: str = "", flapping: bool = False
@@ -146,12 +151,15 @@ class AlertEngine:
         silences = await self.store.active_silences(now)
         open_alerts = {(a.target, a.kind): a for a in await self.store.alerts()}
         changed: list[tuple[str, str, bool, float]] = []
+        self._samples += 1
+        persist_all = self._samples % PERSIST_EVERY == 0
         for d in devices:
             if d.status is DeviceStatus.UNKNOWN:
                 continue
             det = self._flap.setdefault(d.id, self._detector())
             change = det.sample(d.status is DeviceStatus.ONLINE)
-            changed.append((d.id, det.history(), det.flapping, det.percent))
+            if persist_all or change is not None:
+                changed.append((d.id, det.history(), det.flapping, det.percent))
             if change is FlapChange.STARTED:
                 notify = not self._silenced(d.id, d.site_id, silences)
                 alert = await self.store.open_alert(

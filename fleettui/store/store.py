@@ -84,7 +84,7 @@ def from_ts(text: str | None) -> datetime | None:
     """The store's UTC text back to an aware datetime."""
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # the trailing Z reads as UTC (Python 3.11+)
 
 
 def _local(dt: datetime) -> str:
@@ -965,7 +965,7 @@ def _punch(r: Any) -> Punch:
         id=r["id"],
         device_id=r["device_id"],
         user_id=r["user_id"],
-        local_time=datetime.strptime(r["local_time"], "%Y-%m-%dT%H:%M:%S"),
+        local_time=datetime.fromisoformat(r["local_time"]),
         timezone=r["timezone"],
         utc_time=from_ts(r["utc_time"]),  # type: ignore[arg-type]
         tz_flag=TzFlag(r["tz_flag"]),
