@@ -603,6 +603,8 @@ class _FleetView:
     backoff_max_s: float | None = None
     #: (name, target) of each schedule; None where unusable
     schedules: list[tuple[str | None, str | None]] | None = None
+    #: target of each [[alerts.silences]] entry; None where unusable
+    silences: list[str | None] | None = None
 
 
 def _view_of_config(config: Config) -> _FleetView:
@@ -619,6 +621,7 @@ def _view_of_config(config: Config) -> _FleetView:
             for d in config.devices
         ],
         schedules=[(sc.name, sc.target) for sc in config.schedules],
+        silences=[sc.target for sc in config.alerts.silences],
     )
 
 
@@ -670,7 +673,13 @@ def _view_of_raw(raw: dict[str, Any], bad: Iterable[Loc]) -> _FleetView:
              value(("schedules", i, "target"), sc, "target"))
             for i, sc in enumerate(schedules_raw)
         ]
-    return _FleetView(site_ids, devices, interval, backoff, schedules)
+    silences: list[str | None] | None = None
+    alerts_raw = raw.get("alerts", {})
+    silences_raw = alerts_raw.get("silences", []) if isinstance(alerts_raw, dict) else []
+    if isinstance(silences_raw, list) and ("alerts", "silences") not in bad_set:
+        silences = [value(("alerts", "silences", i, "target"), sc, "target")
+                    for i, sc in enumerate(silences_raw)]
+    return _FleetView(site_ids, devices, interval, backoff, schedules, silences)
 
 
 def _fleet_problems(view: _FleetView) -> list[tuple[Loc, str]]:
@@ -742,6 +751,14 @@ def _fleet_problems(view: _FleetView) -> list[tuple[Loc, str]]:
         ):
             problems.append(
                 (("schedules", i, "target"), f"no site or device called {target!r}")
+            )
+
+    for i, target in enumerate(view.silences or []):
+        if targets_known and target is not None and target not in first_site and (
+            target not in known_devices
+        ):
+            problems.append(
+                (("alerts", "silences", i, "target"), f"no site or device called {target!r}")
             )
 
     if (

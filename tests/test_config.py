@@ -677,3 +677,10 @@ def test_empty_db_path_is_an_error() -> None:
 def test_config_module_does_not_import_the_emulator() -> None:
     source = Path(cfg.__file__).read_text()
     assert "fleettui.emulator" not in source and "from .emulator" not in source
+
+
+def test_a_silence_for_an_unknown_target_is_an_error() -> None:
+    text = SITE_A + '[[alerts.silences]]\ntarget = "nowhere"\nuntil = 2026-12-01T18:00:00Z\n'
+    problem = only_problem(text)
+    assert problem.key == "alerts.silences[0].target"
+    assert "no site or device called 'nowhere'" in problem.message
