@@ -417,12 +417,20 @@ class AlertSettings(_Model):
 
 
 class WebhookConfig(_Model):
-    """An HTTP endpoint told about events (placeholder). ``secret`` signs the requests."""
+    """An HTTP endpoint told about events, signed per Standard Webhooks.
 
-    url: str = Field(min_length=1)
+    ``secret`` is a ``whsec_``-prefixed base64 key (a secret: never shown).
+    ``events`` filters by type: exact names or prefixes ending in ``*``.
+    ``hex_signature_header`` also sends a plain hex HMAC-SHA256 of the raw body
+    in that header, for receivers written for the article's scheme.
+    """
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
     events: list[str] = Field(default_factory=lambda: ["*"])
     secret: SecretStr = _field(SecretStr(""), secret=True, expected="a string")
     enabled: bool = True
+    hex_signature_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    timeout_s: float = Field(10.0, gt=0, le=120)
 
 
 class ScheduleConfig(_Model):

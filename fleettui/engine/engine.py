@@ -11,6 +11,7 @@ are listeners and readers of the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from fleettui.domain import DeviceState, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
+from fleettui.engine.webhooks import WebhookDispatcher
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,11 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
         self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
+        self.webhooks: WebhookDispatcher | None = None
+        if any(w.enabled for w in config.webhooks):
+            self.webhooks = WebhookDispatcher(store, list(config.webhooks), clock=clock)
+            self.listeners.append(self.webhooks.kick)
+        self._webhook_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}
         self._stopping = False
 
@@ -153,6 +160,9 @@ class Engine:
                     id=f"schedule:{schedule.name}", coalesce=True, misfire_grace_time=300,
                 )
         self._scheduler.start()
+        if self.webhooks is not None:
+            self._webhook_task = asyncio.get_running_loop().create_task(
+                self.webhooks.run_forever())
 
     async def _alert_sample(self) -> None:
         try:
@@ -183,6 +193,12 @@ class Engine:
             self._scheduler = None
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=60)
+        if self._webhook_task is not None:
+            self._webhook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._webhook_task
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await asyncio.gather(*(p.driver.close() for p in self.pollers.values()),
                              return_exceptions=True)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -145,5 +145,23 @@ MIGRATIONS: list[str] = [
         state TEXT NOT NULL DEFAULT 'pending'
     );
     CREATE INDEX webhook_outbox_state ON webhook_outbox(state, id);
+    CREATE TABLE webhook_cursors (
+        endpoint TEXT PRIMARY KEY,
+        last_outbox_id INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE webhook_deliveries (
+        endpoint TEXT NOT NULL,
+        outbox_id INTEGER NOT NULL,
+        device_id TEXT,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        latency_ms REAL,
+        delivered_at TEXT,
+        PRIMARY KEY (endpoint, outbox_id)
+    );
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint, state, outbox_id);
     """,
 ]

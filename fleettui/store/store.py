@@ -819,6 +819,121 @@ class Store:
                 [(d, h, int(f), p, ts(now)) for d, h, f, p in states],
             )
 
+    # --- webhook deliveries ---------------------------------------------
+
+    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime) -> int:
+        """Give an endpoint every outbox row it has not seen and wants; returns how many."""
+        clauses: list[str] = []
+        args: list[str] = []
+        if "*" not in events:
+            for pattern in events:
+                if pattern.endswith("*"):
+                    clauses.append("event_type LIKE ?")
+                    args.append(pattern[:-1] + "%")
+                else:
+                    clauses.append("event_type = ?")
+                    args.append(pattern)
+        wanted = f" AND ({' OR '.join(clauses)})" if clauses else ""
+        async with self._tx() as db:
+            rows = await _fetch(
+                db, "SELECT last_outbox_id FROM webhook_cursors WHERE endpoint = ?", (endpoint,)
+            )
+            last = int(rows[0][0]) if rows else 0
+            top = await _fetch(db, "SELECT COALESCE(MAX(id), 0) FROM webhook_outbox")
+            newest = int(top[0][0])
+            if newest <= last:
+                return 0
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO webhook_deliveries (endpoint, outbox_id, device_id,"
+                " created_at, next_attempt_at) SELECT ?, id, device_id, ?, ? FROM webhook_outbox"
+                f" WHERE id > ? AND id <= ?{wanted} ORDER BY id",
+                (endpoint, ts(now), ts(now), last, newest, *args),
+            )
+            await db.execute(
+                "INSERT INTO webhook_cursors (endpoint, last_outbox_id) VALUES (?, ?)"
+                " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
+                (endpoint, newest),
+            )
+            return cur.rowcount
+
+    async def webhook_due(
+        self, endpoint: str, now: datetime, limit: int = 256
+    ) -> list[dict[str, Any]]:
+        """Deliveries to attempt now: the oldest pending one of each device (strict order)."""
+        rows = await _fetch(
+            self._db,
+            "SELECT d.outbox_id, d.device_id, d.attempts, d.created_at, o.event_type, o.payload"
+            " FROM webhook_deliveries d JOIN webhook_outbox o ON o.id = d.outbox_id"
+            " WHERE d.endpoint = ? AND d.state = 'pending' AND d.next_attempt_at <= ?"
+            " AND d.outbox_id IN (SELECT MIN(outbox_id) FROM webhook_deliveries"
+            "   WHERE endpoint = ? AND state = 'pending' GROUP BY COALESCE(device_id, ''))"
+            " ORDER BY d.outbox_id LIMIT ?",
+            (endpoint, ts(now), endpoint, limit),
+        )
+        return [
+            {"outbox_id": r["outbox_id"], "device_id": r["device_id"], "attempts": r["attempts"],
+             "created_at": from_ts(r["created_at"]), "event_type": r["event_type"],
+             "payload": r["payload"]}
+            for r in rows
+        ]
+
+    async def webhook_result(
+        self,
+        endpoint: str,
+        outbox_id: int,
+        *,
+        now: datetime,
+        ok: bool,
+        latency_ms: float | None = None,
+        error: str = "",
+        retry_at: datetime | None = None,
+        dead: bool = False,
+    ) -> None:
+        """Record one delivery attempt: delivered, to retry at ``retry_at``, or dead."""
+        state = "delivered" if ok else "dead" if dead else "pending"
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
+                " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
+                " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
+                " next_attempt_at = COALESCE(?, next_attempt_at)"
+                " WHERE endpoint = ? AND outbox_id = ?",
+                (state, latency_ms, error, int(ok), ts(now),
+                 ts(retry_at) if retry_at else None, endpoint, outbox_id),
+            )
+            if dead:
+                await self._event(db, now, "webhook.dead",
+                                  f"webhook to {endpoint} gave up on event {outbox_id}: {error}",
+                                  data={"outbox_id": outbox_id})
+
+    async def webhook_replay(self, endpoint: str | None, now: datetime) -> int:
+        """Put dead deliveries (of one endpoint, or all) back in the queue."""
+        sql = "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?, created_at = ?"
+        sql += " WHERE state = 'dead'"
+        args: list[Any] = [ts(now), ts(now)]
+        if endpoint is not None:
+            sql += " AND endpoint = ?"
+            args.append(endpoint)
+        async with self._tx() as db:
+            cur = await db.execute(sql, args)
+            return cur.rowcount
+
+    async def webhook_stats(self, endpoint: str | None = None) -> dict[str, Any]:
+        """Deliveries by state, and the mean latency of delivered ones (ms)."""
+        where, args = ("WHERE endpoint = ?", (endpoint,)) if endpoint else ("", ())
+        rows = await _fetch(
+            self._db,
+            f"SELECT state, COUNT(*), AVG(latency_ms) FROM webhook_deliveries {where}"
+            " GROUP BY state",
+            args,
+        )
+        out: dict[str, Any] = {"pending": 0, "delivered": 0, "dead": 0, "avg_latency_ms": None}
+        for r in rows:
+            out[r[0]] = int(r[1])
+            if r[0] == "delivered":
+                out["avg_latency_ms"] = r[2]
+        return out
+
     # --- events ---------------------------------------------------------
 
     async def add_event(

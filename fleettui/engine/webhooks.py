@@ -1,0 +1,167 @@
+"""Signed webhooks: from the store's outbox to each endpoint, at least once, in order.
+
+Every fact that other systems hear about is first an outbox row, written in
+the same transaction as the fact. The dispatcher gives each endpoint its own
+copy of the rows it wants (``events`` filter), then POSTs them:
+
+- signed per Standard Webhooks: ``webhook-id`` (stable per event, so a
+  receiver deduplicates retries), ``webhook-timestamp``, ``webhook-signature``
+  ``v1,<base64 HMAC-SHA256 of id.timestamp.body>`` with the endpoint's
+  ``whsec_`` secret; optionally a plain hex HMAC of the body in a header of
+  the endpoint's choosing (the article's scheme);
+- in order per endpoint and device: only the oldest undelivered event of a
+  device is ever in flight, so a failing receiver holds that device's later
+  events back rather than reordering them; devices go in parallel;
+- retried with exponential backoff and jitter (1 s doubling to 10 min) for
+  24 hours, then dead-lettered (replayable); latency recorded per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from fleettui.config import WebhookConfig
+from fleettui.store import Store
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (raw bytes if it is not base64)."""
+    body = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except ValueError:
+        return body.encode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks signature header value: ``v1,<base64>``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def backoff(attempts: int, rng: random.Random) -> timedelta:
+    """Delay before the next try after ``attempts`` failures: doubling, capped, jittered."""
+    base = min(600.0, 2.0 ** max(attempts - 1, 0))
+    return timedelta(seconds=base * (0.5 + rng.random()))
+
+
+class WebhookDispatcher:
+    """Delivers the outbox to every enabled endpoint of the config."""
+
+    def __init__(
+        self,
+        store: Store,
+        endpoints: list[WebhookConfig],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        client: httpx.AsyncClient | None = None,
+        concurrency: int = 32,
+        max_age: timedelta = timedelta(hours=24),
+        seed: int | None = None,
+    ) -> None:
+        self.store = store
+        self.endpoints = [e for e in endpoints if e.enabled]
+        self.clock = clock
+        self._client = client
+        self._own_client = client is None
+        self._limit = asyncio.Semaphore(concurrency)
+        self.max_age = max_age
+        self._rng = random.Random(seed)
+        self._kick = asyncio.Event()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The one shared HTTP client (created on first use)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+            )
+        return self._client
+
+    def kick(self, *_: Any) -> None:
+        """Something was committed: look at the outbox now rather than at the next tick."""
+        self._kick.set()
+
+    async def close(self) -> None:
+        """Close the HTTP client if this dispatcher made it."""
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+
+    async def run_once(self) -> int:
+        """Queue new events for each endpoint and attempt what is due; returns attempts made."""
+        now = self.clock()
+        made = 0
+        for endpoint in self.endpoints:
+            await self.store.webhook_enqueue(endpoint.url, endpoint.events, now)
+            due = await self.store.webhook_due(endpoint.url, now)
+            made += len(due)
+            await asyncio.gather(*(self._deliver(endpoint, d) for d in due))
+        return made
+
+    async def run_forever(self, idle_s: float = 0.5) -> None:
+        """Deliver until cancelled: at once after a kick, else every ``idle_s``."""
+        while True:
+            try:
+                made = await self.run_once()
+            except Exception:
+                log.exception("webhook dispatch failed")
+                made = 0
+            if made:
+                continue
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), idle_s)
+
+    async def _deliver(self, endpoint: WebhookConfig, delivery: dict[str, Any]) -> None:
+        body = delivery["payload"].encode()
+        msg_id = f"msg_{delivery['outbox_id']}"
+        now = self.clock()
+        stamp = int(now.timestamp())
+        headers = {"content-type": "application/json", "webhook-id": msg_id,
+                   "webhook-timestamp": str(stamp), "user-agent": "fleettui-webhooks"}
+        secret = endpoint.secret.get_secret_value()
+        if secret:
+            headers["webhook-signature"] = sign(secret, msg_id, stamp, body)
+            if endpoint.hex_signature_header:
+                headers[endpoint.hex_signature_header] = hmac.new(
+                    secret_key(secret), body, hashlib.sha256).hexdigest()
+        error = ""
+        latency_ms: float | None = None
+        async with self._limit:
+            started = time.perf_counter()
+            try:
+                response = await self.client.post(endpoint.url, content=body, headers=headers,
+                                                   timeout=endpoint.timeout_s)
+                latency_ms = (time.perf_counter() - started) * 1000
+                if not 200 <= response.status_code < 300:
+                    error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as e:
+                error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        done = self.clock()
+        if not error:
+            await self.store.webhook_result(endpoint.url, delivery["outbox_id"], now=done,
+                                            ok=True, latency_ms=latency_ms)
+            return
+        attempts = delivery["attempts"] + 1
+        dead = done - delivery["created_at"] >= self.max_age
+        await self.store.webhook_result(
+            endpoint.url, delivery["outbox_id"], now=done, ok=False, error=error,
+            retry_at=None if dead else done + backoff(attempts, self._rng), dead=dead,
+        )
