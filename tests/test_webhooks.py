@@ -233,6 +233,26 @@ async def test_the_engine_delivers_synced_punches(one_device: Emulated, tmp_path
     await _drain(engine.webhooks)
     await engine.stop()
     await store.close()
-    assert len(receiver.events()) == 30
+    kinds = [e["event"] for e in receiver.events()]
+    assert kinds.count("punch.created") == 30 and "device.online" in kinds
     assert SECRET not in repr(parse_config(text))
 
+
+
+async def test_device_and_command_facts_reach_the_outbox_in_the_articles_shape(
+    store: Store, receiver: Receiver
+) -> None:
+    from fleettui.domain import DeviceStatus, StatusChange
+
+    now = datetime.now(UTC)
+    await store.record_status(StatusChange("d1", DeviceStatus.ONLINE, "", now))
+    await store.record_status(StatusChange("d1", DeviceStatus.OFFLINE, "no answer", now))
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url, events=["device.*"])])
+    await _drain(dispatcher)
+    await dispatcher.close()
+    events = receiver.events()
+    assert [e["event"] for e in events] == ["device.online", "device.offline"]
+    offline = events[1]
+    assert offline["device"] == {"id": "d1", "serial_number": "S1", "site": "s",
+                                 "last_seen": None, "reason": "no answer"}
+    assert "timestamp" in offline

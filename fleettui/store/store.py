@@ -250,6 +250,11 @@ class Store:
                 "INSERT INTO status_history (device_id, status, reason, at) VALUES (?, ?, ?, ?)",
                 (change.device_id, change.status.value, change.reason, ts(change.at)),
             )
+            if change.status is not DeviceStatus.UNKNOWN:
+                # other systems hear "online" or "offline" (an error is offline, with its reason)
+                kind = "device.online" if change.status is DeviceStatus.ONLINE else "device.offline"
+                await self._device_fact(db, change.device_id, kind, change.at,
+                                        {"reason": change.reason} if change.reason else {})
             return await self._event(
                 db,
                 change.at,
@@ -258,6 +263,31 @@ class Store:
                 device_id=change.device_id,
                 data=data,
             )
+
+    async def _device_fact(
+        self,
+        db: aiosqlite.Connection,
+        device_id: str,
+        kind: str,
+        at: datetime,
+        extra: dict[str, Any],
+    ) -> None:
+        """A webhook outbox row about a device, in the article's shape."""
+        rows = await _fetch(
+            db, "SELECT serial, site_id, last_seen FROM devices WHERE id = ?", (device_id,)
+        )
+        serial, site, last_seen = (rows[0][0], rows[0][1], rows[0][2]) if rows else (None,) * 3
+        payload = {
+            "event": kind,
+            "device": {"id": device_id, "serial_number": serial, "site": site,
+                       "last_seen": last_seen, **extra},
+            "timestamp": ts(at),
+        }
+        await db.execute(
+            "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (kind, device_id, json.dumps(payload), ts(at)),
+        )
 
     async def record_seen(
         self,
@@ -615,6 +645,20 @@ class Store:
             message = f"{command.device_id}: {command.command} {state.value}"
             if error:
                 message += f": {error}"
+            if state in (CommandState.DONE, CommandState.FAILED):
+                kind = "command.completed" if state is CommandState.DONE else "command.failed"
+                payload = {
+                    "event": kind,
+                    "command": {"id": command.id, "request_id": command.request_id,
+                                "device_id": command.device_id, "command": command.command,
+                                "status": state.value, "result": result, "error": error or None},
+                    "timestamp": ts(now),
+                }
+                await db.execute(
+                    "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (kind, command.device_id, json.dumps(payload), ts(now)),
+                )
             return await self._event(
                 db, now, f"command.{state.value}", message, device_id=command.device_id,
                 data={"command_id": command.id, "request_id": command.request_id,
@@ -751,6 +795,11 @@ class Store:
             device_id=alert.target if alert.target_kind == "device" else None,
             site_id=alert.site_id, data={"alert_id": alert.id, "notified": notify},
         )
+        if alert.kind is AlertKind.FLAPPING and kind in ("alert.opened", "alert.resolved"):
+            await self._device_fact(
+                db, alert.target, "device.flapping" if kind == "alert.opened" else "device.stable",
+                now, {"reason": alert.reason} if kind == "alert.opened" else {},
+            )
         if notify and kind != "alert.reminder":
             await db.execute(
                 "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
