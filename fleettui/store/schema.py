@@ -145,6 +145,16 @@ MIGRATIONS: list[str] = [
         state TEXT NOT NULL DEFAULT 'pending'
     );
     CREATE INDEX webhook_outbox_state ON webhook_outbox(state, id);
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
     CREATE TABLE webhook_cursors (
         endpoint TEXT PRIMARY KEY,
         last_outbox_id INTEGER NOT NULL DEFAULT 0

@@ -13,8 +13,10 @@ and the unique key keeps them from being stored twice.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -65,6 +67,8 @@ _COMMAND_COLUMNS = (
     "id, request_id, device_id, command, params, state, attempts, result, error, created_at,"
     " updated_at, expires_at"
 )
+#: API roles, each allowed what the ones before it are
+API_ROLES = ("viewer", "operator", "admin")
 #: how long an idempotency key guards against a repeated request
 IDEMPOTENCY_WINDOW = timedelta(days=7)
 _PUNCH_COLUMNS = (
@@ -983,6 +987,51 @@ class Store:
                 out["avg_latency_ms"] = r[2]
         return out
 
+    # --- API keys -------------------------------------------------------
+
+    async def create_api_key(self, role: str, name: str, now: datetime) -> tuple[int, str]:
+        """Make a key; returns (id, the key). Only its SHA-256 is stored: show it once."""
+        if role not in API_ROLES:
+            raise ValueError(f"role: expected one of {', '.join(API_ROLES)}")
+        key = "ftk_" + secrets.token_urlsafe(32)
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO api_keys (name, role, prefix, hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, role, key[:8], _key_hash(key), ts(now)),
+            )
+            return int(cur.lastrowid or 0), key
+
+    async def api_key_role(self, key: str, now: datetime) -> tuple[int, str] | None:
+        """(id, role) of a live key, or None; records its use."""
+        rows = await _fetch(
+            self._db, "SELECT id, role FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
+            (_key_hash(key),),
+        )
+        if not rows:
+            return None
+        async with self._tx() as db:
+            await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
+                             (ts(now), rows[0]["id"]))
+        return int(rows[0]["id"]), str(rows[0]["role"])
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Every key's id, name, role, prefix and dates (never the key)."""
+        rows = await _fetch(
+            self._db, "SELECT id, name, role, prefix, created_at, last_used_at, revoked_at"
+            " FROM api_keys ORDER BY id",
+        )
+        return [dict(r) for r in rows]
+
+    async def revoke_api_key(self, key_id: int, now: datetime) -> bool:
+        """Revoke a key; False if there is no such live key."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (ts(now), key_id),
+            )
+            return cur.rowcount > 0
+
     # --- events ---------------------------------------------------------
 
     async def add_event(
@@ -1089,6 +1138,11 @@ def _device(r: Any) -> DeviceState:
         last_punch_at=from_ts(r["last_punch_at"]),
         synced_records=r["synced_records"],
     )
+
+
+def _key_hash(key: str) -> str:
+    # API keys are 256 random bits: a plain SHA-256 is enough (no password stretching)
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _alert(r: Any) -> Alert:
