@@ -105,15 +105,36 @@ class WebhookDispatcher:
             await self._client.aclose()
 
     async def run_once(self) -> int:
-        """Queue new events for each endpoint and attempt what is due; returns attempts made."""
-        now = self.clock()
+        """Queue new events for each endpoint and send what is due; returns attempts made.
+
+        Each device's due events go out one after the other, stopping at the
+        first failure (the rest keep their place); devices go in parallel.
+        """
         made = 0
         for endpoint in self.endpoints:
+            now = self.clock()
             await self.store.webhook_enqueue(endpoint.url, endpoint.events, now)
-            due = await self.store.webhook_due(endpoint.url, now)
-            made += len(due)
-            await asyncio.gather(*(self._deliver(endpoint, d) for d in due))
+            by_device: dict[str | None, list[dict[str, Any]]] = {}
+            for d in await self.store.webhook_due(endpoint.url, now):
+                by_device.setdefault(d["device_id"], []).append(d)
+            results = await asyncio.gather(
+                *(self._deliver_in_order(endpoint, queue) for queue in by_device.values())
+            )
+            flat = [r for batch in results for r in batch]
+            made += len(flat)
+            await self.store.webhook_results(endpoint.url, flat, self.clock())
         return made
+
+    async def _deliver_in_order(
+        self, endpoint: WebhookConfig, queue: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        out = []
+        for delivery in queue:
+            result = await self._deliver(endpoint, delivery)
+            out.append(result)
+            if not result["ok"]:
+                break
+        return out
 
     async def run_forever(self, idle_s: float = 0.5) -> None:
         """Deliver until cancelled: at once after a kick, else every ``idle_s``."""
@@ -129,7 +150,9 @@ class WebhookDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), idle_s)
 
-    async def _deliver(self, endpoint: WebhookConfig, delivery: dict[str, Any]) -> None:
+    async def _deliver(
+        self, endpoint: WebhookConfig, delivery: dict[str, Any]
+    ) -> dict[str, Any]:
         body = delivery["payload"].encode()
         msg_id = f"msg_{delivery['outbox_id']}"
         now = self.clock()
@@ -156,12 +179,10 @@ class WebhookDispatcher:
                 error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         done = self.clock()
         if not error:
-            await self.store.webhook_result(endpoint.url, delivery["outbox_id"], now=done,
-                                            ok=True, latency_ms=latency_ms)
-            return
+            return {"outbox_id": delivery["outbox_id"], "ok": True, "latency_ms": latency_ms}
         attempts = delivery["attempts"] + 1
         dead = done - delivery["created_at"] >= self.max_age
-        await self.store.webhook_result(
-            endpoint.url, delivery["outbox_id"], now=done, ok=False, error=error,
-            retry_at=None if dead else done + backoff(attempts, self._rng), dead=dead,
-        )
+        return {
+            "outbox_id": delivery["outbox_id"], "ok": False, "error": error, "dead": dead,
+            "retry_at": None if dead else done + backoff(attempts, self._rng),
+        }

@@ -172,6 +172,7 @@ MIGRATIONS: list[str] = [
         delivered_at TEXT,
         PRIMARY KEY (endpoint, outbox_id)
     );
-    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint, state, outbox_id);
+    CREATE INDEX webhook_deliveries_pending
+        ON webhook_deliveries(endpoint, state, device_id, outbox_id);
     """,
 ]

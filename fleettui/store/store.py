@@ -910,18 +910,24 @@ class Store:
             return cur.rowcount
 
     async def webhook_due(
-        self, endpoint: str, now: datetime, limit: int = 256
+        self, endpoint: str, now: datetime, per_device: int = 100
     ) -> list[dict[str, Any]]:
-        """Deliveries to attempt now: the oldest pending one of each device (strict order)."""
+        """Deliveries to attempt now, oldest first: for each device whose oldest pending
+        event is due, up to ``per_device`` of its pending events, to send in order."""
         rows = await _fetch(
             self._db,
-            "SELECT d.outbox_id, d.device_id, d.attempts, d.created_at, o.event_type, o.payload"
-            " FROM webhook_deliveries d JOIN webhook_outbox o ON o.id = d.outbox_id"
-            " WHERE d.endpoint = ? AND d.state = 'pending' AND d.next_attempt_at <= ?"
-            " AND d.outbox_id IN (SELECT MIN(outbox_id) FROM webhook_deliveries"
-            "   WHERE endpoint = ? AND state = 'pending' GROUP BY COALESCE(device_id, ''))"
-            " ORDER BY d.outbox_id LIMIT ?",
-            (endpoint, ts(now), endpoint, limit),
+            "WITH heads AS (SELECT COALESCE(device_id, '') AS dk, MIN(outbox_id) AS head"
+            "   FROM webhook_deliveries WHERE endpoint = ? AND state = 'pending' GROUP BY dk),"
+            " due AS (SELECT heads.dk FROM heads JOIN webhook_deliveries d"
+            "   ON d.endpoint = ? AND d.outbox_id = heads.head WHERE d.next_attempt_at <= ?),"
+            " ranked AS (SELECT d.outbox_id, d.device_id, d.attempts, d.created_at,"
+            "   ROW_NUMBER() OVER (PARTITION BY COALESCE(d.device_id, '') ORDER BY d.outbox_id)"
+            "   AS rn FROM webhook_deliveries d WHERE d.endpoint = ? AND d.state = 'pending'"
+            "   AND COALESCE(d.device_id, '') IN (SELECT dk FROM due))"
+            " SELECT r.outbox_id, r.device_id, r.attempts, r.created_at, o.event_type, o.payload"
+            " FROM ranked r JOIN webhook_outbox o ON o.id = r.outbox_id WHERE r.rn <= ?"
+            " ORDER BY r.outbox_id",
+            (endpoint, endpoint, ts(now), endpoint, per_device),
         )
         return [
             {"outbox_id": r["outbox_id"], "device_id": r["device_id"], "attempts": r["attempts"],
@@ -930,34 +936,32 @@ class Store:
             for r in rows
         ]
 
-    async def webhook_result(
-        self,
-        endpoint: str,
-        outbox_id: int,
-        *,
-        now: datetime,
-        ok: bool,
-        latency_ms: float | None = None,
-        error: str = "",
-        retry_at: datetime | None = None,
-        dead: bool = False,
+    async def webhook_results(
+        self, endpoint: str, results: Sequence[dict[str, Any]], now: datetime
     ) -> None:
-        """Record one delivery attempt: delivered, to retry at ``retry_at``, or dead."""
-        state = "delivered" if ok else "dead" if dead else "pending"
+        """Record delivery attempts in one transaction; each result is a dict with
+        outbox_id, ok, and latency_ms, or error with retry_at or dead."""
+        if not results:
+            return
         async with self._tx() as db:
-            await db.execute(
-                "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
-                " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
-                " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
-                " next_attempt_at = COALESCE(?, next_attempt_at)"
-                " WHERE endpoint = ? AND outbox_id = ?",
-                (state, latency_ms, error, int(ok), ts(now),
-                 ts(retry_at) if retry_at else None, endpoint, outbox_id),
-            )
-            if dead:
-                await self._event(db, now, "webhook.dead",
-                                  f"webhook to {endpoint} gave up on event {outbox_id}: {error}",
-                                  data={"outbox_id": outbox_id})
+            for r in results:
+                state = "delivered" if r["ok"] else "dead" if r.get("dead") else "pending"
+                retry_at = r.get("retry_at")
+                await db.execute(
+                    "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
+                    " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
+                    " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
+                    " next_attempt_at = COALESCE(?, next_attempt_at)"
+                    " WHERE endpoint = ? AND outbox_id = ?",
+                    (state, r.get("latency_ms"), r.get("error", ""), int(r["ok"]), ts(now),
+                     ts(retry_at) if retry_at else None, endpoint, r["outbox_id"]),
+                )
+                if r.get("dead"):
+                    await self._event(
+                        db, now, "webhook.dead",
+                        f"webhook to {endpoint} gave up on event {r['outbox_id']}: {r['error']}",
+                        data={"outbox_id": r["outbox_id"]},
+                    )
 
     async def webhook_replay(self, endpoint: str | None, now: datetime) -> int:
         """Put dead deliveries (of one endpoint, or all) back in the queue."""
