@@ -1,0 +1,706 @@
+"""The HTTP API (aiohttp): the article's REST shapes over fleettui's store.
+
+The server is a view over the store: it reads what the engine recorded and
+queues commands through :func:`fleettui.engine.enqueue.enqueue`; the poller
+that owns the database runs them. It never talks to a device.
+
+Every route but ``/healthz`` and ``/v1/openapi.json`` needs
+``Authorization: Bearer <key>`` (keys from ``store.create_api_key``). Roles:
+viewer reads, operator also posts commands, admin may do everything. Errors
+are always JSON ``{"error": {"code": "...", "message": "..."}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiohttp import web
+
+from fleettui.commands import COMMANDS, CommandError
+from fleettui.domain import CommandRequest, DeviceState, DeviceStatus, Site
+from fleettui.engine.enqueue import enqueue
+from fleettui.report import alert_record, punch_record, request_record
+from fleettui.store import Store
+from fleettui.store.store import IdempotencyConflict
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
+CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable)  # type: ignore[arg-type]
+
+MAX_BODY = 64 * 1024
+DEFAULT_PUNCH_LIMIT = 1000
+MAX_PUNCH_LIMIT = 10_000
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+#: routes anyone may read (health probe, API description)
+PUBLIC_PATHS = frozenset({"/healthz", "/v1/openapi.json"})
+COMMAND_FIELDS: dict[str, type] = {"command": str, "params": dict, "idempotency_key": str}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, machine code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as a JSON body; nothing a client sends can cause a 500."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return _error(e.status, e.code, e.message)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "too_large", f"request body larger than {MAX_BODY} bytes")
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return _error(e.status, _HTTP_CODES.get(e.status, "http_error"), e.reason)
+        raise
+    except Exception:  # a bug: logged (with no request headers), answered in JSON
+        log.exception("internal error on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal server error")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer keys: 401 for a missing, unknown or revoked key, 403 for a role too low."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <key>)")
+    found = await request.app[STORE_KEY].api_key_role(key.strip(), request.app[CLOCK_KEY]())
+    if found is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    role = found[1]
+    needed = "viewer" if request.method in ("GET", "HEAD") else "operator"
+    if ROLE_RANK.get(role, -1) < ROLE_RANK[needed]:
+        raise ApiError(403, "forbidden", f"this needs the {needed} role; the key is {role}")
+    return await handler(request)
+
+
+# --- helpers ------------------------------------------------------------
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
+
+
+def _store(request: web.Request) -> Store:
+    return request.app[STORE_KEY]
+
+
+def _now(request: web.Request) -> datetime:
+    return request.app[CLOCK_KEY]()
+
+
+def device_record(d: DeviceState) -> dict[str, Any]:
+    """A device in the article's shape (plus fleettui's health fields)."""
+    return {
+        "id": d.id,
+        "serial_number": d.serial,
+        "site": d.site_id,
+        "name": d.name or None,
+        "status": d.status.value,
+        "reason": d.status_reason or None,
+        "since": _iso(d.status_since),
+        "last_seen": _iso(d.last_seen),
+        "last_punch_at": _iso(d.last_punch_at),
+        "model": d.model,
+        "firmware": d.firmware,
+        "records": d.records,
+        "records_capacity": d.records_cap,
+        "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
+        "enabled": d.enabled,
+    }
+
+
+def site_record(s: Site, devices: list[DeviceState]) -> dict[str, Any]:
+    """A site with its device counts."""
+    mine = [d for d in devices if d.site_id == s.id]
+    return {
+        "id": s.id,
+        "name": s.name,
+        "timezone": s.timezone,
+        "address": s.address,
+        "online_count": sum(d.status is DeviceStatus.ONLINE for d in mine),
+        "total_count": len(mine),
+    }
+
+
+def command_answer(r: CommandRequest) -> dict[str, Any]:
+    """A command request as the POST routes answer it: the article's ``status`` on top."""
+    s = r.summary()
+    if s["queued"] + s["sent"]:
+        status = "queued"
+    elif s["failed"] or s["expired"]:
+        status = "failed"
+    else:
+        status = "done"
+    return {**request_record(r), "status": status}
+
+
+async def _json_object(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
+    """The body as a JSON object with only ``fields``, each of its type (or null)."""
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "bad_json", "a JSON body is required")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "body must be a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+    for name, kind in fields.items():
+        value = body.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            expected = {str: "a string", dict: "an object", int: "an integer"}[kind]
+            raise ApiError(400, "invalid_field", f"{name}: expected {expected}")
+    return body
+
+
+async def _submit(request: web.Request, target: str) -> web.Response:
+    body = await _json_object(request, COMMAND_FIELDS)
+    if body.get("command") is None:
+        raise ApiError(400, "missing_field", "command: required")
+    try:
+        req, created = await enqueue(
+            _store(request),
+            target,
+            body["command"],
+            body.get("params"),
+            now=_now(request),
+            source="api",
+            idempotency_key=body.get("idempotency_key"),
+        )
+    except IdempotencyConflict:
+        raise ApiError(
+            409, "idempotency_conflict",
+            "idempotency_key was already used for a different command or target",
+        ) from None
+    except CommandError as e:
+        raise ApiError(400, "invalid_command", str(e)) from None
+    return web.json_response(command_answer(req), status=202 if created else 200)
+
+
+def _small_int(text: str) -> bool:
+    """Whether ``text`` is a plain non-negative integer SQLite can hold."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ApiError(400, "invalid_parameter",
+                       f"since: expected an ISO 8601 time, got {text!r}") from None
+
+
+def encode_cursor(p_utc: datetime, p_id: int) -> str:
+    """An opaque cursor for the punch after (utc time, id)."""
+    raw = f"{p_utc.astimezone(UTC).isoformat()}|{p_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[datetime, int]:
+    """(utc time, id) of the last punch a page gave; 400 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        when, _, pid = raw.partition("|")
+        dt = datetime.fromisoformat(when)
+        if dt.tzinfo is None:
+            raise ValueError(when)
+        return dt.astimezone(UTC), int(pid)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_parameter", "cursor: not a cursor this API gave") from None
+
+
+# --- routes -------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the server answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    """Every device, filtered by ``?site=`` and ``?status=``."""
+    site = request.query.get("site")
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in DeviceStatus}:
+        raise ApiError(400, "invalid_parameter",
+                       f"status: expected one of {', '.join(s.value for s in DeviceStatus)}")
+    devices = await _store(request).devices(site or None)
+    if status is not None:
+        devices = [d for d in devices if d.status.value == status]
+    return web.json_response({"devices": [device_record(d) for d in devices]})
+
+
+async def _device_or_404(request: web.Request) -> DeviceState:
+    device_id = request.match_info["id"]
+    d = await _store(request).device(device_id)
+    if d is None:
+        raise ApiError(404, "not_found", f"no device {device_id!r}")
+    return d
+
+
+async def get_device(request: web.Request) -> web.Response:
+    """One device."""
+    return web.json_response(device_record(await _device_or_404(request)))
+
+
+async def post_device_command(request: web.Request) -> web.Response:
+    """Queue a command for one device (202; 200 when the idempotency key repeats it)."""
+    d = await _device_or_404(request)
+    return await _submit(request, d.id)
+
+
+async def get_command(request: web.Request) -> web.Response:
+    """A command request with its commands."""
+    text = request.match_info["id"]
+    r = await _store(request).command_request(int(text)) if _small_int(text) else None
+    if r is None:
+        raise ApiError(404, "not_found", f"no command request {text!r}")
+    return web.json_response(command_answer(r))
+
+
+async def list_sites(request: web.Request) -> web.Response:
+    """Every site with its online and total device counts."""
+    store = _store(request)
+    devices = await store.devices()
+    return web.json_response({"sites": [site_record(s, devices) for s in await store.sites()]})
+
+
+async def _site_or_404(request: web.Request) -> Site:
+    site_id = request.match_info["id"]
+    for s in await _store(request).sites():
+        if s.id == site_id:
+            return s
+    raise ApiError(404, "not_found", f"no site {site_id!r}")
+
+
+async def get_site(request: web.Request) -> web.Response:
+    """One site, with its devices."""
+    s = await _site_or_404(request)
+    devices = await _store(request).devices(s.id)
+    return web.json_response(
+        {**site_record(s, devices), "devices": [device_record(d) for d in devices]}
+    )
+
+
+async def site_health(request: web.Request) -> web.Response:
+    """The article's site health: counts, 24 h uptime, webhook latency, today's punches."""
+    store = _store(request)
+    s = await _site_or_404(request)
+    now = _now(request)
+    devices = await store.devices(s.id)
+    uptimes = [u for d in devices
+               if (u := await store.uptime(d.id, timedelta(hours=24), now)) is not None]
+    try:
+        tz: Any = ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    local_midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = await store.punches(since=local_midnight.astimezone(UTC), site_id=s.id)
+    last = max((d.last_punch_at for d in devices if d.last_punch_at), default=None)
+    latency = (await store.webhook_stats())["avg_latency_ms"]
+    return web.json_response(
+        {
+            "id": s.id,
+            "name": s.name,
+            "online_count": sum(d.status is DeviceStatus.ONLINE for d in devices),
+            "total_count": len(devices),
+            "uptime_percentage": round(100 * sum(uptimes) / len(uptimes), 2) if uptimes else None,
+            "avg_webhook_latency_ms": round(latency, 1) if latency is not None else None,
+            "punches_today": len(today),
+            "last_punch_at": _iso(last),
+        }
+    )
+
+
+async def post_site_command(request: web.Request) -> web.Response:
+    """Queue one command for every enabled device of a site: one request, N commands."""
+    s = await _site_or_404(request)
+    if await _store(request).device(s.id) is not None:
+        raise ApiError(409, "ambiguous_target", f"{s.id!r} names both a site and a device")
+    return await _submit(request, s.id)
+
+
+async def list_punches(request: web.Request) -> web.Response:
+    """Punches in UTC order, ``?since=``, ``?site=``, ``?limit=``, ``?cursor=`` pagination.
+
+    The cursor is the (UTC time, id) of a page's last punch, so a page never
+    repeats or skips a punch stored before the walk began, even when ids do
+    not follow time order. A punch stored later with an earlier UTC time (a
+    device syncing after an outage) is behind the cursor: an incremental
+    consumer should re-read with ``since`` a margin back, or use the webhooks.
+    """
+    q = request.query
+    unknown = sorted(set(q) - {"since", "site", "limit", "cursor"})
+    if unknown:
+        raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {', '.join(unknown)}")
+    limit = DEFAULT_PUNCH_LIMIT
+    if "limit" in q:
+        text = q["limit"]
+        if not _small_int(text) or not 1 <= int(text) <= MAX_PUNCH_LIMIT:
+            raise ApiError(400, "invalid_parameter",
+                           f"limit: expected an integer from 1 to {MAX_PUNCH_LIMIT}")
+        limit = int(text)
+    since = _parse_since(q["since"]) if "since" in q else None
+    after = decode_cursor(q["cursor"]) if "cursor" in q else None
+    if after is not None and (since is None or after[0] > since):
+        since = after[0]
+    site = q.get("site") or None
+    store = _store(request)
+    # punches sharing the cursor's UTC time come again from ``since``: skip those already
+    # given (up to and including the cursor's id), fetching more if many share that time
+    fetch = limit + 1 + 32
+    while True:
+        rows = await store.punches(since=since, site_id=site, limit=fetch)
+        kept = [p for p in rows
+                if after is None or (p.utc_time, p.id or 0) > after]
+        if len(kept) > limit or len(rows) < fetch:
+            break
+        fetch *= 2
+    page = kept[:limit]
+    more = len(kept) > limit
+    next_cursor = encode_cursor(page[-1].utc_time, page[-1].id or 0) if more and page else None
+    return web.json_response(
+        {"punches": [punch_record(p) for p in page], "next_cursor": next_cursor}
+    )
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """Alerts, newest first: open ones, or every one with ``?state=all``."""
+    state = request.query.get("state", "open")
+    if state not in ("open", "all"):
+        raise ApiError(400, "invalid_parameter", "state: expected open or all")
+    store = _store(request)
+    alerts = await store.alerts(open_only=state == "open")
+    silences = await store.active_silences(_now(request))
+    return web.json_response({"alerts": [alert_record(a, silences) for a in alerts]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (version 0.0.4)."""
+    store = _store(request)
+    devices = await store.devices()
+    counts = {s.value: 0 for s in DeviceStatus}
+    for d in devices:
+        counts[d.status.value] += 1
+    stats = await store.webhook_stats()
+    lines = [
+        "# HELP fleettui_devices Devices by status.",
+        "# TYPE fleettui_devices gauge",
+        *(f'fleettui_devices{{status="{k}"}} {v}' for k, v in counts.items()),
+        "# HELP fleettui_punches_total Punches stored.",
+        "# TYPE fleettui_punches_total counter",
+        f"fleettui_punches_total {await store.punch_count()}",
+        "# HELP fleettui_webhook_deliveries Webhook deliveries by state.",
+        "# TYPE fleettui_webhook_deliveries gauge",
+        *(f'fleettui_webhook_deliveries{{state="{k}"}} {stats.get(k, 0)}'
+          for k in ("pending", "delivered", "dead")),
+    ]
+    if stats.get("avg_latency_ms") is not None:
+        lines += [
+            "# HELP fleettui_webhook_latency_ms_avg Mean latency of delivered webhooks (ms).",
+            "# TYPE fleettui_webhook_latency_ms_avg gauge",
+            f"fleettui_webhook_latency_ms_avg {float(stats['avg_latency_ms']):.3f}",
+        ]
+    return web.Response(body=("\n".join(lines) + "\n").encode(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    return web.json_response(OPENAPI)
+
+
+# --- OpenAPI ------------------------------------------------------------
+
+
+def _param(name: str, where: str, desc: str, schema: dict[str, Any],
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "description": desc, "required": required,
+            "schema": schema}
+
+
+def _ok(desc: str, ref: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"description": desc}
+    if ref:
+        body["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+    return body
+
+
+_ERR = {"description": "error", "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_AUTH_ERRORS = {"401": _ERR, "403": _ERR}
+_ID = _param("id", "path", "identifier", {"type": "string"}, required=True)
+_COMMAND_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CommandBody"}}},
+}
+_COMMAND_RESPONSES = {
+    "202": _ok("queued", "CommandRequest"),
+    "200": _ok("the idempotency key repeats this same request: the existing one",
+               "CommandRequest"),
+    "400": _ERR, **_AUTH_ERRORS, "404": _ERR,
+    "409": _ERR, "413": _ERR,
+}
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "fleettui HTTP API",
+        "version": "1",
+        "description": "A view over fleettui's store: devices, sites, punches, commands, "
+        "alerts. Errors are {\"error\": {\"code\", \"message\"}}. Bodies are limited to "
+        f"{MAX_BODY} bytes.",
+    },
+    "servers": [{"url": "http://127.0.0.1:8470"}],
+    "security": [{"bearer": []}],
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "an API key; roles viewer (read), operator (commands), "
+                       "admin (everything)"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                         "properties": {"code": {"type": "string"},
+                                                        "message": {"type": "string"}}}},
+            },
+            "Device": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"}, "serial_number": {"type": "string"},
+                    "site": {"type": "string"}, "name": _NULLABLE_STR,
+                    "status": {"type": "string", "enum": [s.value for s in DeviceStatus]},
+                    "reason": _NULLABLE_STR, "since": _NULLABLE_STR,
+                    "last_seen": _NULLABLE_STR, "last_punch_at": _NULLABLE_STR,
+                    "model": _NULLABLE_STR, "firmware": _NULLABLE_STR,
+                    "records": {"type": ["integer", "null"]},
+                    "records_capacity": {"type": ["integer", "null"]},
+                    "clock_drift_s": {"type": ["number", "null"]},
+                    "enabled": {"type": "boolean"},
+                },
+            },
+            "Site": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "timezone": {"type": "string"}, "address": {"type": "string"},
+                    "online_count": {"type": "integer"}, "total_count": {"type": "integer"},
+                },
+            },
+            "SiteDetail": {
+                "allOf": [{"$ref": "#/components/schemas/Site"}, {
+                    "type": "object",
+                    "properties": {"devices": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/Device"}}},
+                }],
+            },
+            "SiteHealth": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "online_count": {"type": "integer"}, "total_count": {"type": "integer"},
+                    "uptime_percentage": {"type": ["number", "null"],
+                                          "description": "24 h mean of its devices"},
+                    "avg_webhook_latency_ms": {
+                        "type": ["number", "null"],
+                        "description": "mean over every delivered webhook (all endpoints)"},
+                    "punches_today": {"type": "integer",
+                                      "description": "since midnight, site-local time"},
+                    "last_punch_at": _NULLABLE_STR,
+                },
+            },
+            "CommandBody": {
+                "type": "object", "additionalProperties": False, "required": ["command"],
+                "properties": {
+                    "command": {"type": "string", "enum": sorted(COMMANDS)},
+                    "params": {"type": ["object", "null"]},
+                    "idempotency_key": {"type": ["string", "null"], "minLength": 1,
+                                        "maxLength": 200},
+                },
+            },
+            "CommandRequest": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"}, "command": {"type": "string"},
+                    "status": {"type": "string", "enum": ["queued", "done", "failed"]},
+                    "target": {"type": "string"},
+                    "target_kind": {"type": "string", "enum": ["device", "site"]},
+                    "idempotency_key": _NULLABLE_STR, "created_at": {"type": "string"},
+                    "summary": {"type": "object",
+                                "additionalProperties": {"type": "integer"}},
+                    "commands": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "Punch": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "device_id": {"type": "string"},
+                "user_id": {"type": "string"}, "local_time": {"type": "string"},
+                "timezone": {"type": "string"}, "utc_time": {"type": "string"},
+                "utc_time_corrected": {"type": "string"}, "tz_flag": {"type": "string"},
+                "state": {"type": "integer"}, "verify": {"type": "integer"},
+                "clock_drift_s": {"type": ["number", "null"]}, "source": {"type": "string"},
+                "received_at": {"type": "string"}}},
+        },
+    },
+    "paths": {
+        "/healthz": {"get": {"summary": "liveness", "security": [],
+                             "responses": {"200": {"description": "ok"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (text)",
+                             "responses": {"200": {"description": "text/plain exposition"},
+                                           **_AUTH_ERRORS}}},
+        "/v1/openapi.json": {"get": {"summary": "this document", "security": [],
+                                     "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/v1/devices": {"get": {
+            "summary": "list devices",
+            "parameters": [
+                _param("site", "query", "only this site's devices", {"type": "string"}),
+                _param("status", "query", "only devices in this status",
+                       {"type": "string", "enum": [s.value for s in DeviceStatus]}),
+            ],
+            "responses": {"200": {"description": "{\"devices\": [Device]}", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "devices": {"type": "array",
+                                "items": {"$ref": "#/components/schemas/Device"}}}}}}},
+                "400": _ERR, **_AUTH_ERRORS},
+        }},
+        "/v1/devices/{id}": {"get": {
+            "summary": "one device", "parameters": [_ID],
+            "responses": {"200": _ok("the device", "Device"), **_AUTH_ERRORS, "404": _ERR},
+        }},
+        "/v1/devices/{id}/commands": {"post": {
+            "summary": "queue a command for a device (operator)", "parameters": [_ID],
+            "requestBody": _COMMAND_BODY, "responses": _COMMAND_RESPONSES,
+        }},
+        "/v1/commands/{id}": {"get": {
+            "summary": "a command request with its commands",
+            "parameters": [_param("id", "path", "request id", {"type": "integer"}, True)],
+            "responses": {"200": _ok("the request", "CommandRequest"), **_AUTH_ERRORS,
+                          "404": _ERR},
+        }},
+        "/v1/sites": {"get": {
+            "summary": "list sites with device counts",
+            "responses": {"200": {"description": "{\"sites\": [Site]}", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "sites": {"type": "array",
+                              "items": {"$ref": "#/components/schemas/Site"}}}}}}},
+                **_AUTH_ERRORS},
+        }},
+        "/v1/sites/{id}": {"get": {
+            "summary": "one site with its devices (in \"devices\")", "parameters": [_ID],
+            "responses": {"200": _ok("the site", "SiteDetail"), **_AUTH_ERRORS,
+                          "404": _ERR},
+        }},
+        "/v1/sites/{id}/health": {"get": {
+            "summary": "a site's health", "parameters": [_ID],
+            "responses": {"200": _ok("health", "SiteHealth"), **_AUTH_ERRORS, "404": _ERR},
+        }},
+        "/v1/sites/{id}/commands": {"post": {
+            "summary": "queue a command for every enabled device of a site (operator)",
+            "parameters": [_ID], "requestBody": _COMMAND_BODY,
+            "responses": _COMMAND_RESPONSES,
+        }},
+        "/v1/punches": {"get": {
+            "summary": "punches in UTC order, cursor-paginated",
+            "parameters": [
+                _param("since", "query", "ISO 8601 time (UTC if no offset)",
+                       {"type": "string", "format": "date-time"}),
+                _param("site", "query", "only this site's punches", {"type": "string"}),
+                _param("limit", "query", "page size",
+                       {"type": "integer", "minimum": 1, "maximum": MAX_PUNCH_LIMIT,
+                        "default": DEFAULT_PUNCH_LIMIT}),
+                _param("cursor", "query", "next_cursor of the previous page (opaque)",
+                       {"type": "string"}),
+            ],
+            "responses": {"200": {"description": "{\"punches\": [Punch], \"next_cursor\"}",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "properties": {
+                                          "punches": {"type": "array", "items": {
+                                              "$ref": "#/components/schemas/Punch"}},
+                                          "next_cursor": _NULLABLE_STR}}}}},
+                          "400": _ERR, **_AUTH_ERRORS},
+        }},
+        "/v1/alerts": {"get": {
+            "summary": "alerts, newest first",
+            "parameters": [_param("state", "query", "open (default) or all",
+                                  {"type": "string", "enum": ["open", "all"]})],
+            "responses": {"200": {"description": "{\"alerts\": [...]}"}, "400": _ERR,
+                          **_AUTH_ERRORS},
+        }},
+    },
+}
+
+
+# --- app ----------------------------------------------------------------
+
+
+def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
+    """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests)."""
+    app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
+    app[STORE_KEY] = store
+    app[CLOCK_KEY] = clock
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/devices", list_devices)
+    app.router.add_get("/v1/devices/{id}", get_device)
+    app.router.add_post("/v1/devices/{id}/commands", post_device_command)
+    app.router.add_get("/v1/commands/{id}", get_command)
+    app.router.add_get("/v1/sites", list_sites)
+    app.router.add_get("/v1/sites/{id}", get_site)
+    app.router.add_get("/v1/sites/{id}/health", site_health)
+    app.router.add_post("/v1/sites/{id}/commands", post_site_command)
+    app.router.add_get("/v1/punches", list_punches)
+    app.router.add_get("/v1/alerts", list_alerts)
+    return app
+
+
+async def start_server(
+    store: Store, host: str = "127.0.0.1", port: int = 8470, *, clock: Clock = _utc_now
+) -> web.AppRunner:
+    """Serve the API in the running event loop; ``await runner.cleanup()`` stops it.
+
+    The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``.
+    """
+    runner = web.AppRunner(make_app(store, clock=clock), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
