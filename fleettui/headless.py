@@ -71,8 +71,20 @@ def log_event(event: Event) -> None:
                   extra={"event": event})
 
 
-async def run_headless(config: Config, db_path: Path, *, stop: asyncio.Event | None = None) -> int:
-    """Poll until SIGTERM/SIGINT (or ``stop`` is set). Raises PollerRunning if not the owner."""
+async def run_headless(
+    config: Config,
+    db_path: Path,
+    *,
+    stop: asyncio.Event | None = None,
+    http: tuple[str, int] | None = None,
+) -> int:
+    """Poll until SIGTERM/SIGINT (or ``stop`` is set). Raises PollerRunning if not the owner.
+
+    With ``http`` (or ``[server] enabled = true``) the HTTP API is served from the
+    same event loop.
+    """
+    if http is None and config.server.enabled:
+        http = (config.server.host, config.server.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before anything else: a stop while
@@ -89,8 +101,23 @@ async def run_headless(config: Config, db_path: Path, *, stop: asyncio.Event | N
                 "polling %d device(s) across %d site(s) into %s",
                 len(engine.pollers), len(config.sites), db_path,
             )
+            api = None
+            if http is not None:
+                from fleettui.server import start_server
+
+                try:
+                    api = await start_server(store, *http)
+                except OSError as e:
+                    log.error("cannot serve the HTTP API on %s:%d: %s", http[0], http[1],
+                              e.strerror or e)
+                    await engine.stop()
+                    return 1
+                log.info("HTTP API on http://%s:%d/v1 (bearer API keys: fleettui api-key)",
+                         http[0], api.addresses[0][1])
             await stop.wait()
             log.info("stopping: letting current work finish")
+            if api is not None:
+                await api.cleanup()
             await engine.stop()
         finally:
             await store.close()
