@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="A terminal control room for fleets of ZKTeco attendance devices.",
     )
     parser.add_argument("--version", action="version", version=f"fleettui {__version__}")
+    parser.add_argument("--config", dest="tui_config", metavar="FILE",
+                        help="with no command: open the control room on this fleet config")
+    parser.add_argument("--db", dest="tui_db", metavar="FILE",
+                        help="with no command: the database (as for run)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     emu = sub.add_parser(
@@ -121,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
         "clock, one with a nearly full record buffer",
     )
     emu.add_argument("-v", "--verbose", action="store_true", help="log protocol errors")
+
+    demo = sub.add_parser(
+        "demo", help="open the control room on an emulated fleet (62 devices, 14 sites)",
+        description="Start an emulated fleet in the background (one device offline, one "
+        "flapping, one with a drifting clock, one with a nearly full record buffer, punches "
+        "flowing) and open the control room on it, with the poller embedded.",
+    )
+    demo.add_argument("--sites", type=_positive_int, default=14, help="number of sites (14)")
+    demo.add_argument("--devices", type=_positive_int, default=62,
+                      help="number of devices (62)")
+    demo.add_argument("--seed", type=int, default=1, help="same seed, same fleet (1)")
+    demo.add_argument("--base-address", default="127.0.1.1", metavar="IP",
+                      help="loopback address of the first device (127.0.1.1)")
+    demo.add_argument("--port", type=int, default=4370, help="device port (4370)")
+    demo.add_argument("--punch-rate", type=_non_negative, default=2.0, metavar="PER_MIN",
+                      help="punches per minute per device (2)")
 
     def store_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
         if config:
@@ -266,6 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         return asyncio.run(_emulate(args))
+    if args.command is None:
+        return _tui(args)
+    if args.command == "demo":
+        from fleettui.tui.demo import run_demo
+
+        return run_demo(devices=args.devices, sites=args.sites, seed=args.seed,
+                        base_address=args.base_address, port=args.port,
+                        punch_rate=args.punch_rate)
     if args.command == "check-config":
         return _check_config(args)
     if args.command == "run":
@@ -299,6 +327,16 @@ def _load(path_arg: str | None) -> Config:
             path,
         )
     return load_config(path)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from fleettui.tui.run import run_tui
+
+    try:
+        config = _load(args.tui_config)
+    except ConfigError as e:
+        return _fail(f"invalid config:\n{e}\n(try `fleettui demo` for an emulated fleet)")
+    return run_tui(config, resolve_db_path(args.tui_db, config))
 
 
 def _check_config(args: argparse.Namespace) -> int:

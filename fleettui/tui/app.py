@@ -1,0 +1,377 @@
+"""The control room app: header totals, site tree, device panel, event log, palette.
+
+A view over the engine and the store: it reads state and events from the
+store, queues commands through ``enqueue`` (the engine runs them), and never
+talks to a device. With an engine it owns polling (started on mount in the
+app's loop, stopped on unmount); without one it is a viewer of a store that
+another poller fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Input, RichLog, Static, Tree
+
+from fleettui.commands import CommandError
+from fleettui.config import Config
+from fleettui.domain import Event, Site
+from fleettui.engine.alerts import Notification, log_sink
+from fleettui.engine.engine import Engine
+from fleettui.engine.enqueue import enqueue
+from fleettui.store import Store
+from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
+from fleettui.tui.palette import DeviceCommands, PaletteItem
+from fleettui.tui.panel import DeviceDetail, DevicePanel
+from fleettui.tui.paths import styles_dir
+from fleettui.tui.tree import SiteTree
+
+#: event-log lines kept on screen
+LOG_LINES = 500
+FINAL_COMMAND_EVENTS = ("command.done", "command.failed", "command.expired")
+COMMAND_LABELS = {"restart": "Restart", "sync_time": "Sync clock"}
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+class FleetChanged(Message):
+    """The engine committed something: refresh from the store (coalesced)."""
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer change makes a queued older one redundant."""
+        return isinstance(message, FleetChanged)
+
+
+class FleetApp(App[None]):
+    """fleettui's terminal control room."""
+
+    CSS_PATH = styles_dir() / "fleettui.tcss"
+    TITLE = "fleettui"
+    COMMANDS = App.COMMANDS | {DeviceCommands}
+    BINDINGS = [  # noqa: RUF012 (Textual's class-level convention)
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("slash", "filter", "Filter", id="app.filter"),
+        Binding("p", "toggle_problems", "Problems only", id="app.problems"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="app.clear_filter"),
+    ]
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        engine: Engine | None = None,
+        *,
+        config: Config | None = None,
+        db_path: Path | None = None,
+        refresh_s: float = 1.0,
+        banner: str = "",
+        embed: bool = True,
+    ) -> None:
+        """Either give a ``store`` (and optionally an ``engine`` to own), or a
+        ``config`` and ``db_path``: the store is opened on mount, with an engine
+        embedded if ``embed`` (else the app is a viewer of another poller's store)."""
+        super().__init__()
+        if store is None and (config is None or db_path is None):
+            raise ValueError("FleetApp needs a store, or a config and a database path")
+        self.store_: Store | None = store
+        self.engine: Engine | None = engine
+        self.config = config
+        self.db_path = db_path
+        self.refresh_s = refresh_s
+        self.banner = banner
+        self.owns_store = store is None
+        self.embed = embed
+        self.site_list: list[Site] = []
+        self.rows: dict[str, DeviceRow] = {}
+        self.arranged: list[SiteRow] = []
+        self.filter_text = ""
+        self.problems_only = False
+        self.selected: tuple[str, str] | None = None
+        self.last_event_id = 0
+        self.my_requests: set[int] = set()
+        self._refresh_lock = asyncio.Lock()
+        self._dirty = False
+
+    # --- layout ---------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        """Header line, filter, tree | panel and event log, footer."""
+        yield Static("fleettui · starting…", id="totals")
+        yield Input(placeholder="filter: name, serial or site (Enter keeps, Esc clears)",
+                    id="filter")
+        with Horizontal(id="main"):
+            yield SiteTree(id="tree")
+            with Vertical(id="right"):
+                yield DevicePanel(id="panel")
+                yield RichLog(id="events", max_lines=LOG_LINES, wrap=False, markup=False)
+        yield Footer()
+
+    @property
+    def store(self) -> Store:
+        """The store this app views."""
+        if self.store_ is None:
+            raise RuntimeError("the store is not open yet")
+        return self.store_
+
+    def now(self) -> datetime:
+        """Current time in UTC (the engine's clock when there is one)."""
+        return self.engine.clock() if self.engine is not None else utc_now()
+
+    # --- lifecycle ------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        """Open the store, start the embedded engine, load the fleet, refresh periodically."""
+        self.query_one("#filter", Input).display = False
+        self.query_one("#events", RichLog).border_title = "Events"
+        self.query_one("#panel", DevicePanel).border_title = "Device"
+        if self.store_ is None:
+            assert self.db_path is not None and self.config is not None
+            self.store_ = await Store.open(self.db_path)
+        if self.engine is None and self.config is not None and self.embed:
+            self.engine = Engine(self.config, self.store_,
+                                 alert_sinks=[log_sink, self.toast_alert])
+        if self.engine is not None:
+            self.engine.listeners.append(self._on_engine_event)
+            await self.engine.start()
+        self.site_list = await self.store.sites()
+        await self.refresh_data()
+        self.query_one("#tree", SiteTree).focus()
+        self.set_interval(self.refresh_s, self._tick)
+
+    async def on_unmount(self) -> None:
+        """Stop the embedded engine (its in-flight work finishes), close an owned store."""
+        if self.engine is not None:
+            if self._on_engine_event in self.engine.listeners:
+                self.engine.listeners.remove(self._on_engine_event)
+            await self.engine.stop()
+        if self.owns_store and self.store_ is not None:
+            await self.store_.close()
+            self.store_ = None
+
+    def _on_engine_event(self, event: Event) -> None:
+        self.post_message(FleetChanged())
+
+    def toast_alert(self, n: Notification) -> None:
+        """Alert notifications as toasts (the engine rate-limits them per sink)."""
+        loud = n.change in ("opened", "escalated", "reminder")
+        self.notify(n.text, title="alert", severity="warning" if loud else "information",
+                    timeout=8)
+
+    def on_fleet_changed(self, _message: FleetChanged) -> None:
+        """Refresh after an engine event."""
+        self.run_worker(self.refresh_data(), group="refresh")
+
+    def _tick(self) -> None:
+        self.run_worker(self.refresh_data(), group="refresh")
+
+    # --- reading the store ----------------------------------------------
+
+    async def refresh_data(self) -> None:
+        """Read devices, flapping and new events from the store and update the screen.
+
+        One refresh at a time; a request during one runs once more after it.
+        """
+        if self._refresh_lock.locked():
+            self._dirty = True
+            return
+        async with self._refresh_lock:
+            while True:
+                self._dirty = False
+                await self._refresh_once()
+                if not self._dirty:
+                    break
+
+    async def _flapping(self) -> dict[str, tuple[bool, float]]:
+        if self.engine is not None:
+            return {d: self.engine.alerts.flapping(d) for d in self.rows}
+        return {d: (f, p) for d, (_h, f, p) in (await self.store.flap_states()).items()}
+
+    async def _refresh_once(self) -> None:
+        if self.store_ is None:
+            return
+        devices = await self.store.devices()
+        self.rows = {d.id: DeviceRow(d) for d in devices}
+        for device_id, (flapping, pct) in (await self._flapping()).items():
+            if device_id in self.rows:
+                self.rows[device_id].flapping, self.rows[device_id].flap_pct = flapping, pct
+        self._apply()
+        await self._tail_events()
+        await self.refresh_panel()
+
+    def _apply(self) -> None:
+        """Re-arrange the cached rows (filter, problems first) onto the tree and header."""
+        rows = list(self.rows.values())
+        self.arranged = arrange(self.site_list, rows, text=self.filter_text,
+                                problems_only=self.problems_only)
+        self.query_one("#tree", SiteTree).show(self.arranged)
+        header = Text(totals(self.site_list, rows).text(), style="bold")
+        mode = "embedded poller" if self.engine is not None else "viewer of another poller"
+        header.append(f"   [{mode}]", style="dim")
+        if self.filter_text:
+            header.append(f"   filter: {self.filter_text!r}", style="yellow")
+        if self.problems_only:
+            header.append("   problems only", style="yellow")
+        if self.banner:
+            header.append(f"   {self.banner}", style="dim")
+        self.query_one("#totals", Static).update(header)
+
+    async def _tail_events(self) -> None:
+        log = self.query_one("#events", RichLog)
+        while True:
+            events = await self.store.events_after(self.last_event_id, limit=500)
+            for e in events[-LOG_LINES:]:
+                line = Text(f"{e.at:%H:%M:%S} ", style="dim")
+                style = "red" if e.kind in ("device.offline", "device.error") else (
+                    "green" if e.kind == "device.online" else "")
+                line.append(e.kind.ljust(16), style=style or "cyan")
+                line.append(e.message)
+                log.write(line)
+            for e in events:
+                self._command_toast(e)
+            if events:
+                self.last_event_id = events[-1].id
+            if len(events) < 500:
+                return
+
+    def _command_toast(self, e: Event) -> None:
+        """A toast when a command this app queued ends (done, failed or expired)."""
+        if e.kind not in FINAL_COMMAND_EVENTS or e.data.get("request_id") not in self.my_requests:
+            return
+        ok = e.kind == "command.done"
+        self.notify(e.message, title="command", severity="information" if ok else "error",
+                    timeout=6 if ok else 12)
+
+    async def refresh_panel(self) -> None:
+        """Redraw the panel for the selection (a device's detail, or a site summary)."""
+        panel = self.query_one("#panel", DevicePanel)
+        if self.selected is None:
+            panel.show(None)
+            return
+        kind, ident = self.selected
+        if kind == "site":
+            site = next((s for s in self.arranged if s.id == ident), None)
+            if site is None:
+                panel.show(None)
+                return
+            down = [r.id for r in site.devices if r.problem]
+            panel.show(None, f"{site.site.name} ({site.id}) · {site.site.timezone}\n"
+                             f"{site.online}/{site.total} online"
+                             + (f" · problems: {', '.join(down)}" if down else ""))
+            return
+        device = await self.store.device(ident)
+        if device is None:
+            panel.show(None)
+            return
+        now = self.now()
+        row = self.rows.get(ident)
+        detail = DeviceDetail(
+            device=device,
+            site=next((s for s in self.site_list if s.id == device.site_id), None),
+            now=now,
+            uptime_24h=await self.store.uptime(ident, timedelta(hours=24), now),
+            flapping=row.flapping if row else False,
+            flap_pct=row.flap_pct if row else 0.0,
+            commands=await self.store.commands(device_id=ident, limit=6),
+        )
+        if self.selected == ("device", ident):
+            panel.show(detail)
+
+    # --- interaction ----------------------------------------------------
+
+    @on(Tree.NodeHighlighted, "#tree")
+    def _highlighted(self, _event: Tree.NodeHighlighted[object]) -> None:
+        self.selected = self.query_one("#tree", SiteTree).selected_id
+        self.run_worker(self.refresh_panel(), group="panel", exclusive=True)
+
+    def action_filter(self) -> None:
+        """Show the filter input and focus it."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear and hide the filter."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter_text = ""
+        self._apply()
+        self.query_one("#tree", SiteTree).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self._apply()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            self.query_one("#filter", Input).display = False
+        self.query_one("#tree", SiteTree).focus()
+
+    def action_toggle_problems(self) -> None:
+        """Show only offline, failing or flapping devices (or everything again)."""
+        self.problems_only = not self.problems_only
+        self._apply()
+
+    def jump(self, target: tuple[str, str]) -> None:
+        """Move the tree's cursor to a device or site, clearing filters that hide it."""
+        tree = self.query_one("#tree", SiteTree)
+        if not tree.focus_on(target):
+            self.filter_text = ""
+            self.problems_only = False
+            box = self.query_one("#filter", Input)
+            box.value = ""
+            box.display = False
+            self._apply()
+            tree.focus_on(target)
+        tree.focus()
+
+    def queue_command(self, device_id: str, command: str) -> None:
+        """Queue a command for a device (the engine that owns the store runs it)."""
+        self.run_worker(self._queue(device_id, command), group="commands")
+
+    async def _queue(self, device_id: str, command: str) -> None:
+        try:
+            request, _new = await enqueue(self.store, device_id, command, None,
+                                          now=self.now(), source="tui")
+        except CommandError as e:
+            self.notify(str(e), title="command refused", severity="error")
+            return
+        self.my_requests.add(request.id)
+        label = COMMAND_LABELS.get(command, command)
+        self.notify(f"{label} {device_id}: queued (request {request.id})", title="command")
+        self.jump(("device", device_id))
+        self.selected = ("device", device_id)
+        await self.refresh_panel()
+
+    def palette_items(self) -> list[PaletteItem]:
+        """Palette candidates: problems first, then every device and site."""
+        items: list[PaletteItem] = []
+        rows = sorted(self.rows.values(), key=lambda r: (not r.problem, r.id))
+        sites = {s.id: s for s in self.site_list}
+        for r in rows:
+            d = r.device
+            where = sites[d.site_id].name if d.site_id in sites else d.site_id
+            state = "flapping" if r.flapping else d.status.value
+            items.append((f"Jump to {d.id}", partial(self.jump, ("device", d.id)),
+                          f"{state} · {where} · {d.serial}"))
+            items.append((f"Restart {d.id}", partial(self.queue_command, d.id, "restart"),
+                          f"reboot the terminal ({state})"))
+            items.append((f"Sync clock {d.id}", partial(self.queue_command, d.id, "sync_time"),
+                          "set its clock to the site's local time"))
+        for s in self.site_list:
+            items.append((f"Jump to site {s.name} ({s.id})", partial(self.jump, ("site", s.id)),
+                          s.timezone))
+        return items

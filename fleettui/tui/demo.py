@@ -1,0 +1,66 @@
+"""``fleettui demo``: an emulated fleet in the background, the control room on top of it.
+
+The emulator runs in its own thread and event loop (it is a device, nothing
+more); the engine is embedded in the app's loop and polls it over real
+sockets, exactly as it would poll real terminals.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from fleettui.config import load_config
+from fleettui.emulator.fleetgen import config_text
+from fleettui.emulator.launch import build_fleet, make_sick
+from fleettui.emulator.runner import EmulatorThread
+from fleettui.tui.run import log_to
+
+
+def run_demo(
+    *,
+    devices: int = 62,
+    sites: int = 14,
+    seed: int = 1,
+    base_address: str = "127.0.1.1",
+    port: int = 4370,
+    punch_rate: float = 2.0,
+) -> int:
+    """Start the fleet, make four devices sick, open the TUI; tidy everything on quit."""
+    from fleettui.tui.app import FleetApp
+
+    try:
+        spec, fleet = build_fleet(sites=sites, devices=devices, seed=seed,
+                                  base_address=base_address, port=port, punch_rate=punch_rate)
+    except ValueError as e:
+        print(f"fleettui demo: {e}", file=sys.stderr)
+        return 2
+    emu = EmulatorThread(fleet, live_punches=True)
+    try:
+        emu.start()
+    except OSError as e:
+        print(f"fleettui demo: cannot open the device sockets: {e}\n"
+              "  Is an emulator already running on these addresses? "
+              "Try --base-address or --port.", file=sys.stderr)
+        return 1
+    try:
+        sick = emu.run(make_sick(fleet))
+        with tempfile.TemporaryDirectory(prefix="fleettui-demo-") as tmp:
+            work = Path(tmp)
+            cfg = work / "fleet.toml"
+            # written after the fleet started, so real ports are in it; it holds comm keys
+            fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(config_text(spec))
+            config = load_config(cfg)
+            log_to(work / "fleettui.log")
+            banner = f"demo: {len(sick)} sick devices"
+            FleetApp(config=config, db_path=work / "fleettui.db", banner=banner).run()
+    finally:
+        emu.stop()
+    for device_id, what in sick.items():
+        print(f"demo: {device_id} was {what}")
+    return 0
+

@@ -1,0 +1,258 @@
+"""The control room, driven by Textual's Pilot against real emulated devices.
+
+A small fleet (5 devices on 2 sites, one offline) is served by the emulator on
+loopback; a real Store in tmp_path and a real Engine with fast polling sit
+under the app, as in ``fleettui demo``. Waits are bounded polls, never guesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from fleettui.config import parse_config
+from fleettui.domain import CommandState, DeviceStatus
+from fleettui.emulator.device import DeviceConfig, Profile
+from fleettui.engine.engine import Engine
+from fleettui.store import Store
+from fleettui.tui.app import FleetApp
+from fleettui.tui.model import DeviceRow, arrange, gauge
+from fleettui.tui.panel import DevicePanel
+from fleettui.tui.tree import SiteTree
+from tests.conftest import Emulated, device_config, sample_users
+from tests.test_engine import FAST_POLL
+
+SITES = {"site-a": ("Site A", "Africa/Casablanca"), "site-b": ("Site B", "Europe/Paris")}
+LAYOUT = {"dev_a_01": "site-a", "dev_a_02": "site-a", "dev_a_03": "site-a",
+          "dev_b_01": "site-b", "dev_b_02": "site-b"}
+OFFLINE = "dev_a_02"
+
+
+def two_site_toml(devices: list[DeviceConfig]) -> str:
+    """A config for the emulated devices, on two sites, with fast polling."""
+    lines = ["[poll]"] + [f"{k} = {v}" for k, v in FAST_POLL.items()] + [""]
+    for site_id, (name, tz) in SITES.items():
+        lines += ["[[sites]]", f'id = "{site_id}"', f'name = "{name}"', f'timezone = "{tz}"', ""]
+    for d in devices:
+        lines += ["[[devices]]", f'id = "{d.id}"', f'serial = "{d.serial}"',
+                  f'site = "{LAYOUT[d.id]}"', f'host = "{d.host}"', f"port = {d.port}",
+                  'transport = "tcp"', f"comm_key = {d.comm_key}", ""]
+    return "\n".join(lines)
+
+
+@pytest.fixture
+async def app(
+    emulate: Callable[..., Emulated], tmp_path: Path
+) -> AsyncIterator[FleetApp]:
+    """The app over a store and an engine polling 5 emulated devices (one offline)."""
+    configs = [device_config(d, profile=Profile(reboot_s=0.3)) for d in LAYOUT]
+    em = emulate(configs, users={c.id: sample_users(3) for c in configs})
+    em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
+    config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
+    store = await Store.open(tmp_path / "fleet.db")
+    try:
+        yield FleetApp(store, Engine(config, store), refresh_s=0.2)
+    finally:
+        await store.close()
+
+
+async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let the app run until ``cond()`` holds; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+def _settled(app: FleetApp) -> bool:
+    rows = app.rows
+    return len(rows) == len(LAYOUT) and all(
+        r.device.status == (DeviceStatus.OFFLINE if r.id == OFFLINE else DeviceStatus.ONLINE)
+        for r in rows.values()
+    )
+
+
+def _tree(app: FleetApp) -> SiteTree:
+    return app.query_one("#tree", SiteTree)
+
+
+def _header(app: FleetApp) -> str:
+    return str(app.query_one("#totals").render())
+
+
+async def test_tree_header_offline_select_and_filter(app: FleetApp) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: _settled(app))
+        await wait_for(pilot, lambda: "4 online" in _header(app))
+        assert _header(app).startswith(
+            "5 devices across 2 sites · 4 online · 1 offline · 0 flapping")
+
+        tree = _tree(app)
+        assert set(tree.site_nodes) == set(SITES)
+        assert set(tree.device_nodes) == set(LAYOUT)
+        # per-site counts, and the site with a problem comes first
+        first_site = tree.root.children[0]
+        assert first_site.data is not None and first_site.data.id == "site-a"
+        assert "2/3 online" in str(tree.render_label(first_site, tree.rich_style,
+                                                     tree.rich_style))
+        # the offline device shows as offline, first in its site
+        node = tree.device_nodes[OFFLINE]
+        assert node.parent is first_site and first_site.children[0] is node
+        assert "offline" in tree.render_label(node, tree.rich_style, tree.rich_style).plain
+
+        # selecting a device (keyboard) shows its panel
+        panel = app.query_one("#panel", DevicePanel)
+        await pilot.press("down")
+        await wait_for(pilot, lambda: app.selected is not None)
+        for _ in range(len(LAYOUT) + len(SITES)):
+            if app.selected == ("device", "dev_b_01"):
+                break
+            await pilot.press("j")
+            await pilot.pause()
+        assert app.selected == ("device", "dev_b_01")
+        await wait_for(pilot, lambda: panel.detail is not None
+                       and panel.detail.device.id == "dev_b_01")
+        assert panel.detail is not None
+        assert panel.detail.device.serial == next(
+            r.device.serial for r in app.rows.values() if r.id == "dev_b_01")
+        assert panel.detail.site is not None and panel.detail.site.timezone == "Europe/Paris"
+
+        # "/" filters the tree by text; Esc clears it
+        await pilot.press("slash")
+        await pilot.press(*"dev_b_02")
+        await wait_for(pilot, lambda: set(_tree(app).device_nodes) == {"dev_b_02"})
+        assert set(_tree(app).site_nodes) == {"site-b"}
+        await pilot.press("enter")  # keeps the filter, back to the tree
+        assert set(_tree(app).device_nodes) == {"dev_b_02"}
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: set(_tree(app).device_nodes) == set(LAYOUT))
+
+        # "p": problems only, and back
+        await pilot.press("p")
+        await wait_for(pilot, lambda: set(_tree(app).device_nodes) == {OFFLINE})
+        await pilot.press("p")
+        await wait_for(pilot, lambda: set(_tree(app).device_nodes) == set(LAYOUT))
+
+
+async def test_palette_restart_runs_through_the_engine(app: FleetApp) -> None:
+    target = "dev_b_01"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: target in app.rows
+                       and app.rows[target].device.status == DeviceStatus.ONLINE)
+        # "problems only" hides the (healthy) target; acting on it from the palette shows it
+        await pilot.press("p")
+        await wait_for(pilot, lambda: target not in _tree(app).device_nodes)
+        await pilot.press("ctrl+p")
+        await pilot.press(*f"restart {target}")
+        await wait_for(pilot, lambda: _palette_top(app) == f"Restart {target}")
+        await pilot.press("enter")
+
+        async def states() -> list[CommandState]:
+            return [c.state for c in await app.store.commands(device_id=target)]
+
+        panel = app.query_one("#panel", DevicePanel)
+        # queued from the palette, with source "tui", and the panel shows the device
+        await wait_for(pilot, lambda: panel.detail is not None
+                       and panel.detail.device.id == target and bool(panel.detail.commands))
+        assert panel.detail is not None
+        assert panel.detail.commands[0].command == "restart"
+        assert target in _tree(app).device_nodes
+        await wait_for(pilot, lambda: _tree(app).selected_id == ("device", target))
+        request = await app.store.command_request(panel.detail.commands[0].request_id)
+        assert request is not None and request.source == "tui"
+        # the engine runs it; the store and then the panel show it done
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while await states() != [CommandState.DONE]:
+            assert loop.time() < deadline, await states()
+            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: panel.detail is not None and bool(panel.detail.commands)
+                       and panel.detail.commands[0].state == CommandState.DONE)
+        # and a toast says so (recorded, not mounted, under run_test)
+        await wait_for(pilot, lambda: any(f"{target}: restart done" in str(n.message)
+                                          for n in app._notifications))
+
+
+async def test_viewer_reads_another_pollers_store_and_queues_for_it(
+    emulate: Callable[..., Emulated], tmp_path: Path
+) -> None:
+    """Without an engine the app is a viewer: state from the store, commands run by the owner."""
+    configs = [device_config(d, profile=Profile(reboot_s=0.3)) for d in LAYOUT]
+    em = emulate(configs, users={c.id: sample_users(3) for c in configs})
+    em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
+    config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
+    owner_store = await Store.open(tmp_path / "fleet.db")
+    engine = Engine(config, owner_store)
+    await engine.start()
+    viewer_store = await Store.open(tmp_path / "fleet.db")
+    try:
+        app = FleetApp(viewer_store, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: _settled(app))
+            await wait_for(pilot, lambda: "1 offline" in _header(app))
+            assert "viewer" in _header(app)
+            app.queue_command("dev_a_01", "sync_time")
+            panel = app.query_one("#panel", DevicePanel)
+            await wait_for(pilot, lambda: panel.detail is not None
+                           and panel.detail.device.id == "dev_a_01"
+                           and bool(panel.detail.commands)
+                           and panel.detail.commands[0].state == CommandState.DONE,
+                           timeout=15)
+            assert panel.detail is not None and panel.detail.commands[0].command == "sync_time"
+    finally:
+        await engine.stop()
+        await viewer_store.close()
+        await owner_store.close()
+
+
+def _palette_top(app: FleetApp) -> str | None:
+    from textual.command import CommandList
+
+    lists = app.screen.query(CommandList)
+    if not lists:
+        return None
+    option_list = lists.first()
+    if option_list.option_count == 0:
+        return None
+    prompt = option_list.get_option_at_index(0).prompt
+    return getattr(prompt, "plain", str(prompt)).split("\n")[0].strip()
+
+
+def test_arrange_sorts_problems_first_and_filters() -> None:
+    from fleettui.domain import DeviceState, Site
+
+    sites = [Site("a", "Alpha", "UTC"), Site("b", "Beta", "UTC")]
+
+    def row(i: str, site: str, status: DeviceStatus, flapping: bool = False) -> DeviceRow:
+        return DeviceRow(DeviceState(id=i, serial=f"S{i}", site_id=site, host="h", port=1,
+                                     transport="tcp", status=status), flapping=flapping)
+
+    rows = [row("a1", "a", DeviceStatus.ONLINE), row("b1", "b", DeviceStatus.ONLINE),
+            row("b2", "b", DeviceStatus.OFFLINE), row("a2", "a", DeviceStatus.ONLINE, True)]
+    out = arrange(sites, rows)
+    assert [s.id for s in out] == ["a", "b"]
+    assert [r.id for r in out[0].devices] == ["a2", "a1"]
+    assert [r.id for r in out[1].devices] == ["b2", "b1"]
+    assert (out[1].online, out[1].total) == (1, 2)
+    assert [r.id for s in arrange(sites, rows, problems_only=True) for r in s.devices] == [
+        "a2", "b2"]
+    assert [r.id for s in arrange(sites, rows, text="beta") for r in s.devices] == ["b2", "b1"]
+    assert [r.id for s in arrange(sites, rows, text="Sa1") for r in s.devices] == ["a1"]
+    assert gauge(0.5, 10) == "█████░░░░░ 50%"
+    assert gauge(None) == "unknown"
+
+
+def test_demo_command_defaults_and_styles_are_found() -> None:
+    from fleettui.cli import build_parser
+    from fleettui.tui.paths import styles_dir
+
+    args = build_parser().parse_args(["demo"])
+    assert (args.devices, args.sites, args.seed) == (62, 14, 1)
+    assert (args.base_address, args.port, args.punch_rate) == ("127.0.1.1", 4370, 2.0)
+    assert (styles_dir() / "fleettui.tcss").is_file()
+    assert Path(str(FleetApp.CSS_PATH)).is_file()
