@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--headless", action="store_true",
                      help="run as a service without a screen (logs one line per event)")
+    run.add_argument("--http", type=_host_port, metavar="HOST:PORT",
+                     help="also serve the HTTP API there (e.g. 127.0.0.1:8470)")
     run.add_argument("--log-format", choices=("text", "json"), default="text",
                      help="log lines as text or JSON (for journald/ELK)")
     store_args(run)
@@ -206,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also delete users who are not in the file")
     _command_args(emp, params=False)
     store_args(emp)
+
+    key = sub.add_parser("api-key", help="API keys for the HTTP API")
+    key_sub = key.add_subparsers(dest="action", metavar="ACTION", required=True)
+    kc = key_sub.add_parser("create", help="make a key (printed once, stored as a hash)")
+    kc.add_argument("--role", choices=("viewer", "operator", "admin"), required=True)
+    kc.add_argument("--name", default="", help="what the key is for")
+    store_args(kc)
+    kl = key_sub.add_parser("list", help="keys (never the keys themselves)")
+    store_args(kl)
+    kr = key_sub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id", type=int, metavar="ID")
+    store_args(kr)
 
     sch = sub.add_parser("schedules", help="the config's scheduled commands and their next runs")
     sch.add_argument("--config", metavar="FILE")
@@ -300,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, parser)
     store_commands = {"status": _status, "export": _export, "command": _command,
                       "sync-employees": _command, "commands": _commands,
-                      "alerts": _alerts, "silence": _silence, "ack": _ack}
+                      "alerts": _alerts, "silence": _silence, "ack": _ack,
+                      "api-key": _api_key}
     if args.command in store_commands:
         try:
             return asyncio.run(store_commands[args.command](args))
@@ -362,7 +377,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     db = resolve_db_path(args.db, config)
     setup_logging(args.log_format)
     try:
-        return asyncio.run(run_headless(config, db))
+        return asyncio.run(run_headless(config, db, http=args.http))
     except PollerRunning as e:
         return _fail(f"{e}; not starting a second poller on it")
     except OSError as e:
@@ -665,4 +680,22 @@ async def _ack(args: argparse.Namespace) -> int:
         if alert is None:
             return _fail(f"no open alert {args.alert_id}", 1)
         print(f"alert {alert.id} acknowledged: {alert.kind.value} {alert.target}")
+    return 0
+
+
+async def _api_key(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        now = datetime.now(UTC)
+        if args.action == "create":
+            key_id, key = await store.create_api_key(args.role, args.name, now)
+            print(key)
+            print(f"key {key_id} ({args.role}): shown once, keep it safe; only its hash is kept",
+                  file=sys.stderr)
+        elif args.action == "list":
+            for k in await store.api_keys():
+                state = "revoked" if k["revoked_at"] else "live"
+                print(f"{k['id']:>4}  {k['role']:<9} {k['prefix']}…  {state:<8} "
+                      f"last used {k['last_used_at'] or 'never'}  {k['name']}")
+        elif not await store.revoke_api_key(args.key_id, now):
+            return _fail(f"no live key {args.key_id}")
     return 0

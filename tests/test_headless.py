@@ -630,3 +630,32 @@ async def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     finally:
         os.close(write_end)
     assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_headless_serves_the_http_api_with_keys_made_by_the_cli(
+    emulate: Emulate, runner: Runner, tmp_path: Path
+) -> None:
+    """``run --headless --http 127.0.0.1:0`` answers the API; keys come from ``api-key``."""
+    import re as _re
+
+    import httpx
+
+    fleet = [dev("api-01", PARIS)]
+    emulated_fleet(emulate, fleet, punches=3)
+    db = tmp_path / "fleet.db"
+    config = config_for(tmp_path / "fleet.toml", fleet)
+    poller = runner.start_polling(config, db, "--http", "127.0.0.1:0")
+    wait_for(lambda: "HTTP API on" in poller.log(), "the HTTP API to start", watch=[poller])
+    port = int(_re.search(r"HTTP API on http://127\.0\.0\.1:(\d+)", poller.log()).group(1))  # type: ignore[union-attr]
+    made = fleettui("api-key", "create", "--role", "viewer", "--name", "script", "--db", db)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{base}/v1/devices").status_code == 401
+    wait_status(db, {"api-01": "online"}, [poller])
+    r = httpx.get(f"{base}/v1/devices", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200
+    assert [d["id"] for d in r.json()["devices"]] == ["api-01"]
+    listed = fleettui("api-key", "list", "--db", db).stdout
+    assert "viewer" in listed and key not in listed and key not in poller.log()
+    assert poller.terminate() == 0
