@@ -256,3 +256,61 @@ def test_demo_command_defaults_and_styles_are_found() -> None:
     assert (args.base_address, args.port, args.punch_rate) == ("127.0.1.1", 4370, 2.0)
     assert (styles_dir() / "fleettui.tcss").is_file()
     assert Path(str(FleetApp.CSS_PATH)).is_file()
+
+
+async def test_palette_restarts_a_whole_site_after_naming_the_count(app: FleetApp) -> None:
+    """Restart every device of a site: a confirmation names the count; one request results."""
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
+        await pilot.press("ctrl+p")
+        await pilot.press(*"restart all devices of site b")
+        await wait_for(pilot, lambda: (_palette_top(app) or "").startswith(
+            "Restart all devices of"))
+        assert "(site-b)" in (_palette_top(app) or "")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app.screen.query("#question")))
+        question = str(app.screen.query_one("#question").render())
+        assert "all 2 device(s)" in question
+        await pilot.press("y")
+
+        async def site_states() -> list[CommandState]:
+            cmds = [c for c in await app.store.commands() if c.device_id.startswith("dev_b")]
+            return sorted(c.state for c in cmds)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while await site_states() != [CommandState.DONE, CommandState.DONE]:
+            assert loop.time() < deadline, await site_states()
+            await pilot.pause(0.1)
+        requests = {c.request_id for c in await app.store.commands()}
+        assert len(requests) == 1
+
+
+async def test_palette_declined_site_restart_queues_nothing(app: FleetApp) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
+        await pilot.press("ctrl+p")
+        await pilot.press(*"restart all devices of site a")
+        await wait_for(pilot, lambda: (_palette_top(app) or "").startswith(
+            "Restart all devices of"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app.screen.query("#question")))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not app.screen.query("#question"))
+        assert await app.store.commands() == []
+
+
+async def test_palette_silences_a_device(app: FleetApp) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: OFFLINE in app.rows)
+        await pilot.press("ctrl+p")
+        await pilot.press(*f"silence {OFFLINE}")
+        await wait_for(pilot, lambda: _palette_top(app) == f"Silence {OFFLINE} for 2h")
+        await pilot.press("enter")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await app.store.active_silences(app.now()):
+            assert loop.time() < deadline
+            await pilot.pause(0.1)
+        (silence,) = await app.store.active_silences(app.now())
+        assert (silence.target, silence.created_by) == (OFFLINE, "tui")

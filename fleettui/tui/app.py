@@ -24,11 +24,12 @@ from textual.widgets import Footer, Input, RichLog, Static, Tree
 
 from fleettui.commands import CommandError
 from fleettui.config import Config
-from fleettui.domain import Event, Site
+from fleettui.domain import Alert, Event, Site
 from fleettui.engine.alerts import Notification, log_sink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.store import Store
+from fleettui.tui.confirm import Confirm
 from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
 from fleettui.tui.palette import DeviceCommands, PaletteItem
 from fleettui.tui.panel import DeviceDetail, DevicePanel
@@ -93,6 +94,7 @@ class FleetApp(App[None]):
         self.owns_store = store is None
         self.embed = embed
         self.site_list: list[Site] = []
+        self.open_alerts: list[Alert] = []
         self.rows: dict[str, DeviceRow] = {}
         self.arranged: list[SiteRow] = []
         self.filter_text = ""
@@ -189,6 +191,7 @@ class FleetApp(App[None]):
             while True:
                 self._dirty = False
                 await self._refresh_once()
+                self.open_alerts = await self.store.alerts()
                 if not self._dirty:
                     break
 
@@ -338,22 +341,25 @@ class FleetApp(App[None]):
             tree.focus_on(target)
         tree.focus()
 
-    def queue_command(self, device_id: str, command: str) -> None:
-        """Queue a command for a device (the engine that owns the store runs it)."""
-        self.run_worker(self._queue(device_id, command), group="commands")
+    def queue_command(self, target: str, command: str) -> None:
+        """Queue a command for a device or a whole site (the owning engine runs it)."""
+        self.run_worker(self._queue(target, command), group="commands")
 
-    async def _queue(self, device_id: str, command: str) -> None:
+    async def _queue(self, target: str, command: str) -> None:
         try:
-            request, _new = await enqueue(self.store, device_id, command, None,
+            request, _new = await enqueue(self.store, target, command, None,
                                           now=self.now(), source="tui")
         except CommandError as e:
             self.notify(str(e), title="command refused", severity="error")
             return
         self.my_requests.add(request.id)
         label = COMMAND_LABELS.get(command, command)
-        self.notify(f"{label} {device_id}: queued (request {request.id})", title="command")
-        self.jump(("device", device_id))
-        self.selected = ("device", device_id)
+        count = len(request.commands)
+        where = target if count == 1 else f"{count} devices of {target}"
+        self.notify(f"{label} {where}: queued (request {request.id})", title="command")
+        kind = "device" if request.target_kind == "device" else "site"
+        self.jump((kind, target))
+        self.selected = (kind, target)
         await self.refresh_panel()
 
     def palette_items(self) -> list[PaletteItem]:
@@ -371,7 +377,54 @@ class FleetApp(App[None]):
                           f"reboot the terminal ({state})"))
             items.append((f"Sync clock {d.id}", partial(self.queue_command, d.id, "sync_time"),
                           "set its clock to the site's local time"))
+            items.append((f"Silence {d.id} for 2h", partial(self.silence, d.id, 2),
+                          "no alert notifications for this device for 2 hours"))
         for s in self.site_list:
             items.append((f"Jump to site {s.name} ({s.id})", partial(self.jump, ("site", s.id)),
                           s.timezone))
+            count = sum(1 for r in self.rows.values()
+                        if r.device.site_id == s.id and r.device.enabled)
+            items.append((f"Restart all devices of {s.name} ({s.id})",
+                          partial(self.confirm_site_command, s.id, s.name, "restart", count),
+                          f"{count} device(s), after a confirmation"))
+            items.append((f"Sync clocks of {s.name} ({s.id})",
+                          partial(self.queue_command, s.id, "sync_time"),
+                          f"{count} device(s), each to the site's local time"))
+            items.append((f"Silence site {s.name} ({s.id}) for 2h",
+                          partial(self.silence, s.id, 2), "maintenance: no notifications"))
+        for a in self.open_alerts:
+            items.append((f"Acknowledge alert {a.id}: {a.kind.value} {a.target}",
+                          partial(self.acknowledge, a.id), a.reason or a.severity))
         return items
+
+    def confirm_site_command(self, site_id: str, name: str, command: str, count: int) -> None:
+        """Ask before a command reaches every device of a site, naming how many."""
+        label = COMMAND_LABELS.get(command, command)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.queue_command(site_id, command)
+
+        self.push_screen(Confirm(f"{label} all {count} device(s) of {name}?"), answered)
+
+    def silence(self, target: str, hours: float) -> None:
+        """Silence a device or a site (notifications only; alerts are still recorded)."""
+
+        async def do() -> None:
+            until = self.now() + timedelta(hours=hours)
+            await self.store.add_silence(target, until, "from the palette", "tui", self.now())
+            self.notify(f"{target} silenced until {until:%H:%M} UTC", title="silence")
+
+        self.run_worker(do(), group="alerts")
+
+    def acknowledge(self, alert_id: int) -> None:
+        """Acknowledge an open alert (its reminders stop)."""
+
+        async def do() -> None:
+            alert = await self.store.acknowledge_alert(alert_id, "tui", self.now())
+            if alert is None:
+                self.notify(f"alert {alert_id} is no longer open", severity="warning")
+            else:
+                self.notify(f"alert {alert_id} acknowledged", title="alert")
+
+        self.run_worker(do(), group="alerts")
