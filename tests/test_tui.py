@@ -41,6 +41,8 @@ def two_site_toml(devices: list[DeviceConfig]) -> str:
         lines += ["[[devices]]", f'id = "{d.id}"', f'serial = "{d.serial}"',
                   f'site = "{LAYOUT[d.id]}"', f'host = "{d.host}"', f"port = {d.port}",
                   'transport = "tcp"', f"comm_key = {d.comm_key}", ""]
+    lines += ["[[schedules]]", 'name = "nightly-clock"', 'command = "sync_time"',
+              'cron = "0 3 * * *"', 'target = "site-a"', ""]
     return "\n".join(lines)
 
 
@@ -314,3 +316,13 @@ async def test_palette_silences_a_device(app: FleetApp) -> None:
             await pilot.pause(0.1)
         (silence,) = await app.store.active_silences(app.now())
         assert (silence.target, silence.created_by) == (OFFLINE, "tui")
+
+
+async def test_a_site_panel_lists_its_schedules(app: FleetApp) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
+        app.jump(("site", "site-a"))
+        app.selected = ("site", "site-a")
+        await app.refresh_panel()
+        text = str(app.query_one("#panel", DevicePanel).render())
+        assert "nightly-clock: sync_time → site-a · next" in text

@@ -270,7 +270,8 @@ class FleetApp(App[None]):
             down = [r.id for r in site.devices if r.problem]
             panel.show(None, f"{site.site.name} ({site.id}) · {site.site.timezone}\n"
                              f"{site.online}/{site.total} online"
-                             + (f" · problems: {', '.join(down)}" if down else ""))
+                             + (f" · problems: {', '.join(down)}" if down else "")
+                             + self._schedules_text(site.id))
             return
         device = await self.store.device(ident)
         if device is None:
@@ -340,6 +341,23 @@ class FleetApp(App[None]):
             self._apply()
             tree.focus_on(target)
         tree.focus()
+
+    def _schedules_text(self, site_id: str) -> str:
+        """The site's scheduled commands and their next run, in the site's time."""
+        config = self.config or (self.engine.config if self.engine is not None else None)
+        if config is None:
+            return ""
+        from fleettui.engine.schedules import next_runs
+
+        lines = []
+        members = {d.id for d in config.devices_at(site_id)}
+        for sc in config.schedules:
+            if not sc.enabled or (sc.target != site_id and sc.target not in members):
+                continue
+            runs = next_runs(config, sc, self.now(), 1)
+            when = runs[0].strftime("%a %d %b %H:%M") if runs else "never"
+            lines.append(f"  {sc.name}: {sc.command} → {sc.target} · next {when}")
+        return "\n\nSchedules\n" + "\n".join(lines) if lines else ""
 
     def queue_command(self, target: str, command: str) -> None:
         """Queue a command for a device or a whole site (the owning engine runs it)."""
