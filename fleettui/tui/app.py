@@ -26,6 +26,7 @@ from fleettui.commands import CommandError
 from fleettui.config import Config
 from fleettui.domain import Alert, Event, Site
 from fleettui.engine.alerts import Notification, log_sink
+from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.store import Store
@@ -142,7 +143,7 @@ class FleetApp(App[None]):
             self.store_ = await Store.open(self.db_path)
         if self.engine is None and self.config is not None and self.embed:
             self.engine = Engine(self.config, self.store_,
-                                 alert_sinks=[log_sink, self.toast_alert])
+                                 alert_sinks=[log_sink, self.toast_alert, DesktopSink()])
         if self.engine is not None:
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
