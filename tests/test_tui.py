@@ -326,3 +326,38 @@ async def test_a_site_panel_lists_its_schedules(app: FleetApp) -> None:
         await app.refresh_panel()
         text = str(app.query_one("#panel", DevicePanel).render())
         assert "nightly-clock: sync_time → site-a · next" in text
+
+
+async def test_opening_on_a_long_history_shows_only_the_last_events(tmp_path: Path) -> None:
+    """A database with years of events opens at once: the log starts near the end."""
+    from datetime import UTC, datetime
+
+    from textual.widgets import RichLog
+
+    from fleettui.domain import DeviceState, Site
+
+    store = await Store.open(tmp_path / "old.db")
+    try:
+        await store.sync_fleet([Site("s", "S", "UTC")],
+                               [DeviceState("d1", "S1", "s", "127.20.230.1", 4370, "tcp")])
+        for i in range(1200):
+            await store.add_event("sync", f"old event {i}", at=datetime(2025, 1, 1, tzinfo=UTC),
+                                  device_id="d1")
+        newest = await store.last_event_id()
+        read: list[int] = []
+        real = store.events_after
+
+        async def counting(last_id: int = 0, limit: int = 1000):  # type: ignore[no-untyped-def]
+            events = await real(last_id, limit)
+            read.extend(e.id for e in events)
+            return events
+
+        store.events_after = counting  # type: ignore[method-assign]
+        app = FleetApp(store, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.last_event_id == newest)
+            log = app.query_one("#events", RichLog)
+            assert len(log.lines) <= 500
+        assert min(read) > newest - 500  # history before the last screenful is never read
+    finally:
+        await store.close()

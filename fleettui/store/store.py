@@ -1075,6 +1075,11 @@ class Store:
         )
         return Event(int(cur.lastrowid or 0), at, kind, message, device_id, site_id, data or {})
 
+    async def last_event_id(self) -> int:
+        """The id of the newest event (0 when the log is empty)."""
+        rows = await _fetch(self._db, "SELECT COALESCE(MAX(id), 0) FROM events")
+        return int(rows[0][0])
+
     async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
         """Events with an id above ``last_id``, in order: how views tail the log."""
         rows = await _fetch(

@@ -96,6 +96,7 @@ class FleetApp(App[None]):
         self.embed = embed
         self.site_list: list[Site] = []
         self.open_alerts: list[Alert] = []
+        self._tailing = False
         self.rows: dict[str, DeviceRow] = {}
         self.arranged: list[SiteRow] = []
         self.filter_text = ""
@@ -232,6 +233,11 @@ class FleetApp(App[None]):
 
     async def _tail_events(self) -> None:
         log = self.query_one("#events", RichLog)
+        if not self._tailing:
+            # opening on a long-lived database: show the last screenful, not all history
+            self._tailing = True
+            self.last_event_id = max(self.last_event_id,
+                                     await self.store.last_event_id() - LOG_LINES)
         while True:
             events = await self.store.events_after(self.last_event_id, limit=500)
             for e in events[-LOG_LINES:]:
