@@ -10,6 +10,7 @@ another poller fills.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -79,11 +80,13 @@ class FleetApp(App[None]):
         refresh_s: float = 1.0,
         banner: str = "",
         embed: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """Either give a ``store`` (and optionally an ``engine`` to own), or a
         ``config`` and ``db_path``: the store is opened on mount, with an engine
         embedded if ``embed`` (else the app is a viewer of another poller's store)."""
         super().__init__()
+        self._clock = clock
         if store is None and (config is None or db_path is None):
             raise ValueError("FleetApp needs a store, or a config and a database path")
         self.store_: Store | None = store
@@ -130,6 +133,8 @@ class FleetApp(App[None]):
 
     def now(self) -> datetime:
         """Current time in UTC (the engine's clock when there is one)."""
+        if self._clock is not None:
+            return self._clock()
         return self.engine.clock() if self.engine is not None else utc_now()
 
     # --- lifecycle ------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Snapshots of the control room at fixed sizes, with a frozen clock and fixed data.
+
+The app runs as a viewer of a database this test fills (no engine, no
+devices), so every character on screen is fixed. SVGs live in the top-level
+``snapshots/`` folder; ``pytest --snapshot-update`` rewrites them after a
+deliberate change to the screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_textual_snapshot as _pts
+
+from fleettui.config import parse_config
+from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
+from fleettui.store import Store
+from fleettui.tui.app import FleetApp
+
+SNAPSHOT_ROOT = Path(__file__).resolve().parent.parent / "snapshots"
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+class _TopLevelSVG(_pts.SVGImageExtension):  # type: ignore[misc]
+    """Store snapshots under snapshots/<module>/ instead of tests/__snapshots__/."""
+
+    @classmethod
+    def dirname(cls, *, test_location: Any) -> str:
+        return str(SNAPSHOT_ROOT / test_location.basename)
+
+
+_pts.SVGImageExtension = _TopLevelSVG  # snap_compare looks the name up at call time
+
+
+async def _fill(path: Path) -> None:
+    store = await Store.open(path)
+    sites = [Site("wh-a", "Warehouse - Gate A", "Africa/Casablanca"),
+             Site("farm-b", "Farm B", "Africa/Nairobi")]
+    devices = [
+        DeviceState("dev_wh_a_01", "AIOR19296001", "wh-a", "127.0.1.1", 4370, "tcp"),
+        DeviceState("dev_wh_a_02", "AIOR19296002", "wh-a", "127.0.1.2", 4370, "tcp"),
+        DeviceState("dev_wh_a_03", "AIOR19296003", "wh-a", "127.0.1.3", 4370, "tcp"),
+        DeviceState("dev_farm_b_01", "A7K220456009", "farm-b", "127.0.1.4", 4370, "udp"),
+    ]
+    await store.sync_fleet(sites, devices)
+    t0 = NOW - timedelta(hours=3)
+    for d in devices:
+        await store.record_status(StatusChange(d.id, DeviceStatus.ONLINE, "", t0))
+        await store.record_seen(d.id, NOW - timedelta(seconds=3), users=40, users_cap=5000,
+                                records=1200, records_cap=100_000)
+        await store.record_identity(d.id, model="F18/ID", firmware="Ver 6.60 Apr 26 2016",
+                                    platform="ZMM210_TFT", mac="00:17:61:11:45:08")
+        await store.record_clock(d.id, 1.0, NOW - timedelta(minutes=1))
+    await store.record_status(StatusChange("dev_wh_a_02", DeviceStatus.OFFLINE, "no answer",
+                                           NOW - timedelta(minutes=12), DeviceStatus.ONLINE))
+    await store.insert_punches("dev_wh_a_01", [
+        Punch("dev_wh_a_01", "1001", datetime(2026, 3, 2, 8, 58), "Africa/Casablanca",
+              datetime(2026, 3, 2, 8, 58, tzinfo=UTC), TzFlag.OK, 0, 1, "sync", NOW)
+    ])
+    await store.close()
+
+
+CONFIG = """
+[[sites]]
+id = "wh-a"
+name = "Warehouse - Gate A"
+timezone = "Africa/Casablanca"
+
+[[sites]]
+id = "farm-b"
+name = "Farm B"
+timezone = "Africa/Nairobi"
+""" + "".join(
+    f'\n[[devices]]\nid = "{d}"\nserial = "{s}"\nsite = "{site}"\nhost = "{h}"\n'
+    f'transport = "{t}"\n'
+    for d, s, site, h, t in [
+        ("dev_wh_a_01", "AIOR19296001", "wh-a", "127.0.1.1", "tcp"),
+        ("dev_wh_a_02", "AIOR19296002", "wh-a", "127.0.1.2", "tcp"),
+        ("dev_wh_a_03", "AIOR19296003", "wh-a", "127.0.1.3", "tcp"),
+        ("dev_farm_b_01", "A7K220456009", "farm-b", "127.0.1.4", "udp"),
+    ]
+)
+
+
+@pytest.fixture
+def frozen_app(tmp_path: Path) -> FleetApp:
+    db = tmp_path / "snap.db"
+    asyncio.run(_fill(db))
+    return FleetApp(config=parse_config(CONFIG), db_path=db, embed=False, clock=lambda: NOW,
+                    refresh_s=3600)
+
+
+async def _settle(pilot: Any) -> None:
+    pilot.app.animation_level = "none"
+    await pilot.pause()
+    await pilot.app.refresh_data()
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare: Any, frozen_app: FleetApp) -> None:
+    assert snap_compare(frozen_app, terminal_size=(120, 36), run_before=_settle)
+
+
+def test_device_panel_of_the_offline_device(snap_compare: Any, frozen_app: FleetApp) -> None:
+    async def select(pilot: Any) -> None:
+        await _settle(pilot)
+        pilot.app.jump(("device", "dev_wh_a_02"))
+        pilot.app.selected = ("device", "dev_wh_a_02")
+        await pilot.app.refresh_panel()
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=(120, 36), run_before=select)
+
+
+def test_80_by_24(snap_compare: Any, frozen_app: FleetApp) -> None:
+    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=_settle)
