@@ -24,6 +24,7 @@ import logging
 import random
 import socket
 import struct
+from abc import ABC, abstractmethod
 
 from fleettui.emulator.device import Device, Punch
 from fleettui.emulator.protocol import (
@@ -50,7 +51,7 @@ LINK_POLL_S = 0.05
 SETTLE_YIELDS = 50
 
 
-class Link:
+class Link(ABC):
     """One client's path to the device: a TCP connection or a UDP session's address."""
 
     udp: bool = False
@@ -65,13 +66,13 @@ class Link:
         self._event_task: asyncio.Task[None] | None = None
         self.closed = False
 
+    @abstractmethod
     async def send(self, inner: bytes) -> None:
         """Send one inner packet as one frame or datagram, faults applied."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
         """End this link (the session goes with it)."""
-        raise NotImplementedError
 
     def _mangle(self, frame: bytes) -> bytes | None:
         """Apply the garbage/truncate faults to an outgoing frame."""
