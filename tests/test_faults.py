@@ -54,6 +54,16 @@ def clear_faults(em: Emulated, device_id: str) -> dict[str, Any]:
     return em.emu.run(em.fleet.clear_faults(device_id))
 
 
+def assert_recovers(em: Emulated, device_id: str, udp: bool) -> None:
+    """Clear the device's faults; a fresh pyzk session then works normally again."""
+    clear_faults(em, device_id)
+    fresh = em.zk(device_id, udp=udp, timeout=SHORT).connect()
+    try:
+        assert fresh.get_firmware_version() == FIRMWARE
+    finally:
+        fresh.disconnect()
+
+
 def summary(em: Emulated, device_id: str) -> dict[str, Any]:
     """The device's control-API summary, read on the emulator loop."""
     return em.emu.call(em.fleet.devices[device_id].summary)
@@ -391,12 +401,7 @@ def test_garbage_replies_fail_each_call_in_a_transport_specific_way(
             conn.get_firmware_version()
     drop(conn)
 
-    clear_faults(em, dev_id)
-    fresh = em.zk(dev_id, udp=udp, timeout=SHORT).connect()
-    try:
-        assert fresh.get_firmware_version() == FIRMWARE
-    finally:
-        fresh.disconnect()
+    assert_recovers(em, dev_id, udp)
 
 
 # --- truncate ----------------------------------------------------------------
@@ -432,12 +437,7 @@ def test_truncated_replies_break_connect_and_corrupt_results(
         conn.get_time()
     drop(conn)
 
-    clear_faults(em, dev_id)
-    fresh = em.zk(dev_id, udp=udp, timeout=SHORT).connect()
-    try:
-        assert fresh.get_firmware_version() == FIRMWARE
-    finally:
-        fresh.disconnect()
+    assert_recovers(em, dev_id, udp)
 
 
 # --- refuse ------------------------------------------------------------------
