@@ -44,6 +44,24 @@ from fleettui.store import Store
 log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"
+#: every event type the outbox carries (an endpoint's ``events`` filter picks among them)
+EVENT_TYPES = (
+    "punch.created",
+    "device.online", "device.offline", "device.flapping", "device.stable",
+    "command.completed", "command.failed",
+    "alert.opened", "alert.resolved", "alert.escalated",
+)
+
+
+def event_pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` can match no event (None if it is a name, ``*`` or a prefix ``x.*``)."""
+    if pattern == "*" or pattern in EVENT_TYPES:
+        return None
+    if pattern.endswith("*") and "*" not in pattern[:-1]:
+        if any(e.startswith(pattern[:-1]) for e in EVENT_TYPES):
+            return None
+        return f"{pattern!r} matches no event"
+    return f"{pattern!r} is not an event name (nor * nor a prefix ending in *)"
 
 
 def secret_key(secret: str) -> bytes:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,11 +24,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from fleettui.commands import COMMANDS, CommandError
+from fleettui.config import SITE_ID_PATTERN
 from fleettui.domain import CommandRequest, DeviceState, DeviceStatus, Site
 from fleettui.engine.enqueue import enqueue
 from fleettui.report import alert_record, punch_record, request_record
+from fleettui.server import alert_routes, webhook_routes
 from fleettui.server.base import (
     AUTH_ERRORS,
+    BODY_ERRORS,
     CLOCK_KEY,
     ERR,
     KEY_ID,
@@ -38,12 +43,15 @@ from fleettui.server.base import (
     Clock,
     Handler,
     iso,
+    json_body,
     json_object,
     now_of,
     ok,
     param,
     parse_time,
+    required,
     required_role,
+    requires,
     small_int,
     store_of,
 )
@@ -57,6 +65,7 @@ MAX_PUNCH_LIMIT = 10_000
 #: routes anyone may read (health probe, API description)
 PUBLIC_PATHS = frozenset({"/healthz", "/v1/openapi.json"})
 COMMAND_FIELDS: dict[str, type] = {"command": str, "params": dict, "idempotency_key": str}
+SITE_FIELDS: dict[str, type] = {"id": str, "name": str, "location": dict, "devices": list}
 
 
 def _utc_now() -> datetime:
@@ -307,6 +316,66 @@ async def site_health(request: web.Request) -> web.Response:
     )
 
 
+def slugify(name: str) -> str:
+    """A site id from a site name: lowercase ASCII letters and digits joined by '-'."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:64].strip("-")
+
+
+@requires("admin")
+async def create_site(request: web.Request) -> web.Response:
+    """Add a site to the store (the article's name, location {address, timezone}, devices).
+
+    The site is the store's own: it survives restarts and config reloads. Devices
+    are still registered in the config file ([[devices]] with ``site`` = its id),
+    because the poller is built from the config; ``devices`` must be absent or [].
+    """
+    body = await json_object(request, SITE_FIELDS)
+    name = required(body, "name").strip()
+    if not 0 < len(name) <= 120:
+        raise ApiError(400, "invalid_field", "name: expected 1 to 120 characters")
+    location = required(body, "location")
+    unknown = sorted(set(location) - {"address", "timezone"})
+    if unknown:
+        raise ApiError(400, "unknown_field",
+                       f"unknown field(s): {', '.join('location.' + u for u in unknown)}")
+    tz = location.get("timezone")
+    if not isinstance(tz, str):
+        raise ApiError(400, "missing_field" if tz is None else "invalid_field",
+                       "location.timezone: expected an IANA time zone name")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ApiError(400, "invalid_field",
+                       f"location.timezone: {tz[:64]!r} is not an IANA time zone name "
+                       "(such as Europe/Paris)") from None
+    address = location.get("address")
+    if address is None:
+        address = ""
+    if not isinstance(address, str) or len(address) > 500:
+        raise ApiError(400, "invalid_field", "location.address: expected a string (500 max)")
+    if body.get("devices"):
+        raise ApiError(400, "invalid_field",
+                       "devices: registering devices over the API is not supported; add them "
+                       "to the config file ([[devices]] with site = this site's id) and restart "
+                       "the poller")
+    site_id = body.get("id")
+    if site_id is None:
+        site_id = slugify(name)
+        if not site_id:
+            raise ApiError(400, "invalid_field",
+                           "name: no id can be made from it; give an id")
+    if not re.fullmatch(SITE_ID_PATTERN, site_id):
+        raise ApiError(400, "invalid_field",
+                       "id: expected 1 to 64 lowercase letters, digits, '-' or '_'")
+    store = store_of(request)
+    site = Site(site_id, name, tz, address)
+    if await store.device(site_id) is not None or not await store.create_site(
+            site, now_of(request)):
+        raise ApiError(409, "duplicate", f"id {site_id!r} is already taken")
+    return web.json_response({**site_record(site, []), "devices": []}, status=201)
+
+
 async def post_site_command(request: web.Request) -> web.Response:
     """Queue one command for every enabled device of a site: one request, N commands."""
     s = await _site_or_404(request)
@@ -427,7 +496,9 @@ OPENAPI: dict[str, Any] = {
         "title": "fleettui HTTP API",
         "version": "1",
         "description": "A view over fleettui's store: devices, sites, punches, commands, "
-        "alerts. Errors are {\"error\": {\"code\", \"message\"}}. Bodies are limited to "
+        "alerts, silences, webhook endpoints. Each operation's description names the role "
+        "it needs (GET: viewer, unless said; POST and DELETE: operator, unless said). "
+        "Errors are {\"error\": {\"code\", \"message\"}}. Bodies are limited to "
         f"{MAX_BODY} bytes.",
     },
     "servers": [{"url": "http://127.0.0.1:8470"}],
@@ -435,8 +506,10 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "an API key; roles viewer (read), operator (commands), "
-                       "admin (everything)"},
+                       "description": "an API key (fleettui api-key create --role ROLE); "
+                       "roles: viewer (read), operator (also commands, silences, "
+                       "acknowledgements), admin (also sites and webhooks). A missing or wrong "
+                       "key is 401, a role too low 403."},
         },
         "schemas": {
             "Error": {
@@ -512,6 +585,26 @@ OPENAPI: dict[str, Any] = {
                     "commands": {"type": "array", "items": {"type": "object"}},
                 },
             },
+            "SiteBody": {
+                "type": "object", "additionalProperties": False,
+                "required": ["name", "location"],
+                "properties": {
+                    "id": {"type": ["string", "null"], "pattern": SITE_ID_PATTERN,
+                           "description": "default: made from the name (lowercase, '-')"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 120},
+                    "location": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["timezone"],
+                        "properties": {
+                            "address": {"type": ["string", "null"], "maxLength": 500},
+                            "timezone": {"type": "string",
+                                         "description": "IANA name, such as Europe/Paris"},
+                        },
+                    },
+                    "devices": {"type": ["array", "null"], "maxItems": 0,
+                                "description": "must be empty: devices live in the config"},
+                },
+            },
             "Punch": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "device_id": {"type": "string"},
                 "user_id": {"type": "string"}, "local_time": {"type": "string"},
@@ -564,6 +657,16 @@ OPENAPI: dict[str, Any] = {
                     "sites": {"type": "array",
                               "items": {"$ref": "#/components/schemas/Site"}}}}}}},
                 **AUTH_ERRORS},
+        }, "post": {
+            "summary": "create a site (admin)",
+            "description": "Role: admin. The article's shape. The site is stored (it survives "
+            "restarts; the config file may later take it over by defining the same id). "
+            "`devices` must be absent or empty: devices are registered in the config file "
+            "([[devices]] with site = the new id), from which the poller is built. 409 when "
+            "the id (given, or made from the name) is taken by a site or a device.",
+            "requestBody": json_body("SiteBody"),
+            "responses": {"201": ok("the site", "SiteDetail"), **BODY_ERRORS, **AUTH_ERRORS,
+                          "409": ERR},
         }},
         "/v1/sites/{id}": {"get": {
             "summary": "one site with its devices (in \"devices\")", "parameters": [_ID],
@@ -603,11 +706,16 @@ OPENAPI: dict[str, Any] = {
             "summary": "alerts, newest first",
             "parameters": [param("state", "query", "open (default) or all",
                                   {"type": "string", "enum": ["open", "all"]})],
-            "responses": {"200": {"description": "{\"alerts\": [...]}"}, "400": ERR,
-                          **AUTH_ERRORS},
+            "responses": {"200": {"description": "{\"alerts\": [Alert]}", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"alerts": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}}}},
+                "400": ERR, **AUTH_ERRORS},
         }},
+        **webhook_routes.PATHS,
+        **alert_routes.PATHS,
     },
 }
+OPENAPI["components"]["schemas"].update({**webhook_routes.SCHEMAS, **alert_routes.SCHEMAS})
 
 
 # --- app ----------------------------------------------------------------
@@ -630,7 +738,10 @@ def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
     app.router.add_get("/v1/sites/{id}/health", site_health)
     app.router.add_post("/v1/sites/{id}/commands", post_site_command)
     app.router.add_get("/v1/punches", list_punches)
+    app.router.add_post("/v1/sites", create_site)
     app.router.add_get("/v1/alerts", list_alerts)
+    webhook_routes.add_routes(app)
+    alert_routes.add_routes(app)
     return app
 
 

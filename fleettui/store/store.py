@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -42,6 +43,10 @@ from fleettui.domain import (
     TzFlag,
 )
 from fleettui.store.schema import MIGRATIONS
+
+# aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
+# secrets (a webhook endpoint's secret): its log never goes below INFO
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 _DEVICE_COLUMNS = (
     "id, serial, site_id, host, port, transport, name, enabled, model, firmware, platform, mac,"
@@ -1091,7 +1096,7 @@ class Store:
             )
             await db.execute(
                 "INSERT INTO webhook_cursors (endpoint, last_outbox_id)"
-                " SELECT ?, COALESCE(MAX(id), 0) FROM webhook_outbox"
+                " SELECT ?, COALESCE(MAX(id), 0) FROM webhook_outbox WHERE true"
                 " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
                 (endpoint_id,),
             )
