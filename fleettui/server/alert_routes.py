@@ -152,6 +152,8 @@ SCHEMAS: dict[str, Any] = {
     "Silence": {"type": "object", "required": list(_SILENCE_PROPS), "properties": _SILENCE_PROPS},
     "SilenceBody": {
         "type": "object", "additionalProperties": False, "required": ["target", "reason"],
+        "examples": [{"target": "tokyo", "duration_minutes": 120,
+                      "reason": "power work in the building"}],
         "properties": {
             "target": {"type": "string", "description": "a device id or a site id"},
             "until": {"type": ["string", "null"], "format": "date-time",

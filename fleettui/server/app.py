@@ -117,6 +117,21 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def _query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A query parameter the document does not list for the route is a 400, not ignored."""
+    resource = request.match_info.route.resource
+    op = OPENAPI["paths"].get(resource.canonical if resource else "", {}).get(
+        request.method.lower())
+    if op is not None:
+        allowed = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            listed = ", ".join(repr(u[:40]) for u in unknown[:5])
+            raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {listed}")
+    return await handler(request)
+
+
 # --- helpers ------------------------------------------------------------
 
 
@@ -565,6 +580,7 @@ OPENAPI: dict[str, Any] = {
             },
             "CommandBody": {
                 "type": "object", "additionalProperties": False, "required": ["command"],
+                "examples": [{"command": "restart", "idempotency_key": "restart-2026-03-28"}],
                 "properties": {
                     "command": {"type": "string", "enum": sorted(COMMANDS)},
                     "params": {"type": ["object", "null"]},
@@ -587,6 +603,10 @@ OPENAPI: dict[str, Any] = {
             },
             "SiteBody": {
                 "type": "object", "additionalProperties": False,
+                "examples": [{"name": "Casablanca Plant 2",
+                              "location": {"address": "12 Bd Zerktouni, Casablanca",
+                                           "timezone": "Africa/Casablanca"},
+                              "devices": []}],
                 "required": ["name", "location"],
                 "properties": {
                     "id": {"type": ["string", "null"], "pattern": SITE_ID_PATTERN,
@@ -723,7 +743,7 @@ OPENAPI["components"]["schemas"].update({**webhook_routes.SCHEMAS, **alert_route
 
 def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
     """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests)."""
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
     app.router.add_get("/healthz", healthz)

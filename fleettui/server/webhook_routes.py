@@ -286,6 +286,8 @@ SCHEMAS: dict[str, Any] = {
                            "description": "whsec_ secret: shown here only, never again"}}},
     "WebhookBody": {
         "type": "object", "additionalProperties": False, "required": ["url"],
+        "examples": [{"url": "https://payroll.example/hooks/fleettui",
+                      "events": ["punch.created", "device.*"]}],
         "properties": {
             "url": {"type": "string", "maxLength": MAX_URL,
                     "description": "http:// or https://, without credentials"},
