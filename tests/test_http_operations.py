@@ -157,6 +157,26 @@ async def test_site_creation_survives_a_restart(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_a_version_1_database_gains_the_new_tables_and_keeps_its_sites(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from fleettui.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # a database written before migration 2 existed
+        db.executescript(MIGRATIONS[0])
+        db.execute("INSERT INTO sites (id, name, timezone) VALUES ('old', 'Old', 'UTC')")
+        db.execute("PRAGMA user_version = 1")
+    store = await Store.open(path)
+    assert await store.schema_version() == len(MIGRATIONS) >= 2
+    assert await store.webhook_endpoints() == []
+    await store.sync_fleet([], [])  # a config site: removed when the config drops it
+    assert await store.sites() == []
+    await store.close()
+
+
 async def test_site_creation_errors(api: Api) -> None:
     ok = {"name": "Lyon", "location": {"timezone": "Europe/Paris"}}
     _err(await api.client.post("/v1/sites", json=ok), 401, "unauthorized")

@@ -71,10 +71,12 @@ async def create_silence(request: web.Request) -> web.Response:
     if not reason or len(reason) > MAX_REASON:
         raise ApiError(400, "invalid_field", f"reason: expected 1 to {MAX_REASON} characters")
     now = now_of(request)
-    until_text, minutes = body.get("until"), body.get("duration_minutes")
+    until_text: str | None = body.get("until")
+    minutes: int | None = body.get("duration_minutes")
     if (until_text is None) == (minutes is None):
         raise ApiError(400, "missing_field", "until or duration_minutes: give exactly one")
-    if minutes is not None:
+    if until_text is None:
+        assert minutes is not None
         if not 1 <= minutes <= MAX_SILENCE.total_seconds() // 60:
             raise ApiError(400, "invalid_field",
                            f"duration_minutes: expected 1 to {MAX_SILENCE.days * 24 * 60}")
