@@ -14,6 +14,7 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -222,4 +223,47 @@ async def test_dead_deliveries_are_listed_and_replayed(api: Api, receiver: Recei
                                     "invalid_field")
     _err(await api.post(replay, role="admin", json={"all": True}), 400, "unknown_field")
     _err(await api.post(replay, role="admin", content=b"[1"), 400, "bad_json")
+    await dispatcher.close()
+
+
+async def test_patch_pauses_and_changes_an_endpoint(api: Api, receiver: Receiver) -> None:
+    config_id = await _with_config_endpoint(api)
+    made = (await api.post("/v1/webhooks", role="admin", json={
+        "url": receiver.url, "events": ["device.*"], "secret": GIVEN_SECRET})).json()
+    url = f"/v1/webhooks/{made['id']}"
+    dispatcher = WebhookDispatcher(api.store, [])
+
+    async def patch(body: object, role: str = "admin", wid: str = made["id"]) -> httpx.Response:
+        return await api.client.patch(f"/v1/webhooks/{wid}", json=body, headers=api.auth(role))
+
+    r = await patch({"enabled": False, "events": ["punch.created"], "timeout_s": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["enabled"], body["events"], body["timeout_s"]) == (False, ["punch.created"], 3)
+    assert GIVEN_SECRET not in r.text
+    await _punch(api, "ln1", "9001", 1)
+    await dispatcher.run_once()
+    assert receiver.got == []  # paused
+    r = await patch({"enabled": True, "hex_signature_header": "X-Sig"})
+    assert r.json()["hex_signature_header"] == "X-Sig"
+    await dispatcher.run_once()  # what was committed while paused arrives now
+    assert [e["punch"]["user_id"] for e in receiver.events()] == ["9001"]  # type: ignore[index]
+    assert "x-sig" in receiver.got[0][0]
+    r = await patch({"hex_signature_header": None})
+    assert r.json()["hex_signature_header"] is None
+    # errors
+    _err(await api.client.patch(url, json={"enabled": False}), 401, "unauthorized")
+    _err(await patch({"enabled": False}, role="operator"), 403, "forbidden")
+    assert "secret" in _err(await patch({"secret": GIVEN_SECRET}), 400,
+                            "unknown_field")
+    _err(await patch({"enabled": "no"}), 400, "invalid_field")
+    _err(await patch({"events": ["nothing"]}), 400, "invalid_field")
+    _err(await patch({"url": "gopher://x"}), 400, "invalid_field")
+    _err(await patch({"url": CONFIG_URL}), 409, "duplicate")
+    assert (await patch({"url": receiver.url})).status_code == 200
+    r = await api.client.patch(url, content=b"{", headers=api.auth("admin"))
+    _err(r, 400, "bad_json")
+    assert "config file" in _err(await patch({"enabled": False}, wid=config_id),
+                                 409, "config_endpoint")
+    _err(await patch({"enabled": False}, wid="wh_nope"), 404, "not_found")
     await dispatcher.close()

@@ -40,6 +40,7 @@ ENDPOINT_FIELDS: dict[str, type] = {
     "url": str, "events": list, "secret": str, "enabled": bool,
     "hex_signature_header": str, "timeout_s": float,
 }
+PATCH_FIELDS: dict[str, type] = {k: v for k, v in ENDPOINT_FIELDS.items() if k != "secret"}
 REPLAY_FIELDS: dict[str, type] = {"outbox_ids": list}
 DELIVERY_STATES = ("pending", "delivered", "dead")
 MAX_URL = 2048
@@ -150,6 +151,21 @@ def _check_header(name: str | None) -> str | None:
     return name
 
 
+def _check_timeout(value: float) -> float:
+    if not 0 < value <= 120:
+        raise ApiError(400, "invalid_field", "timeout_s: expected more than 0 and at most 120")
+    return float(value)
+
+
+async def _no_other_for(request: web.Request, url: str, itself: str | None) -> None:
+    """409 if an endpoint other than ``itself`` already delivers to ``url``."""
+    for e in await store_of(request).webhook_endpoints():
+        if e["url"] == url and e["id"] != itself:
+            where = "the config file" if e["origin"] == "config" else "the API"
+            raise ApiError(409, "duplicate",
+                           f"endpoint {e['id']} ({where}) already delivers to this url")
+
+
 async def _endpoint_or_404(request: web.Request) -> dict[str, Any]:
     endpoint_id = request.match_info["id"]
     e = await store_of(request).webhook_endpoint(endpoint_id)
@@ -176,18 +192,11 @@ async def create_webhook(request: web.Request) -> web.Response:
     events = _check_events(body.get("events"))
     header = _check_header(body.get("hex_signature_header"))
     timeout_s = body.get("timeout_s")
-    if timeout_s is None:
-        timeout_s = 10.0
-    elif not 0 < timeout_s <= 120:
-        raise ApiError(400, "invalid_field", "timeout_s: expected more than 0 and at most 120")
+    timeout_s = 10.0 if timeout_s is None else _check_timeout(timeout_s)
     enabled = body.get("enabled")
     secret = _check_secret(body.get("secret"))
     store = store_of(request)
-    for e in await store.webhook_endpoints():
-        if e["url"] == url:
-            where = "the config file" if e["origin"] == "config" else "the API"
-            raise ApiError(409, "duplicate",
-                           f"endpoint {e['id']} ({where}) already delivers to this url")
+    await _no_other_for(request, url, None)
     created = await store.create_webhook_endpoint(
         "wh_" + secrets.token_hex(6), url=url, events=events, secret=secret,
         enabled=True if enabled is None else enabled, hex_signature_header=header,
@@ -195,6 +204,35 @@ async def create_webhook(request: web.Request) -> web.Response:
     )
     record = endpoint_record(created, await store.webhook_stats(created["delivery_key"]))
     return web.json_response({**record, "secret": secret}, status=201)
+
+
+@requires("admin")
+async def update_webhook(request: web.Request) -> web.Response:
+    """Change an API-created endpoint (not its secret); a config one is 409."""
+    e = await _endpoint_or_404(request)
+    body = await json_object(request, PATCH_FIELDS)
+    if e["origin"] == "config":
+        raise ApiError(409, "config_endpoint",
+                       f"endpoint {e['id']} is defined in the config file ([[webhooks]]): "
+                       "change it there")
+    changes: dict[str, Any] = {}
+    if body.get("url") is not None:
+        changes["url"] = _check_url(body["url"])
+        await _no_other_for(request, changes["url"], e["id"])
+    if body.get("events") is not None:
+        changes["events"] = _check_events(body["events"])
+    if "hex_signature_header" in body:  # null removes it
+        changes["hex_signature_header"] = _check_header(body["hex_signature_header"])
+    if body.get("timeout_s") is not None:
+        changes["timeout_s"] = _check_timeout(body["timeout_s"])
+    if body.get("enabled") is not None:
+        changes["enabled"] = body["enabled"]
+    store = store_of(request)
+    updated = await store.update_webhook_endpoint(e["id"], changes, now_of(request))
+    if updated is None:  # deleted meanwhile
+        raise ApiError(404, "not_found", f"no webhook endpoint {e['id']!r}")
+    return web.json_response(
+        endpoint_record(updated, await store.webhook_stats(updated["delivery_key"])))
 
 
 @requires("admin")
@@ -252,6 +290,7 @@ def add_routes(app: web.Application) -> None:
     """Register this module's routes."""
     app.router.add_get("/v1/webhooks", list_webhooks)
     app.router.add_post("/v1/webhooks", create_webhook)
+    app.router.add_patch("/v1/webhooks/{id}", update_webhook)
     app.router.add_delete("/v1/webhooks/{id}", delete_webhook)
     app.router.add_get("/v1/webhooks/{id}/deliveries", list_deliveries)
     app.router.add_post("/v1/webhooks/{id}/replay", replay_webhook)
@@ -304,6 +343,20 @@ SCHEMAS: dict[str, Any] = {
                           "description": "default 10"},
         },
     },
+    "WebhookPatch": {
+        "type": "object", "additionalProperties": False,
+        "examples": [{"enabled": False}],
+        "properties": {
+            "url": {"type": ["string", "null"], "maxLength": MAX_URL},
+            "events": {"type": ["array", "null"], "items": _EVENT_PATTERN, "minItems": 1,
+                       "maxItems": MAX_EVENTS},
+            "enabled": {"type": ["boolean", "null"]},
+            "hex_signature_header": {"type": ["string", "null"],
+                                     "pattern": "^[A-Za-z0-9-]{1,64}$",
+                                     "description": "null removes it"},
+            "timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 120},
+        },
+    },
     "Delivery": {"type": "object", "properties": {
         "outbox_id": {"type": "integer"}, "webhook_id": {"type": "string"},
         "event_type": {"type": "string"}, "device_id": NULLABLE_STR,
@@ -341,7 +394,16 @@ PATHS: dict[str, Any] = {
                           **BODY_ERRORS, **AUTH_ERRORS, "409": ERR},
         },
     },
-    "/v1/webhooks/{id}": {"delete": {
+    "/v1/webhooks/{id}": {"patch": {
+        "summary": "change an API-created webhook endpoint (admin)",
+        "description": "Role: admin. Only the fields given change; the secret cannot (create "
+        "a new endpoint to rotate it). A disabled endpoint keeps its place: enabled again, it "
+        "hears what was committed meanwhile. A config endpoint answers 409.",
+        "parameters": [_WID],
+        "requestBody": json_body("WebhookPatch"),
+        "responses": {"200": ok("the endpoint", "WebhookEndpoint"), **BODY_ERRORS,
+                      **AUTH_ERRORS, "404": ERR, "409": ERR},
+    }, "delete": {
         "summary": "delete an API-created webhook endpoint and its queue (admin)",
         "description": "Role: admin. An endpoint of the config file answers 409: it is "
         "changed in that file.",

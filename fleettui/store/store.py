@@ -1124,6 +1124,33 @@ class Store:
                             " WHERE id = ?", (endpoint_id,))
         return _endpoint(rows[0]) if rows else None
 
+    async def update_webhook_endpoint(
+        self, endpoint_id: str, changes: dict[str, Any], now: datetime
+    ) -> dict[str, Any] | None:
+        """Change an API-created endpoint's url, events, enabled, hex_signature_header or
+        timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
+        disabled endpoint enabled again hears what was committed meanwhile."""
+        allowed = {"url", "events", "enabled", "hex_signature_header", "timeout_s"}
+        if set(changes) - allowed:
+            raise ValueError(f"cannot change {', '.join(sorted(set(changes) - allowed))}")
+        values = {k: json.dumps(list(v)) if k == "events" else int(v) if k == "enabled" else v
+                  for k, v in changes.items()}
+        async with self._tx() as db:
+            rows = await _fetch(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
+                                " AND origin = 'api'", (endpoint_id,))
+            if not rows:
+                return None
+            if values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                await db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
+                                 (*values.values(), endpoint_id))
+                await self._event(db, now, "webhook.updated",
+                                  f"webhook endpoint {endpoint_id} changed: "
+                                  + ", ".join(sorted(values)))
+            rows = await _fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                                " WHERE id = ?", (endpoint_id,))
+            return _endpoint(rows[0])
+
     async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
         """Remove an API-created endpoint with its queue (pending and dead deliveries
         are dropped); False if there is no such API endpoint."""
