@@ -143,6 +143,11 @@ async def test_create_a_site_in_the_articles_shape(api: Api, tmp_path: Path) -> 
         [DeviceState("tk1", "SER-TK1", "tokyo", "127.0.0.2", 4370, "tcp")])
     listed = [s["id"] for s in (await api.get("/v1/sites")).json()["sites"]]
     assert listed == ["casablanca-plant-2", "paris_1", "tokyo"]
+    # a config site of the same id takes an API site over: the config then owns it
+    await api.store.sync_fleet([Site("paris_1", "Paris (config)", "Europe/Paris")], [])
+    await api.store.sync_fleet([], [])
+    listed = [s["id"] for s in (await api.get("/v1/sites")).json()["sites"]]
+    assert listed == ["casablanca-plant-2"]
     assert "site.created" in [e.kind for e in await api.store.events_after(0)]
 
 

@@ -341,9 +341,11 @@ def slugify(name: str) -> str:
 async def create_site(request: web.Request) -> web.Response:
     """Add a site to the store (the article's name, location {address, timezone}, devices).
 
-    The site is the store's own: it survives restarts and config reloads. Devices
-    are still registered in the config file ([[devices]] with ``site`` = its id),
-    because the poller is built from the config; ``devices`` must be absent or [].
+    The site is the store's own: listed, silenced and reported like any other, and
+    kept across restarts and config syncs. It holds no device yet: the poller is
+    built from the config file, whose devices name config sites, so ``devices``
+    must be absent or []. To give it devices, add a [[sites]] entry with the same
+    id (the config then owns the site, history and all) and its [[devices]].
     """
     body = await json_object(request, SITE_FIELDS)
     name = required(body, "name").strip()
@@ -371,9 +373,10 @@ async def create_site(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "location.address: expected a string (500 max)")
     if body.get("devices"):
         raise ApiError(400, "invalid_field",
-                       "devices: registering devices over the API is not supported; add them "
-                       "to the config file ([[devices]] with site = this site's id) and restart "
-                       "the poller")
+                       "devices: devices cannot be registered over the API yet (the poller "
+                       "is built from the config file): create the site with no devices, then "
+                       "add a [[sites]] entry with the same id and its [[devices]] to the "
+                       "config and restart the poller")
     site_id = body.get("id")
     if site_id is None:
         site_id = slugify(name)
@@ -679,11 +682,12 @@ OPENAPI: dict[str, Any] = {
                 **AUTH_ERRORS},
         }, "post": {
             "summary": "create a site (admin)",
-            "description": "Role: admin. The article's shape. The site is stored (it survives "
-            "restarts; the config file may later take it over by defining the same id). "
-            "`devices` must be absent or empty: devices are registered in the config file "
-            "([[devices]] with site = the new id), from which the poller is built. 409 when "
-            "the id (given, or made from the name) is taken by a site or a device.",
+            "description": "Role: admin. The article's shape. The site is stored: listed, "
+            "silenced and reported like any other, kept across restarts. `devices` must be "
+            "absent or empty: the poller is built from the config file, so devices are "
+            "added there, with a [[sites]] entry of the same id (the config then owns the "
+            "site) and its [[devices]]. 409 when the id (given, or made from the name) is "
+            "taken by a site or a device.",
             "requestBody": json_body("SiteBody"),
             "responses": {"201": ok("the site", "SiteDetail"), **BODY_ERRORS, **AUTH_ERRORS,
                           "409": ERR},
