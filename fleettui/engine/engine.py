@@ -30,7 +30,7 @@ from fleettui.domain import DeviceState, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
-from fleettui.engine.webhooks import WebhookDispatcher
+from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_rows
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,9 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
         self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
-        self.webhooks: WebhookDispatcher | None = None
-        if any(w.enabled for w in config.webhooks):
-            self.webhooks = WebhookDispatcher(store, list(config.webhooks), clock=clock)
-            self.listeners.append(self.webhooks.kick)
+        # always there: endpoints created through the API live in the store
+        self.webhooks = WebhookDispatcher(store, list(config.webhooks), clock=clock)
+        self.listeners.append(self.webhooks.kick)
         self._webhook_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}
         self._stopping = False
@@ -102,6 +101,7 @@ class Engine:
         cfg = self.config
         await self.store.interrupt_sent_commands(self.clock())
         await self.alerts.load(self.clock())
+        await self.store.sync_webhook_endpoints(config_endpoint_rows(cfg.webhooks), self.clock())
         await self.store.sync_fleet(
             [Site(s.id, s.name, s.timezone, s.address) for s in cfg.sites],
             [
@@ -160,9 +160,8 @@ class Engine:
                     id=f"schedule:{schedule.name}", coalesce=True, misfire_grace_time=300,
                 )
         self._scheduler.start()
-        if self.webhooks is not None:
-            self._webhook_task = asyncio.get_running_loop().create_task(
-                self.webhooks.run_forever())
+        self._webhook_task = asyncio.get_running_loop().create_task(
+            self.webhooks.run_forever())
 
     async def _alert_sample(self) -> None:
         try:
@@ -197,8 +196,7 @@ class Engine:
             self._webhook_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._webhook_task
-        if self.webhooks is not None:
-            await self.webhooks.close()
+        await self.webhooks.close()
         await asyncio.gather(*(p.driver.close() for p in self.pollers.values()),
                              return_exceptions=True)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -14,6 +14,11 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   events back rather than reordering them; devices go in parallel;
 - retried with exponential backoff and jitter (1 s doubling to 10 min) for
   24 hours, then dead-lettered (replayable); latency recorded per delivery.
+
+Endpoints come from the config (given to the dispatcher; their queue is keyed
+by URL) and from the store (created through the HTTP API; keyed by their id).
+The store's are read again at every round, so one created or deleted through
+the API is served or dropped without a restart.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +44,24 @@ from fleettui.store import Store
 log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"
+#: every event type the outbox carries (an endpoint's ``events`` filter picks among them)
+EVENT_TYPES = (
+    "punch.created",
+    "device.online", "device.offline", "device.flapping", "device.stable",
+    "command.completed", "command.failed",
+    "alert.opened", "alert.resolved", "alert.escalated",
+)
+
+
+def event_pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` can match no event (None if it is a name, ``*`` or a prefix ``x.*``)."""
+    if pattern == "*" or pattern in EVENT_TYPES:
+        return None
+    if pattern.endswith("*") and "*" not in pattern[:-1]:
+        if any(e.startswith(pattern[:-1]) for e in EVENT_TYPES):
+            return None
+        return f"{pattern!r} matches no event"
+    return f"{pattern!r} is not an event name (nor * nor a prefix ending in *)"
 
 
 def secret_key(secret: str) -> bytes:
@@ -56,6 +80,46 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+@dataclass(frozen=True)
+class Target:
+    """One endpoint as the dispatcher serves it: ``key`` names its queue in the store."""
+
+    key: str
+    url: str
+    events: tuple[str, ...]
+    secret: str = field(repr=False)
+    hex_signature_header: str | None = None
+    timeout_s: float = 10.0
+
+    @classmethod
+    def from_config(cls, endpoint: WebhookConfig) -> Target:
+        """A config endpoint: its queue is keyed by its URL."""
+        return cls(endpoint.url, endpoint.url, tuple(endpoint.events),
+                   endpoint.secret.get_secret_value(), endpoint.hex_signature_header,
+                   endpoint.timeout_s)
+
+    @classmethod
+    def from_store(cls, row: dict[str, Any]) -> Target:
+        """An endpoint created through the API (a ``store.webhook_endpoints`` row)."""
+        return cls(row["delivery_key"], row["url"], tuple(row["events"]), row["secret"],
+                   row["hex_signature_header"], row["timeout_s"])
+
+
+def config_endpoint_id(url: str) -> str:
+    """The stable id the API shows for a config endpoint (derived from its URL)."""
+    return "cfg_" + hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+def config_endpoint_rows(endpoints: Sequence[WebhookConfig]) -> list[dict[str, Any]]:
+    """The config's endpoints as ``store.sync_webhook_endpoints`` takes them (no secret)."""
+    return [
+        {"id": config_endpoint_id(e.url), "url": e.url, "events": list(e.events),
+         "enabled": e.enabled, "hex_signature_header": e.hex_signature_header,
+         "timeout_s": e.timeout_s}
+        for e in endpoints
+    ]
+
+
 def backoff(attempts: int, rng: random.Random) -> timedelta:
     """Delay before the next try after ``attempts`` failures: doubling, capped, jittered."""
     base = min(600.0, 2.0 ** max(attempts - 1, 0))
@@ -63,7 +127,7 @@ def backoff(attempts: int, rng: random.Random) -> timedelta:
 
 
 class WebhookDispatcher:
-    """Delivers the outbox to every enabled endpoint of the config."""
+    """Delivers the outbox to every enabled endpoint of the config and of the store."""
 
     def __init__(
         self,
@@ -77,7 +141,7 @@ class WebhookDispatcher:
         seed: int | None = None,
     ) -> None:
         self.store = store
-        self.endpoints = [e for e in endpoints if e.enabled]
+        self.endpoints = [Target.from_config(e) for e in endpoints if e.enabled]
         self.clock = clock
         self._client = client
         self._own_client = client is None
@@ -111,22 +175,27 @@ class WebhookDispatcher:
         first failure (the rest keep their place); devices go in parallel.
         """
         made = 0
-        for endpoint in self.endpoints:
+        for endpoint in await self.targets():
             now = self.clock()
-            await self.store.webhook_enqueue(endpoint.url, endpoint.events, now)
+            await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
             by_device: dict[str | None, list[dict[str, Any]]] = {}
-            for d in await self.store.webhook_due(endpoint.url, now):
+            for d in await self.store.webhook_due(endpoint.key, now):
                 by_device.setdefault(d["device_id"], []).append(d)
             results = await asyncio.gather(
                 *(self._deliver_in_order(endpoint, queue) for queue in by_device.values())
             )
             flat = [r for batch in results for r in batch]
             made += len(flat)
-            await self.store.webhook_results(endpoint.url, flat, self.clock())
+            await self.store.webhook_results(endpoint.key, flat, self.clock())
         return made
 
+    async def targets(self) -> list[Target]:
+        """The config's enabled endpoints, then the store's (read now: one query)."""
+        rows = await self.store.webhook_endpoints(with_secrets=True, origin="api")
+        return self.endpoints + [Target.from_store(r) for r in rows if r["enabled"]]
+
     async def _deliver_in_order(
-        self, endpoint: WebhookConfig, queue: list[dict[str, Any]]
+        self, endpoint: Target, queue: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         out = []
         for delivery in queue:
@@ -151,7 +220,7 @@ class WebhookDispatcher:
                 await asyncio.wait_for(self._kick.wait(), idle_s)
 
     async def _deliver(
-        self, endpoint: WebhookConfig, delivery: dict[str, Any]
+        self, endpoint: Target, delivery: dict[str, Any]
     ) -> dict[str, Any]:
         body = delivery["payload"].encode()
         msg_id = f"msg_{delivery['outbox_id']}"
@@ -159,7 +228,7 @@ class WebhookDispatcher:
         stamp = int(now.timestamp())
         headers = {"content-type": "application/json", "webhook-id": msg_id,
                    "webhook-timestamp": str(stamp), "user-agent": "fleettui-webhooks"}
-        secret = endpoint.secret.get_secret_value()
+        secret = endpoint.secret
         if secret:
             headers["webhook-signature"] = sign(secret, msg_id, stamp, body)
             if endpoint.hex_signature_header:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,41 +24,52 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from fleettui.commands import COMMANDS, CommandError
+from fleettui.config import SITE_ID_PATTERN
 from fleettui.domain import CommandRequest, DeviceState, DeviceStatus, Site
 from fleettui.engine.enqueue import enqueue
 from fleettui.report import alert_record, punch_record, request_record
+from fleettui.server import alert_routes, webhook_routes
+from fleettui.server.base import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    CLOCK_KEY,
+    ERR,
+    KEY_ID,
+    MAX_BODY,
+    NULLABLE_STR,
+    ROLE_RANK,
+    STORE_KEY,
+    ApiError,
+    Clock,
+    Handler,
+    iso,
+    json_body,
+    json_object,
+    now_of,
+    ok,
+    param,
+    parse_time,
+    required,
+    required_role,
+    requires,
+    small_int,
+    store_of,
+)
 from fleettui.store import Store
 from fleettui.store.store import IdempotencyConflict
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
-CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable)  # type: ignore[arg-type]
-
-MAX_BODY = 64 * 1024
 DEFAULT_PUNCH_LIMIT = 1000
 MAX_PUNCH_LIMIT = 10_000
-ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 #: routes anyone may read (health probe, API description)
 PUBLIC_PATHS = frozenset({"/healthz", "/v1/openapi.json"})
 COMMAND_FIELDS: dict[str, type] = {"command": str, "params": dict, "idempotency_key": str}
+SITE_FIELDS: dict[str, type] = {"id": str, "name": str, "location": dict, "devices": list}
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, machine code and a message for people."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -98,26 +109,30 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     found = await request.app[STORE_KEY].api_key_role(key.strip(), request.app[CLOCK_KEY]())
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    request[KEY_ID] = found[0]
     role = found[1]
-    needed = "viewer" if request.method in ("GET", "HEAD") else "operator"
+    needed = required_role(request)
     if ROLE_RANK.get(role, -1) < ROLE_RANK[needed]:
         raise ApiError(403, "forbidden", f"this needs the {needed} role; the key is {role}")
     return await handler(request)
 
 
+@web.middleware
+async def _query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A query parameter the document does not list for the route is a 400, not ignored."""
+    resource = request.match_info.route.resource
+    op = OPENAPI["paths"].get(resource.canonical if resource else "", {}).get(
+        request.method.lower())
+    if op is not None:
+        allowed = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            listed = ", ".join(repr(u[:40]) for u in unknown[:5])
+            raise ApiError(400, "invalid_parameter", f"unknown parameter(s): {listed}")
+    return await handler(request)
+
+
 # --- helpers ------------------------------------------------------------
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
-
-
-def _store(request: web.Request) -> Store:
-    return request.app[STORE_KEY]
-
-
-def _now(request: web.Request) -> datetime:
-    return request.app[CLOCK_KEY]()
 
 
 def device_record(d: DeviceState) -> dict[str, Any]:
@@ -129,9 +144,9 @@ def device_record(d: DeviceState) -> dict[str, Any]:
         "name": d.name or None,
         "status": d.status.value,
         "reason": d.status_reason or None,
-        "since": _iso(d.status_since),
-        "last_seen": _iso(d.last_seen),
-        "last_punch_at": _iso(d.last_punch_at),
+        "since": iso(d.status_since),
+        "last_seen": iso(d.last_seen),
+        "last_punch_at": iso(d.last_punch_at),
         "model": d.model,
         "firmware": d.firmware,
         "records": d.records,
@@ -166,39 +181,17 @@ def command_answer(r: CommandRequest) -> dict[str, Any]:
     return {**request_record(r), "status": status}
 
 
-async def _json_object(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
-    """The body as a JSON object with only ``fields``, each of its type (or null)."""
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "bad_json", "a JSON body is required")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "body must be a JSON object")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
-    for name, kind in fields.items():
-        value = body.get(name)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            expected = {str: "a string", dict: "an object", int: "an integer"}[kind]
-            raise ApiError(400, "invalid_field", f"{name}: expected {expected}")
-    return body
-
-
 async def _submit(request: web.Request, target: str) -> web.Response:
-    body = await _json_object(request, COMMAND_FIELDS)
+    body = await json_object(request, COMMAND_FIELDS)
     if body.get("command") is None:
         raise ApiError(400, "missing_field", "command: required")
     try:
         req, created = await enqueue(
-            _store(request),
+            store_of(request),
             target,
             body["command"],
             body.get("params"),
-            now=_now(request),
+            now=now_of(request),
             source="api",
             idempotency_key=body.get("idempotency_key"),
         )
@@ -212,18 +205,8 @@ async def _submit(request: web.Request, target: str) -> web.Response:
     return web.json_response(command_answer(req), status=202 if created else 200)
 
 
-def _small_int(text: str) -> bool:
-    """Whether ``text`` is a plain non-negative integer SQLite can hold."""
-    return text.isascii() and text.isdigit() and len(text) <= 18
-
-
 def _parse_since(text: str) -> datetime:
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
-        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ApiError(400, "invalid_parameter",
-                       f"since: expected an ISO 8601 time, got {text!r}") from None
+    return parse_time("since", text)
 
 
 def encode_cursor(p_utc: datetime, p_id: int) -> str:
@@ -260,7 +243,7 @@ async def list_devices(request: web.Request) -> web.Response:
     if status is not None and status not in {s.value for s in DeviceStatus}:
         raise ApiError(400, "invalid_parameter",
                        f"status: expected one of {', '.join(s.value for s in DeviceStatus)}")
-    devices = await _store(request).devices(site or None)
+    devices = await store_of(request).devices(site or None)
     if status is not None:
         devices = [d for d in devices if d.status.value == status]
     return web.json_response({"devices": [device_record(d) for d in devices]})
@@ -268,7 +251,7 @@ async def list_devices(request: web.Request) -> web.Response:
 
 async def _device_or_404(request: web.Request) -> DeviceState:
     device_id = request.match_info["id"]
-    d = await _store(request).device(device_id)
+    d = await store_of(request).device(device_id)
     if d is None:
         raise ApiError(404, "not_found", f"no device {device_id!r}")
     return d
@@ -288,7 +271,7 @@ async def post_device_command(request: web.Request) -> web.Response:
 async def get_command(request: web.Request) -> web.Response:
     """A command request with its commands."""
     text = request.match_info["id"]
-    r = await _store(request).command_request(int(text)) if _small_int(text) else None
+    r = await store_of(request).command_request(int(text)) if small_int(text) else None
     if r is None:
         raise ApiError(404, "not_found", f"no command request {text!r}")
     return web.json_response(command_answer(r))
@@ -296,14 +279,14 @@ async def get_command(request: web.Request) -> web.Response:
 
 async def list_sites(request: web.Request) -> web.Response:
     """Every site with its online and total device counts."""
-    store = _store(request)
+    store = store_of(request)
     devices = await store.devices()
     return web.json_response({"sites": [site_record(s, devices) for s in await store.sites()]})
 
 
 async def _site_or_404(request: web.Request) -> Site:
     site_id = request.match_info["id"]
-    for s in await _store(request).sites():
+    for s in await store_of(request).sites():
         if s.id == site_id:
             return s
     raise ApiError(404, "not_found", f"no site {site_id!r}")
@@ -312,7 +295,7 @@ async def _site_or_404(request: web.Request) -> Site:
 async def get_site(request: web.Request) -> web.Response:
     """One site, with its devices."""
     s = await _site_or_404(request)
-    devices = await _store(request).devices(s.id)
+    devices = await store_of(request).devices(s.id)
     return web.json_response(
         {**site_record(s, devices), "devices": [device_record(d) for d in devices]}
     )
@@ -320,9 +303,9 @@ async def get_site(request: web.Request) -> web.Response:
 
 async def site_health(request: web.Request) -> web.Response:
     """The article's site health: counts, 24 h uptime, webhook latency, today's punches."""
-    store = _store(request)
+    store = store_of(request)
     s = await _site_or_404(request)
-    now = _now(request)
+    now = now_of(request)
     devices = await store.devices(s.id)
     uptimes = [u for d in devices
                if (u := await store.uptime(d.id, timedelta(hours=24), now)) is not None]
@@ -343,15 +326,78 @@ async def site_health(request: web.Request) -> web.Response:
             "uptime_percentage": round(100 * sum(uptimes) / len(uptimes), 2) if uptimes else None,
             "avg_webhook_latency_ms": round(latency, 1) if latency is not None else None,
             "punches_today": len(today),
-            "last_punch_at": _iso(last),
+            "last_punch_at": iso(last),
         }
     )
+
+
+def slugify(name: str) -> str:
+    """A site id from a site name: lowercase ASCII letters and digits joined by '-'."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:64].strip("-")
+
+
+@requires("admin")
+async def create_site(request: web.Request) -> web.Response:
+    """Add a site to the store (the article's name, location {address, timezone}, devices).
+
+    The site is the store's own: listed, silenced and reported like any other, and
+    kept across restarts and config syncs. It holds no device yet: the poller is
+    built from the config file, whose devices name config sites, so ``devices``
+    must be absent or []. To give it devices, add a [[sites]] entry with the same
+    id (the config then owns the site, history and all) and its [[devices]].
+    """
+    body = await json_object(request, SITE_FIELDS)
+    name = required(body, "name").strip()
+    if not 0 < len(name) <= 120:
+        raise ApiError(400, "invalid_field", "name: expected 1 to 120 characters")
+    location = required(body, "location")
+    unknown = sorted(set(location) - {"address", "timezone"})
+    if unknown:
+        raise ApiError(400, "unknown_field",
+                       f"unknown field(s): {', '.join('location.' + u for u in unknown)}")
+    tz = location.get("timezone")
+    if not isinstance(tz, str):
+        raise ApiError(400, "missing_field" if tz is None else "invalid_field",
+                       "location.timezone: expected an IANA time zone name")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ApiError(400, "invalid_field",
+                       f"location.timezone: {tz[:64]!r} is not an IANA time zone name "
+                       "(such as Europe/Paris)") from None
+    address = location.get("address")
+    if address is None:
+        address = ""
+    if not isinstance(address, str) or len(address) > 500:
+        raise ApiError(400, "invalid_field", "location.address: expected a string (500 max)")
+    if body.get("devices"):
+        raise ApiError(400, "invalid_field",
+                       "devices: devices cannot be registered over the API yet (the poller "
+                       "is built from the config file): create the site with no devices, then "
+                       "add a [[sites]] entry with the same id and its [[devices]] to the "
+                       "config and restart the poller")
+    site_id = body.get("id")
+    if site_id is None:
+        site_id = slugify(name)
+        if not site_id:
+            raise ApiError(400, "invalid_field",
+                           "name: no id can be made from it; give an id")
+    if not re.fullmatch(SITE_ID_PATTERN, site_id):
+        raise ApiError(400, "invalid_field",
+                       "id: expected 1 to 64 lowercase letters, digits, '-' or '_'")
+    store = store_of(request)
+    site = Site(site_id, name, tz, address)
+    if await store.device(site_id) is not None or not await store.create_site(
+            site, now_of(request)):
+        raise ApiError(409, "duplicate", f"id {site_id!r} is already taken")
+    return web.json_response({**site_record(site, []), "devices": []}, status=201)
 
 
 async def post_site_command(request: web.Request) -> web.Response:
     """Queue one command for every enabled device of a site: one request, N commands."""
     s = await _site_or_404(request)
-    if await _store(request).device(s.id) is not None:
+    if await store_of(request).device(s.id) is not None:
         raise ApiError(409, "ambiguous_target", f"{s.id!r} names both a site and a device")
     return await _submit(request, s.id)
 
@@ -372,7 +418,7 @@ async def list_punches(request: web.Request) -> web.Response:
     limit = DEFAULT_PUNCH_LIMIT
     if "limit" in q:
         text = q["limit"]
-        if not _small_int(text) or not 1 <= int(text) <= MAX_PUNCH_LIMIT:
+        if not small_int(text) or not 1 <= int(text) <= MAX_PUNCH_LIMIT:
             raise ApiError(400, "invalid_parameter",
                            f"limit: expected an integer from 1 to {MAX_PUNCH_LIMIT}")
         limit = int(text)
@@ -381,7 +427,7 @@ async def list_punches(request: web.Request) -> web.Response:
     if after is not None and (since is None or after[0] > since):
         since = after[0]
     site = q.get("site") or None
-    store = _store(request)
+    store = store_of(request)
     # punches sharing the cursor's UTC time come again from ``since``: skip those already
     # given (up to and including the cursor's id), fetching more if many share that time
     fetch = limit + 1 + 32
@@ -405,15 +451,15 @@ async def list_alerts(request: web.Request) -> web.Response:
     state = request.query.get("state", "open")
     if state not in ("open", "all"):
         raise ApiError(400, "invalid_parameter", "state: expected open or all")
-    store = _store(request)
+    store = store_of(request)
     alerts = await store.alerts(open_only=state == "open")
-    silences = await store.active_silences(_now(request))
+    silences = await store.active_silences(now_of(request))
     return web.json_response({"alerts": [alert_record(a, silences) for a in alerts]})
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition (version 0.0.4)."""
-    store = _store(request)
+    store = store_of(request)
     devices = await store.devices()
     counts = {s.value: 0 for s in DeviceStatus}
     for d in devices:
@@ -449,35 +495,18 @@ async def openapi(request: web.Request) -> web.Response:
 # --- OpenAPI ------------------------------------------------------------
 
 
-def _param(name: str, where: str, desc: str, schema: dict[str, Any],
-           required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "description": desc, "required": required,
-            "schema": schema}
-
-
-def _ok(desc: str, ref: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"description": desc}
-    if ref:
-        body["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
-    return body
-
-
-_ERR = {"description": "error", "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_AUTH_ERRORS = {"401": _ERR, "403": _ERR}
-_ID = _param("id", "path", "identifier", {"type": "string"}, required=True)
+_ID = param("id", "path", "identifier", {"type": "string"}, required=True)
 _COMMAND_BODY = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CommandBody"}}},
 }
 _COMMAND_RESPONSES = {
-    "202": _ok("queued", "CommandRequest"),
-    "200": _ok("the idempotency key repeats this same request: the existing one",
+    "202": ok("queued", "CommandRequest"),
+    "200": ok("the idempotency key repeats this same request: the existing one",
                "CommandRequest"),
-    "400": _ERR, **_AUTH_ERRORS, "404": _ERR,
-    "409": _ERR, "413": _ERR,
+    "400": ERR, **AUTH_ERRORS, "404": ERR,
+    "409": ERR, "413": ERR,
 }
-_NULLABLE_STR = {"type": ["string", "null"]}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -485,7 +514,9 @@ OPENAPI: dict[str, Any] = {
         "title": "fleettui HTTP API",
         "version": "1",
         "description": "A view over fleettui's store: devices, sites, punches, commands, "
-        "alerts. Errors are {\"error\": {\"code\", \"message\"}}. Bodies are limited to "
+        "alerts, silences, webhook endpoints. Each operation's description names the role "
+        "it needs (GET: viewer, unless said; POST and DELETE: operator, unless said). "
+        "Errors are {\"error\": {\"code\", \"message\"}}. Bodies are limited to "
         f"{MAX_BODY} bytes.",
     },
     "servers": [{"url": "http://127.0.0.1:8470"}],
@@ -493,8 +524,10 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "an API key; roles viewer (read), operator (commands), "
-                       "admin (everything)"},
+                       "description": "an API key (fleettui api-key create --role ROLE); "
+                       "roles: viewer (read), operator (also commands, silences, "
+                       "acknowledgements), admin (also sites and webhooks). A missing or wrong "
+                       "key is 401, a role too low 403."},
         },
         "schemas": {
             "Error": {
@@ -507,11 +540,11 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "id": {"type": "string"}, "serial_number": {"type": "string"},
-                    "site": {"type": "string"}, "name": _NULLABLE_STR,
+                    "site": {"type": "string"}, "name": NULLABLE_STR,
                     "status": {"type": "string", "enum": [s.value for s in DeviceStatus]},
-                    "reason": _NULLABLE_STR, "since": _NULLABLE_STR,
-                    "last_seen": _NULLABLE_STR, "last_punch_at": _NULLABLE_STR,
-                    "model": _NULLABLE_STR, "firmware": _NULLABLE_STR,
+                    "reason": NULLABLE_STR, "since": NULLABLE_STR,
+                    "last_seen": NULLABLE_STR, "last_punch_at": NULLABLE_STR,
+                    "model": NULLABLE_STR, "firmware": NULLABLE_STR,
                     "records": {"type": ["integer", "null"]},
                     "records_capacity": {"type": ["integer", "null"]},
                     "clock_drift_s": {"type": ["number", "null"]},
@@ -545,11 +578,12 @@ OPENAPI: dict[str, Any] = {
                         "description": "mean over every delivered webhook (all endpoints)"},
                     "punches_today": {"type": "integer",
                                       "description": "since midnight, site-local time"},
-                    "last_punch_at": _NULLABLE_STR,
+                    "last_punch_at": NULLABLE_STR,
                 },
             },
             "CommandBody": {
                 "type": "object", "additionalProperties": False, "required": ["command"],
+                "examples": [{"command": "restart", "idempotency_key": "restart-2026-03-28"}],
                 "properties": {
                     "command": {"type": "string", "enum": sorted(COMMANDS)},
                     "params": {"type": ["object", "null"]},
@@ -564,10 +598,34 @@ OPENAPI: dict[str, Any] = {
                     "status": {"type": "string", "enum": ["queued", "done", "failed"]},
                     "target": {"type": "string"},
                     "target_kind": {"type": "string", "enum": ["device", "site"]},
-                    "idempotency_key": _NULLABLE_STR, "created_at": {"type": "string"},
+                    "idempotency_key": NULLABLE_STR, "created_at": {"type": "string"},
                     "summary": {"type": "object",
                                 "additionalProperties": {"type": "integer"}},
                     "commands": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "SiteBody": {
+                "type": "object", "additionalProperties": False,
+                "examples": [{"name": "Casablanca Plant 2",
+                              "location": {"address": "12 Bd Zerktouni, Casablanca",
+                                           "timezone": "Africa/Casablanca"},
+                              "devices": []}],
+                "required": ["name", "location"],
+                "properties": {
+                    "id": {"type": ["string", "null"], "pattern": SITE_ID_PATTERN,
+                           "description": "default: made from the name (lowercase, '-')"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 120},
+                    "location": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["timezone"],
+                        "properties": {
+                            "address": {"type": ["string", "null"], "maxLength": 500},
+                            "timezone": {"type": "string",
+                                         "description": "IANA name, such as Europe/Paris"},
+                        },
+                    },
+                    "devices": {"type": ["array", "null"], "maxItems": 0,
+                                "description": "must be empty: devices live in the config"},
                 },
             },
             "Punch": {"type": "object", "properties": {
@@ -585,25 +643,25 @@ OPENAPI: dict[str, Any] = {
                              "responses": {"200": {"description": "ok"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (text)",
                              "responses": {"200": {"description": "text/plain exposition"},
-                                           **_AUTH_ERRORS}}},
+                                           **AUTH_ERRORS}}},
         "/v1/openapi.json": {"get": {"summary": "this document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         "/v1/devices": {"get": {
             "summary": "list devices",
             "parameters": [
-                _param("site", "query", "only this site's devices", {"type": "string"}),
-                _param("status", "query", "only devices in this status",
+                param("site", "query", "only this site's devices", {"type": "string"}),
+                param("status", "query", "only devices in this status",
                        {"type": "string", "enum": [s.value for s in DeviceStatus]}),
             ],
             "responses": {"200": {"description": "{\"devices\": [Device]}", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "devices": {"type": "array",
                                 "items": {"$ref": "#/components/schemas/Device"}}}}}}},
-                "400": _ERR, **_AUTH_ERRORS},
+                "400": ERR, **AUTH_ERRORS},
         }},
         "/v1/devices/{id}": {"get": {
             "summary": "one device", "parameters": [_ID],
-            "responses": {"200": _ok("the device", "Device"), **_AUTH_ERRORS, "404": _ERR},
+            "responses": {"200": ok("the device", "Device"), **AUTH_ERRORS, "404": ERR},
         }},
         "/v1/devices/{id}/commands": {"post": {
             "summary": "queue a command for a device (operator)", "parameters": [_ID],
@@ -611,9 +669,9 @@ OPENAPI: dict[str, Any] = {
         }},
         "/v1/commands/{id}": {"get": {
             "summary": "a command request with its commands",
-            "parameters": [_param("id", "path", "request id", {"type": "integer"}, True)],
-            "responses": {"200": _ok("the request", "CommandRequest"), **_AUTH_ERRORS,
-                          "404": _ERR},
+            "parameters": [param("id", "path", "request id", {"type": "integer"}, True)],
+            "responses": {"200": ok("the request", "CommandRequest"), **AUTH_ERRORS,
+                          "404": ERR},
         }},
         "/v1/sites": {"get": {
             "summary": "list sites with device counts",
@@ -621,16 +679,27 @@ OPENAPI: dict[str, Any] = {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "sites": {"type": "array",
                               "items": {"$ref": "#/components/schemas/Site"}}}}}}},
-                **_AUTH_ERRORS},
+                **AUTH_ERRORS},
+        }, "post": {
+            "summary": "create a site (admin)",
+            "description": "Role: admin. The article's shape. The site is stored: listed, "
+            "silenced and reported like any other, kept across restarts. `devices` must be "
+            "absent or empty: the poller is built from the config file, so devices are "
+            "added there, with a [[sites]] entry of the same id (the config then owns the "
+            "site) and its [[devices]]. 409 when the id (given, or made from the name) is "
+            "taken by a site or a device.",
+            "requestBody": json_body("SiteBody"),
+            "responses": {"201": ok("the site", "SiteDetail"), **BODY_ERRORS, **AUTH_ERRORS,
+                          "409": ERR},
         }},
         "/v1/sites/{id}": {"get": {
             "summary": "one site with its devices (in \"devices\")", "parameters": [_ID],
-            "responses": {"200": _ok("the site", "SiteDetail"), **_AUTH_ERRORS,
-                          "404": _ERR},
+            "responses": {"200": ok("the site", "SiteDetail"), **AUTH_ERRORS,
+                          "404": ERR},
         }},
         "/v1/sites/{id}/health": {"get": {
             "summary": "a site's health", "parameters": [_ID],
-            "responses": {"200": _ok("health", "SiteHealth"), **_AUTH_ERRORS, "404": _ERR},
+            "responses": {"200": ok("health", "SiteHealth"), **AUTH_ERRORS, "404": ERR},
         }},
         "/v1/sites/{id}/commands": {"post": {
             "summary": "queue a command for every enabled device of a site (operator)",
@@ -640,13 +709,13 @@ OPENAPI: dict[str, Any] = {
         "/v1/punches": {"get": {
             "summary": "punches in UTC order, cursor-paginated",
             "parameters": [
-                _param("since", "query", "ISO 8601 time (UTC if no offset)",
+                param("since", "query", "ISO 8601 time (UTC if no offset)",
                        {"type": "string", "format": "date-time"}),
-                _param("site", "query", "only this site's punches", {"type": "string"}),
-                _param("limit", "query", "page size",
+                param("site", "query", "only this site's punches", {"type": "string"}),
+                param("limit", "query", "page size",
                        {"type": "integer", "minimum": 1, "maximum": MAX_PUNCH_LIMIT,
                         "default": DEFAULT_PUNCH_LIMIT}),
-                _param("cursor", "query", "next_cursor of the previous page (opaque)",
+                param("cursor", "query", "next_cursor of the previous page (opaque)",
                        {"type": "string"}),
             ],
             "responses": {"200": {"description": "{\"punches\": [Punch], \"next_cursor\"}",
@@ -654,18 +723,23 @@ OPENAPI: dict[str, Any] = {
                                       "type": "object", "properties": {
                                           "punches": {"type": "array", "items": {
                                               "$ref": "#/components/schemas/Punch"}},
-                                          "next_cursor": _NULLABLE_STR}}}}},
-                          "400": _ERR, **_AUTH_ERRORS},
+                                          "next_cursor": NULLABLE_STR}}}}},
+                          "400": ERR, **AUTH_ERRORS},
         }},
         "/v1/alerts": {"get": {
             "summary": "alerts, newest first",
-            "parameters": [_param("state", "query", "open (default) or all",
+            "parameters": [param("state", "query", "open (default) or all",
                                   {"type": "string", "enum": ["open", "all"]})],
-            "responses": {"200": {"description": "{\"alerts\": [...]}"}, "400": _ERR,
-                          **_AUTH_ERRORS},
+            "responses": {"200": {"description": "{\"alerts\": [Alert]}", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"alerts": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}}}},
+                "400": ERR, **AUTH_ERRORS},
         }},
+        **webhook_routes.PATHS,
+        **alert_routes.PATHS,
     },
 }
+OPENAPI["components"]["schemas"].update({**webhook_routes.SCHEMAS, **alert_routes.SCHEMAS})
 
 
 # --- app ----------------------------------------------------------------
@@ -673,7 +747,7 @@ OPENAPI: dict[str, Any] = {
 
 def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
     """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests)."""
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
     app.router.add_get("/healthz", healthz)
@@ -688,7 +762,10 @@ def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
     app.router.add_get("/v1/sites/{id}/health", site_health)
     app.router.add_post("/v1/sites/{id}/commands", post_site_command)
     app.router.add_get("/v1/punches", list_punches)
+    app.router.add_post("/v1/sites", create_site)
     app.router.add_get("/v1/alerts", list_alerts)
+    webhook_routes.add_routes(app)
+    alert_routes.add_routes(app)
     return app
 
 

@@ -175,4 +175,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending
         ON webhook_deliveries(endpoint, state, device_id, outbox_id);
     """,
+    # 2: webhook endpoints known to the store (config ones mirrored, API ones owned),
+    # and sites created through the API (kept when the config is synced)
+    """
+    CREATE TABLE webhook_endpoints (
+        id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,          -- 'config' (mirrored at start) or 'api'
+        delivery_key TEXT NOT NULL UNIQUE,  -- webhook_deliveries.endpoint of its queue
+        url TEXT NOT NULL,
+        events TEXT NOT NULL DEFAULT '["*"]',
+        secret TEXT NOT NULL DEFAULT '',    -- API endpoints only: a config secret stays in the file
+        enabled INTEGER NOT NULL DEFAULT 1,
+        hex_signature_header TEXT,
+        timeout_s REAL NOT NULL DEFAULT 10.0,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE sites ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
+    """,
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -42,6 +43,10 @@ from fleettui.domain import (
     TzFlag,
 )
 from fleettui.store.schema import MIGRATIONS
+
+# aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
+# secrets (a webhook endpoint's secret): its log never goes below INFO
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 _DEVICE_COLUMNS = (
     "id, serial, site_id, host, port, transport, name, enabled, model, firmware, platform, mac,"
@@ -71,6 +76,16 @@ _COMMAND_COLUMNS = (
 API_ROLES = ("viewer", "operator", "admin")
 #: how long an idempotency key guards against a repeated request
 IDEMPOTENCY_WINDOW = timedelta(days=7)
+_ENDPOINT_COLUMNS = (
+    "id, origin, delivery_key, url, events, secret, enabled, hex_signature_header, timeout_s,"
+    " created_at"
+)
+_DELIVERY_SELECT = (
+    "SELECT d.endpoint, e.id AS endpoint_id, e.url, d.outbox_id, o.event_type, d.device_id,"
+    " d.state, d.attempts, d.last_error, d.created_at, d.next_attempt_at, d.delivered_at,"
+    " d.latency_ms FROM webhook_deliveries d JOIN webhook_outbox o ON o.id = d.outbox_id"
+    " LEFT JOIN webhook_endpoints e ON e.delivery_key = d.endpoint"
+)
 _PUNCH_COLUMNS = (
     "id, device_id, user_id, local_time, timezone, utc_time, tz_flag, state, verify,"
     " clock_drift_s, source, received_at"
@@ -187,15 +202,17 @@ class Store:
         Configuration fields are updated; what the poller learned (status,
         identity, counters, sync cursor) is kept. Devices no longer
         configured are marked removed, never deleted (their punches stay).
+        Sites created through the API (origin "api") are the store's own and are
+        kept; a configured site of the same id takes such a site over.
         """
         sites = list(sites)
         devices = list(devices)
         async with self._tx() as db:
-            await db.execute("UPDATE sites SET removed = 1")
+            await db.execute("UPDATE sites SET removed = 1 WHERE origin = 'config'")
             await db.executemany(
                 "INSERT INTO sites (id, name, timezone, address, removed) VALUES (?, ?, ?, ?, 0)"
                 " ON CONFLICT(id) DO UPDATE SET name=excluded.name, timezone=excluded.timezone,"
-                " address=excluded.address, removed=0",
+                " address=excluded.address, removed=0, origin='config'",
                 [(s.id, s.name, s.timezone, s.address) for s in sites],
             )
             await db.execute("UPDATE devices SET removed = 1")
@@ -210,6 +227,24 @@ class Store:
                     for d in devices
                 ],
             )
+
+    async def create_site(self, site: Site, now: datetime) -> bool:
+        """Add a site of the store's own (origin "api"); False if the id is taken.
+
+        A site once configured and since removed keeps its id (its punches
+        and history still name it), so that id is taken too.
+        """
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO sites (id, name, timezone, address, removed, origin)"
+                " VALUES (?, ?, ?, ?, 0, 'api')",
+                (site.id, site.name, site.timezone, site.address),
+            )
+            if not cur.rowcount:
+                return False
+            await self._event(db, now, "site.created", f"site {site.id} created ({site.name})",
+                              site_id=site.id)
+            return True
 
     async def sites(self) -> list[Site]:
         """Every configured site."""
@@ -831,6 +866,23 @@ class Store:
                                 (cur.lastrowid,))
             return _silence(rows[0])
 
+    async def end_silence(self, silence_id: int, now: datetime) -> Silence | None:
+        """End a silence in force now; None if there is no such silence in force."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE silences SET ended_at = ? WHERE id = ? AND ended_at IS NULL"
+                " AND until > ?",
+                (ts(now), silence_id, ts(now)),
+            )
+            if not cur.rowcount:
+                return None
+            rows = await _fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
+                                (silence_id,))
+            silence = _silence(rows[0])
+            await self._event(db, now, "silence.ended", f"silence of {silence.target} ended",
+                              data={"silence_id": silence_id})
+            return silence
+
     async def active_silences(self, now: datetime) -> list[Silence]:
         """Silences in force; those past their end are closed (with an event) first."""
         async with self._tx() as db:
@@ -963,17 +1015,156 @@ class Store:
                         data={"outbox_id": r["outbox_id"]},
                     )
 
-    async def webhook_replay(self, endpoint: str | None, now: datetime) -> int:
-        """Put dead deliveries (of one endpoint, or all) back in the queue."""
+    async def webhook_replay(
+        self, endpoint: str | None, now: datetime, outbox_ids: Sequence[int] | None = None
+    ) -> int:
+        """Put dead deliveries (of one endpoint, or all; only ``outbox_ids`` if given)
+        back in the queue; returns how many."""
         sql = "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?, created_at = ?"
         sql += " WHERE state = 'dead'"
         args: list[Any] = [ts(now), ts(now)]
         if endpoint is not None:
             sql += " AND endpoint = ?"
             args.append(endpoint)
+        if outbox_ids is not None:
+            if not outbox_ids:
+                return 0
+            sql += f" AND outbox_id IN ({', '.join('?' * len(outbox_ids))})"
+            args.extend(outbox_ids)
         async with self._tx() as db:
             cur = await db.execute(sql, args)
             return cur.rowcount
+
+    async def webhook_deliveries(
+        self, endpoint: str, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """One endpoint's deliveries (in ``state`` if given), newest first."""
+        sql = _DELIVERY_SELECT + " WHERE d.endpoint = ?"
+        args: list[Any] = [endpoint]
+        if state is not None:
+            sql += " AND d.state = ?"
+            args.append(state)
+        sql += " ORDER BY d.outbox_id DESC LIMIT ?"
+        args.append(limit)
+        return [_delivery(r) for r in await _fetch(self._db, sql, args)]
+
+    async def webhook_dead(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead deliveries of every endpoint, newest first, each with its endpoint's
+        id and URL (None for a queue whose endpoint is gone from the config)."""
+        sql = _DELIVERY_SELECT + " WHERE d.state = 'dead' ORDER BY d.outbox_id DESC LIMIT ?"
+        return [_delivery(r) for r in await _fetch(self._db, sql, (limit,))]
+
+    # --- webhook endpoints ------------------------------------------------
+
+    async def sync_webhook_endpoints(self, endpoints: Sequence[dict[str, Any]],
+                                     now: datetime) -> None:
+        """Mirror the config's endpoints (dicts with id, url, events, enabled,
+        hex_signature_header, timeout_s; their queue is keyed by URL) so that
+        every view lists them. Their secrets stay in the config file."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM webhook_endpoints WHERE origin = 'config'")
+            await db.executemany(
+                "INSERT OR IGNORE INTO webhook_endpoints (id, origin, delivery_key, url, events,"
+                " enabled, hex_signature_header, timeout_s, created_at)"
+                " VALUES (?, 'config', ?, ?, ?, ?, ?, ?, ?)",
+                [(e["id"], e["url"], e["url"], json.dumps(list(e["events"])), int(e["enabled"]),
+                  e.get("hex_signature_header"), float(e.get("timeout_s", 10.0)), ts(now))
+                 for e in endpoints],
+            )
+
+    async def create_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str,
+        events: Sequence[str],
+        secret: str,
+        enabled: bool,
+        hex_signature_header: str | None,
+        timeout_s: float,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Add an endpoint of the store's own. It hears events from now on: its
+        cursor starts at the newest outbox row (no replay of the whole history)."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO webhook_endpoints (id, origin, delivery_key, url, events, secret,"
+                " enabled, hex_signature_header, timeout_s, created_at)"
+                " VALUES (?, 'api', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint_id, endpoint_id, url, json.dumps(list(events)), secret, int(enabled),
+                 hex_signature_header, timeout_s, ts(now)),
+            )
+            await db.execute(
+                "INSERT INTO webhook_cursors (endpoint, last_outbox_id)"
+                " SELECT ?, COALESCE(MAX(id), 0) FROM webhook_outbox WHERE true"
+                " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
+                (endpoint_id,),
+            )
+            await self._event(db, now, "webhook.created",
+                              f"webhook endpoint {endpoint_id} created for {url}")
+            rows = await _fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                                " WHERE id = ?", (endpoint_id,))
+            return _endpoint(rows[0])
+
+    async def webhook_endpoints(self, *, with_secrets: bool = False,
+                                origin: str | None = None) -> list[dict[str, Any]]:
+        """Every endpoint the store knows, by creation; the secret only if asked
+        (the dispatcher asks; views never do)."""
+        sql = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+        args: tuple[Any, ...] = ()
+        if origin is not None:
+            sql += " WHERE origin = ?"
+            args = (origin,)
+        rows = await _fetch(self._db, sql + " ORDER BY created_at, id", args)
+        return [_endpoint(r, with_secrets) for r in rows]
+
+    async def webhook_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        """One endpoint (never its secret), or None."""
+        rows = await _fetch(self._db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                            " WHERE id = ?", (endpoint_id,))
+        return _endpoint(rows[0]) if rows else None
+
+    async def update_webhook_endpoint(
+        self, endpoint_id: str, changes: dict[str, Any], now: datetime
+    ) -> dict[str, Any] | None:
+        """Change an API-created endpoint's url, events, enabled, hex_signature_header or
+        timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
+        disabled endpoint enabled again hears what was committed meanwhile."""
+        allowed = {"url", "events", "enabled", "hex_signature_header", "timeout_s"}
+        if set(changes) - allowed:
+            raise ValueError(f"cannot change {', '.join(sorted(set(changes) - allowed))}")
+        values = {k: json.dumps(list(v)) if k == "events" else int(v) if k == "enabled" else v
+                  for k, v in changes.items()}
+        async with self._tx() as db:
+            rows = await _fetch(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
+                                " AND origin = 'api'", (endpoint_id,))
+            if not rows:
+                return None
+            if values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                await db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
+                                 (*values.values(), endpoint_id))
+                await self._event(db, now, "webhook.updated",
+                                  f"webhook endpoint {endpoint_id} changed: "
+                                  + ", ".join(sorted(values)))
+            rows = await _fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                                " WHERE id = ?", (endpoint_id,))
+            return _endpoint(rows[0])
+
+    async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
+        """Remove an API-created endpoint with its queue (pending and dead deliveries
+        are dropped); False if there is no such API endpoint."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM webhook_endpoints WHERE id = ? AND origin = 'api'", (endpoint_id,)
+            )
+            if not cur.rowcount:
+                return False
+            await db.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
+            await db.execute("DELETE FROM webhook_cursors WHERE endpoint = ?", (endpoint_id,))
+            await self._event(db, now, "webhook.deleted",
+                              f"webhook endpoint {endpoint_id} deleted")
+            return True
 
     async def webhook_stats(self, endpoint: str | None = None) -> dict[str, Any]:
         """Deliveries by state, and the mean latency of delivered ones (ms)."""
@@ -1165,6 +1356,29 @@ def _alert(r: Any) -> Alert:
         notified=bool(r["notified"]), last_notified_at=from_ts(r["last_notified_at"]),
         notifications=r["notifications"],
     )
+
+
+def _endpoint(r: Any, with_secret: bool = False) -> dict[str, Any]:
+    out = {
+        "id": r["id"], "origin": r["origin"], "delivery_key": r["delivery_key"],
+        "url": r["url"], "events": json.loads(r["events"]), "enabled": bool(r["enabled"]),
+        "hex_signature_header": r["hex_signature_header"], "timeout_s": r["timeout_s"],
+        "created_at": from_ts(r["created_at"]),
+    }
+    if with_secret:
+        out["secret"] = r["secret"]
+    return out
+
+
+def _delivery(r: Any) -> dict[str, Any]:
+    return {
+        "endpoint": r["endpoint"], "endpoint_id": r["endpoint_id"], "url": r["url"],
+        "outbox_id": r["outbox_id"], "event_type": r["event_type"],
+        "device_id": r["device_id"], "state": r["state"], "attempts": r["attempts"],
+        "last_error": r["last_error"], "created_at": from_ts(r["created_at"]),
+        "next_attempt_at": from_ts(r["next_attempt_at"]),
+        "delivered_at": from_ts(r["delivered_at"]), "latency_ms": r["latency_ms"],
+    }
 
 
 def _silence(r: Any) -> Silence:

@@ -1,0 +1,175 @@
+"""What every route of the HTTP API shares: errors, the store and clock, roles, JSON bodies.
+
+Route modules (``app``, ``webhook_routes``, ``alert_routes``) import from here,
+never from each other, so each answers one question.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from fleettui.store import Store
+
+Clock = Callable[[], datetime]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+
+STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
+CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable)  # type: ignore[arg-type]
+
+MAX_BODY = 64 * 1024
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+#: the request's key id (set by the auth middleware), to say who did something
+KEY_ID: web.RequestKey[int] = web.RequestKey("api_key_id", int)
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, machine code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def requires(role: str) -> Callable[[H], H]:
+    """Mark a route handler as needing ``role`` (else GET needs viewer, others operator)."""
+    assert role in ROLE_RANK
+
+    def mark(handler: H) -> H:
+        handler.required_role = role  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def required_role(request: web.Request) -> str:
+    """The role the matched route needs."""
+    marked = getattr(request.match_info.handler, "required_role", None)
+    if marked is not None:
+        return str(marked)
+    return "viewer" if request.method in ("GET", "HEAD") else "operator"
+
+
+def iso(dt: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 UTC with a Z, to the second (None stays None)."""
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
+
+
+def store_of(request: web.Request) -> Store:
+    """The store this app serves."""
+    return request.app[STORE_KEY]
+
+
+def now_of(request: web.Request) -> datetime:
+    """The app's clock, now (aware, UTC)."""
+    return request.app[CLOCK_KEY]()
+
+
+def who(request: web.Request) -> str:
+    """Who does this, as the store records it: the API key's id (never the key)."""
+    key_id = request.get(KEY_ID)
+    return f"api key {key_id}" if key_id is not None else "api"
+
+
+#: what each JSON type of a field is called in an error message
+_EXPECTED = {str: "a string", dict: "an object", int: "an integer", list: "an array",
+             bool: "true or false", float: "a number"}
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+async def json_object(request: web.Request, fields: dict[str, type], *,
+                      optional_body: bool = False) -> dict[str, Any]:
+    """The body as a JSON object with only ``fields``, each of its type (or null).
+
+    ``float`` means any finite number. With ``optional_body`` an empty body
+    reads as ``{}``.
+    """
+    raw = await request.read()
+    if not raw.strip():
+        if optional_body:
+            return {}
+        raise ApiError(400, "bad_json", "a JSON body is required")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "body must be a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+    for name, kind in fields.items():
+        value = body.get(name)
+        if value is not None and not _is(value, kind):
+            raise ApiError(400, "invalid_field", f"{name}: expected {_EXPECTED[kind]}")
+    return body
+
+
+def required(body: dict[str, Any], name: str) -> Any:
+    """``body[name]``, or a 400 naming the missing field."""
+    if body.get(name) is None:
+        raise ApiError(400, "missing_field", f"{name}: required")
+    return body[name]
+
+
+def parse_time(name: str, text: str) -> datetime:
+    """An ISO 8601 time (UTC if it has no offset), or a 400 naming ``name``."""
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ApiError(400, "invalid_parameter" if name == "since" else "invalid_field",
+                       f"{name}: expected an ISO 8601 time, got {text[:64]!r}") from None
+
+
+def small_int(text: str) -> bool:
+    """Whether ``text`` is a plain non-negative integer SQLite can hold."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+# --- OpenAPI fragments shared by the route modules ------------------------------------------
+
+
+def param(name: str, where: str, desc: str, schema: dict[str, Any],
+          required: bool = False) -> dict[str, Any]:
+    """An OpenAPI parameter."""
+    return {"name": name, "in": where, "description": desc, "required": required,
+            "schema": schema}
+
+
+def ok(desc: str, ref: str | None = None) -> dict[str, Any]:
+    """An OpenAPI response, with a JSON body of component ``ref`` if given."""
+    body: dict[str, Any] = {"description": desc}
+    if ref:
+        body["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+    return body
+
+
+def json_body(ref: str, required: bool = True) -> dict[str, Any]:
+    """An OpenAPI request body of component ``ref``."""
+    return {"required": required,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+ERR = {"description": "error", "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+AUTH_ERRORS = {"401": ERR, "403": ERR}
+BODY_ERRORS = {"400": ERR, "413": ERR}
+NULLABLE_STR = {"type": ["string", "null"]}
