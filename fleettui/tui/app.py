@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -25,6 +25,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.message import Message
 from textual.widgets import Footer, Input, RichLog, Static, Tree
@@ -278,10 +279,18 @@ class FleetApp(App[None]):
 
     def on_fleet_changed(self, _message: FleetChanged) -> None:
         """Refresh after an engine event."""
-        self.run_worker(self.refresh_data(), group="refresh")
+        self.run_worker(self._while_open(self.refresh_data()), group="refresh")
 
     def _tick(self) -> None:
-        self.run_worker(self.refresh_data(), group="refresh")
+        self.run_worker(self._while_open(self.refresh_data()), group="refresh")
+
+    async def _while_open(self, work: Awaitable[None]) -> None:
+        """Run a screen update; if the app closes under it (widgets gone), just stop."""
+        try:
+            await work
+        except NoMatches:
+            if self.is_running:
+                raise
 
     # --- reading the store ----------------------------------------------
 
@@ -522,6 +531,9 @@ class FleetApp(App[None]):
                           f"reboot the terminal ({state})"))
             items.append((f"Sync clock {d.id}", partial(self.queue_command, d.id, "sync_time"),
                           "set its clock to the site's local time"))
+            items.append((f"Sync employees to {d.id}",
+                          partial(self.sync_employees, d.id, d.id),
+                          "from a CSV or JSON file, after a preview of what changes"))
             items.append((f"Silence {d.id} for 2h", partial(self.silence, d.id, 2),
                           "no alert notifications for this device for 2 hours"))
         for s in self.site_list:
@@ -535,6 +547,10 @@ class FleetApp(App[None]):
             items.append((f"Sync clocks of {s.name} ({s.id})",
                           partial(self.queue_command, s.id, "sync_time"),
                           f"{count} device(s), each to the site's local time"))
+            items.append((f"Sync employees to all devices of {s.name} ({s.id})",
+                          partial(self.sync_employees, s.id,
+                                  f"all {count} device(s) of {s.name}"),
+                          f"{count} device(s), from a CSV or JSON file, after a preview"))
             items.append((f"Silence site {s.name} ({s.id}) for 2h",
                           partial(self.silence, s.id, 2), "maintenance: no notifications"))
         for a in self.open_alerts:
@@ -551,6 +567,25 @@ class FleetApp(App[None]):
                 self.queue_command(site_id, command)
 
         self.push_screen(Confirm(f"{label} all {count} device(s) of {name}?"), answered)
+
+    def sync_employees(self, target: str, label: str) -> None:
+        """Ask for an employee file, preview the change on the devices, then maybe apply it."""
+        from fleettui.domain import CommandRequest
+        from fleettui.tui.employees import EmployeeSync
+
+        def applied(request: CommandRequest | None) -> None:
+            if request is None:
+                return
+            self.my_requests.add(request.id)
+            self.notify(f"Sync employees to {label}: queued (request {request.id})",
+                        title="command")
+            kind = "device" if request.target_kind == "device" else "site"
+            self.jump((kind, target))
+            self.selected = (kind, target)
+            self.run_worker(self._while_open(self.refresh_panel()), group="panel",
+                            exclusive=True)
+
+        self.push_screen(EmployeeSync(target, label, self.store, self.now), applied)
 
     def silence(self, target: str, hours: float) -> None:
         """Silence a device or a site (notifications only; alerts are still recorded)."""
