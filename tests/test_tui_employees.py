@@ -220,3 +220,30 @@ async def test_a_viewer_previews_and_applies_through_the_owning_poller(
         await engine.stop()
         await viewer_store.close()
         await owner_store.close()
+
+
+async def test_changing_the_file_or_options_after_a_preview_disables_apply(
+    fleet: tuple[FleetApp, Emulated], tmp_path: Path
+) -> None:
+    app, em = fleet
+    path = tmp_path / "employees.csv"
+    path.write_text(CSV)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
+        app.sync_employees("dev_b_01", "dev_b_01")
+        await wait_for(pilot, lambda: isinstance(app.screen, EmployeeSync)
+                       and bool(app.screen.query("#path")))
+        screen = app.screen
+        assert isinstance(screen, EmployeeSync)
+        screen.query_one("#path", Input).value = str(path)
+        await pilot.click("#preview")
+        apply = screen.query_one("#apply", Button)
+        await wait_for(pilot, lambda: not apply.disabled, 15)
+        await pilot.click("#remove")  # the preview was without removals: it is stale now
+        await wait_for(pilot, lambda: apply.disabled and "preview again" in _message(app))
+        assert screen.preview is None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, EmployeeSync))
+        # only the dry run was ever queued; the device is as it was
+        assert all(c.params["dry_run"] for c in await app.store.commands())
+    assert set(users_of(em, "dev_b_01")) == {"1001", "1002", "1003"}

@@ -177,7 +177,10 @@ class EmployeeSync(ModalScreen["CommandRequest | None"]):
     @on(Input.Changed, "#path")
     @on(Checkbox.Changed, "#remove")
     def _invalidate(self) -> None:
-        if self.preview is not None:
+        running = any(w.group == "preview" and w.node is self and not w.is_finished
+                      for w in self.workers)
+        if self.preview is not None or running:
+            self.workers.cancel_group(self, "preview")  # a stale preview must not enable Apply
             self.preview = None
             self.query_one("#apply", Button).disabled = True
             self._say("the file or the options changed: preview again", "yellow")
