@@ -8,7 +8,8 @@ working without any signal, the app must exit 0 without a
 traceback, stop its embedded engine gracefully, release the poller lock, and
 lose no punch: a headless poller started afterwards takes the lock and ends
 with exactly the device's records. With --osc-notify, the offline device's
-alert reaches the terminal as an OSC 777 sequence.
+alert reaches the terminal as an OSC 777 sequence; with ``[server] enabled`` the
+HTTP API answers while the control room runs.
 Every wait is a bounded poll of a condition (the database, the pty output).
 """
 
@@ -19,6 +20,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -26,6 +28,7 @@ import sys
 import termios
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,6 +91,13 @@ def wait_until(cond: Callable[[], bool], what: str, proc: subprocess.Popen[bytes
         time.sleep(0.05)
 
 
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def db_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
     """Read the child's database read-only (nothing if it is not there yet)."""
     if not db.exists():
@@ -108,8 +118,10 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     em.emu.run(em.fleet.set_faults(offline.id, {"offline": True}))
     em.emu.call(em.fleet.generate_punches, online.id, 30)
     cfg = tmp_path / "fleet.toml"
+    api_port = free_port()
     cfg.write_text(fleet_toml([online, offline])
-                   + "\n[alerts]\nconfirm_after_s = 0\n")
+                   + "\n[alerts]\nconfirm_after_s = 0\n"
+                   + f'\n[server]\nenabled = true\nhost = "127.0.0.1"\nport = {api_port}\n')
     db = tmp_path / "fleet.db"
     log = tmp_path / "fleet.db.tui.log"
 
@@ -132,6 +144,10 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
             (online.id, "online"), (offline.id, "offline")], "devices polled", proc)
         wait_until(lambda: db_rows(db, "SELECT count(*) FROM punches") == [(30,)],
                    "first sync stored", proc)
+        # [server] enabled: the control room serves the HTTP API from its own loop
+        wait_until(lambda: log.exists() and "HTTP API on" in log.read_text(), "API up", proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+            assert r.status == 200
         if drop == "sighup":
             # the offline device's alert, as a terminal notification
             wait_until(lambda: "\x1b]777;notify;fleettui opened;" in reader.text(),
