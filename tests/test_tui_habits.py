@@ -7,6 +7,7 @@ Driven by Textual's Pilot against the emulated 5-device fleet of test_tui.py
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import socket
 from collections.abc import Callable
@@ -29,7 +30,14 @@ from tests.test_tui import app as app  # the shared fixture
 
 
 def _help_text(app: FleetApp) -> str:
-    return str(app.screen.query_one("#help-text").render())
+    """The help screen's content as plain text (rendered wide, so nothing wraps)."""
+    from rich.console import Console
+    from textual.widgets import Static
+
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    with console.capture() as capture:
+        console.print(app.screen.query_one("#help-text", Static).content)
+    return capture.get()
 
 
 async def test_help_lists_every_binding_and_palette_action(app: FleetApp) -> None:

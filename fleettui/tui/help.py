@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -34,21 +36,24 @@ def _key_label(key: str) -> str:
     return key.upper() if key.startswith("f") and key[1:].isdigit() else key
 
 
-def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Text:
-    """The help as text: a keys section and a palette section."""
-    out = Text()
-    out.append("Keys\n", style="bold underline")
-    width = max((len(k) for k, _ in keys), default=0) + 2
-    for key, what in keys:
-        out.append(key.ljust(width), style="bold cyan")
-        out.append(f"{what}\n")
-    out.append("\nCommand palette (Ctrl+P, then type)\n", style="bold underline")
-    width = max((len(a) for a, _ in actions), default=0) + 2
-    for action, what in actions:
-        out.append(action.ljust(width), style="bold")
-        out.append(f"{what}\n")
-    out.append("\nEsc, q or ? closes this screen.", style="dim")
-    return out
+def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Group:
+    """The help: a keys section and a palette section, descriptions wrapping in their column."""
+
+    def table(rows: list[tuple[str, str]], style: str) -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style=style, no_wrap=True)
+        grid.add_column(ratio=1)
+        for left, right in rows:
+            grid.add_row(left, right)
+        return grid
+
+    return Group(
+        Text("Keys", style="bold underline"),
+        table(keys, "bold cyan"),
+        Text("\nCommand palette (Ctrl+P, then type)", style="bold underline"),
+        table(actions, "bold"),
+        Text("\nEsc, q or ? closes this screen.", style="dim"),
+    )
 
 
 class HelpScreen(ModalScreen[None]):
