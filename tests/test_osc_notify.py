@@ -47,6 +47,12 @@ def test_alert_text_cannot_inject_escape_sequences(kind: str) -> None:
     assert "rm -rf" in inner and "end" in inner  # the words survive, inert
 
 
+def test_inside_tmux_the_sequence_is_wrapped_for_passthrough() -> None:
+    written: list[str] = []
+    OscSink(written.append, "9", tmux=True)(Notification("opened", None, "d1 offline", AT))
+    assert written == ["\x1bPtmux;\x1b\x1b]9;fleettui opened: d1 offline\x1b\x1b\\\x1b\\"]
+
+
 def test_clean_limits_and_collapses() -> None:
     assert clean("a;;b\n\tc") == "a b c"
     assert len(clean("x" * 1000)) == 200

@@ -38,7 +38,7 @@ from fleettui.config import load_config
 from fleettui.headless import run_headless
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
-from tests.conftest import Emulated, device_config, sample_users
+from tests.conftest import Emulated, device_config, next_host, sample_users
 from tests.test_engine import fleet_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,3 +205,45 @@ async def _catch_up(cfg: Path, db: Path, device_id: str, total: int) -> None:
         stop.set()
         assert await task == 0
         await store.close()
+
+
+def test_the_demo_serves_the_api_and_survives_a_hangup(tmp_path: Path) -> None:
+    """`fleettui demo --http --no-mouse` on a pty: the API answers; SIGHUP ends it cleanly."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_DRIVER",)}
+    env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
+    api_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "ctty", "demo", "--devices", "4", "--sites", "2",
+         "--base-address", next_host(), "--port", "0", "--no-mouse",
+         "--http", f"127.0.0.1:{api_port}"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, cwd=tmp_path)
+    os.close(slave)
+    reader = PtyReader(master)
+    reader.start()
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, "the demo's HTTP API answers", proc)
+        os.kill(proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the demo did not exit after the hang-up"
+            time.sleep(0.05)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.stop.set()
+        reader.join()
+        os.close(master)
+    assert "Traceback" not in reader.text()
+    assert not healthy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -133,7 +134,8 @@ class FleetApp(App[None]):
         self.http = http
         self.api: web.AppRunner | None = None
         self.api_address = ""
-        self.osc = OscSink(self.write_terminal, osc_notify) if osc_notify else None
+        self.osc = (OscSink(self.write_terminal, osc_notify, tmux=bool(os.environ.get("TMUX")))
+                    if osc_notify else None)
         self.hung_up = False
 
     # --- layout ---------------------------------------------------------

@@ -4,8 +4,9 @@ Over SSH there is no desktop bus for the operator's desktop, but the
 terminal on their desk is there: OSC 777 (``ESC ] 777 ; notify ; title ;
 body ESC \\``, urxvt, foot, Ghostty, WezTerm...) or OSC 9 (``ESC ] 9 ; body
 ESC \\``, iTerm2, ConEmu, Windows Terminal...) ask it to show a desktop
-notification. Terminals without them ignore the sequence. Inside tmux the
-sequence needs ``allow-passthrough`` and is not wrapped here.
+notification. Terminals without them ignore the sequence. Inside tmux
+(``$TMUX`` set) the sequence is wrapped for passthrough, which tmux only
+honours with ``set -g allow-passthrough on``.
 
 The text comes from alerts, which carry device names and reasons read from
 config and devices: every control character (C0, DEL, C1) and every ``;``
@@ -59,17 +60,25 @@ def osc_kind(value: str | None) -> str | None:
     raise ValueError(f"expected 777, 9 or off, got {value!r}")
 
 
+def tmux_passthrough(sequence: str) -> str:
+    """``sequence`` wrapped so tmux hands it to the outer terminal (ESCs doubled)."""
+    return "\x1bPtmux;" + sequence.replace("\x1b", "\x1b\x1b") + ST
+
+
 class OscSink:
     """An alert sink that writes terminal notification sequences through ``write``."""
 
-    def __init__(self, write: Callable[[str], None], kind: str = "777") -> None:
+    def __init__(self, write: Callable[[str], None], kind: str = "777", *,
+                 tmux: bool = False) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown OSC notification kind {kind!r}; expected one of {KINDS}")
         self._write = write
         self.kind = kind
+        self.tmux = tmux
         self.sent = 0
 
     def __call__(self, n: Notification) -> None:
         """Write one notification."""
-        self._write(osc_sequence(self.kind, f"fleettui {n.change}", n.text))
+        sequence = osc_sequence(self.kind, f"fleettui {n.change}", n.text)
+        self._write(tmux_passthrough(sequence) if self.tmux else sequence)
         self.sent += 1
