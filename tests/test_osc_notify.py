@@ -74,8 +74,9 @@ def test_the_sink_writes_one_sequence_per_notification() -> None:
 
 
 async def test_an_alert_reaches_the_terminal_driver_rate_limited(
-    emulate: Callable[..., Emulated], tmp_path: Path
+    emulate: Callable[..., Emulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("TMUX", raising=False)  # the plain sequence, even if run inside tmux
     cfgs = [device_config("dev_osc_01"), device_config("dev_osc_02")]
     em = emulate(cfgs, users={c.id: sample_users(2) for c in cfgs})
     em.emu.run(em.fleet.set_faults(cfgs[1].id, {"offline": True}))

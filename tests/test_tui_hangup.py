@@ -128,7 +128,8 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DBUS_SESSION_BUS_ADDRESS", "FLEETTUI_OSC_NOTIFY", "TEXTUAL_DRIVER")}
+           if k not in ("DBUS_SESSION_BUS_ADDRESS", "FLEETTUI_OSC_NOTIFY", "TEXTUAL_DRIVER",
+                        "TMUX", "FLEETTUI_CONFIG", "FLEETTUI_DB")}
     env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), FLEETTUI_CONFIG=str(cfg))
     args = ["--db", str(db), "--no-mouse"] + (["--osc-notify"] if drop == "sighup" else [])
     # not the controlling terminal: closing it sends no SIGHUP, reads just hit end-of-file
@@ -211,7 +212,7 @@ def test_the_demo_serves_the_api_and_survives_a_hangup(tmp_path: Path) -> None:
     """`fleettui demo --http --no-mouse` on a pty: the API answers; SIGHUP ends it cleanly."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_DRIVER",)}
+    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_DRIVER", "TMUX")}
     env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
     api_port = free_port()
     proc = subprocess.Popen(
