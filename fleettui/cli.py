@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with no command: open the control room on this fleet config")
     parser.add_argument("--db", dest="tui_db", metavar="FILE",
                         help="with no command: the database (as for run)")
+    _tui_args(parser, prefix="tui_")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     emu = sub.add_parser(
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=4370, help="device port (4370)")
     demo.add_argument("--punch-rate", type=_non_negative, default=2.0, metavar="PER_MIN",
                       help="punches per minute per device (2)")
+    _tui_args(demo)
 
     def store_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
         if config:
@@ -154,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser(
-        "run", help="run the poller",
-        description="Run the engine: poll every device, store every punch.",
+        "run", help="run the poller (in the control room, or --headless as a service)",
+        description="Run the engine: poll every device, store every punch. Without "
+        "--headless, in the control room (as `fleettui` alone).",
     )
     run.add_argument("--headless", action="store_true",
                      help="run as a service without a screen (logs one line per event)")
+    _tui_args(run, http=False)
     run.add_argument("--http", type=_host_port, metavar="HOST:PORT",
                      help="also serve the HTTP API there (e.g. 127.0.0.1:8470)")
     run.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -251,6 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tui_args(p: argparse.ArgumentParser, *, prefix: str = "", http: bool = True) -> None:
+    """The control room's options (``prefix`` keeps the top level's apart from a subcommand's)."""
+    p.add_argument("--no-mouse", dest=f"{prefix}no_mouse", action="store_true",
+                   help="control room: no mouse reporting (less traffic on slow SSH links)")
+    p.add_argument("--osc-notify", dest=f"{prefix}osc_notify", nargs="?", const="777",
+                   choices=("777", "9", "off"), metavar="777|9|off",
+                   help="control room: alerts also as terminal notifications (OSC 777, or "
+                   "OSC 9); default $FLEETTUI_OSC_NOTIFY, else off")
+    if http:
+        p.add_argument("--http", dest=f"{prefix}http", type=_host_port, metavar="HOST:PORT",
+                       help="control room: also serve the HTTP API there (e.g. 127.0.0.1:8470)")
+
+
 def _command_args(p: argparse.ArgumentParser, *, params: bool = True) -> None:
     if params:
         p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
@@ -301,13 +318,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return asyncio.run(_emulate(args))
     if args.command is None:
-        return _tui(args)
+        return _tui(args, config_arg=args.tui_config, db_arg=args.tui_db,
+                    no_mouse=args.tui_no_mouse, http=args.tui_http, osc_flag=args.tui_osc_notify)
     if args.command == "demo":
         from fleettui.tui.demo import run_demo
+        from fleettui.tui.run import osc_setting
 
+        try:
+            osc = osc_setting(args.osc_notify)
+        except ValueError as e:
+            return _fail(f"FLEETTUI_OSC_NOTIFY: {e}", 2)
         return run_demo(devices=args.devices, sites=args.sites, seed=args.seed,
                         base_address=args.base_address, port=args.port,
-                        punch_rate=args.punch_rate)
+                        punch_rate=args.punch_rate, mouse=not args.no_mouse,
+                        http=args.http, osc_notify=osc)
     if args.command == "check-config":
         return _check_config(args)
     if args.command == "run":
@@ -344,14 +368,20 @@ def _load(path_arg: str | None) -> Config:
     return load_config(path)
 
 
-def _tui(args: argparse.Namespace) -> int:
-    from fleettui.tui.run import run_tui
+def _tui(args: argparse.Namespace, *, config_arg: str | None, db_arg: str | None,
+         no_mouse: bool, http: tuple[str, int] | None, osc_flag: str | None) -> int:
+    from fleettui.tui.run import osc_setting, run_tui
 
     try:
-        config = _load(args.tui_config)
+        osc = osc_setting(osc_flag)
+    except ValueError as e:
+        return _fail(f"FLEETTUI_OSC_NOTIFY: {e}", 2)
+    try:
+        config = _load(config_arg)
     except ConfigError as e:
         return _fail(f"invalid config:\n{e}\n(try `fleettui demo` for an emulated fleet)")
-    return run_tui(config, resolve_db_path(args.tui_db, config))
+    return run_tui(config, resolve_db_path(db_arg, config), mouse=not no_mouse, http=http,
+                   osc_notify=osc)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -369,7 +399,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from fleettui.store.lock import PollerRunning
 
     if not args.headless:
-        return _fail("the TUI is not built yet: use fleettui run --headless", 2)
+        return _tui(args, config_arg=args.config, db_arg=args.db, no_mouse=args.no_mouse,
+                    http=args.http, osc_flag=args.osc_notify)
     try:
         config = _load(args.config)
     except ConfigError as e:

@@ -48,6 +48,8 @@ class SyncEmployeesParams(_Params):
 
     employees: list[Employee] = Field(max_length=100_000)
     remove_missing: bool = False
+    dry_run: bool = False
+    """Only say what would change (read the device's users, write nothing)."""
 
     @field_validator("employees")
     @classmethod

@@ -575,11 +575,12 @@ def test_a_broken_config_names_file_and_line(tmp_path: Path) -> None:
     assert str(SECRET_KEY) not in r.stderr, r.stderr
 
 
-def test_run_without_headless_is_refused(tmp_path: Path) -> None:
-    """``run`` without ``--headless`` exits 2 and says to use --headless."""
+def test_run_without_headless_opens_the_control_room(tmp_path: Path) -> None:
+    """``run`` without ``--headless`` is the control room (as ``fleettui`` alone): with no
+    config it says so, as ``fleettui`` does (the TUI itself: tests/test_tui_hangup.py)."""
     r = fleettui("run", "--db", tmp_path / "fleet.db")
-    assert r.returncode == 2
-    assert "--headless" in r.stderr
+    assert r.returncode == 1
+    assert "no config file" in r.stderr and "fleettui demo" in r.stderr
     assert "Traceback" not in r.stderr
 
 

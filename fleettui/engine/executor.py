@@ -74,6 +74,8 @@ async def _sync_employees(poller: DevicePoller, params: dict[str, Any]) -> dict[
     current = {u.user_id: u for u in await drv.users()}
     used = {u.uid for u in current.values()}
     wanted = params["employees"]
+    dry_run = bool(params.get("dry_run"))
+    names: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
     # a black-and-white terminal keeps 8 bytes of a name and 5 of a password: compare
     # what it can hold, or every sync would "update" everyone again
     name_len, pw_len = (8, 5) if drv.user_record_size == 28 else (24, 8)
@@ -87,6 +89,7 @@ async def _sync_employees(poller: DevicePoller, params: dict[str, Any]) -> dict[
             uid = next_uid
             used.add(uid)
             added += 1
+            _note(names["added"], e["name"] or e["user_id"])
         elif (have.name, have.card, have.privilege, have.password) == (
             _cut(e["name"], name_len), e["card"], e["privilege"],
             _cut(e["password"], pw_len) or have.password,
@@ -96,16 +99,31 @@ async def _sync_employees(poller: DevicePoller, params: dict[str, Any]) -> dict[
         else:
             uid = have.uid
             updated += 1
+            _note(names["updated"], e["name"] or e["user_id"])
+        if dry_run:
+            continue
         await drv.put_user(DeviceUser(uid, e["user_id"], e["name"], e["card"], e["privilege"],
                                       e["password"] or (have.password if have else "")))
     if params.get("remove_missing"):
         keep = {e["user_id"] for e in wanted}
         for user_id, u in current.items():
             if user_id not in keep:
-                await drv.delete_user(u.uid)
+                if not dry_run:
+                    await drv.delete_user(u.uid)
                 removed += 1
-    return {"added": added, "updated": updated, "removed": removed, "unchanged": unchanged,
-            "users": len(current) + added - removed}
+                _note(names["removed"], u.name or user_id)
+    result: dict[str, Any] = {"added": added, "updated": updated, "removed": removed,
+                              "unchanged": unchanged,
+                              "users": len(current) + added - removed}
+    if dry_run:  # a preview: what would change, with a few names to recognise it by
+        result.update(dry_run=True, names=names)
+    return result
+
+
+def _note(names: list[str], name: str, keep: int = 5) -> None:
+    """Remember the first few names of a change, for the operator's preview."""
+    if len(names) < keep:
+        names.append(name)
 
 
 async def _clear_attendance(poller: DevicePoller) -> dict[str, Any]:

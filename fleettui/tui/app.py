@@ -10,16 +10,24 @@ another poller fills.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.driver import Driver
 from textual.message import Message
 from textual.widgets import Footer, Input, RichLog, Static, Tree
 
@@ -33,10 +41,17 @@ from fleettui.engine.enqueue import enqueue
 from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
+from fleettui.tui.notify import OscSink
 from fleettui.tui.palette import DeviceCommands, PaletteItem
 from fleettui.tui.panel import DeviceDetail, DevicePanel
 from fleettui.tui.paths import styles_dir
+from fleettui.tui.terminal import TerminalGone, detach_standard_streams, terminal_alive
 from fleettui.tui.tree import SiteTree
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger("fleettui.tui")
 
 #: event-log lines kept on screen
 LOG_LINES = 500
@@ -68,6 +83,7 @@ class FleetApp(App[None]):
         Binding("slash", "filter", "Filter", id="app.filter"),
         Binding("p", "toggle_problems", "Problems only", id="app.problems"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="app.clear_filter"),
+        Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help"),
     ]
 
     def __init__(
@@ -81,10 +97,16 @@ class FleetApp(App[None]):
         banner: str = "",
         embed: bool = True,
         clock: Callable[[], datetime] | None = None,
+        http: tuple[str, int] | None = None,
+        osc_notify: str | None = None,
     ) -> None:
         """Either give a ``store`` (and optionally an ``engine`` to own), or a
         ``config`` and ``db_path``: the store is opened on mount, with an engine
-        embedded if ``embed`` (else the app is a viewer of another poller's store)."""
+        embedded if ``embed`` (else the app is a viewer of another poller's store).
+
+        ``http`` (host, port) serves the HTTP API from the app's event loop;
+        ``osc_notify`` ("777" or "9") also sends alert notifications to the
+        terminal as OSC escape sequences (they travel over SSH)."""
         super().__init__()
         self._clock = clock
         if store is None and (config is None or db_path is None):
@@ -109,6 +131,12 @@ class FleetApp(App[None]):
         self.my_requests: set[int] = set()
         self._refresh_lock = asyncio.Lock()
         self._dirty = False
+        self.http = http
+        self.api: web.AppRunner | None = None
+        self.api_address = ""
+        self.osc = (OscSink(self.write_terminal, osc_notify, tmux=bool(os.environ.get("TMUX")))
+                    if osc_notify else None)
+        self.hung_up = False
 
     # --- layout ---------------------------------------------------------
 
@@ -148,18 +176,35 @@ class FleetApp(App[None]):
             assert self.db_path is not None and self.config is not None
             self.store_ = await Store.open(self.db_path)
         if self.engine is None and self.config is not None and self.embed:
-            self.engine = Engine(self.config, self.store_,
-                                 alert_sinks=[log_sink, self.toast_alert, DesktopSink()])
+            sinks = [log_sink, self.toast_alert, DesktopSink()]
+            if self.osc is not None:
+                sinks.append(self.osc)
+            self.engine = Engine(self.config, self.store_, alert_sinks=sinks)
         if self.engine is not None:
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
+        if self.http is not None:
+            await self._serve_api(*self.http)
+        if not self.is_headless:
+            # an SSH session that drops hangs the terminal up: exit cleanly, not by SIGHUP's
+            # default (instant death: no graceful engine stop)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hangup)
+            if terminal_alive(getattr(self._driver, "fileno", 0)):
+                self.set_interval(1.0, self._watch_terminal)
         self.site_list = await self.store.sites()
         await self.refresh_data()
         self.query_one("#tree", SiteTree).focus()
         self.set_interval(self.refresh_s, self._tick)
 
     async def on_unmount(self) -> None:
-        """Stop the embedded engine (its in-flight work finishes), close an owned store."""
+        """Stop the API and the embedded engine (its in-flight work finishes), close the store."""
+        if not self.is_headless:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self.api is not None:
+            await self.api.cleanup()
+            self.api = None
         if self.engine is not None:
             if self._on_engine_event in self.engine.listeners:
                 self.engine.listeners.remove(self._on_engine_event)
@@ -167,6 +212,63 @@ class FleetApp(App[None]):
         if self.owns_store and self.store_ is not None:
             await self.store_.close()
             self.store_ = None
+
+    async def _serve_api(self, host: str, port: int) -> None:
+        """Serve the HTTP API from this loop; a bind failure is a toast and a log line."""
+        from fleettui.server import start_server
+
+        try:
+            self.api = await start_server(self.store, host, port)
+        except OSError as e:
+            log.error("cannot serve the HTTP API on %s:%d: %s", host, port, e.strerror or e)
+            self.notify(f"cannot serve the HTTP API on {host}:{port}: {e.strerror or e}",
+                        title="HTTP API", severity="error", timeout=20)
+            return
+        bound = self.api.addresses[0][1] if self.api.addresses else port
+        shown = f"[{host}]" if ":" in host else host
+        self.api_address = f"http://{shown}:{bound}"
+        self.banner = f"{self.banner}   API {self.api_address}/v1".strip()
+        log.info("HTTP API on %s/v1 (bearer API keys: fleettui api-key)", self.api_address)
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver, or on Linux/macOS one that survives a hung-up terminal."""
+        cls = super().get_driver_class()
+        if sys.platform != "win32":
+            from textual.drivers.linux_driver import LinuxDriver
+
+            from fleettui.tui.terminal import TerminalDriver
+
+            if cls is LinuxDriver:
+                return TerminalDriver
+        return cls
+
+    def write_terminal(self, sequence: str) -> None:
+        """Write a raw escape sequence to the terminal, between Textual's own writes."""
+        if self._driver is not None and not self.hung_up:
+            self._driver.write(sequence)
+
+    def hangup(self) -> None:
+        """The terminal went away (SSH dropped): stop drawing and exit cleanly."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        log.warning("terminal hung up: stopping (the engine finishes its current work)")
+        if self._driver is not None:
+            self._driver.hung_up = True  # type: ignore[attr-defined]
+        detach_standard_streams()
+        self.exit()
+
+    def on_terminal_gone(self, _message: TerminalGone) -> None:
+        """The driver saw the terminal fail under it."""
+        self.hangup()
+
+    def _watch_terminal(self) -> None:
+        # no SIGHUP but the terminal is gone (stdin at end-of-file, a closed pty): Textual
+        # would spin on the end-of-file for ever
+        driver = self._driver
+        if driver is not None and not self.hung_up and not terminal_alive(
+                getattr(driver, "fileno", 0)):
+            self.hangup()
 
     def _on_engine_event(self, event: Event) -> None:
         self.post_message(FleetChanged())
@@ -179,10 +281,18 @@ class FleetApp(App[None]):
 
     def on_fleet_changed(self, _message: FleetChanged) -> None:
         """Refresh after an engine event."""
-        self.run_worker(self.refresh_data(), group="refresh")
+        self.run_worker(self._while_open(self.refresh_data()), group="refresh")
 
     def _tick(self) -> None:
-        self.run_worker(self.refresh_data(), group="refresh")
+        self.run_worker(self._while_open(self.refresh_data()), group="refresh")
+
+    async def _while_open(self, work: Awaitable[None]) -> None:
+        """Run a screen update; if the app closes under it (widgets gone), just stop."""
+        try:
+            await work
+        except NoMatches:
+            if self.is_running:
+                raise
 
     # --- reading the store ----------------------------------------------
 
@@ -336,6 +446,22 @@ class FleetApp(App[None]):
             self.query_one("#filter", Input).display = False
         self.query_one("#tree", SiteTree).focus()
 
+    def action_help(self) -> None:
+        """Open the help screen: every key and every palette action, one line each."""
+        from textual.app import App as TextualApp
+
+        from fleettui.tui.help import HelpScreen, binding_rows
+        from fleettui.tui.palette import PALETTE_ACTIONS
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        keys = binding_rows(self.BINDINGS)
+        keys += [("Ctrl+P", "command palette: act on devices, sites and alerts"),
+                 ("↑ ↓, j k", "move through the site tree"),
+                 ("Enter", "open or fold a site in the tree")]
+        keys += [row for row in binding_rows(TextualApp.BINDINGS) if row[0] == "Ctrl+Q"]
+        self.push_screen(HelpScreen(keys, PALETTE_ACTIONS))
+
     def action_toggle_problems(self) -> None:
         """Show only offline, failing or flapping devices (or everything again)."""
         self.problems_only = not self.problems_only
@@ -407,6 +533,9 @@ class FleetApp(App[None]):
                           f"reboot the terminal ({state})"))
             items.append((f"Sync clock {d.id}", partial(self.queue_command, d.id, "sync_time"),
                           "set its clock to the site's local time"))
+            items.append((f"Sync employees to {d.id}",
+                          partial(self.sync_employees, d.id, d.id),
+                          "from a CSV or JSON file, after a preview of what changes"))
             items.append((f"Silence {d.id} for 2h", partial(self.silence, d.id, 2),
                           "no alert notifications for this device for 2 hours"))
         for s in self.site_list:
@@ -420,6 +549,10 @@ class FleetApp(App[None]):
             items.append((f"Sync clocks of {s.name} ({s.id})",
                           partial(self.queue_command, s.id, "sync_time"),
                           f"{count} device(s), each to the site's local time"))
+            items.append((f"Sync employees to all devices of {s.name} ({s.id})",
+                          partial(self.sync_employees, s.id,
+                                  f"all {count} device(s) of {s.name}"),
+                          f"{count} device(s), from a CSV or JSON file, after a preview"))
             items.append((f"Silence site {s.name} ({s.id}) for 2h",
                           partial(self.silence, s.id, 2), "maintenance: no notifications"))
         for a in self.open_alerts:
@@ -436,6 +569,25 @@ class FleetApp(App[None]):
                 self.queue_command(site_id, command)
 
         self.push_screen(Confirm(f"{label} all {count} device(s) of {name}?"), answered)
+
+    def sync_employees(self, target: str, label: str) -> None:
+        """Ask for an employee file, preview the change on the devices, then maybe apply it."""
+        from fleettui.domain import CommandRequest
+        from fleettui.tui.employees import EmployeeSync
+
+        def applied(request: CommandRequest | None) -> None:
+            if request is None:
+                return
+            self.my_requests.add(request.id)
+            self.notify(f"Sync employees to {label}: queued (request {request.id})",
+                        title="command")
+            kind = "device" if request.target_kind == "device" else "site"
+            self.jump((kind, target))
+            self.selected = (kind, target)
+            self.run_worker(self._while_open(self.refresh_panel()), group="panel",
+                            exclusive=True)
+
+        self.push_screen(EmployeeSync(target, label, self.store, self.now), applied)
 
     def silence(self, target: str, hours: float) -> None:
         """Silence a device or a site (notifications only; alerts are still recorded)."""

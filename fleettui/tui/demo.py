@@ -27,6 +27,9 @@ def run_demo(
     base_address: str = "127.0.1.1",
     port: int = 4370,
     punch_rate: float = 2.0,
+    mouse: bool = True,
+    http: tuple[str, int] | None = None,
+    osc_notify: str | None = None,
 ) -> int:
     """Start the fleet, make four devices sick, open the TUI; tidy everything on quit."""
     from fleettui.tui.app import FleetApp
@@ -57,7 +60,8 @@ def run_demo(
             config = load_config(cfg)
             log_to(work / "fleettui.log")
             banner = f"demo: {len(sick)} sick devices"
-            FleetApp(config=config, db_path=work / "fleettui.db", banner=banner).run()
+            FleetApp(config=config, db_path=work / "fleettui.db", banner=banner, http=http,
+                     osc_notify=osc_notify).run(mouse=mouse)
     finally:
         emu.stop()
     for device_id, what in sick.items():

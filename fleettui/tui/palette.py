@@ -13,6 +13,22 @@ if TYPE_CHECKING:
 #: (text shown, callback, help)
 PaletteItem = tuple[str, Callable[[], object], str]
 
+#: every kind of palette item, as the help screen lists it: (pattern, what it does)
+PALETTE_ACTIONS: list[tuple[str, str]] = [
+    ("Jump to <device>", "select a device in the tree (clears a filter that hides it)"),
+    ("Restart <device>", "reboot the terminal (queued; the panel shows queued → done)"),
+    ("Sync clock <device>", "set the device clock to its site's local time"),
+    ("Sync employees to <device>", "push a CSV/JSON employee file, after a preview"),
+    ("Silence <device> for 2h", "no alert notifications for this device for 2 hours"),
+    ("Jump to site <site>", "select a site: its devices, health and schedules"),
+    ("Restart all devices of <site>", "reboot every device of a site, after a confirmation"),
+    ("Sync clocks of <site>", "set every device clock of a site"),
+    ("Sync employees to all devices of <site>", "push an employee file to a whole site, "
+     "after a preview"),
+    ("Silence site <site> for 2h", "maintenance: no notifications for the site"),
+    ("Acknowledge alert <id>", "stop an open alert's reminders"),
+]
+
 
 class DeviceCommands(Provider):
     """Every device and site: jump to it; restart or sync the clock of a device."""

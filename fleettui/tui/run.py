@@ -1,21 +1,37 @@
-"""``fleettui`` with no command: the control room on the configured fleet.
+"""``fleettui`` (or ``fleettui run``) with no --headless: the control room on the configured fleet.
 
 The first process to take a database's poller lock embeds the engine; if a
 headless poller (or another TUI) already owns it, this one opens as a viewer:
-it reads the store and queues commands for the owner to run.
+it reads the store and queues commands for the owner to run. The lock is
+released however the app ends, a dropped SSH session included.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from fleettui.config import Config
 from fleettui.store.lock import PollerLock, PollerRunning
 
+#: environment variable that turns on terminal (OSC) notifications: 777, 9 or off
+OSC_ENV = "FLEETTUI_OSC_NOTIFY"
 
-def run_tui(config: Config, db: Path) -> int:
-    """Open the app on ``db``, embedding the poller unless another process owns it."""
+
+def run_tui(
+    config: Config,
+    db: Path,
+    *,
+    mouse: bool = True,
+    http: tuple[str, int] | None = None,
+    osc_notify: str | None = None,
+) -> int:
+    """Open the app on ``db``, embedding the poller unless another process owns it.
+
+    ``http`` serves the HTTP API from the app (``[server] enabled`` in the config does
+    too, but only for the owning poller: a viewer would collide with the owner's port).
+    """
     from fleettui.tui.app import FleetApp
 
     lock = PollerLock(db, mode="tui")
@@ -24,12 +40,23 @@ def run_tui(config: Config, db: Path) -> int:
         embed = True
     except PollerRunning:
         embed = False
+    if http is None and embed and config.server.enabled:
+        http = (config.server.host, config.server.port)
     try:
         log_to(db.with_name(db.name + ".tui.log"))
-        FleetApp(config=config, db_path=db, embed=embed).run()
+        FleetApp(config=config, db_path=db, embed=embed, http=http,
+                 osc_notify=osc_notify).run(mouse=mouse)
     finally:
         lock.release()
+    logging.getLogger("fleettui.tui").info("stopped")
     return 0
+
+
+def osc_setting(flag: str | None) -> str | None:
+    """The OSC kind from --osc-notify, else $FLEETTUI_OSC_NOTIFY (ValueError if bad)."""
+    from fleettui.tui.notify import osc_kind
+
+    return osc_kind(flag if flag is not None else os.environ.get(OSC_ENV))
 
 
 def log_to(path: Path) -> None:

@@ -1,0 +1,85 @@
+"""The help screen: every key binding and every palette action, one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
+    """(keys, what they do) for every described binding, in declaration order."""
+    rows: list[tuple[str, str]] = []
+    for b in bindings:
+        if not isinstance(b, Binding) or not b.description:
+            continue
+        keys = ", ".join(_key_label(k) for k in b.key.split(","))
+        rows.append((keys, b.description))
+    return rows
+
+
+def _key_label(key: str) -> str:
+    names = {"slash": "/", "question_mark": "?", "escape": "Esc", "enter": "Enter"}
+    key = key.strip()
+    if key in names:
+        return names[key]
+    if key.startswith("ctrl+"):
+        return "Ctrl+" + key[5:].upper()
+    return key.upper() if key.startswith("f") and key[1:].isdigit() else key
+
+
+def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Group:
+    """The help: a keys section and a palette section, descriptions wrapping in their column."""
+
+    def table(rows: list[tuple[str, str]], style: str) -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style=style, no_wrap=True)
+        grid.add_column(ratio=1)
+        for left, right in rows:
+            grid.add_row(left, right)
+        return grid
+
+    return Group(
+        Text("Keys", style="bold underline"),
+        table(keys, "bold cyan"),
+        Text("\nCommand palette (Ctrl+P, then type)", style="bold underline"),
+        table(actions, "bold"),
+        Text("\nEsc, q or ? closes this screen.", style="dim"),
+    )
+
+
+class HelpScreen(ModalScreen[None]):
+    """A modal listing the keys and palette actions; Esc, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark,f1", "close", "Close", id="help.close"),
+    ]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90%; max-width: 100; height: 90%;
+                                  border: thick $primary; padding: 0 1;
+                                  background: $surface; }
+    """
+
+    def __init__(self, keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+        self.actions = actions
+
+    def compose(self) -> ComposeResult:
+        """The help text in a scrollable box."""
+        with VerticalScroll() as box:
+            box.border_title = "fleettui help"
+            yield Static(help_text(self.keys, self.actions), id="help-text")
+
+    def action_close(self) -> None:
+        """Back to the control room."""
+        self.dismiss(None)

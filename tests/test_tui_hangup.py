@@ -1,0 +1,250 @@
+"""The control room under a real pseudo-terminal: an SSH session that drops.
+
+``fleettui`` runs as a subprocess on a pty (80x24, set with TIOCSWINSZ, the pty
+its controlling terminal) over two emulated devices, one offline. When the
+session drops, either by SIGHUP alone or by the terminal really going away
+(the master side closed, as sshd does), or by a terminal that just stops
+working without any signal, the app must exit 0 without a
+traceback, stop its embedded engine gracefully, release the poller lock, and
+lose no punch: a headless poller started afterwards takes the lock and ends
+with exactly the device's records. With --osc-notify, the offline device's
+alert reaches the terminal as an OSC 777 sequence; with ``[server] enabled`` the
+HTTP API answers while the control room runs.
+Every wait is a bounded poll of a condition (the database, the pty output).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import select
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fleettui.config import load_config
+from fleettui.headless import run_headless
+from fleettui.store import Store
+from fleettui.store.lock import PollerLock
+from tests.conftest import Emulated, device_config, next_host, sample_users
+from tests.test_engine import fleet_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the child makes the pty its controlling terminal (as a login shell's would be), then runs
+#: the real command line
+CHILD = (
+    "import fcntl, sys, termios\n"
+    "if sys.argv[1] == 'ctty': fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "from fleettui.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+
+
+class PtyReader(threading.Thread):
+    """Drains the pty's master side (a terminal must be read, or the app blocks writing)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.data = bytearray()
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO: every slave side is closed (the child exited)
+                return
+            if not chunk:
+                return
+            with self.lock:
+                self.data += chunk
+
+    def text(self) -> str:
+        with self.lock:
+            return self.data.decode("utf-8", errors="replace")
+
+
+def wait_until(cond: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
+               timeout: float = 60.0) -> None:
+    """Poll ``cond`` until it holds; fail (naming ``what``) if the child dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"fleettui exited ({proc.returncode}) before: {what}"
+        assert time.monotonic() < deadline, f"not in time: {what}"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def db_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read the child's database read-only (nothing if it is not there yet)."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # schema not created yet
+        return []
+
+
+@pytest.mark.parametrize("drop", ["sighup", "pty_closed", "pty_closed_no_sighup"])
+def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
+    emulate: Callable[..., Emulated], tmp_path: Path, drop: str
+) -> None:
+    online, offline = device_config("dev_pty_01"), device_config("dev_pty_02")
+    em = emulate([online, offline], users={online.id: sample_users(5)})
+    em.emu.run(em.fleet.set_faults(offline.id, {"offline": True}))
+    em.emu.call(em.fleet.generate_punches, online.id, 30)
+    cfg = tmp_path / "fleet.toml"
+    api_port = free_port()
+    cfg.write_text(fleet_toml([online, offline])
+                   + "\n[alerts]\nconfirm_after_s = 0\n"
+                   + f'\n[server]\nenabled = true\nhost = "127.0.0.1"\nport = {api_port}\n')
+    db = tmp_path / "fleet.db"
+    log = tmp_path / "fleet.db.tui.log"
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DBUS_SESSION_BUS_ADDRESS", "FLEETTUI_OSC_NOTIFY", "TEXTUAL_DRIVER",
+                        "TMUX", "FLEETTUI_CONFIG", "FLEETTUI_DB")}
+    env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), FLEETTUI_CONFIG=str(cfg))
+    args = ["--db", str(db), "--no-mouse"] + (["--osc-notify"] if drop == "sighup" else [])
+    # not the controlling terminal: closing it sends no SIGHUP, reads just hit end-of-file
+    ctty = "no" if drop == "pty_closed_no_sighup" else "ctty"
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, ctty, *args], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, start_new_session=True, cwd=tmp_path)
+    os.close(slave)
+    reader = PtyReader(master)
+    reader.start()
+    master_open = True
+    try:
+        wait_until(lambda: db_rows(db, "SELECT id, status FROM devices ORDER BY id") == [
+            (online.id, "online"), (offline.id, "offline")], "devices polled", proc)
+        wait_until(lambda: db_rows(db, "SELECT count(*) FROM punches") == [(30,)],
+                   "first sync stored", proc)
+        # [server] enabled: the control room serves the HTTP API from its own loop
+        wait_until(lambda: log.exists() and "HTTP API on" in log.read_text(), "API up", proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        if drop == "sighup":
+            # the offline device's alert, as a terminal notification
+            wait_until(lambda: "\x1b]777;notify;fleettui opened;" in reader.text(),
+                       "OSC 777 notification on the terminal", proc)
+        # more punches land: a sync may well be under way when the session drops
+        em.emu.call(em.fleet.generate_punches, online.id, 2000)
+        if drop == "sighup":
+            os.kill(proc.pid, signal.SIGHUP)
+        else:
+            reader.stop.set()
+            reader.join()
+            os.close(master)  # the terminal goes away: the kernel hangs it up
+            master_open = False
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "fleettui did not exit after the hang-up"
+            time.sleep(0.05)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.stop.set()
+        reader.join()
+        if master_open:
+            os.close(master)
+
+    text = log.read_text()
+    assert "terminal hung up" in text
+    assert "Traceback" not in text and " ERROR " not in text
+    assert "Traceback" not in reader.text()
+    stored = db_rows(db, "SELECT count(*), count(DISTINCT device_id || user_id || local_time) "
+                         "FROM punches")
+    assert stored[0][0] == stored[0][1]  # nothing duplicated
+
+    # the lock is free: a headless poller takes the database over and catches up exactly
+    PollerLock(db).acquire().release()
+    total = len(em.emu.call(lambda: em.fleet.devices[online.id].log))
+    asyncio.run(_catch_up(cfg, db, online.id, total))
+    assert db_rows(db, "SELECT count(*) FROM punches") == [(total,)]
+
+
+async def _catch_up(cfg: Path, db: Path, device_id: str, total: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_headless(load_config(cfg), db, stop=stop))
+    store = await Store.open(db)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(await store.punches()) < total:
+            assert not task.done(), task
+            assert loop.time() < deadline, "headless poller did not catch up"
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        assert await task == 0
+        await store.close()
+
+
+def test_the_demo_serves_the_api_and_survives_a_hangup(tmp_path: Path) -> None:
+    """`fleettui demo --http --no-mouse` on a pty: the API answers; SIGHUP ends it cleanly."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_DRIVER", "TMUX")}
+    env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
+    api_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "ctty", "demo", "--devices", "4", "--sites", "2",
+         "--base-address", next_host(), "--port", "0", "--no-mouse",
+         "--http", f"127.0.0.1:{api_port}"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, cwd=tmp_path)
+    os.close(slave)
+    reader = PtyReader(master)
+    reader.start()
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, "the demo's HTTP API answers", proc)
+        os.kill(proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the demo did not exit after the hang-up"
+            time.sleep(0.05)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.stop.set()
+        reader.join()
+        os.close(master)
+    assert "Traceback" not in reader.text()
+    assert not healthy()
