@@ -1,0 +1,159 @@
+"""The site panel: a site's health, punches and work in progress, for the selected site.
+
+Shown in the selection panel when a site node is selected. The app reads the
+numbers (``SiteDetail``); this module only draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rich.text import Text
+
+from fleettui.domain import Command, CommandRequest, DeviceStatus, Site
+from fleettui.tui.charts import HourBucket, progress, request_text
+from fleettui.tui.model import FLAP_GLYPH, GLYPHS, DeviceRow, gauge
+from fleettui.tui.pictures import (
+    LABEL_WIDTH,
+    axis,
+    hours_axis,
+    hours_text,
+    punches_today_text,
+    short_ago,
+    short_drift,
+    site_zone,
+    span,
+)
+
+#: colour of a site heartbeat slot
+SITE_SLOT_COLOURS = {"ok": "green", "partial": "yellow", "down": "red", "unknown": "bright_black"}
+
+
+@dataclass(slots=True)
+class SiteDetail:
+    """What the panel shows for one site (read from the store by the app)."""
+
+    site: Site
+    now: datetime
+    #: every device of the site (unfiltered), problems first
+    devices: list[DeviceRow] = field(default_factory=list)
+    #: share of the last 24 h its devices were online (mean over devices with a known status)
+    uptime_24h: float | None = None
+    #: per slot of the last 24 h: "ok", "partial", "down" or "unknown"
+    heartbeat: list[str] = field(default_factory=list)
+    punches_today: int | None = None
+    last_punch: datetime | None = None
+    hours: list[HourBucket] = field(default_factory=list)
+    #: the newest site-wide requests, newest first
+    requests: list[CommandRequest] = field(default_factory=list)
+    #: commands queued for or running on its devices
+    in_flight: list[Command] = field(default_factory=list)
+    schedules: str = ""
+
+    @property
+    def online(self) -> int:
+        """Devices online now."""
+        return sum(1 for r in self.devices if r.device.status is DeviceStatus.ONLINE)
+
+
+def _site_bar(slots: list[str]) -> Text:
+    bar = Text()
+    for slot in slots:
+        bar.append("█", style=SITE_SLOT_COLOURS[slot])
+    return bar
+
+
+def _request_line(request: CommandRequest, now: datetime) -> Text:
+    p = progress(request.commands)
+    line = Text(f"#{request.id} ", style="dim")
+    line.append(request_text(request),
+                style="green" if p.finished and not p.failed else
+                "red" if p.finished else "bold yellow")
+    line.append(f"  {gauge(p.fraction, 10)}", style="dim" if p.finished else "yellow")
+    line.append(f"  {span(request.created_at, now)} ago", style="dim")
+    return line
+
+
+def _devices_lines(detail: SiteDetail) -> Text:
+    """The site's devices as compact aligned columns: glyph, id, status, seen, buffer, drift."""
+    rows = []
+    for r in detail.devices:
+        d = r.device
+        glyph, colour = GLYPHS[d.status]
+        state = (f"{FLAP_GLYPH} flap", "bold yellow") if r.flapping else (d.status.value, colour)
+        fill = d.buffer_fill
+        buffer = ("?" if fill is None else f"{fill:.0%}",
+                  "bold red" if (fill or 0) >= 0.9 else "")
+        drift = short_drift(d.clock_drift_s)
+        rows.append(((glyph, colour), (d.id, "bold" if r.problem else ""), state,
+                     (short_ago(d.last_seen, detail.now), ""), buffer,
+                     (drift.plain, str(drift.style))))
+    out = Text("Devices", style="bold")
+    out.append("\n")
+    heads = ("", "device", "status", "seen", "buffer", "drift")
+    widths = [max([len(h)] + [len(row[i][0]) for row in rows]) for i, h in enumerate(heads)]
+    out.append(" ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip(),
+               style="dim")
+    for row in rows:
+        out.append("\n")
+        for i, ((text, style), width) in enumerate(zip(row, widths, strict=True)):
+            cell = text.rjust(width) if i >= 4 else text.ljust(width)
+            out.append(cell, style=style)
+            if i < len(row) - 1:
+                out.append(" ")
+    if not rows:
+        out.append("\nno devices", style="dim")
+    return out
+
+
+def _pair(label: str, value: Text | str) -> Text:
+    line = Text(label.ljust(LABEL_WIDTH + 1), style="bold")
+    line.append(value if isinstance(value, Text) else Text(value))
+    return line
+
+
+def _picture(label: str, picture: Text, under: Text) -> Text:
+    out = _pair(label, picture)
+    out.append("\n" + " " * (LABEL_WIDTH + 1))
+    out.append(under)
+    return out
+
+
+def render_site(detail: SiteDetail) -> Text:
+    """The panel's content for one site (one Text: plain lines, aligned columns)."""
+    s, now = detail.site, detail.now
+    zone = site_zone(s)
+    lines: list[Text] = [
+        Text.assemble(("◆ ", "cyan"), (s.name, "bold"), (f"  ({s.id})", "dim")), Text(""),
+    ]
+    local = f" · local {now.astimezone(zone):%H:%M %a %d %b}" if zone is not None else ""
+    total = len(detail.devices)
+    health = Text(f"{detail.online}/{total} online",
+                  style="green" if detail.online == total else "bold red")
+    down = [r.id for r in detail.devices if r.problem]
+    if down:
+        health.append(f" · problems: {', '.join(down)}", style="default")
+    lines += [_pair("Time zone", f"{s.timezone}{local}"), _pair("Devices", health)]
+    if detail.heartbeat:
+        lines.append(_picture("Heartbeat", _site_bar(detail.heartbeat),
+                              axis(len(detail.heartbeat), "24h ago", "12h", "now")))
+    uptime = "unknown" if detail.uptime_24h is None else f"{detail.uptime_24h:.1%}"
+    lines += [
+        _pair("Uptime 24h", uptime),
+        _pair("Punches today",
+              punches_today_text(detail.punches_today, detail.last_punch, now, zone)),
+    ]
+    if detail.hours:
+        lines.append(_picture("Per hour", hours_text(detail.hours), hours_axis(detail.hours)))
+    if detail.requests or detail.in_flight:
+        lines += [Text(""), Text("Work in progress", style="bold")]
+        lines += [_request_line(r, now) for r in detail.requests]
+        if detail.in_flight:
+            lines.append(Text(f"{len(detail.in_flight)} command(s) in flight: " + ", ".join(
+                f"{c.device_id} {c.command} ({c.state.value})" for c in detail.in_flight[:6])
+                + (" …" if len(detail.in_flight) > 6 else ""), style="yellow"))
+    lines += [Text(""), _devices_lines(detail)]
+    if detail.schedules:
+        lines.append(Text("\n" + detail.schedules.strip("\n")))
+    return Text("\n").join(lines)
