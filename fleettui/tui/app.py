@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -216,9 +216,18 @@ class FleetApp(App[None]):
         for device_id, (flapping, pct) in (await self._flapping()).items():
             if device_id in self.rows:
                 self.rows[device_id].flapping, self.rows[device_id].flap_pct = flapping, pct
+        if self._widgets_gone():
+            return
         self._apply()
         await self._tail_events()
         await self.refresh_panel()
+
+    def _widgets_gone(self) -> bool:
+        """Whether the screen's widgets are gone (a refresh outlived the app's shutdown)."""
+        try:
+            return not self.query("#panel")  # the default screen, under any modal
+        except (ScreenStackError, IndexError):
+            return True
 
     def _apply(self) -> None:
         """Re-arrange the cached rows (filter, problems first) onto the tree and header."""
@@ -279,6 +288,8 @@ class FleetApp(App[None]):
 
     async def refresh_panel(self) -> None:
         """Redraw the panel for the selection (a device's detail, or a site's summary)."""
+        if self._widgets_gone():
+            return
         panel = self.query_one("#panel", DevicePanel)
         if self.selected is None or self.store_ is None:
             panel.show(None)

@@ -41,8 +41,9 @@ def heartbeat(
 
     ``history`` is a device's transitions, oldest first, including the one in
     force at the window's start (``Store.status_history(since=...)`` gives
-    that). Time before the first known transition counts as unknown; a tie
-    goes to the worse status.
+    that). A slot counts only the time something was recorded (so the slot
+    a device first came online in shows online); a slot with nothing recorded
+    is unknown. A tie goes to the worse status.
     """
     start = now - window
     width = window / slots
@@ -56,11 +57,7 @@ def heartbeat(
             if hi > lo:
                 spans[i][status] = spans[i].get(status, 0.0) + (hi - lo).total_seconds()
     out: list[DeviceStatus] = []
-    for i, seen in enumerate(spans):
-        slot_len = (min(now, start + (i + 1) * width) - (start + i * width)).total_seconds()
-        unknown = slot_len - sum(seen.values())
-        if unknown > 1e-6:
-            seen[DeviceStatus.UNKNOWN] = seen.get(DeviceStatus.UNKNOWN, 0.0) + unknown
+    for seen in spans:
         if not seen:
             out.append(DeviceStatus.UNKNOWN)
             continue
