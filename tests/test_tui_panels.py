@@ -510,3 +510,21 @@ async def test_first_sync_of_20000_records_shows_progress_then_completes(
     finally:
         gate.set()
         await store.close()
+
+
+async def test_at_80x24_the_panel_draws_hourly_cells_and_scrolls_from_the_keyboard(
+    fleet: Running,
+) -> None:
+    app = fleet.app
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "dev_a_01" in app.rows, timeout=15)
+        _select(app, ("device", "dev_a_01"))
+        panel = _panel(app)
+        await wait_for(pilot, lambda: panel.detail is not None and bool(panel.detail.heartbeat))
+        assert panel.detail is not None and len(panel.detail.heartbeat) == 24  # hours fit
+        await wait_for(pilot, lambda: panel.max_scroll_y > 0)  # taller than the screen
+        panel.focus()
+        await pilot.press("end")  # (the content may grow a line meanwhile: a sync row)
+        await wait_for(pilot, lambda: panel.scroll_y > 0)
+        await pilot.press("home")
+        await wait_for(pilot, lambda: panel.scroll_y == 0)

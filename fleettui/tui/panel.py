@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from rich.console import Group, RenderableType
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from fleettui.domain import Command, DeviceState, DeviceStatus, Site
 from fleettui.engine.sync import SyncProgress
@@ -143,13 +148,68 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
     return Group(title, Text(""), grid, Text(""), cmds)
 
 
-class DevicePanel(Static):
-    """Shows the selection: one device's detail, a site's summary, or a hint."""
+HINT = "Select a device in the tree (↑/↓, j/k)."
+
+
+class DevicePanel(ScrollView, can_focus=True):
+    """Shows the selection: one device's detail, a site's summary, or a hint.
+
+    A scroll view (line API): the content is rendered to lines at the panel's
+    width, so a detail taller than the screen (80x24) scrolls, with the mouse
+    or, once focused (Tab from the tree), the keyboard. ``render()`` returns
+    the content as one renderable (for tests and exports).
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "scroll_up", "Scroll up", show=False, id="panel.scroll_up"),
+        Binding("down,j", "scroll_down", "Scroll down", show=False, id="panel.scroll_down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="panel.page_up"),
+        Binding("pagedown,space", "page_down", "Page down", show=False, id="panel.page_down"),
+        Binding("home", "scroll_home", "Top", show=False, id="panel.top"),
+        Binding("end", "scroll_end", "Bottom", show=False, id="panel.bottom"),
+    ]
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(Text("Select a device in the tree (↑/↓, j/k).", style="dim"), id=id)
+        super().__init__(id=id)
         self.detail: DeviceDetail | None = None
         self.site_detail: SiteDetail | None = None
+        self._content: RenderableType = Text(HINT, style="dim")
+        self._lines: list[Strip] = []
+
+    def render(self) -> RenderableType:
+        """The content shown (drawing goes through ``render_line``)."""
+        return self._content
+
+    def update(self, content: RenderableType) -> None:
+        """Replace the content, keeping the scroll position where it can."""
+        self._content = content
+        self._layout_lines()
+
+    def on_resize(self) -> None:
+        """Re-render the content at the new width."""
+        self._layout_lines()
+
+    def _layout_lines(self) -> None:
+        width = self.scrollable_content_region.width
+        if width <= 0:
+            return
+        console = self.app.console
+        segments = console.render(self._content, console.options.update_width(width))
+        self._lines = Strip.from_lines(list(Segment.split_lines(segments)))
+        for strip in self._lines:
+            strip.adjust_cell_length(width)
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        """One line of the content, scrolled."""
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        index = scroll_y + y
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        line = self._lines[index].crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return line.apply_style(self.rich_style)
 
     def show(self, detail: DeviceDetail | None, hint: str = "") -> None:
         """Show a device's detail, or a hint."""
@@ -157,7 +217,7 @@ class DevicePanel(Static):
         self.site_detail = None
         self.border_title = "Device"
         if detail is None:
-            self.update(Text(hint or "Select a device in the tree (↑/↓, j/k).", style="dim"))
+            self.update(Text(hint or HINT, style="dim"))
         else:
             self.update(render_detail(detail))
 
@@ -166,11 +226,11 @@ class DevicePanel(Static):
         self.detail = None
         self.site_detail = detail
         self.border_title = "Site"
-        self.update(render_site(detail))
+        self.update(render_site(detail, self.scrollable_content_region.width or None))
 
     def picture_width(self) -> int:
         """How many cells a picture next to a label gets (at least 24)."""
-        return max(24, self.content_size.width - LABEL_WIDTH - 1)
+        return max(24, self.scrollable_content_region.width - LABEL_WIDTH - 1)
 
 
 def heartbeat_slots(width: int) -> int:

@@ -6,9 +6,11 @@ numbers (``SiteDetail``); this module only draws them.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rich.console import Console
 from rich.text import Text
 
 from fleettui.domain import Command, CommandRequest, DeviceStatus, Site
@@ -26,6 +28,8 @@ from fleettui.tui.pictures import (
     span,
 )
 
+#: only measures text for wrapping (never prints)
+_CONSOLE = Console(file=io.StringIO(), color_system=None)
 #: colour of a site heartbeat slot
 SITE_SLOT_COLOURS = {"ok": "green", "partial": "yellow", "down": "red", "unknown": "bright_black"}
 
@@ -107,9 +111,19 @@ def _devices_lines(detail: SiteDetail) -> Text:
     return out
 
 
-def _pair(label: str, value: Text | str) -> Text:
-    line = Text(label.ljust(LABEL_WIDTH + 1), style="bold")
-    line.append(value if isinstance(value, Text) else Text(value))
+def _pair(label: str, value: Text | str, width: int | None = None) -> Text:
+    """A label and its value; a long value wraps under itself, not under the label."""
+    value = value if isinstance(value, Text) else Text(value)
+    indent = LABEL_WIDTH + 1
+    line = Text(label.ljust(indent), style="bold")
+    if width is None or width - indent < 10 or len(value) <= width - indent:
+        line.append(value)
+        return line
+    pieces = value.wrap(_CONSOLE, width - indent)
+    for i, piece in enumerate(pieces):
+        if i:
+            line.append("\n" + " " * indent)
+        line.append(piece)
     return line
 
 
@@ -120,8 +134,8 @@ def _picture(label: str, picture: Text, under: Text) -> Text:
     return out
 
 
-def render_site(detail: SiteDetail) -> Text:
-    """The panel's content for one site (one Text: plain lines, aligned columns)."""
+def render_site(detail: SiteDetail, width: int | None = None) -> Text:
+    """The panel's content for one site (one Text: aligned lines, wrapped to ``width``)."""
     s, now = detail.site, detail.now
     zone = site_zone(s)
     lines: list[Text] = [
@@ -134,15 +148,16 @@ def render_site(detail: SiteDetail) -> Text:
     down = [r.id for r in detail.devices if r.problem]
     if down:
         health.append(f" · problems: {', '.join(down)}", style="default")
-    lines += [_pair("Time zone", f"{s.timezone}{local}"), _pair("Devices", health)]
+    lines += [_pair("Time zone", f"{s.timezone}{local}", width),
+              _pair("Devices", health, width)]
     if detail.heartbeat:
         lines.append(_picture("Heartbeat", _site_bar(detail.heartbeat),
                               axis(len(detail.heartbeat), "24h ago", "12h", "now")))
     uptime = "unknown" if detail.uptime_24h is None else f"{detail.uptime_24h:.1%}"
     lines += [
-        _pair("Uptime 24h", uptime),
+        _pair("Uptime 24h", uptime, width),
         _pair("Punches today",
-              punches_today_text(detail.punches_today, detail.last_punch, now, zone)),
+              punches_today_text(detail.punches_today, detail.last_punch, now, zone), width),
     ]
     if detail.hours:
         lines.append(_picture("Per hour", hours_text(detail.hours), hours_axis(detail.hours)))
