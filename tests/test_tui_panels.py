@@ -45,6 +45,7 @@ from fleettui.tui.charts import (
     hourly,
     local_day,
     progress,
+    recent,
     request_text,
     site_heartbeat,
     sparkline,
@@ -189,6 +190,12 @@ def test_progress_text_of_a_site_request() -> None:
     assert request_text(sync) == "Sync employees (120 people) 1/3 done · 1 failed · 1 running"
     assert sync_text(35_000, 100_000) == "syncing 35,000/100,000 records"
     assert sync_text(0, None) == "reading the attendance log…"
+    assert sync_text(0, None, 100_000) == "reading 100,000 records from the device…"
+    # finished requests leave "work in progress" an hour after their last command ended
+    assert recent(request, T0 + timedelta(days=1), timedelta(hours=1))  # unfinished
+    assert recent(sync, T0 + timedelta(minutes=59), timedelta(hours=1)) is True
+    sync.commands[2].state = CommandState.DONE
+    assert recent(sync, T0 + timedelta(minutes=61), timedelta(hours=1)) is False
     assert heartbeat_slots(100) == 96 and heartbeat_slots(60) == 48 and heartbeat_slots(30) == 24
 
 

@@ -201,8 +201,19 @@ def request_text(request: CommandRequest) -> str:
     return " · ".join(parts)
 
 
-def sync_text(done: int, total: int | None) -> str:
-    """E.g. "syncing 35,000/100,000 records" (or "reading the attendance log" before a count)."""
+def sync_text(done: int, total: int | None, on_device: int | None = None) -> str:
+    """E.g. "syncing 35,000/100,000 records", or "reading 100,000 records from the device…"
+    while the log is still being downloaded (``on_device``: the device's record count)."""
     if total is None:
+        if on_device:
+            return f"reading {on_device:,} records from the device…"
         return "reading the attendance log…"
     return f"syncing {done:,}/{total:,} records"
+
+
+def recent(request: CommandRequest, now: datetime, keep: timedelta) -> bool:
+    """Whether a request is still worth showing: unfinished, or finished within ``keep``."""
+    if not progress(request.commands).finished:
+        return True
+    last = max((c.updated_at for c in request.commands), default=request.created_at)
+    return now - last <= keep

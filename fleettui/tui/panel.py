@@ -106,7 +106,8 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         ("Last seen", _ago(d.last_seen, now)),
     ]
     if detail.sync is not None:
-        sync = Text(sync_text(detail.sync.done, detail.sync.total), style="bold yellow")
+        sync = Text(sync_text(detail.sync.done, detail.sync.total, d.records),
+                    style="bold yellow")
         if detail.sync.total:
             sync.append("  " + gauge(detail.sync.done / detail.sync.total, 10), style="yellow")
         rows.append(("Sync", sync))

@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo
 from fleettui.domain import DeviceState, Site
 from fleettui.engine.sync import SyncProgress
 from fleettui.store import Store
-from fleettui.tui.charts import HourBucket, heartbeat, hourly, local_day, site_heartbeat, uptime
+from fleettui.tui.charts import (
+    HourBucket,
+    heartbeat,
+    hourly,
+    local_day,
+    recent,
+    site_heartbeat,
+    uptime,
+)
 from fleettui.tui.model import DeviceRow
 from fleettui.tui.panel import DeviceDetail
 from fleettui.tui.pictures import site_zone
@@ -24,6 +32,8 @@ from fleettui.tui.site_panel import SiteDetail
 
 DAY = timedelta(hours=24)
 MONTH = timedelta(days=30)
+#: how long a finished site-wide request stays under "Work in progress"
+WORK_SHOWN_FOR = timedelta(hours=1)
 
 
 @dataclass(slots=True)
@@ -122,7 +132,8 @@ class PanelReader:
             punches_today=sum(h.count for h in hours) if zone is not None else None,
             last_punch=last,
             hours=hours,
-            requests=await self.store.site_requests(site.id, limit=3),
+            requests=[r for r in await self.store.site_requests(site.id, limit=3)
+                      if recent(r, now, WORK_SHOWN_FOR)],
             in_flight=await self.store.site_commands_in_flight(site.id),
             schedules=schedules,
         )
