@@ -50,6 +50,7 @@ from fleettui.tui.charts import (
     site_heartbeat,
     sparkline,
     sync_text,
+    sync_worth_showing,
     uptime,
 )
 from fleettui.tui.panel import DevicePanel, heartbeat_slots, render_detail
@@ -191,6 +192,10 @@ def test_progress_text_of_a_site_request() -> None:
     assert sync_text(35_000, 100_000) == "syncing 35,000/100,000 records"
     assert sync_text(0, None) == "reading the attendance log…"
     assert sync_text(0, None, 100_000) == "reading 100,000 records from the device…"
+    # long work only: a first sync of a big log, not the few records of a routine sync
+    assert sync_worth_showing(None, 100_000, 0) and sync_worth_showing(20_000, 20_000, 0)
+    assert not sync_worth_showing(None, 100_005, 100_000)
+    assert not sync_worth_showing(5, 100_005, 100_000)
     # finished requests leave "work in progress" an hour after their last command ended
     assert recent(request, T0 + timedelta(days=1), timedelta(hours=1))  # unfinished
     assert recent(sync, T0 + timedelta(minutes=59), timedelta(hours=1)) is True

@@ -211,6 +211,18 @@ def sync_text(done: int, total: int | None, on_device: int | None = None) -> str
     return f"syncing {done:,}/{total:,} records"
 
 
+#: syncs smaller than this finish within a refresh or two: not worth a row that flickers
+SYNC_SHOWN_FROM = 1000
+
+
+def sync_worth_showing(total: int | None, on_device: int | None, stored: int) -> bool:
+    """Whether a running sync is long work: ``total`` records to store (None while the log
+    is read), ``on_device`` records the device holds, ``stored`` of them already stored."""
+    if total is None:
+        return (on_device or 0) - stored >= SYNC_SHOWN_FROM
+    return total >= SYNC_SHOWN_FROM
+
+
 def recent(request: CommandRequest, now: datetime, keep: timedelta) -> bool:
     """Whether a request is still worth showing: unfinished, or finished within ``keep``."""
     if not progress(request.commands).finished:

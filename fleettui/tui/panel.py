@@ -22,7 +22,7 @@ from textual.strip import Strip
 
 from fleettui.domain import Command, DeviceState, DeviceStatus, Site
 from fleettui.engine.sync import SyncProgress
-from fleettui.tui.charts import HourBucket, sync_text
+from fleettui.tui.charts import HourBucket, sync_text, sync_worth_showing
 from fleettui.tui.model import GLYPHS, gauge
 from fleettui.tui.pictures import (
     LABEL_WIDTH,
@@ -105,7 +105,8 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         ("Since", _ago(d.status_since, now)),
         ("Last seen", _ago(d.last_seen, now)),
     ]
-    if detail.sync is not None:
+    if detail.sync is not None and sync_worth_showing(detail.sync.total, d.records,
+                                                      d.synced_records):
         sync = Text(sync_text(detail.sync.done, detail.sync.total, d.records),
                     style="bold yellow")
         if detail.sync.total:
