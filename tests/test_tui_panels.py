@@ -540,3 +540,54 @@ async def test_at_80x24_the_panel_draws_hourly_cells_and_scrolls_from_the_keyboa
         await wait_for(pilot, lambda: panel.scroll_y > 0)
         await pilot.press("home")
         await wait_for(pilot, lambda: panel.scroll_y == 0)
+
+
+async def test_a_viewer_sees_another_pollers_long_sync_from_the_store(
+    emulate: Callable[..., Emulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No engine to ask: the viewer counts the punches stored so far of those the device holds."""
+    cfg = device_config("dev_big", profile=Profile(reboot_s=0.3))
+    em = emulate([cfg], users={cfg.id: sample_users(5)})
+    em.emu.call(em.fleet.generate_punches, cfg.id, 5_000)
+    config = parse_config(fleet_toml([cfg], sync_batch=1000), tmp_path / "fleet.toml")
+    owner = await Store.open(tmp_path / "big.db")
+    gate = asyncio.Event()
+    real = owner.insert_punches
+    batches = 0
+
+    async def gated(device_id: str, punches: Any, **kwargs: Any) -> int:
+        nonlocal batches
+        if device_id == cfg.id and len(punches) > 1:
+            if batches == 2:
+                await gate.wait()
+            batches += 1
+        return await real(device_id, punches, **kwargs)
+
+    monkeypatch.setattr(owner, "insert_punches", gated)
+    engine = Engine(config, owner)
+    await engine.start()
+    viewer = await Store.open(tmp_path / "big.db")
+    try:
+        app = FleetApp(viewer, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: cfg.id in app.rows)
+            _select(app, ("device", cfg.id))
+
+            def shown() -> str:
+                d = _panel(app).detail
+                return "" if d is None or d.sync is None else sync_text(d.sync.done, d.sync.total)
+
+            await wait_for(pilot, lambda: shown() == "syncing 2,000/5,000 records", timeout=30)
+            detail = _panel(app).detail
+            assert detail is not None
+            assert "syncing 2,000/5,000 records" in plain(render_detail(detail), width=100)
+            gate.set()
+            await wait_for(pilot, lambda: _panel(app).detail is not None
+                           and _panel(app).detail.sync is None  # type: ignore[union-attr]
+                           and _panel(app).detail.device.synced_records == 5_000,  # type: ignore[union-attr]
+                           timeout=30)
+    finally:
+        gate.set()
+        await engine.stop()
+        await viewer.close()
+        await owner.close()

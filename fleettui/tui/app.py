@@ -316,6 +316,7 @@ class FleetApp(App[None]):
             device, next((s for s in self.site_list if s.id == device.site_id), None),
             self.rows.get(ident), now, slots=slots,
             sync=self.engine.sync_progress(ident) if self.engine is not None else None,
+            viewer=self.engine is None,
         )
         if self.selected == ("device", ident):
             panel.show(detail)

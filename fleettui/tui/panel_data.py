@@ -4,7 +4,8 @@ The app refreshes the panel of the one selected device or site every
 second. Status history is a small indexed range; punches are counted in SQL
 per minute over the site's local day and cached until the scope's newest
 punch changes (or ``ttl_s`` passes, for late arrivals); the 30-day uptime is
-cached for ``ttl_s``.
+cached for ``ttl_s``. A viewer (no engine) counts a device's stored
+punches only while a long sync is evidently running.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from fleettui.domain import DeviceState, Site
+from fleettui.domain import DeviceState, DeviceStatus, Site
 from fleettui.engine.sync import SyncProgress
 from fleettui.store import Store
 from fleettui.tui.charts import (
@@ -23,6 +24,7 @@ from fleettui.tui.charts import (
     local_day,
     recent,
     site_heartbeat,
+    sync_worth_showing,
     uptime,
 )
 from fleettui.tui.model import DeviceRow
@@ -83,11 +85,29 @@ class PanelReader:
         self._month[device_id] = (now, value)
         return value
 
+    async def _stored_sync(self, device: DeviceState, now: datetime) -> SyncProgress | None:
+        """A long sync seen from the store (a viewer has no engine to ask): punches stored
+        for the device so far of the records it holds, while far more are held than the
+        last finished sync stored."""
+        if device.status is not DeviceStatus.ONLINE or not sync_worth_showing(
+            None, device.records, device.synced_records
+        ):
+            return None
+        stored = await self.store.punch_count(device.id)  # the unique key's device prefix
+        held = device.records or 0
+        return SyncProgress(stored, held, now) if stored < held else None
+
     async def device(
         self, device: DeviceState, site: Site | None, row: DeviceRow | None, now: datetime,
-        *, slots: int, sync: SyncProgress | None = None,
+        *, slots: int, sync: SyncProgress | None = None, viewer: bool = False,
     ) -> DeviceDetail:
-        """Everything the device panel shows."""
+        """Everything the device panel shows.
+
+        ``sync``: the engine's progress of a running sync; a ``viewer`` (no
+        engine) estimates a long one from the store instead.
+        """
+        if sync is None and viewer:
+            sync = await self._stored_sync(device, now)
         history = await self.store.status_history(device.id, since=now - DAY)
         zone = site_zone(site)
         hours: list[HourBucket] = []
