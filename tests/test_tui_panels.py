@@ -456,7 +456,7 @@ async def test_site_wide_restart_and_employee_sync_show_progress_counts_to_done(
         assert site is not None
         text = plain(render_site(site), width=_panel(app).content_size.width)
         assert "Restart 2/3 done · 1 queued" in text
-        assert "dev_a_02 restart (queued)" in text  # in flight
+        assert "In flight (1): Restart dev_a_02" in text
         # the device comes back: the request reaches 3/3 done
         fleet.em.emu.run(fleet.em.fleet.clear_faults(OFFLINE))
         await wait_for(pilot, lambda: progress_line() == "Restart 3/3 done", timeout=20)

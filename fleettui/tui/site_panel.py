@@ -13,8 +13,8 @@ from datetime import datetime
 from rich.console import Console
 from rich.text import Text
 
-from fleettui.domain import Command, CommandRequest, DeviceStatus, Site
-from fleettui.tui.charts import HourBucket, progress, request_text
+from fleettui.domain import Command, CommandRequest, CommandState, DeviceStatus, Site
+from fleettui.tui.charts import LABELS, HourBucket, progress, request_text
 from fleettui.tui.model import FLAP_GLYPH, GLYPHS, DeviceRow, gauge
 from fleettui.tui.pictures import (
     LABEL_WIDTH,
@@ -68,15 +68,29 @@ def _site_bar(slots: list[str]) -> Text:
     return bar
 
 
-def _request_line(request: CommandRequest, now: datetime) -> Text:
+def _request_line(request: CommandRequest, now: datetime, width: int | None) -> Text:
+    """A gauge, then e.g. "Restart 3/4 done · 1 queued · #12, 2m ago", wrapping under itself."""
     p = progress(request.commands)
-    line = Text(f"#{request.id} ", style="dim")
-    line.append(request_text(request),
+    line = Text(request_text(request),
                 style="green" if p.finished and not p.failed else
                 "red" if p.finished else "bold yellow")
-    line.append(f"  {gauge(p.fraction, 10)}", style="dim" if p.finished else "yellow")
-    line.append(f"  {span(request.created_at, now)} ago", style="dim")
-    return line
+    line.append(f" · #{request.id}, {span(request.created_at, now)} ago", style="dim")
+    bar = gauge(p.fraction, 10).split(" ")[0]
+    return _hang(Text(bar + " ", style="dim" if p.finished else "yellow"), line, width)
+
+
+def _in_flight(commands: list[Command]) -> Text:
+    """Commands queued or running on the site's devices, grouped by command (▶ running)."""
+    by_command: dict[str, list[str]] = {}
+    for c in commands:
+        mark = " ▶" if c.state is CommandState.SENT else ""
+        by_command.setdefault(c.command, []).append(c.device_id + mark)
+    text = Text(f"In flight ({len(commands)}): ", style="bold")
+    text.append(" · ".join(
+        f"{LABELS.get(name, name)} {', '.join(ids[:8])}"
+        + (f" +{len(ids) - 8} more" if len(ids) > 8 else "")
+        for name, ids in by_command.items()), style="yellow")
+    return text
 
 
 def _devices_lines(detail: SiteDetail) -> Text:
@@ -111,20 +125,24 @@ def _devices_lines(detail: SiteDetail) -> Text:
     return out
 
 
-def _pair(label: str, value: Text | str, width: int | None = None) -> Text:
-    """A label and its value; a long value wraps under itself, not under the label."""
-    value = value if isinstance(value, Text) else Text(value)
-    indent = LABEL_WIDTH + 1
-    line = Text(label.ljust(indent), style="bold")
+def _hang(head: Text, value: Text, width: int | None) -> Text:
+    """``head`` then ``value``, a long value wrapping under itself, not under the head."""
+    indent = len(head)
+    line = head.copy()
     if width is None or width - indent < 10 or len(value) <= width - indent:
         line.append(value)
         return line
-    pieces = value.wrap(_CONSOLE, width - indent)
-    for i, piece in enumerate(pieces):
+    for i, piece in enumerate(value.wrap(_CONSOLE, width - indent)):
         if i:
             line.append("\n" + " " * indent)
         line.append(piece)
     return line
+
+
+def _pair(label: str, value: Text | str, width: int | None = None) -> Text:
+    """A label and its value; a long value wraps under itself, not under the label."""
+    value = value if isinstance(value, Text) else Text(value)
+    return _hang(Text(label.ljust(LABEL_WIDTH + 1), style="bold"), value, width)
 
 
 def _picture(label: str, picture: Text, under: Text) -> Text:
@@ -163,11 +181,9 @@ def render_site(detail: SiteDetail, width: int | None = None) -> Text:
         lines.append(_picture("Per hour", hours_text(detail.hours), hours_axis(detail.hours)))
     if detail.requests or detail.in_flight:
         lines += [Text(""), Text("Work in progress", style="bold")]
-        lines += [_request_line(r, now) for r in detail.requests]
+        lines += [_request_line(r, now, width) for r in detail.requests]
         if detail.in_flight:
-            lines.append(Text(f"{len(detail.in_flight)} command(s) in flight: " + ", ".join(
-                f"{c.device_id} {c.command} ({c.state.value})" for c in detail.in_flight[:6])
-                + (" …" if len(detail.in_flight) > 6 else ""), style="yellow"))
+            lines.append(_in_flight(detail.in_flight))
     lines += [Text(""), _devices_lines(detail)]
     if detail.schedules:
         lines.append(Text("\n" + detail.schedules.strip("\n")))
