@@ -30,6 +30,7 @@ from fleettui.domain import DeviceState, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
+from fleettui.engine.sync import SyncProgress
 from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_rows
 from fleettui.store import Store
 
@@ -244,6 +245,11 @@ class Engine:
     async def sweep(self) -> None:
         """Check every device once, all at once (what a scheduled round does)."""
         await asyncio.gather(*(p.check() for p in self.pollers.values()))
+
+    def sync_progress(self, device_id: str) -> SyncProgress | None:
+        """The device's sync in progress (records stored of those to store), or None."""
+        poller = self.pollers.get(device_id)
+        return poller.sync_progress if poller is not None else None
 
     # --- events ---------------------------------------------------------
 

@@ -19,7 +19,13 @@ from fleettui.devices.base import DeviceFailure, Driver
 from fleettui.domain import CommandState, DeviceStatus, Event, FailureKind, RawPunch, StatusChange
 from fleettui.engine.executor import CommandRefused, execute
 from fleettui.engine.health import Health
-from fleettui.engine.sync import SyncResult, drift_seconds, make_punch, store_dump
+from fleettui.engine.sync import (
+    SyncProgress,
+    SyncResult,
+    drift_seconds,
+    make_punch,
+    store_dump,
+)
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,8 @@ class DevicePoller:
         self._synced_count: int | None = None
         self._live_started = False
         self.last_sync: SyncResult | None = None
+        #: the sync in progress, if any (read by views; None when idle)
+        self.sync_progress: SyncProgress | None = None
 
     async def restore(self) -> None:
         """Pick up the status and sync cursor the store remembers (after a restart)."""
@@ -173,13 +181,22 @@ class DevicePoller:
 
     async def sync(self) -> SyncResult:
         """Read the clock, download the attendance log, store what is new, oldest first."""
-        await self._read_clock()  # drift recorded at every sync, and kept with its punches
-        dump = await self.driver.read_attendance()
-        now = self.clock()
-        result = await store_dump(
-            self.store, self.device_id, self.zone, dump, now=now,
-            clock_drift_s=self._drift, batch=self.policy.sync_batch,
-        )
+        started = self.clock()
+        self.sync_progress = SyncProgress(0, None, started)
+        try:
+            await self._read_clock()  # drift recorded at every sync, and kept with its punches
+            dump = await self.driver.read_attendance()
+            now = self.clock()
+
+            def progress(done: int, total: int) -> None:
+                self.sync_progress = SyncProgress(done, total, started)
+
+            result = await store_dump(
+                self.store, self.device_id, self.zone, dump, now=now,
+                clock_drift_s=self._drift, batch=self.policy.sync_batch, progress=progress,
+            )
+        finally:
+            self.sync_progress = None
         self._synced_count = result.read + result.bad_records
         self.last_sync = result
         if result.new or result.bad_records:

@@ -15,7 +15,7 @@ clears a device's log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -76,6 +76,15 @@ def make_punch(
 
 
 @dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """How far a running sync has got: records stored of those to store (None: still reading)."""
+
+    done: int
+    total: int | None
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SyncResult:
     """What one sync did."""
 
@@ -94,8 +103,13 @@ async def store_dump(
     now: datetime,
     clock_drift_s: float | None,
     batch: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SyncResult:
-    """Store every record of ``dump`` not stored yet, oldest first; advance the cursor."""
+    """Store every record of ``dump`` not stored yet, oldest first; advance the cursor.
+
+    ``progress(stored, total)`` is called before the first batch and after each
+    one (cheap: a view reads it, nothing is written for it).
+    """
     stored, tail = await store.sync_cursor(device_id)
     start = 0
     if 0 < stored <= len(dump.records) and dump.fingerprints[stored - 1] == tail:
@@ -109,6 +123,8 @@ async def store_dump(
     ]
     end_cursor = (len(dump.records), dump.fingerprints[-1] if dump.fingerprints else "")
     new = 0
+    if progress is not None:
+        progress(0, len(punches))
     if not punches:
         await store.insert_punches(device_id, [], cursor=end_cursor, synced_at=now)
     for i in range(0, len(punches), batch):
@@ -119,5 +135,7 @@ async def store_dump(
             cursor=end_cursor if last else None,
             synced_at=now if last else None,
         )
+        if progress is not None:
+            progress(min(i + batch, len(punches)), len(punches))
     return SyncResult(read=len(dump.records), new=new, skipped=start,
                       bad_records=dump.bad_records)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -43,7 +43,8 @@ from fleettui.tui.confirm import Confirm
 from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
 from fleettui.tui.notify import OscSink
 from fleettui.tui.palette import DeviceCommands, PaletteItem
-from fleettui.tui.panel import DeviceDetail, DevicePanel
+from fleettui.tui.panel import DevicePanel, heartbeat_slots
+from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
 from fleettui.tui.terminal import TerminalGone, detach_standard_streams, terminal_alive
 from fleettui.tui.tree import SiteTree
@@ -325,9 +326,18 @@ class FleetApp(App[None]):
         for device_id, (flapping, pct) in (await self._flapping()).items():
             if device_id in self.rows:
                 self.rows[device_id].flapping, self.rows[device_id].flap_pct = flapping, pct
+        if self._widgets_gone():
+            return
         self._apply()
         await self._tail_events()
         await self.refresh_panel()
+
+    def _widgets_gone(self) -> bool:
+        """Whether the screen's widgets are gone (a refresh outlived the app's shutdown)."""
+        try:
+            return not self.query("#panel")  # the default screen, under any modal
+        except (ScreenStackError, IndexError):
+            return True
 
     def _apply(self) -> None:
         """Re-arrange the cached rows (filter, problems first) onto the tree and header."""
@@ -377,38 +387,46 @@ class FleetApp(App[None]):
         self.notify(e.message, title="command", severity="information" if ok else "error",
                     timeout=6 if ok else 12)
 
+    #: reads the panels' numbers from the store (made on first use, kept with its caches)
+    _panel_reader: PanelReader | None = None
+
+    def _panels(self) -> PanelReader:
+        """The panel reader over the current store."""
+        if self._panel_reader is None or self._panel_reader.store is not self.store:
+            self._panel_reader = PanelReader(self.store)
+        return self._panel_reader
+
     async def refresh_panel(self) -> None:
-        """Redraw the panel for the selection (a device's detail, or a site summary)."""
+        """Redraw the panel for the selection (a device's detail, or a site's summary)."""
+        if self._widgets_gone():
+            return
         panel = self.query_one("#panel", DevicePanel)
-        if self.selected is None:
+        if self.selected is None or self.store_ is None:
             panel.show(None)
             return
         kind, ident = self.selected
+        now = self.now()
+        slots = heartbeat_slots(panel.picture_width())
         if kind == "site":
-            site = next((s for s in self.arranged if s.id == ident), None)
+            site = next((s for s in self.site_list if s.id == ident), None)
             if site is None:
                 panel.show(None)
                 return
-            down = [r.id for r in site.devices if r.problem]
-            panel.show(None, f"{site.site.name} ({site.id}) · {site.site.timezone}\n"
-                             f"{site.online}/{site.total} online"
-                             + (f" · problems: {', '.join(down)}" if down else "")
-                             + self._schedules_text(site.id))
+            rows = [r for r in self.rows.values() if r.device.site_id == ident]
+            site_detail = await self._panels().site(
+                site, rows, now, slots=slots, schedules=self._schedules_text(ident))
+            if self.selected == ("site", ident):
+                panel.show_site(site_detail)
             return
         device = await self.store.device(ident)
         if device is None:
             panel.show(None)
             return
-        now = self.now()
-        row = self.rows.get(ident)
-        detail = DeviceDetail(
-            device=device,
-            site=next((s for s in self.site_list if s.id == device.site_id), None),
-            now=now,
-            uptime_24h=await self.store.uptime(ident, timedelta(hours=24), now),
-            flapping=row.flapping if row else False,
-            flap_pct=row.flap_pct if row else 0.0,
-            commands=await self.store.commands(device_id=ident, limit=6),
+        detail = await self._panels().device(
+            device, next((s for s in self.site_list if s.id == device.site_id), None),
+            self.rows.get(ident), now, slots=slots,
+            sync=self.engine.sync_progress(ident) if self.engine is not None else None,
+            viewer=self.engine is None,
         )
         if self.selected == ("device", ident):
             panel.show(detail)

@@ -1,17 +1,41 @@
-"""The device panel: everything about the selected device, drawn from the store."""
+"""The device panel: everything about the selected device, drawn from the store.
+
+The same widget shows a site's summary when a site is selected (see
+``site_panel``); the pictures (heartbeat bar, sparkline, gauges) are drawn
+here from the numbers ``charts`` computes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from rich.console import Group, RenderableType
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
-from fleettui.domain import Command, DeviceState, Site
+from fleettui.domain import Command, DeviceState, DeviceStatus, Site
+from fleettui.engine.sync import SyncProgress
+from fleettui.tui.charts import HourBucket, sync_text, sync_worth_showing
 from fleettui.tui.model import GLYPHS, gauge
+from fleettui.tui.pictures import (
+    LABEL_WIDTH,
+    axis,
+    heartbeat_text,
+    hours_axis,
+    hours_text,
+    punches_today_text,
+    site_zone,
+    span,
+    uptime_text,
+)
+from fleettui.tui.site_panel import SiteDetail, render_site
 
 
 @dataclass(slots=True)
@@ -25,21 +49,22 @@ class DeviceDetail:
     flapping: bool = False
     flap_pct: float = 0.0
     commands: list[Command] = field(default_factory=list)
+    uptime_30d: float | None = None
+    #: dominant status per slot of the last 24 h, oldest first
+    heartbeat: list[DeviceStatus] = field(default_factory=list)
+    #: punches in the site's local day so far (None: not counted)
+    punches_today: int | None = None
+    #: punches per hour of the site's local day
+    hours: list[HourBucket] = field(default_factory=list)
+    #: the sync running now (embedded engine only)
+    sync: SyncProgress | None = None
 
 
 def _ago(dt: datetime | None, now: datetime) -> str:
     if dt is None:
         return "never"
-    s = max(0, int((now - dt).total_seconds()))
-    if s < 60:
-        span = f"{s}s"
-    elif s < 3600:
-        span = f"{s // 60}m {s % 60}s"
-    elif s < 86400:
-        span = f"{s // 3600}h {s % 3600 // 60}m"
-    else:
-        span = f"{s // 86400}d {s % 86400 // 3600}h"
-    return f"{span} ago · {dt:%Y-%m-%d %H:%M:%S} UTC"
+    when = f"{dt:%H:%M:%S}" if dt.date() == now.date() else f"{dt:%Y-%m-%d %H:%M}"
+    return f"{span(dt, now)} ago ({when} UTC)"
 
 
 def _drift(value: float | None) -> str:
@@ -57,8 +82,8 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
     title = Text.assemble((f"{glyph} ", colour), (d.id, "bold"))
     if d.name and d.name != d.id:
         title.append(f"  {d.name}")
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True, width=LABEL_WIDTH)
     grid.add_column()
     status = Text(d.status.value.upper(), style=f"bold {colour}")
     if d.status_reason:
@@ -67,7 +92,6 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         status.append(f"  ↯ flapping ({detail.flap_pct:.0f}% state change)", style="bold yellow")
     site = (f"{detail.site.name} ({detail.site.id}) · {detail.site.timezone}"
             if detail.site else d.site_id)
-    uptime = "unknown" if detail.uptime_24h is None else f"{detail.uptime_24h:.1%}"
     if d.records is not None and d.records_cap:
         records = Text(gauge(d.buffer_fill))
         records.append(f"  {d.records:,}/{d.records_cap:,}")
@@ -75,20 +99,38 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
             records.stylize("bold red")
     else:
         records = Text("unknown")
+    zone = site_zone(detail.site)
     rows: list[tuple[str, RenderableType]] = [
         ("Status", status),
         ("Since", _ago(d.status_since, now)),
         ("Last seen", _ago(d.last_seen, now)),
-        ("Uptime 24h", uptime),
+    ]
+    if detail.sync is not None and sync_worth_showing(detail.sync.total, d.records,
+                                                      d.synced_records):
+        sync = Text(sync_text(detail.sync.done, detail.sync.total, d.records),
+                    style="bold yellow")
+        if detail.sync.total:
+            sync.append("  " + gauge(detail.sync.done / detail.sync.total, 10), style="yellow")
+        rows.append(("Sync", sync))
+    if detail.heartbeat:
+        width = len(detail.heartbeat)
+        rows.append(("Heartbeat", Group(heartbeat_text(detail.heartbeat),
+                                        axis(width, "24h ago", "12h", "now"))))
+    rows += [
+        ("Uptime", uptime_text(detail.uptime_24h, detail.uptime_30d)),
+        ("Punches today", punches_today_text(detail.punches_today, d.last_punch_at, now, zone)),
+    ]
+    if detail.hours:
+        rows.append(("Per hour", Group(hours_text(detail.hours), hours_axis(detail.hours))))
+    rows += [
+        ("Records", records),
+        ("Clock drift", _drift(d.clock_drift_s)),
         ("Serial", d.serial),
         ("Model", d.model or "unknown"),
         ("Firmware", d.firmware or "unknown"),
         ("Address", f"{d.host}:{d.port}"),
         ("Transport", d.transport.upper()),
         ("Site", site),
-        ("Records", records),
-        ("Clock drift", _drift(d.clock_drift_s)),
-        ("Last punch", _ago(d.last_punch_at, now)),
     ]
     for label, value in rows:
         grid.add_row(label, value)
@@ -108,17 +150,92 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
     return Group(title, Text(""), grid, Text(""), cmds)
 
 
-class DevicePanel(Static):
-    """Shows one device's detail (or a hint when nothing is selected)."""
+HINT = "Select a device in the tree (↑/↓, j/k)."
+
+
+class DevicePanel(ScrollView, can_focus=True):
+    """Shows the selection: one device's detail, a site's summary, or a hint.
+
+    A scroll view (line API): the content is rendered to lines at the panel's
+    width, so a detail taller than the screen (80x24) scrolls, with the mouse
+    or, once focused (Tab from the tree), the keyboard. ``render()`` returns
+    the content as one renderable (for tests and exports).
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "scroll_up", "Scroll up", show=False, id="panel.scroll_up"),
+        Binding("down,j", "scroll_down", "Scroll down", show=False, id="panel.scroll_down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="panel.page_up"),
+        Binding("pagedown,space", "page_down", "Page down", show=False, id="panel.page_down"),
+        Binding("home", "scroll_home", "Top", show=False, id="panel.top"),
+        Binding("end", "scroll_end", "Bottom", show=False, id="panel.bottom"),
+    ]
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(Text("Select a device in the tree (↑/↓, j/k).", style="dim"), id=id)
+        super().__init__(id=id)
         self.detail: DeviceDetail | None = None
+        self.site_detail: SiteDetail | None = None
+        self._content: RenderableType = Text(HINT, style="dim")
+        self._lines: list[Strip] = []
+
+    def render(self) -> RenderableType:
+        """The content shown (drawing goes through ``render_line``)."""
+        return self._content
+
+    def update(self, content: RenderableType) -> None:
+        """Replace the content, keeping the scroll position where it can."""
+        self._content = content
+        self._layout_lines()
+
+    def on_resize(self) -> None:
+        """Re-render the content at the new width."""
+        self._layout_lines()
+
+    def _layout_lines(self) -> None:
+        width = self.scrollable_content_region.width
+        if width <= 0:
+            return
+        console = self.app.console
+        segments = console.render(self._content, console.options.update_width(width))
+        self._lines = Strip.from_lines(list(Segment.split_lines(segments)))
+        for strip in self._lines:
+            strip.adjust_cell_length(width)
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        """One line of the content, scrolled."""
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        index = scroll_y + y
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        line = self._lines[index].crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return line.apply_style(self.rich_style)
 
     def show(self, detail: DeviceDetail | None, hint: str = "") -> None:
         """Show a device's detail, or a hint."""
         self.detail = detail
+        self.site_detail = None
+        self.border_title = "Device"
         if detail is None:
-            self.update(Text(hint or "Select a device in the tree (↑/↓, j/k).", style="dim"))
+            self.update(Text(hint or HINT, style="dim"))
         else:
             self.update(render_detail(detail))
+
+    def show_site(self, detail: SiteDetail) -> None:
+        """Show a site's summary."""
+        self.detail = None
+        self.site_detail = detail
+        self.border_title = "Site"
+        self.update(render_site(detail, self.scrollable_content_region.width or None))
+
+    def picture_width(self) -> int:
+        """How many cells a picture next to a label gets (at least 24)."""
+        return max(24, self.scrollable_content_region.width - LABEL_WIDTH - 1)
+
+
+def heartbeat_slots(width: int) -> int:
+    """Slots of the 24 h heartbeat that fit: quarter-hours, half-hours or hours."""
+    return 96 if width >= 96 else 48 if width >= 48 else 24
+
