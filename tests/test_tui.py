@@ -361,3 +361,36 @@ async def test_opening_on_a_long_history_shows_only_the_last_events(tmp_path: Pa
         assert min(read) > newest - 500  # history before the last screenful is never read
     finally:
         await store.close()
+
+
+async def test_a_viewer_hears_of_alerts_the_owning_poller_raises(
+    emulate: Callable[..., Emulated], tmp_path: Path
+) -> None:
+    """Alerts come from the owner's engine; a viewer reads them from the store's events and
+    toasts them (rate-limited like an embedded engine's sinks). Alerts already in the log when
+    it opens are not toasted again."""
+    configs = [device_config(d, profile=Profile(reboot_s=0.3)) for d in LAYOUT]
+    em = emulate(configs, users={c.id: sample_users(3) for c in configs})
+    toml = two_site_toml(configs) + "\n[alerts]\nconfirm_after_s = 0\n"
+    config = parse_config(toml, tmp_path / "fleet.toml")
+    owner_store = await Store.open(tmp_path / "fleet.db")
+    engine = Engine(config, owner_store)
+    await engine.start()
+    viewer_store = await Store.open(tmp_path / "fleet.db")
+    try:
+        app = FleetApp(viewer_store, config=config, embed=False, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: len(app.rows) == len(LAYOUT) and all(
+                r.device.status == DeviceStatus.ONLINE for r in app.rows.values()))
+            em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
+            await wait_for(pilot, lambda: _settled(app))
+            assert not app._notifications
+            # the owner's alert evaluation (its timer runs every 10 s; run it now)
+            await engine.alerts.evaluate(engine.clock())
+            await wait_for(pilot, lambda: any(OFFLINE in n.message and n.title == "alert"
+                                              for n in app._notifications))
+            assert (await owner_store.alerts())[0].target == OFFLINE
+    finally:
+        await engine.stop()
+        await viewer_store.close()
+        await owner_store.close()

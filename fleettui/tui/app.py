@@ -32,9 +32,9 @@ from textual.message import Message
 from textual.widgets import Footer, Input, RichLog, Static, Tree
 
 from fleettui.commands import CommandError
-from fleettui.config import Config
+from fleettui.config import AlertSettings, Config
 from fleettui.domain import Alert, Event, Site
-from fleettui.engine.alerts import Notification, log_sink
+from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
 from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
@@ -56,6 +56,9 @@ log = logging.getLogger("fleettui.tui")
 
 #: event-log lines kept on screen
 LOG_LINES = 500
+#: alert events in the store → the change a notification names
+ALERT_CHANGES = {"alert.opened": "opened", "alert.escalated": "escalated",
+                 "alert.reminder": "reminder", "alert.resolved": "resolved"}
 FINAL_COMMAND_EVENTS = ("command.done", "command.failed", "command.expired")
 COMMAND_LABELS = {"restart": "Restart", "sync_time": "Sync clock"}
 
@@ -123,6 +126,7 @@ class FleetApp(App[None]):
         self.site_list: list[Site] = []
         self.open_alerts: list[Alert] = []
         self._tailing = False
+        self._viewer_sinks: list[RateLimitedSink] | None = None
         self.rows: dict[str, DeviceRow] = {}
         self.arranged: list[SiteRow] = []
         self.filter_text = ""
@@ -346,8 +350,8 @@ class FleetApp(App[None]):
                                 problems_only=self.problems_only)
         self.query_one("#tree", SiteTree).show(self.arranged)
         header = Text(totals(self.site_list, rows).text(), style="bold")
-        mode = "embedded poller" if self.engine is not None else "viewer of another poller"
-        header.append(f"   [{mode}]", style="dim")
+        # short, so the counts and the mode fit in 80 columns (the help screen explains it)
+        header.append("   [poller]" if self.engine is not None else "   [viewer]", style="dim")
         if self.filter_text:
             header.append(f"   filter: {self.filter_text!r}", style="yellow")
         if self.problems_only:
@@ -358,7 +362,8 @@ class FleetApp(App[None]):
 
     async def _tail_events(self) -> None:
         log = self.query_one("#events", RichLog)
-        if not self._tailing:
+        first = not self._tailing
+        if first:
             # opening on a long-lived database: show the last screenful, not all history
             self._tailing = True
             self.last_event_id = max(self.last_event_id,
@@ -374,10 +379,32 @@ class FleetApp(App[None]):
                 log.write(line)
             for e in events:
                 self._command_toast(e)
+                if not first:  # alerts of the past are in the log, not worth a toast now
+                    self._viewer_alert(e)
             if events:
                 self.last_event_id = events[-1].id
             if len(events) < 500:
                 return
+
+    def _viewer_alert(self, e: Event) -> None:
+        """A viewer hears of alerts from the store's events (the owning poller's engine
+        raised them), through the same sinks as an embedded engine, rate-limited alike."""
+        if self.engine is not None or not e.data.get("notified"):
+            return
+        change = ALERT_CHANGES.get(e.kind)
+        if change is None:
+            return
+        if self._viewer_sinks is None:
+            settings = self.config.alerts if self.config is not None else AlertSettings()
+            sinks: list[Sink] = [self.toast_alert, DesktopSink()]
+            if self.osc is not None:
+                sinks.append(self.osc)
+            self._viewer_sinks = [
+                RateLimitedSink(s, settings.sink_max, timedelta(seconds=settings.sink_window_s))
+                for s in sinks
+            ]
+        for sink in self._viewer_sinks:
+            sink(Notification(change, None, e.message, e.at))
 
     def _command_toast(self, e: Event) -> None:
         """A toast when a command this app queued ends (done, failed or expired)."""

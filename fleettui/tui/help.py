@@ -14,6 +14,14 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+#: what the header's mode tag means
+MODES = [
+    ("[poller]", "this control room polls the devices (it owns the database's poller lock); "
+                 "quitting stops polling"),
+    ("[viewer]", "another process (a headless poller or another control room) polls them; "
+                 "this one reads the store and queues commands for that poller"),
+]
+
 
 def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
     """(keys, what they do) for every described binding, in declaration order."""
@@ -52,6 +60,8 @@ def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Gr
         table(keys, "bold cyan"),
         Text("\nCommand palette (Ctrl+P, then type)", style="bold underline"),
         table(actions, "bold"),
+        Text("\nHeader", style="bold underline"),
+        table(MODES, "bold"),
         Text("\nEsc, q or ? closes this screen.", style="dim"),
     )
 
