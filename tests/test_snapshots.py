@@ -55,12 +55,27 @@ async def _fill(path: Path) -> None:
         await store.record_identity(d.id, model="F18/ID", firmware="Ver 6.60 Apr 26 2016",
                                     platform="ZMM210_TFT", mac="00:17:61:11:45:08")
         await store.record_clock(d.id, 1.0, NOW - timedelta(minutes=1))
+        # every record the device holds was read by the last sync
+        await store.insert_punches(d.id, [], cursor=(1200, "tail"),
+                                   synced_at=NOW - timedelta(minutes=1))
     await store.record_status(StatusChange("dev_wh_a_02", DeviceStatus.OFFLINE, "no answer",
                                            NOW - timedelta(minutes=12), DeviceStatus.ONLINE))
+    # a morning of punches at the warehouse (site time is UTC in Casablanca in March)
+    morning = [datetime(2026, 3, 2, 7, 0) + timedelta(minutes=7 * i) for i in range(20)]
     await store.insert_punches("dev_wh_a_01", [
-        Punch("dev_wh_a_01", "1001", datetime(2026, 3, 2, 8, 58), "Africa/Casablanca",
-              datetime(2026, 3, 2, 8, 58, tzinfo=UTC), TzFlag.OK, 0, 1, "sync", NOW)
+        Punch("dev_wh_a_01", str(1001 + i), t, "Africa/Casablanca", t.replace(tzinfo=UTC),
+              TzFlag.OK, 0, 1, "sync", NOW)
+        for i, t in enumerate(morning)
     ])
+    # dev_wh_a_03 is flapping on a bad link: down and up every few minutes
+    for k in range(6):
+        at = NOW - timedelta(minutes=40 - 6 * k)
+        await store.record_status(StatusChange(
+            "dev_wh_a_03", DeviceStatus.OFFLINE, "no answer", at, DeviceStatus.ONLINE))
+        await store.record_status(StatusChange(
+            "dev_wh_a_03", DeviceStatus.ONLINE, "", at + timedelta(minutes=2),
+            DeviceStatus.OFFLINE))
+    await store.save_flap_states([("dev_wh_a_03", "0101010101010", True, 62.0)], NOW)
     await store.close()
 
 
@@ -107,14 +122,62 @@ def test_main_screen(snap_compare: Any, frozen_app: FleetApp) -> None:
 
 def test_device_panel_of_the_offline_device(snap_compare: Any, frozen_app: FleetApp) -> None:
     async def select(pilot: Any) -> None:
-        await _settle(pilot)
-        pilot.app.jump(("device", "dev_wh_a_02"))
-        pilot.app.selected = ("device", "dev_wh_a_02")
-        await pilot.app.refresh_panel()
-        await pilot.pause()
+        await _select(pilot, "device", "dev_wh_a_02")
 
     assert snap_compare(frozen_app, terminal_size=(120, 36), run_before=select)
 
 
 def test_80_by_24(snap_compare: Any, frozen_app: FleetApp) -> None:
     assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=_settle)
+
+
+async def _select(pilot: Any, kind: str, ident: str) -> None:
+    await _settle(pilot)
+    pilot.app.jump((kind, ident))
+    pilot.app.selected = (kind, ident)
+    await pilot.app.refresh_panel()
+    await pilot.pause()
+
+
+def test_site_panel(snap_compare: Any, frozen_app: FleetApp) -> None:
+    async def select(pilot: Any) -> None:
+        await _select(pilot, "site", "wh-a")
+
+    assert snap_compare(frozen_app, terminal_size=(120, 36), run_before=select)
+
+
+def test_flapping_device(snap_compare: Any, frozen_app: FleetApp) -> None:
+    async def select(pilot: Any) -> None:
+        await _select(pilot, "device", "dev_wh_a_03")
+
+    assert snap_compare(frozen_app, terminal_size=(120, 36), run_before=select)
+
+
+def test_palette_with_a_query(snap_compare: Any, frozen_app: FleetApp) -> None:
+    async def query(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"restart wh")
+        # the palette searches in a worker: wait for it to finish, then for the repaint
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=(120, 36), run_before=query)
+
+
+def test_help_screen(snap_compare: Any, frozen_app: FleetApp) -> None:
+    async def help_(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=(100, 36), run_before=help_)
+
+
+def test_wide_200_by_50(snap_compare: Any, frozen_app: FleetApp) -> None:
+    async def select(pilot: Any) -> None:
+        await _select(pilot, "device", "dev_wh_a_01")
+
+    assert snap_compare(frozen_app, terminal_size=(200, 50), run_before=select)
