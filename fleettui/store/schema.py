@@ -192,4 +192,10 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE sites ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
     """,
+    # 3: dead letters are few among millions of deliveries: a partial index lets the
+    # control room count and list them every second without scanning the table
+    """
+    CREATE INDEX webhook_deliveries_dead ON webhook_deliveries(outbox_id)
+        WHERE state = 'dead';
+    """,
 ]

@@ -1048,6 +1048,12 @@ class Store:
         args.append(limit)
         return [_delivery(r) for r in await _fetch(self._db, sql, args)]
 
+    async def webhook_dead_count(self) -> int:
+        """How many deliveries, of every endpoint, are dead (gave up; waiting for a replay)."""
+        rows = await _fetch(self._db,
+                            "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'")
+        return int(rows[0][0])
+
     async def webhook_dead(self, limit: int = 100) -> list[dict[str, Any]]:
         """Dead deliveries of every endpoint, newest first, each with its endpoint's
         id and URL (None for a queue whose endpoint is gone from the config)."""

@@ -40,6 +40,8 @@ from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
+from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
+from fleettui.tui.deadletters import DeadLetters
 from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
 from fleettui.tui.notify import OscSink
 from fleettui.tui.palette import DeviceCommands, PaletteItem
@@ -125,6 +127,7 @@ class FleetApp(App[None]):
         self.embed = embed
         self.site_list: list[Site] = []
         self.open_alerts: list[Alert] = []
+        self.dead_webhooks = 0
         self._tailing = False
         self._viewer_sinks: list[RateLimitedSink] | None = None
         self.rows: dict[str, DeviceRow] = {}
@@ -312,6 +315,8 @@ class FleetApp(App[None]):
         async with self._refresh_lock:
             while True:
                 self._dirty = False
+                if self.store_ is not None:
+                    self.dead_webhooks = await self.store.webhook_dead_count()
                 await self._refresh_once()
                 self.open_alerts = await self.store.alerts()
                 if not self._dirty:
@@ -356,6 +361,9 @@ class FleetApp(App[None]):
             header.append(f"   filter: {self.filter_text!r}", style="yellow")
         if self.problems_only:
             header.append("   problems only", style="yellow")
+        if self.dead_webhooks:
+            header.append(f"   {self.dead_webhooks:,} dead webhook"
+                          f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
         if self.banner:
             header.append(f"   {self.banner}", style="dim")
         self.query_one("#totals", Static).update(header)
@@ -603,7 +611,39 @@ class FleetApp(App[None]):
         for a in self.open_alerts:
             items.append((f"Acknowledge alert {a.id}: {a.kind.value} {a.target}",
                           partial(self.acknowledge, a.id), a.reason or a.severity))
+        dead = self.dead_webhooks
+        items.append((f"Dead webhook deliveries ({dead:,})", self.show_dead_letters,
+                      "what gave up after its retries, and why; r replays them"))
+        if dead:
+            items.append((f"Replay {dead:,} dead webhook deliveries", self.replay_dead_letters,
+                          "back in their endpoints' queues, in order per device"))
         return items
+
+    def show_dead_letters(self) -> None:
+        """Open the list of dead webhook deliveries (``r`` there replays them)."""
+
+        async def do() -> None:
+            rows = await self.store.webhook_dead(SHOWN_DEAD)
+            total = await self.store.webhook_dead_count()
+
+            def answered(replay: bool | None) -> None:
+                if replay:
+                    self.replay_dead_letters()
+
+            self.push_screen(DeadLetters(rows, total), answered)
+
+        self.run_worker(do(), group="webhooks")
+
+    def replay_dead_letters(self) -> None:
+        """Put every dead delivery back in its endpoint's queue (the poller sends them)."""
+
+        async def do() -> None:
+            count = await self.store.webhook_replay(None, self.now())
+            self.notify(f"{count:,} dead webhook deliveries queued again" if count
+                        else "no dead webhook deliveries to replay", title="webhooks")
+            await self.refresh_data()
+
+        self.run_worker(do(), group="webhooks")
 
     def confirm_site_command(self, site_id: str, name: str, command: str, count: int) -> None:
         """Ask before a command reaches every device of a site, naming how many."""

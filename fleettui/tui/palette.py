@@ -27,6 +27,8 @@ PALETTE_ACTIONS: list[tuple[str, str]] = [
      "after a preview"),
     ("Silence site <site> for 2h", "maintenance: no notifications for the site"),
     ("Acknowledge alert <id>", "stop an open alert's reminders"),
+    ("Dead webhook deliveries", "events a receiver never took, after every retry; r replays"),
+    ("Replay N dead webhook deliveries", "queue every dead delivery again"),
 ]
 
 
