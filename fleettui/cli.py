@@ -225,6 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id", type=int, metavar="ID")
     store_args(kr)
 
+    wh = sub.add_parser("webhooks", help="webhook endpoints, dead deliveries and replays")
+    wh_sub = wh.add_subparsers(dest="action", metavar="ACTION", required=True)
+    wl = wh_sub.add_parser("list", help="endpoints (config and API) with delivery counts")
+    wl.add_argument("--json", action="store_true")
+    store_args(wl)
+    wd = wh_sub.add_parser("dead", help="deliveries that gave up after their retries")
+    wd.add_argument("--limit", type=_positive_int, default=50)
+    wd.add_argument("--json", action="store_true")
+    store_args(wd)
+    wr = wh_sub.add_parser("replay", help="queue dead deliveries again (all, or one endpoint's)")
+    wr.add_argument("endpoint_id", nargs="?", metavar="ENDPOINT_ID",
+                    help="only this endpoint's (ids from `fleettui webhooks list`)")
+    wr.add_argument("--outbox-id", type=_positive_int, action="append", dest="outbox_ids",
+                    metavar="N", help="only this event (repeatable)")
+    store_args(wr)
+
     sch = sub.add_parser("schedules", help="the config's scheduled commands and their next runs")
     sch.add_argument("--config", metavar="FILE")
     sch.add_argument("--json", action="store_true")
@@ -339,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store_commands = {"status": _status, "export": _export, "command": _command,
                       "sync-employees": _command, "commands": _commands,
                       "alerts": _alerts, "silence": _silence, "ack": _ack,
-                      "api-key": _api_key}
+                      "api-key": _api_key, "webhooks": _webhooks}
     if args.command in store_commands:
         try:
             return asyncio.run(store_commands[args.command](args))
@@ -711,6 +727,49 @@ async def _ack(args: argparse.Namespace) -> int:
         if alert is None:
             return _fail(f"no open alert {args.alert_id}", 1)
         print(f"alert {alert.id} acknowledged: {alert.kind.value} {alert.target}")
+    return 0
+
+
+async def _webhooks(args: argparse.Namespace) -> int:
+    """List endpoints, list dead deliveries, or replay them (secrets never shown)."""
+    async with _store(args) as store:
+        now = datetime.now(UTC)
+        if args.action == "list":
+            endpoints = await store.webhook_endpoints()
+            for e in endpoints:
+                e["deliveries"] = await store.webhook_stats(e["delivery_key"])
+                del e["delivery_key"]
+            if args.json:
+                print(json.dumps({"webhooks": endpoints}, indent=2, default=str))
+            elif not endpoints:
+                print("no webhook endpoints ([[webhooks]] in the config, or POST /v1/webhooks)")
+            for e in [] if args.json else endpoints:
+                d = e["deliveries"]
+                state = "enabled" if e["enabled"] else "paused"
+                print(f"{e['id']:<16} {e['origin']:<6} {state:<7} {e['url']}  "
+                      f"events {','.join(e['events'])}  delivered {d['delivered']:,}, "
+                      f"pending {d['pending']:,}, dead {d['dead']:,}")
+        elif args.action == "dead":
+            rows = await store.webhook_dead(args.limit)
+            if args.json:
+                print(json.dumps({"dead": rows}, indent=2, default=str))
+            elif not rows:
+                print("no dead webhook deliveries")
+            for r in [] if args.json else rows:
+                print(f"{r['outbox_id']:>8}  {r['event_type']:<16} {r['device_id'] or '-':<16} "
+                      f"{r['endpoint_id'] or r['endpoint']}  tries {r['attempts']}  "
+                      f"{r['last_error']}")
+        else:
+            key = None
+            if args.endpoint_id is not None:
+                endpoint = await store.webhook_endpoint(args.endpoint_id)
+                if endpoint is None:
+                    return _fail(f"no webhook endpoint {args.endpoint_id!r} "
+                                 "(see fleettui webhooks list)", 2)
+                key = endpoint["delivery_key"]
+            count = await store.webhook_replay(key, now, args.outbox_ids)
+            print(f"{count:,} dead deliveries queued again"
+                  + ("" if count else " (none matched)"))
     return 0
 
 

@@ -7,7 +7,10 @@ of retries. The app is a viewer of that store, driven with its Pilot.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 
@@ -16,8 +19,10 @@ from fleettui.store import Store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.deadletters import DeadLetters, dead_table
 from tests.test_engine import Clock
+from tests.test_headless import fleettui
 from tests.test_tui import wait_for
 from tests.test_webhooks import (  # noqa: F401 (fixtures)
+    SECRET,
     Receiver,
     _drain,
     _endpoint,
@@ -79,4 +84,44 @@ async def test_the_dead_count_reads_a_partial_index(store: Store) -> None:  # no
         "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'")
     plan = " ".join(str(r[3]) for r in rows)
     assert "webhook_deliveries_dead" in plan
+    assert await store.webhook_dead_count() == 0
+
+
+async def test_fleettui_webhooks_lists_and_replays_dead_deliveries(
+    store: Store, receiver: Receiver, tmp_path: Path  # noqa: F811 (fixtures)
+) -> None:
+    """``fleettui webhooks list|dead|replay`` as a real process on the same database."""
+    clock = Clock(datetime.now(UTC))
+    await store.create_webhook_endpoint(
+        "wh_cli", url=receiver.url + "?api", events=["*"], secret=SECRET, enabled=True,
+        hex_signature_header=None, timeout_s=5.0, now=clock.now)
+    await _punches(store, per_device=1)  # after: a new endpoint hears events from then on
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock)
+    receiver.always_fail = True
+    for _ in range(40):
+        await dispatcher.run_once()
+        clock.now += timedelta(hours=1)
+    await dispatcher.close()
+    db = tmp_path / "fleet.db"
+
+    listed = await asyncio.to_thread(fleettui, "webhooks", "list", "--db", db)
+    assert listed.returncode == 0, listed.stderr
+    assert "wh_cli" in listed.stdout and "dead 3" in listed.stdout
+    assert SECRET not in listed.stdout + listed.stderr
+    as_json = json.loads((await asyncio.to_thread(
+        fleettui, "webhooks", "list", "--json", "--db", db)).stdout)
+    assert [e["id"] for e in as_json["webhooks"]] == ["wh_cli"]
+    assert as_json["webhooks"][0]["deliveries"]["dead"] == 3
+    assert SECRET not in json.dumps(as_json)
+
+    dead = await asyncio.to_thread(fleettui, "webhooks", "dead", "--db", db)
+    assert dead.returncode == 0 and dead.stdout.count("punch.created") == 6
+
+    unknown = await asyncio.to_thread(fleettui, "webhooks", "replay", "nope", "--db", db)
+    assert unknown.returncode == 2 and "no webhook endpoint 'nope'" in unknown.stderr
+    one = await asyncio.to_thread(fleettui, "webhooks", "replay", "wh_cli", "--db", db)
+    assert one.returncode == 0 and one.stdout.startswith("3 dead deliveries queued again")
+    assert await store.webhook_dead_count() == 3  # the other endpoint's stay dead
+    rest = await asyncio.to_thread(fleettui, "webhooks", "replay", "--db", db)
+    assert rest.stdout.startswith("3 dead deliveries queued again")
     assert await store.webhook_dead_count() == 0
