@@ -395,7 +395,8 @@ def main() -> None:
                     help="profile the bursts with pyinstrument (pip install it) into this file")
     args = ap.parse_args()
     n = args.devices
-    if args.profile:
+    r: dict[str, list[float]] = {}
+    if args.bursts and args.profile:
         from pyinstrument import Profiler  # a tool for this script, not a dependency
 
         profiler = Profiler(async_mode="disabled")
@@ -407,7 +408,7 @@ def main() -> None:
             Path(args.profile).write_text(profiler.output_html())
             show_all = bool(os.environ.get("PROFILE_ALL"))
             print(profiler.output_text(unicode=False, show_all=show_all), file=sys.stderr)
-    else:
+    elif args.bursts:
         r = asyncio.run(run_bursts(n, args.bursts, args.throttle_ms))
     rss = asyncio.run(run_hour(n, args.hours, args.throttle_ms))
 
@@ -420,18 +421,23 @@ def main() -> None:
           f"({machine()}; Textual Pilot; store writer in the app's loop, no engine; "
           + (f"PROPOSED refresh throttle {args.throttle_ms:g} ms)" if args.throttle_ms
              else "app as shipped)"))
-    print(table([
-        (f"burst of {n} changes: first write -> on screen", ms(r["first"]) + "  goal <= 1 s"),
-        (f"burst of {n} changes: last write -> on screen", ms(r["last"])),
-        (f"burst of {n} changes: writing them", ms(r["write"])),
-        ("app refreshes per burst", f"median {median(r['refreshes']):.0f}, "
-                                    f"each {ms(r['refresh'])}"),
-        ("key -> repaint during bursts", ms(r["keys"]) + "  goal p99 <= 100 ms"),
-        ("key -> repaint, idle", ms(r["idle_keys"])),
+    rows: list[tuple[str, str]] = []
+    if r:
+        rows += [
+            (f"burst of {n} changes: first write -> on screen", ms(r["first"]) + "  goal <= 1 s"),
+            (f"burst of {n} changes: last write -> on screen", ms(r["last"])),
+            (f"burst of {n} changes: writing them", ms(r["write"])),
+            ("app refreshes per burst", f"median {median(r['refreshes']):.0f}, "
+                                        f"each {ms(r['refresh'])}"),
+            ("key -> repaint during bursts", ms(r["keys"]) + "  goal p99 <= 100 ms"),
+            ("key -> repaint, idle", ms(r["idle_keys"])),
+        ]
+    rows += [
         (f"RSS over {args.hours:g} simulated hour(s)",
          f"start {values[0]:.0f} MB, end {values[-1]:.0f} MB, max {max(values):.0f} MB"),
         ("RSS samples (MB, every 5 sim-min)", " ".join(f"{v:.0f}" for v in values)),
-    ]))
+    ]
+    print(table(rows))
 
 
 if __name__ == "__main__":
