@@ -80,3 +80,11 @@ def machine() -> str:
 def median(values: Sequence[float]) -> float:
     """The median."""
     return statistics.median(values)
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MB, from /proc/self/status (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
