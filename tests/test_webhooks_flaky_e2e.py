@@ -286,10 +286,6 @@ async def test_a_flaky_network_run_delivers_every_punch_once_in_order(
     assert receiver.requests > len(receiver.seen)  # not deduplicated: retries happened
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fleettui/devices/zk.py ZkDriver._drop closes a UDP socket without CMD_EXIT: each "
-    "timed-out UDP session stays on the terminal (emulator: until udp_idle_s, 120 s), and "
-    "after Profile.max_sessions (4) of them CONNECT is refused, shown as status 'error'"))
 async def test_a_udp_device_survives_repeated_timeouts(
     emulate: Callable[..., Emulated]
 ) -> None:

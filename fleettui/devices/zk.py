@@ -50,6 +50,9 @@ T = TypeVar("T")
 #: the attendance log read command (CMD_ATTLOG_RRQ) for pyzk's buffered read
 _ATTLOG_RRQ = 13
 _OPTIONS_WRQ = 12
+_EXIT = 1001
+#: stale UDP sessions remembered for a goodbye (a terminal holds a handful at most)
+MAX_STALE = 8
 _REFRESHOPTION = 1014
 _REC40 = struct.Struct("<H24sB4sB8s")
 _REC16 = struct.Struct("<I4sBB2sI")
@@ -166,6 +169,8 @@ class ZkDriver:
         self._bulk_timeout = bulk_timeout_s
         self._lock = asyncio.Lock()
         self._conn: Any = None
+        #: pyzk instances of UDP sessions dropped without CMD_EXIT (see _drop)
+        self._stale: list[Any] = []
         self._live: _LiveCapture | None = None
 
     # --- plumbing -------------------------------------------------------
@@ -202,7 +207,10 @@ class ZkDriver:
     def _connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        self._end_stale_sessions()
         conn = self._new_zk().connect()
+        self._end_stale_sessions()
+        self._stale.clear()  # the link works: the goodbyes above got through
         try:
             identity = Identity(
                 serial=conn.get_serialnumber(),
@@ -228,6 +236,24 @@ class ZkDriver:
         conn, self._conn = self._conn, None
         if conn is not None:
             _close_socket(conn)
+            if not conn.tcp and getattr(conn, "_ZK__session_id", 0):
+                # a UDP session has no teardown but CMD_EXIT: unsaid, it holds one of the
+                # terminal's few session slots until the terminal times it out
+                self._stale = [*self._stale[-(MAX_STALE - 1):], conn]
+
+    def _end_stale_sessions(self) -> None:
+        """Say CMD_EXIT, without waiting for an answer, for UDP sessions dropped after an
+        error. The session is keyed by its id, so any socket may end it; a lost goodbye is
+        said again at the next connect, until one connect succeeds."""
+        for old in self._stale:
+            try:
+                packet = old._ZK__create_header(_EXIT, b"", old._ZK__session_id,
+                                                old._ZK__reply_id)
+                family = socket.AF_INET6 if ":" in self.endpoint.host else socket.AF_INET
+                with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                    sock.sendto(packet, (self.endpoint.host, self.endpoint.port))
+            except OSError as e:
+                log.debug("goodbye to a stale session of %s: %s", self.endpoint.device_id, e)
 
     # --- operations -----------------------------------------------------
 
@@ -271,6 +297,8 @@ class ZkDriver:
         self.stop_live()
 
         def do() -> None:
+            self._end_stale_sessions()
+            self._stale.clear()
             conn, self._conn = self._conn, None
             if conn is None:
                 return
