@@ -329,6 +329,17 @@ class FleetApp(App[None]):
         finally:
             self._last_refresh_end = time.monotonic()
 
+    def refresh_panel_soon(self) -> None:
+        """Redraw the panel in a worker, cancelling one still drawing an older selection.
+
+        The worker gets a function, not a coroutine: a worker cancelled before it
+        starts (keys pressed fast) then leaves no coroutine never awaited."""
+
+        async def draw() -> None:
+            await self._while_open(self.refresh_panel())
+
+        self.run_worker(draw, group="panel", exclusive=True)
+
     async def _while_open(self, work: Awaitable[None]) -> None:
         """Run a screen update; if the app closes under it (widgets gone), just stop."""
         try:
@@ -506,7 +517,7 @@ class FleetApp(App[None]):
     @on(Tree.NodeHighlighted, "#tree")
     def _highlighted(self, _event: Tree.NodeHighlighted[object]) -> None:
         self.selected = self.query_one("#tree", SiteTree).selected_id
-        self.run_worker(self.refresh_panel(), group="panel", exclusive=True)
+        self.refresh_panel_soon()
 
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
@@ -704,8 +715,7 @@ class FleetApp(App[None]):
             kind = "device" if request.target_kind == "device" else "site"
             self.jump((kind, target))
             self.selected = (kind, target)
-            self.run_worker(self._while_open(self.refresh_panel()), group="panel",
-                            exclusive=True)
+            self.refresh_panel_soon()
 
         self.push_screen(EmployeeSync(target, label, self.store, self.now), applied)
 
