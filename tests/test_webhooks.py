@@ -8,6 +8,7 @@ dead-letter limit are lived through without waiting.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -260,3 +261,20 @@ async def test_device_and_command_facts_reach_the_outbox_in_the_articles_shape(
     assert offline["device"] == {"id": "d1", "serial_number": "S1", "site": "s",
                                  "last_seen": None, "reason": "no answer"}
     assert "timestamp" in offline
+
+
+async def test_a_dispatcher_stops_when_cancelled_as_a_kick_arrives(store: Store) -> None:
+    """engine.stop() cancels the delivery loop; an event committed at that very moment
+    must not swallow the cancellation (Python 3.11's wait_for does: stop() hung)."""
+    dispatcher = WebhookDispatcher(store, [])
+    task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
+    for _ in range(1000):  # until it sleeps waiting for a kick
+        if dispatcher._kick._waiters:
+            break
+        await asyncio.sleep(0)
+    assert dispatcher._kick._waiters
+    dispatcher.kick()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)  # bounded: a swallowed cancel fails, not hangs
+    await dispatcher.close()

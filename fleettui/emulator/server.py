@@ -106,8 +106,9 @@ class Link(ABC):
                 self.event_ack.clear()
                 # one event per frame: pyzk parses one recv() as one event
                 await self.send(build_packet(Cmd.REG_EVENT, EventFlag.ATTLOG, 0, payload))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.event_ack.wait(), EVENT_ACK_TIMEOUT_S)
+                with contextlib.suppress(TimeoutError):  # (wait_for may swallow a cancel)
+                    async with asyncio.timeout(EVENT_ACK_TIMEOUT_S):
+                        await self.event_ack.wait()
 
 
 class TcpLink(Link):
@@ -328,8 +329,9 @@ class DeviceServer:
         try:
             while not self.device.reachable() and not link.closed:
                 wake = self._wake
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), LINK_POLL_S)
+                with contextlib.suppress(TimeoutError):  # (wait_for may swallow a cancel)
+                    async with asyncio.timeout(LINK_POLL_S):
+                        await wake.wait()
         finally:
             self._stalled -= 1
 

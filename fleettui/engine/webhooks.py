@@ -216,8 +216,11 @@ class WebhookDispatcher:
             if made:
                 continue
             self._kick.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that lands as the kick comes, and stop() then waits forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), idle_s)
+                async with asyncio.timeout(idle_s):
+                    await self._kick.wait()
 
     async def _deliver(
         self, endpoint: Target, delivery: dict[str, Any]
