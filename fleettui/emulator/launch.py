@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fleettui.emulator.device import User
 from fleettui.emulator.fleet import Fleet
 from fleettui.emulator.fleetgen import FleetSpec, generate_fleet
@@ -63,23 +65,38 @@ def build_fleet(
     return spec, fleet_from_spec(spec, seed=seed, punch_rate=punch_rate)
 
 
-async def make_sick(fleet: Fleet) -> dict[str, str]:
+async def make_sick(fleet: Fleet, *, outage_s: float | None = None) -> dict[str, str]:
     """Make four devices sick the way real ones get; returns device id → what is wrong.
 
     Picked from the end of the fleet so the first devices stay healthy:
     one offline, one flapping on a bad link, one with a drifting clock, one
-    with a nearly full record buffer.
+    with a nearly full record buffer. With ``outage_s`` the offline device's
+    link comes back after that many seconds (a 3G link that drops and returns:
+    what the demo shows, so that a restart queued meanwhile runs); without,
+    it stays offline. Runs on the fleet's event loop.
     """
     ids = list(fleet.devices)
     if len(ids) < 5:
         return {}
     offline, flapping, drifting, full = ids[-2], ids[-5], ids[len(ids) // 2], ids[len(ids) // 3]
     await fleet.set_faults(offline, {"offline": True})
+    if outage_s is not None:
+        loop = asyncio.get_running_loop()
+        ending: set[asyncio.Task[object]] = set()
+
+        def link_returns() -> None:
+            task = loop.create_task(fleet.set_faults(offline, {"offline": False}))
+            ending.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(ending.discard)
+
+        loop.call_later(outage_s, link_returns)
     await fleet.set_faults(flapping, {"flap": {"up_s": 40, "down_s": 20}, "latency_ms": 250})
     await fleet.set_faults(drifting, {"clock_offset_s": 437, "clock_drift_s_per_day": 90})
     added = fleet.fill_buffer(full, NEARLY_FULL)
+    down = ("offline (no answer at all)" if outage_s is None
+            else f"offline: its link is down for {outage_s:.0f} s, then back")
     return {
-        offline: "offline (no answer at all)",
+        offline: down,
         flapping: "flapping: up 40 s, down 20 s, 250 ms latency",
         drifting: "clock 437 s fast and drifting 90 s/day",
         full: f"record buffer {NEARLY_FULL:.0%} full ({added} old records added)",

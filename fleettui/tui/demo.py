@@ -18,6 +18,10 @@ from fleettui.emulator.launch import build_fleet, make_sick
 from fleettui.emulator.runner import EmulatorThread
 from fleettui.tui.run import log_to
 
+#: the demo's offline device: its link returns after this long, so that a restart queued
+#: from the palette meanwhile runs when it answers again (commands wait for a device)
+DEMO_OUTAGE_S = 180.0
+
 
 def run_demo(
     *,
@@ -49,7 +53,7 @@ def run_demo(
               "Try --base-address or --port.", file=sys.stderr)
         return 1
     try:
-        sick = emu.run(make_sick(fleet))
+        sick = emu.run(make_sick(fleet, outage_s=DEMO_OUTAGE_S))
         with tempfile.TemporaryDirectory(prefix="fleettui-demo-") as tmp:
             work = Path(tmp)
             cfg = work / "fleet.toml"
