@@ -394,3 +394,23 @@ async def test_a_viewer_hears_of_alerts_the_owning_poller_raises(
         await engine.stop()
         await viewer_store.close()
         await owner_store.close()
+
+
+async def test_palette_refreshes_a_devices_info_through_the_queue(app: FleetApp) -> None:
+    target = "dev_a_01"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: target in app.rows
+                       and app.rows[target].device.status == DeviceStatus.ONLINE)
+        await pilot.press("ctrl+p")
+        await pilot.press(*f"refresh info {target}")
+        await wait_for(pilot, lambda: _palette_top(app) == f"Refresh info {target}")
+        await pilot.press("enter")
+
+        async def states() -> list[tuple[str, CommandState]]:
+            return [(c.command, c.state) for c in await app.store.commands(device_id=target)]
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while await states() != [("refresh_info", CommandState.DONE)]:
+            assert loop.time() < deadline, await states()
+            await pilot.pause(0.1)

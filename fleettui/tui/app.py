@@ -63,7 +63,8 @@ LOG_LINES = 500
 ALERT_CHANGES = {"alert.opened": "opened", "alert.escalated": "escalated",
                  "alert.reminder": "reminder", "alert.resolved": "resolved"}
 FINAL_COMMAND_EVENTS = ("command.done", "command.failed", "command.expired")
-COMMAND_LABELS = {"restart": "Restart", "sync_time": "Sync clock"}
+COMMAND_LABELS = {"restart": "Restart", "sync_time": "Sync clock",
+                  "refresh_info": "Refresh info"}
 
 
 def utc_now() -> datetime:
@@ -632,6 +633,9 @@ class FleetApp(App[None]):
                           f"reboot the terminal ({state})"))
             items.append((f"Sync clock {d.id}", partial(self.queue_command, d.id, "sync_time"),
                           "set its clock to the site's local time"))
+            items.append((f"Refresh info {d.id}",
+                          partial(self.queue_command, d.id, "refresh_info"),
+                          "read its identity, firmware and counters again"))
             items.append((f"Sync employees to {d.id}",
                           partial(self.sync_employees, d.id, d.id),
                           "from a CSV or JSON file, after a preview of what changes"))

@@ -18,6 +18,7 @@ PALETTE_ACTIONS: list[tuple[str, str]] = [
     ("Jump to <device>", "select a device in the tree (clears a filter that hides it)"),
     ("Restart <device>", "reboot the terminal (queued; the panel shows queued → done)"),
     ("Sync clock <device>", "set the device clock to its site's local time"),
+    ("Refresh info <device>", "read the device's identity, firmware and counters again"),
     ("Sync employees to <device>", "push a CSV/JSON employee file, after a preview"),
     ("Silence <device> for 2h", "no alert notifications for this device for 2 hours"),
     ("Jump to site <site>", "select a site: its devices, health and schedules"),
