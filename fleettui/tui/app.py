@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fleettui.tui")
 
+#: the panel is drawn once the tree's cursor has rested this long (seconds)
+PANEL_SETTLE_S = 0.05
 #: event-log lines kept on screen
 LOG_LINES = 500
 #: alert events in the store → the change a notification names
@@ -337,6 +339,10 @@ class FleetApp(App[None]):
         starts (keys pressed fast) then leaves no coroutine never awaited."""
 
         async def draw() -> None:
+            # a cursor held on ↓ moves every few ms: draw where it rests, not every
+            # device it passes (each drawing is several store reads that would queue
+            # ahead of the engine's writes on the one database connection)
+            await asyncio.sleep(PANEL_SETTLE_S)
             await self._while_open(self.refresh_panel())
 
         self.run_worker(draw, group="panel", exclusive=True)
