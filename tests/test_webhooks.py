@@ -268,11 +268,11 @@ async def test_a_dispatcher_stops_when_cancelled_as_a_kick_arrives(store: Store)
     must not swallow the cancellation (Python 3.11's wait_for does: stop() hung)."""
     dispatcher = WebhookDispatcher(store, [])
     task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
-    for _ in range(1000):  # until it sleeps waiting for a kick
-        if dispatcher._kick._waiters:
-            break
-        await asyncio.sleep(0)
-    assert dispatcher._kick._waiters
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not dispatcher._kick._waiters:  # until its first round is done and it waits
+        assert loop.time() < deadline, "the dispatcher never waited for a kick"
+        await asyncio.sleep(0.01)
     dispatcher.kick()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
