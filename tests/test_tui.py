@@ -414,3 +414,51 @@ async def test_palette_refreshes_a_devices_info_through_the_queue(app: FleetApp)
         while await states() != [("refresh_info", CommandState.DONE)]:
             assert loop.time() < deadline, await states()
             await pilot.pause(0.1)
+
+
+async def test_the_tree_reorders_its_nodes_in_place_when_only_the_order_changes() -> None:
+    """A device going offline moves it (and its site) first: the same nodes are put in
+    the new order, the cursor stays on what it was on; a filter that hides devices
+    still rebuilds."""
+    from textual.app import App, ComposeResult
+
+    from fleettui.domain import DeviceState, Site
+
+    sites = [Site("a", "Alpha", "UTC"), Site("b", "Beta", "UTC")]
+
+    def rows(offline: str = "") -> list[DeviceRow]:
+        return [DeviceRow(DeviceState(id=i, serial=f"S{i}", site_id=i[0], host="h", port=1,
+                                      transport="tcp",
+                                      status=DeviceStatus.OFFLINE if i == offline
+                                      else DeviceStatus.ONLINE))
+                for i in ("a1", "a2", "b1", "b2", "b3")]
+
+    class TreeApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield SiteTree(id="tree")
+
+    app = TreeApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        tree = app.query_one(SiteTree)
+        tree.show(arrange(sites, rows()))
+        await pilot.pause()
+        nodes = dict(tree.device_nodes)
+        tree.focus_on(("device", "a2"))
+        await pilot.pause()
+        assert tree.selected_id == ("device", "a2")
+
+        tree.show(arrange(sites, rows(offline="b3")))
+        await pilot.pause()
+        assert tree.device_nodes == nodes and all(
+            tree.device_nodes[k] is nodes[k] for k in nodes)  # not rebuilt
+        assert [n.data.id for n in tree.root.children] == ["b", "a"]  # type: ignore[union-attr]
+        assert [n.data.id for n in tree.root.children[0].children] == [  # type: ignore[union-attr]
+            "b3", "b1", "b2"]
+        assert "offline" in tree.render_label(nodes["b3"], tree.rich_style,
+                                              tree.rich_style).plain
+        assert tree.selected_id == ("device", "a2")
+        assert tree.cursor_node is nodes["a2"]
+
+        tree.show(arrange(sites, rows(offline="b3"), problems_only=True))
+        await pilot.pause()
+        assert set(tree.device_nodes) == {"b3"}

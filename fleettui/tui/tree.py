@@ -27,11 +27,12 @@ class SiteTree(Tree[NodeData]):
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
+        self._widths: dict[tuple[object, ...], int] = {}  # Tree.__init__ measures labels
+        self.device_nodes: dict[str, TreeNode[NodeData]] = {}
+        self.site_nodes: dict[str, TreeNode[NodeData]] = {}
         super().__init__("fleet", id=id)
         self.show_root = False
         self.guide_depth = 2
-        self.device_nodes: dict[str, TreeNode[NodeData]] = {}
-        self.site_nodes: dict[str, TreeNode[NodeData]] = {}
         self._shape: list[tuple[str, tuple[str, ...]]] = []
 
     def render_label(self, node: TreeNode[NodeData], base_style: Style, style: Style) -> Text:
@@ -71,7 +72,10 @@ class SiteTree(Tree[NodeData]):
         """Show these sites and devices: rebuild if the shape changed, else repaint changes."""
         shape = structure(arranged)
         if shape != self._shape:
-            self._rebuild(arranged, shape)
+            if _members(shape) == _members(self._shape):
+                self._reorder(arranged, shape)
+            else:
+                self._rebuild(arranged, shape)
             return
         for site in arranged:
             node = self.site_nodes[site.id]
@@ -86,8 +90,37 @@ class SiteTree(Tree[NodeData]):
                 if not isinstance(before, DeviceRow) or before.key() != row.key():
                     dnode.refresh()
 
+    def _reorder(self, arranged: list[SiteRow], shape: list[tuple[str, tuple[str, ...]]]) -> None:
+        """The same sites and devices in a new order ("problems first" moved some): put
+        the existing nodes in that order instead of rebuilding 500 of them, which made
+        a key pressed during a burst of changes wait for the rebuild."""
+        keep = self.selected_id
+        self.root._children[:] = [self.site_nodes[site.id] for site in arranged]
+        for site in arranged:
+            node = self.site_nodes[site.id]
+            node.data = site
+            node._children[:] = [self.device_nodes[row.id] for row in site.devices]
+            for row in site.devices:
+                self.device_nodes[row.id].data = row
+        self._shape = shape
+        self._invalidate()
+        self.focus_on(keep)
+
+    def get_label_width(self, node: TreeNode[NodeData]) -> int:
+        """A label's width, remembered per node and label content: Textual measures
+        every line's label after any change to the tree."""
+        data = node.data
+        key = (id(node), data.key() if data is not None else None, node.is_expanded)
+        width = self._widths.get(key)
+        if width is None:
+            if len(self._widths) > 8 * (len(self.device_nodes) + len(self.site_nodes) + 8):
+                self._widths.clear()
+            width = self._widths[key] = super().get_label_width(node)
+        return width
+
     def _rebuild(self, arranged: list[SiteRow], shape: list[tuple[str, tuple[str, ...]]]) -> None:
         keep = self.selected_id
+        self._widths.clear()
         self.clear()
         self.device_nodes.clear()
         self.site_nodes.clear()
@@ -109,3 +142,8 @@ class SiteTree(Tree[NodeData]):
             return False
         self.call_after_refresh(self.move_cursor, node)
         return True
+
+
+def _members(shape: list[tuple[str, tuple[str, ...]]]) -> dict[str, frozenset[str]]:
+    """Which devices each site shows, whatever the order."""
+    return {site: frozenset(devices) for site, devices in shape}
