@@ -462,3 +462,36 @@ async def test_the_tree_reorders_its_nodes_in_place_when_only_the_order_changes(
         tree.show(arrange(sites, rows(offline="b3"), problems_only=True))
         await pilot.pause()
         assert set(tree.device_nodes) == {"b3"}
+
+
+async def test_a_burst_of_events_is_summed_up_in_the_log(tmp_path: Path) -> None:
+    """300 events arriving in one refresh: the last LOG_BURST drawn one per line, the
+    older ones in one line that counts them by kind (the store keeps every one)."""
+    from datetime import UTC, datetime
+
+    from textual.widgets import RichLog
+
+    from fleettui.domain import DeviceState, Site
+    from fleettui.tui.app import LOG_BURST
+
+    store = await Store.open(tmp_path / "burst.db")
+    try:
+        await store.sync_fleet([Site("s", "S", "UTC")],
+                               [DeviceState("d1", "S1", "s", "127.20.230.1", 4370, "tcp")])
+        app = FleetApp(store, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app._tailing)
+            log = app.query_one("#events", RichLog)
+            before = len(log.lines)
+            async with app._refresh_lock:  # no refresh reads the log while they land
+                for i in range(300):
+                    await store.add_event("device.offline" if i % 3 else "sync", f"burst {i}",
+                                          at=datetime(2026, 1, 1, tzinfo=UTC), device_id="d1")
+            newest = await store.last_event_id()
+            await wait_for(pilot, lambda: app.last_event_id == newest)
+            texts = [strip.text for strip in log.lines[before:]]
+            assert texts[0].startswith(f"… {300 - LOG_BURST} more events: ")
+            assert "device.offline ×" in texts[0] and "sync ×" in texts[0]
+            assert len(texts) == LOG_BURST + 1 and texts[-1].endswith("burst 299")
+    finally:
+        await store.close()

@@ -61,6 +61,8 @@ log = logging.getLogger("fleettui.tui")
 PANEL_SETTLE_S = 0.05
 #: event-log lines kept on screen
 LOG_LINES = 500
+#: at most this many events drawn one per line in one refresh (the rest summed up)
+LOG_BURST = 60
 #: alert events in the store → the change a notification names
 ALERT_CHANGES = {"alert.opened": "opened", "alert.escalated": "escalated",
                  "alert.reminder": "reminder", "alert.resolved": "resolved"}
@@ -431,7 +433,17 @@ class FleetApp(App[None]):
                                      await self.store.last_event_id() - LOG_LINES)
         while True:
             events = await self.store.events_after(self.last_event_id, limit=500)
-            for e in events[-LOG_LINES:]:
+            shown = events[-LOG_BURST:]
+            if len(events) > len(shown):
+                # a burst (a whole site going down): one line for the older part of it;
+                # drawing hundreds of lines at once held keys back (the store has them all)
+                kinds: dict[str, int] = {}
+                for e in events[:-LOG_BURST]:
+                    kinds[e.kind] = kinds.get(e.kind, 0) + 1
+                summary = ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items()))
+                log.write(Text(f"… {len(events) - len(shown)} more events: {summary}",
+                               style="dim italic"))
+            for e in shown:
                 line = Text(f"{e.at:%H:%M:%S} ", style="dim")
                 style = "red" if e.kind in ("device.offline", "device.error") else (
                     "green" if e.kind == "device.online" else "")
