@@ -109,7 +109,7 @@ def db_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return []
 
 
-@pytest.mark.parametrize("drop", ["sighup", "pty_closed", "pty_closed_no_sighup"])
+@pytest.mark.parametrize("drop", ["sighup", "pty_closed", "pty_closed_no_sighup", "sigterm"])
 def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     emulate: Callable[..., Emulated], tmp_path: Path, drop: str
 ) -> None:
@@ -155,8 +155,8 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
                        "OSC 777 notification on the terminal", proc)
         # more punches land: a sync may well be under way when the session drops
         em.emu.call(em.fleet.generate_punches, online.id, 2000)
-        if drop == "sighup":
-            os.kill(proc.pid, signal.SIGHUP)
+        if drop in ("sighup", "sigterm"):
+            os.kill(proc.pid, signal.SIGHUP if drop == "sighup" else signal.SIGTERM)
         else:
             reader.stop.set()
             reader.join()
@@ -177,7 +177,7 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
             os.close(master)
 
     text = log.read_text()
-    assert "terminal hung up" in text
+    assert ("SIGTERM: stopping" if drop == "sigterm" else "terminal hung up") in text
     assert "Traceback" not in text and " ERROR " not in text
     assert "Traceback" not in reader.text()
     stored = db_rows(db, "SELECT count(*), count(DISTINCT device_id || user_id || local_time) "

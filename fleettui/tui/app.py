@@ -209,6 +209,9 @@ class FleetApp(App[None]):
             # default (instant death: no graceful engine stop)
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hangup)
+            # `kill`, systemd, a shutdown: the same graceful stop as `q`
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.terminated)
             if terminal_alive(getattr(self._driver, "fileno", 0)):
                 self.set_interval(1.0, self._watch_terminal)
         self.site_list = await self.store.sites()
@@ -219,8 +222,9 @@ class FleetApp(App[None]):
     async def on_unmount(self) -> None:
         """Stop the API and the embedded engine (its in-flight work finishes), close the store."""
         if not self.is_headless:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    asyncio.get_running_loop().remove_signal_handler(sig)
         if self.api is not None:
             await self.api.cleanup()
             self.api = None
@@ -275,6 +279,11 @@ class FleetApp(App[None]):
         if self._driver is not None:
             self._driver.hung_up = True  # type: ignore[attr-defined]
         detach_standard_streams()
+        self.exit()
+
+    def terminated(self) -> None:
+        """SIGTERM: exit as on `q` (the engine finishes its current work, the lock is freed)."""
+        log.warning("SIGTERM: stopping (the engine finishes its current work)")
         self.exit()
 
     def on_terminal_gone(self, _message: TerminalGone) -> None:
