@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, Static
 
 from fleettui.config import parse_config
@@ -57,6 +58,18 @@ def users_of(em: Emulated, device_id: str) -> dict[str, tuple[str, int]]:
 def _message(app: FleetApp) -> str:
     return str(app.screen.query_one("#message", Static).render())
 
+
+
+async def preview(pilot: Pilot[None], app: FleetApp, device_id: str, path: Path) -> EmployeeSync:
+    """Open the employee sync of a device, give it the file, press Preview."""
+    app.sync_employees(device_id, device_id)
+    await wait_for(pilot, lambda: isinstance(app.screen, EmployeeSync)
+                   and bool(app.screen.query("#path")))
+    screen = app.screen
+    assert isinstance(screen, EmployeeSync)
+    screen.query_one("#path", Input).value = str(path)
+    await pilot.click("#preview")
+    return screen
 
 async def test_preview_from_the_devices_then_apply_to_a_site(
     fleet: tuple[FleetApp, Emulated], tmp_path: Path
@@ -149,13 +162,7 @@ async def test_a_broken_file_shows_an_error_and_queues_nothing(
         path.write_text(content)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
-        app.sync_employees("dev_a_01", "dev_a_01")
-        await wait_for(pilot, lambda: isinstance(app.screen, EmployeeSync)
-                       and bool(app.screen.query("#path")))
-        screen = app.screen
-        assert isinstance(screen, EmployeeSync)
-        screen.query_one("#path", Input).value = str(path)
-        await pilot.click("#preview")
+        screen = await preview(pilot, app, "dev_a_01", path)
         await wait_for(pilot, lambda: bool(screen.error))
         assert expected in screen.error, screen.error
         assert expected.split(":")[0] in _message(app)
@@ -193,13 +200,7 @@ async def test_a_viewer_previews_and_applies_through_the_owning_poller(
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
             assert app.engine is None
-            app.sync_employees("dev_a_01", "dev_a_01")
-            await wait_for(pilot, lambda: isinstance(app.screen, EmployeeSync)
-                       and bool(app.screen.query("#path")))
-            screen = app.screen
-            assert isinstance(screen, EmployeeSync)
-            screen.query_one("#path", Input).value = str(path)
-            await pilot.click("#preview")
+            screen = await preview(pilot, app, "dev_a_01", path)
             await wait_for(pilot, lambda: screen.preview is not None and all(
                 c.state is CommandState.DONE for c in screen.preview.commands), 15)
             assert screen.preview is not None
@@ -230,13 +231,7 @@ async def test_changing_the_file_or_options_after_a_preview_disables_apply(
     path.write_text(CSV)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
-        app.sync_employees("dev_b_01", "dev_b_01")
-        await wait_for(pilot, lambda: isinstance(app.screen, EmployeeSync)
-                       and bool(app.screen.query("#path")))
-        screen = app.screen
-        assert isinstance(screen, EmployeeSync)
-        screen.query_one("#path", Input).value = str(path)
-        await pilot.click("#preview")
+        screen = await preview(pilot, app, "dev_b_01", path)
         apply = screen.query_one("#apply", Button)
         await wait_for(pilot, lambda: not apply.disabled, 15)
         await pilot.click("#remove")  # the preview was without removals: it is stale now
