@@ -198,4 +198,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_dead ON webhook_deliveries(outbox_id)
         WHERE state = 'dead';
     """,
+    # 4: devices registered through the API (polled without a restart, kept when the
+    # config is synced), and a webhook secret being rotated: the previous secret
+    # still signs, next to the new one, until previous_secret_until
+    """
+    ALTER TABLE devices ADD COLUMN origin TEXT NOT NULL DEFAULT 'config';
+    ALTER TABLE devices ADD COLUMN comm_key INTEGER NOT NULL DEFAULT 0;  -- API devices only
+    ALTER TABLE devices ADD COLUMN live_capture INTEGER;  -- API devices, NULL: as [poll] says
+    ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT NOT NULL DEFAULT '';
+    ALTER TABLE webhook_endpoints ADD COLUMN previous_secret_until TEXT;
+    """,
 ]
