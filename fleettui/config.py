@@ -1022,6 +1022,23 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     return config
 
 
+def validate_device(data: dict[str, Any]) -> DeviceConfig:
+    """One device from outside a config file (the HTTP API), checked as a [[devices]] entry is.
+
+    Raises ConfigError whose problems are keyed by the device's own field
+    names (``port``, not ``devices[0].port``); a secret is never echoed.
+    """
+    try:
+        return DeviceConfig.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False):
+            loc: Loc = tuple(item["loc"])
+            # the messages look a field up from the config's root
+            problems.append(Problem(_key(loc), _message({**item, "loc": ("devices", 0, *loc)})))
+        raise ConfigError(problems) from None
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the config file at ``path`` (ConfigError if it cannot be used)."""
     file = Path(path).expanduser()

@@ -114,6 +114,8 @@ class DeviceState:
     last_sync_at: datetime | None = None
     last_punch_at: datetime | None = None
     synced_records: int = 0
+    #: who declared the device: "config" (the config file) or "api" (registered over HTTP)
+    origin: str = "config"
 
     @property
     def buffer_fill(self) -> float | None:
@@ -121,6 +123,29 @@ class DeviceState:
         if self.records is None or not self.records_cap:
             return None
         return self.records / self.records_cap
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """What the engine needs to poll one device, wherever it was declared.
+
+    ``comm_key`` is the device's password: left out of the repr.
+    """
+
+    id: str
+    serial: str
+    site_id: str
+    host: str
+    port: int
+    transport: str = "tcp"
+    comm_key: int = field(default=0, repr=False)
+    #: real-time punch events; None follows the config's [poll] live_capture
+    live_capture: bool | None = None
+    name: str = ""
+    enabled: bool = True
+    origin: str = "config"
+    #: the site's time zone (filled in when read from the store)
+    timezone: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,7 +327,7 @@ async def test_bad_bodies_are_400_naming_the_field(api: Api) -> None:
                              400, "invalid_command")
     big = b'{"command": "restart", "params": {"x": "' + b"a" * MAX_BODY + b'"}}'
     _err(await api.post(url, content=big), 413, "too_large")
-    _err(await api.client.delete("/v1/devices/tk1", headers=api.auth("admin")), 405,
+    _err(await api.client.put("/v1/devices/tk1", headers=api.auth("admin")), 405,
          "method_not_allowed")
     _err(await api.get("/v1/nothing-here"), 404, "not_found")
 

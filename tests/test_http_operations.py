@@ -208,7 +208,8 @@ async def test_site_creation_errors(api: Api) -> None:
     assert "name" in await bad({"name": "", "location": {"timezone": "UTC"}})
     assert "name" in await bad({"name": "€€€", "location": {"timezone": "UTC"}})
     assert "id" in await bad({**ok, "id": "Not An Id"})
-    assert "config file" in await bad({**ok, "devices": [{"serial": "X1"}]})
+    assert "devices[0].serial" in await bad({**ok, "devices": [{"serial": "X1"}]},
+                                            "unknown_field")
     assert "devices" in await bad({**ok, "devices": {"serial": "X1"}})
     assert "tokyo" in await bad({**ok, "id": "tokyo"}, "duplicate", 409)
     assert "tk1" in await bad({**ok, "id": "tk1"}, "duplicate", 409)  # a device's id

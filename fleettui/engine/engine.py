@@ -16,17 +16,19 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from fleettui.config import Config, ScheduleConfig
 from fleettui.devices.base import Driver, Endpoint
 from fleettui.devices.zk import ZkDriver
-from fleettui.domain import DeviceState, Event, Site
+from fleettui.domain import DeviceSpec, DeviceState, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
@@ -38,9 +40,16 @@ log = logging.getLogger(__name__)
 
 #: how often open alerts are re-evaluated (confirmation delays, escalation, silences)
 EVALUATE_EVERY_S = 10.0
+#: how often the store is read for devices registered through the API by another process
+RECONCILE_EVERY_S = 5.0
 
 DriverFactory = Callable[[Endpoint, ThreadPoolExecutor], Driver]
 Listener = Callable[[Event], None]
+
+
+def _same_poll(a: DeviceSpec | None, b: DeviceSpec) -> bool:
+    """Whether two specs poll the same way (a new name needs no new poller)."""
+    return a is not None and replace(a, name="") == replace(b, name="")
 
 
 def utc_now() -> datetime:
@@ -85,6 +94,10 @@ class Engine:
         self.listeners.append(self.webhooks.kick)
         self._webhook_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}
+        self._specs: dict[str, DeviceSpec] = {}
+        #: ids the config declares (an API device of the same id is the config's)
+        self._config_ids = frozenset(d.id for d in config.devices)
+        self._reconcile_lock = asyncio.Lock()
         self._stopping = False
 
     def _zk_driver(self, endpoint: Endpoint, pool: ThreadPoolExecutor) -> Driver:
@@ -112,41 +125,92 @@ class Engine:
             ],
         )
         for d in cfg.devices:
-            if not d.enabled:
-                continue
-            site = cfg.site(d.site)
-            endpoint = Endpoint(d.id, d.host, d.port, d.transport, d.serial,
-                                comm_key=d.comm_key)
-            poller = DevicePoller(
-                device_id=d.id,
-                site_id=d.site,
-                zone=ZoneInfo(site.timezone),
-                driver=self._driver_factory(endpoint, self._pool),
-                store=self.store,
-                policy=self.policy,
-                clock=self.clock,
-                publish=self._publish,
-                live=cfg.effective_live_capture(d),
-                request_retry=partial(self._retry, d.id),
-                spawn=self.spawn,
-            )
-            await poller.restore()
-            self.pollers[d.id] = poller
+            if d.enabled:
+                await self._add(DeviceSpec(
+                    id=d.id, serial=d.serial, site_id=d.site, host=d.host, port=d.port,
+                    transport=d.transport, comm_key=d.comm_key, live_capture=d.live_capture,
+                    name=d.name, timezone=cfg.site(d.site).timezone))
+        for spec in await self.store.api_device_specs():
+            await self._add(spec)
+
+    async def _add(self, spec: DeviceSpec) -> None:
+        """Build the device's poller from its spec; schedule it if the engine runs."""
+        endpoint = Endpoint(spec.id, spec.host, spec.port, spec.transport, spec.serial,
+                            comm_key=spec.comm_key)
+        live = spec.live_capture
+        poller = DevicePoller(
+            device_id=spec.id,
+            site_id=spec.site_id,
+            zone=ZoneInfo(spec.timezone),
+            driver=self._driver_factory(endpoint, self._pool),
+            store=self.store,
+            policy=self.policy,
+            clock=self.clock,
+            publish=self._publish,
+            live=self.config.poll.live_capture if live is None else live,
+            request_retry=partial(self._retry, spec.id),
+            spawn=self.spawn,
+        )
+        await poller.restore()
+        self.pollers[spec.id] = poller
+        self._specs[spec.id] = spec
+        if self._scheduler is not None:
+            self._schedule(spec.id, poller, datetime.now(UTC))
+
+    def _retire(self, device_id: str) -> None:
+        """Stop polling a device: no more checks; its driver closes after any work in hand."""
+        poller = self.pollers.pop(device_id)
+        self._specs.pop(device_id, None)
+        poller.retired = True
+        if self._scheduler is not None:
+            for job_id in (device_id, f"{device_id}:retry"):
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(job_id)
+        self.spawn(poller.driver.close())
+
+    async def reconcile(self) -> None:
+        """Poll exactly the enabled devices registered through the API, as the store lists them.
+
+        New ones get a poller and their first check at once, removed or disabled
+        ones stop, and a changed one (address, site, comm key) gets a new
+        poller. The HTTP server asks for this when it changes a device
+        (``reconcile_soon``); a periodic job covers a server in another process.
+        """
+        async with self._reconcile_lock:
+            if self._stopping:
+                return
+            wanted = {s.id: s for s in await self.store.api_device_specs()}
+            for device_id, spec in list(self._specs.items()):
+                if spec.origin == "api" and not _same_poll(wanted.get(device_id), spec):
+                    log.info("device %s: %s", device_id,
+                             "changed" if device_id in wanted else "no longer polled")
+                    self._retire(device_id)
+            for device_id, spec in wanted.items():
+                if device_id not in self.pollers and device_id not in self._config_ids:
+                    log.info("device %s: now polled (registered through the API)", device_id)
+                    await self._add(spec)
+
+    def reconcile_soon(self) -> None:
+        """Reconcile in the background (the fleet changed in the store)."""
+        self.spawn(self._reconcile_logged())
+
+    async def _reconcile_logged(self) -> None:
+        try:
+            await self.reconcile()
+        except Exception:
+            log.exception("could not pick up the devices registered through the API")
 
     async def start(self) -> None:
         """Prepare, then schedule every device's checks (first ones spread by jitter)."""
         if not self.pollers:
             await self.prepare()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        jitter = self.config.poll.jitter_s
         now = datetime.now(UTC)
         for device_id, poller in self.pollers.items():
-            first = now + timedelta(seconds=self._rng.uniform(0, max(jitter, 0.05)))
-            self._scheduler.add_job(
-                self._tick, IntervalTrigger(seconds=poller.interval_s, jitter=jitter or None),
-                args=[device_id], id=device_id, next_run_time=first, max_instances=1,
-                coalesce=True, misfire_grace_time=None,
-            )
+            self._schedule(device_id, poller, now)
+        self._scheduler.add_job(self._reconcile_logged,
+                                IntervalTrigger(seconds=RECONCILE_EVERY_S), id="fleet:reconcile",
+                                coalesce=True, max_instances=1, misfire_grace_time=None)
         alerts = self.config.alerts
         self._scheduler.add_job(self._alert_sample, IntervalTrigger(seconds=alerts.flap_sample_s),
                                 id="alerts:sample", coalesce=True, max_instances=1,
@@ -163,6 +227,17 @@ class Engine:
         self._scheduler.start()
         self._webhook_task = asyncio.get_running_loop().create_task(
             self.webhooks.run_forever())
+
+    def _schedule(self, device_id: str, poller: DevicePoller, now: datetime) -> None:
+        """The device's interval job, its first check spread by jitter."""
+        assert self._scheduler is not None
+        jitter = self.config.poll.jitter_s
+        first = now + timedelta(seconds=self._rng.uniform(0, max(jitter, 0.05)))
+        self._scheduler.add_job(
+            self._tick, IntervalTrigger(seconds=poller.interval_s, jitter=jitter or None),
+            args=[device_id], id=device_id, next_run_time=first, max_instances=1,
+            coalesce=True, misfire_grace_time=None, replace_existing=True,
+        )
 
     async def _alert_sample(self) -> None:
         try:
@@ -223,7 +298,9 @@ class Engine:
         self.spawn(self._check_and_reschedule(device_id))
 
     async def _check_and_reschedule(self, device_id: str) -> None:
-        poller = self.pollers[device_id]
+        poller = self.pollers.get(device_id)
+        if poller is None:  # retired since the tick was due
+            return
         before = poller.interval_s
         await poller.check()
         if poller.interval_s != before and self._scheduler is not None and not self._stopping:

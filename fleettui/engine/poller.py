@@ -77,6 +77,8 @@ class DevicePoller:
         self.health = Health(device_id, offline_after=policy.offline_after_failures)
         self.interval_s = policy.check_interval_s
         self.busy = False
+        #: the engine stopped polling this device (removed or changed): no more checks
+        self.retired = False
         self._last_clock_check: datetime | None = None
         self._drift: float | None = None
         self._synced_count: int | None = None
@@ -97,7 +99,7 @@ class DevicePoller:
 
     async def check(self) -> None:
         """One liveness check, and whatever it calls for (sync, clock, live capture)."""
-        if self.busy:
+        if self.busy or self.retired:
             return
         self.busy = True
         try:

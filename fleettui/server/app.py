@@ -17,6 +17,7 @@ import binascii
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,12 +29,13 @@ from fleettui.config import SITE_ID_PATTERN
 from fleettui.domain import CommandRequest, DeviceState, DeviceStatus, Site
 from fleettui.engine.enqueue import enqueue
 from fleettui.report import alert_record, punch_record, request_record
-from fleettui.server import alert_routes, webhook_routes
+from fleettui.server import alert_routes, device_routes, webhook_routes
 from fleettui.server.base import (
     AUTH_ERRORS,
     BODY_ERRORS,
     CLOCK_KEY,
     ERR,
+    FLEET_HOOK_KEY,
     KEY_ID,
     MAX_BODY,
     NULLABLE_STR,
@@ -42,6 +44,8 @@ from fleettui.server.base import (
     ApiError,
     Clock,
     Handler,
+    device_record,
+    fleet_changed,
     iso,
     json_body,
     json_object,
@@ -56,7 +60,7 @@ from fleettui.server.base import (
     store_of,
 )
 from fleettui.store import Store
-from fleettui.store.store import IdempotencyConflict
+from fleettui.store.store import FleetConflict, IdempotencyConflict
 
 log = logging.getLogger(__name__)
 
@@ -133,27 +137,6 @@ async def _query(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 # --- helpers ------------------------------------------------------------
-
-
-def device_record(d: DeviceState) -> dict[str, Any]:
-    """A device in the article's shape (plus fleettui's health fields)."""
-    return {
-        "id": d.id,
-        "serial_number": d.serial,
-        "site": d.site_id,
-        "name": d.name or None,
-        "status": d.status.value,
-        "reason": d.status_reason or None,
-        "since": iso(d.status_since),
-        "last_seen": iso(d.last_seen),
-        "last_punch_at": iso(d.last_punch_at),
-        "model": d.model,
-        "firmware": d.firmware,
-        "records": d.records,
-        "records_capacity": d.records_cap,
-        "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
-        "enabled": d.enabled,
-    }
 
 
 def site_record(s: Site, devices: list[DeviceState]) -> dict[str, Any]:
@@ -251,7 +234,7 @@ async def list_devices(request: web.Request) -> web.Response:
 
 async def _device_or_404(request: web.Request) -> DeviceState:
     device_id = request.match_info["id"]
-    d = await store_of(request).device(device_id)
+    d = await store_of(request).device(device_id, removed=False)
     if d is None:
         raise ApiError(404, "not_found", f"no device {device_id!r}")
     return d
@@ -342,10 +325,11 @@ async def create_site(request: web.Request) -> web.Response:
     """Add a site to the store (the article's name, location {address, timezone}, devices).
 
     The site is the store's own: listed, silenced and reported like any other, and
-    kept across restarts and config syncs. It holds no device yet: the poller is
-    built from the config file, whose devices name config sites, so ``devices``
-    must be absent or []. To give it devices, add a [[sites]] entry with the same
-    id (the config then owns the site, history and all) and its [[devices]].
+    kept across restarts and config syncs. ``devices`` may hold device ids (the
+    article's shape: devices registered over the API, moved into the new site) and
+    device objects (new devices registered at the site, as POST /v1/devices takes
+    them). All of it happens, or none of it. A device the config file places stays
+    there (409): its site is changed in the file.
     """
     body = await json_object(request, SITE_FIELDS)
     name = required(body, "name").strip()
@@ -371,12 +355,6 @@ async def create_site(request: web.Request) -> web.Response:
         address = ""
     if not isinstance(address, str) or len(address) > 500:
         raise ApiError(400, "invalid_field", "location.address: expected a string (500 max)")
-    if body.get("devices"):
-        raise ApiError(400, "invalid_field",
-                       "devices: devices cannot be registered over the API yet (the poller "
-                       "is built from the config file): create the site with no devices, then "
-                       "add a [[sites]] entry with the same id and its [[devices]] to the "
-                       "config and restart the poller")
     site_id = body.get("id")
     if site_id is None:
         site_id = slugify(name)
@@ -386,12 +364,23 @@ async def create_site(request: web.Request) -> web.Response:
     if not re.fullmatch(SITE_ID_PATTERN, site_id):
         raise ApiError(400, "invalid_field",
                        "id: expected 1 to 64 lowercase letters, digits, '-' or '_'")
-    store = store_of(request)
+    new, move, places = device_routes.site_devices(body.get("devices") or [], site_id)
     site = Site(site_id, name, tz, address)
-    if await store.device(site_id) is not None or not await store.create_site(
-            site, now_of(request)):
-        raise ApiError(409, "duplicate", f"id {site_id!r} is already taken")
-    return web.json_response({**site_record(site, []), "devices": []}, status=201)
+    try:
+        devices = await store_of(request).register_devices(new, now_of(request), site=site,
+                                                           move=move)
+    except FleetConflict as e:
+        if e.index is None:
+            raise ApiError(409, "duplicate", f"id {site_id!r} is already taken") from None
+        e.index = places[e.index]
+        raise device_routes.conflict_error(e) from None
+    if devices:
+        fleet_changed(request)
+    return web.json_response(
+        {**site_record(site, devices), "devices": [device_record(d) for d in devices]},
+        status=201)
+
+
 
 
 async def post_site_command(request: web.Request) -> web.Response:
@@ -549,6 +538,9 @@ OPENAPI: dict[str, Any] = {
                     "records_capacity": {"type": ["integer", "null"]},
                     "clock_drift_s": {"type": ["number", "null"]},
                     "enabled": {"type": "boolean"},
+                    "origin": {"type": "string", "enum": ["config", "api"],
+                               "description": "declared in the config file, or registered "
+                               "over the API"},
                 },
             },
             "Site": {
@@ -624,8 +616,12 @@ OPENAPI: dict[str, Any] = {
                                          "description": "IANA name, such as Europe/Paris"},
                         },
                     },
-                    "devices": {"type": ["array", "null"], "maxItems": 0,
-                                "description": "must be empty: devices live in the config"},
+                    "devices": {"type": ["array", "null"], "maxItems": 500,
+                                "description": "ids of devices registered over the API (moved "
+                                "here), or new devices (DeviceBody, without site)",
+                                "items": {"oneOf": [
+                                    {"type": "string"},
+                                    {"$ref": "#/components/schemas/SiteDeviceBody"}]}},
                 },
             },
             "Punch": {"type": "object", "properties": {
@@ -683,11 +679,12 @@ OPENAPI: dict[str, Any] = {
         }, "post": {
             "summary": "create a site (admin)",
             "description": "Role: admin. The article's shape. The site is stored: listed, "
-            "silenced and reported like any other, kept across restarts. `devices` must be "
-            "absent or empty: the poller is built from the config file, so devices are "
-            "added there, with a [[sites]] entry of the same id (the config then owns the "
-            "site) and its [[devices]]. 409 when the id (given, or made from the name) is "
-            "taken by a site or a device.",
+            "silenced and reported like any other, kept across restarts. `devices` holds ids "
+            "of devices registered over the API (moved into the site) and new devices to "
+            "register there (polled at once). All or nothing. 409 when the id (given, or "
+            "made from the name) is taken by a site or a device, when a device's id, serial "
+            "or address is taken, or when a listed device is declared in the config file "
+            "(its site is changed there).",
             "requestBody": json_body("SiteBody"),
             "responses": {"201": ok("the site", "SiteDetail"), **BODY_ERRORS, **AUTH_ERRORS,
                           "409": ERR},
@@ -739,17 +736,27 @@ OPENAPI: dict[str, Any] = {
         **alert_routes.PATHS,
     },
 }
-OPENAPI["components"]["schemas"].update({**webhook_routes.SCHEMAS, **alert_routes.SCHEMAS})
+OPENAPI["components"]["schemas"].update({**webhook_routes.SCHEMAS, **alert_routes.SCHEMAS,
+                                         **device_routes.SCHEMAS})
+for _path, _ops in device_routes.PATHS.items():
+    OPENAPI["paths"].setdefault(_path, {}).update(_ops)
 
 
 # --- app ----------------------------------------------------------------
 
 
-def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
-    """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests)."""
+def make_app(store: Store, *, clock: Clock = _utc_now,
+             on_fleet_change: Callable[[], None] | None = None) -> web.Application:
+    """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests).
+
+    ``on_fleet_change`` is called after a device is registered, changed or
+    removed (the embedded engine's ``reconcile_soon``: it polls the change at once).
+    """
     app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
+    if on_fleet_change is not None:
+        app[FLEET_HOOK_KEY] = on_fleet_change
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
@@ -766,17 +773,20 @@ def make_app(store: Store, *, clock: Clock = _utc_now) -> web.Application:
     app.router.add_get("/v1/alerts", list_alerts)
     webhook_routes.add_routes(app)
     alert_routes.add_routes(app)
+    device_routes.add_routes(app)
     return app
 
 
 async def start_server(
-    store: Store, host: str = "127.0.0.1", port: int = 8470, *, clock: Clock = _utc_now
+    store: Store, host: str = "127.0.0.1", port: int = 8470, *, clock: Clock = _utc_now,
+    on_fleet_change: Callable[[], None] | None = None,
 ) -> web.AppRunner:
     """Serve the API in the running event loop; ``await runner.cleanup()`` stops it.
 
     The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``.
     """
-    runner = web.AppRunner(make_app(store, clock=clock), access_log=None)
+    runner = web.AppRunner(make_app(store, clock=clock, on_fleet_change=on_fleet_change),
+                           access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from fleettui.domain import DeviceState
 from fleettui.store import Store
 
 Clock = Callable[[], datetime]
@@ -22,6 +23,9 @@ H = TypeVar("H", bound=Handler)
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock", Callable)  # type: ignore[arg-type]
+#: called after the API changed the fleet in the store (the engine's reconcile_soon)
+FLEET_HOOK_KEY: web.AppKey[Callable[[], None]] = web.AppKey(
+    "fleet_hook", Callable)  # type: ignore[arg-type]
 
 MAX_BODY = 64 * 1024
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -63,6 +67,35 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if dt else None
 
 
+def device_record(d: DeviceState) -> dict[str, Any]:
+    """A device in the article's shape (plus fleettui's health fields)."""
+    return {
+        "id": d.id,
+        "serial_number": d.serial,
+        "site": d.site_id,
+        "name": d.name or None,
+        "status": d.status.value,
+        "reason": d.status_reason or None,
+        "since": iso(d.status_since),
+        "last_seen": iso(d.last_seen),
+        "last_punch_at": iso(d.last_punch_at),
+        "model": d.model,
+        "firmware": d.firmware,
+        "records": d.records,
+        "records_capacity": d.records_cap,
+        "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
+        "enabled": d.enabled,
+        "origin": d.origin,
+    }
+
+
+def fleet_changed(request: web.Request) -> None:
+    """Tell the poller of this process, if any, that devices changed in the store."""
+    hook = request.app.get(FLEET_HOOK_KEY)
+    if hook is not None:
+        hook()
+
+
 def store_of(request: web.Request) -> Store:
     """The store this app serves."""
     return request.app[STORE_KEY]
@@ -80,11 +113,12 @@ def who(request: web.Request) -> str:
 
 
 #: what each JSON type of a field is called in an error message
-_EXPECTED = {str: "a string", dict: "an object", int: "an integer", list: "an array",
+EXPECTED = {str: "a string", dict: "an object", int: "an integer", list: "an array",
              bool: "true or false", float: "a number"}
 
 
-def _is(value: Any, kind: type) -> bool:
+def json_type_ok(value: Any, kind: type) -> bool:
+    """Whether a JSON value is of ``kind`` (bool is not int; float is any finite number)."""
     if kind is bool:
         return isinstance(value, bool)
     if isinstance(value, bool):
@@ -117,8 +151,8 @@ async def json_object(request: web.Request, fields: dict[str, type], *,
         raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
     for name, kind in fields.items():
         value = body.get(name)
-        if value is not None and not _is(value, kind):
-            raise ApiError(400, "invalid_field", f"{name}: expected {_EXPECTED[kind]}")
+        if value is not None and not json_type_ok(value, kind):
+            raise ApiError(400, "invalid_field", f"{name}: expected {EXPECTED[kind]}")
     return body
 
 

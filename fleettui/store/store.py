@@ -33,6 +33,7 @@ from fleettui.domain import (
     Command,
     CommandRequest,
     CommandState,
+    DeviceSpec,
     DeviceState,
     DeviceStatus,
     Event,
@@ -51,7 +52,7 @@ logging.getLogger("aiosqlite").setLevel(logging.INFO)
 _DEVICE_COLUMNS = (
     "id, serial, site_id, host, port, transport, name, enabled, model, firmware, platform, mac,"
     " status, status_reason, status_since, last_seen, users, users_cap, records, records_cap,"
-    " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records"
+    " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records, origin"
 )
 #: one punch.created outbox row per punch with an id above ?, payload built by SQLite
 _OUTBOX_FROM_NEW_PUNCHES = (
@@ -108,6 +109,22 @@ def from_ts(text: str | None) -> datetime | None:
 
 def _local(dt: datetime) -> str:
     return dt.isoformat(timespec="seconds")
+
+
+class FleetConflict(ValueError):
+    """A change to the fleet the store refuses, and why: nothing of it was written.
+
+    ``status`` is what an HTTP answer would say (400 bad reference, 404 unknown
+    device, 409 taken or owned by the config file); ``index`` is the device's
+    place in a batch (None for a single device) and ``field`` the field at fault.
+    """
+
+    def __init__(self, status: int, field: str, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+        self.index = index
 
 
 class IdempotencyConflict(ValueError):
@@ -202,8 +219,8 @@ class Store:
         Configuration fields are updated; what the poller learned (status,
         identity, counters, sync cursor) is kept. Devices no longer
         configured are marked removed, never deleted (their punches stay).
-        Sites created through the API (origin "api") are the store's own and are
-        kept; a configured site of the same id takes such a site over.
+        Sites and devices created through the API (origin "api") are the store's
+        own and are kept; a configured one of the same id takes such a one over.
         """
         sites = list(sites)
         devices = list(devices)
@@ -215,13 +232,14 @@ class Store:
                 " address=excluded.address, removed=0, origin='config'",
                 [(s.id, s.name, s.timezone, s.address) for s in sites],
             )
-            await db.execute("UPDATE devices SET removed = 1")
+            await db.execute("UPDATE devices SET removed = 1 WHERE origin = 'config'")
             await db.executemany(
                 "INSERT INTO devices (id, serial, site_id, host, port, transport, name, enabled,"
                 " removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
                 " ON CONFLICT(id) DO UPDATE SET serial=excluded.serial, site_id=excluded.site_id,"
                 " host=excluded.host, port=excluded.port, transport=excluded.transport,"
-                " name=excluded.name, enabled=excluded.enabled, removed=0",
+                " name=excluded.name, enabled=excluded.enabled, removed=0, origin='config',"
+                " comm_key=0, live_capture=NULL",
                 [
                     (d.id, d.serial, d.site_id, d.host, d.port, d.transport, d.name, int(d.enabled))
                     for d in devices
@@ -232,19 +250,172 @@ class Store:
         """Add a site of the store's own (origin "api"); False if the id is taken.
 
         A site once configured and since removed keeps its id (its punches
-        and history still name it), so that id is taken too.
+        and history still name it), so that id is taken too; so is a device's.
+        """
+        try:
+            await self.register_devices([], now, site=site)
+        except FleetConflict:
+            return False
+        return True
+
+    # --- devices of the store's own (registered through the API) ------------
+
+    async def register_devices(
+        self, devices: Sequence[DeviceSpec], now: datetime, *, site: Site | None = None,
+        move: Sequence[str] = (),
+    ) -> list[DeviceState]:
+        """Add devices of the store's own (origin "api"), all or none.
+
+        With ``site``, the site is created first (origin "api") and every device
+        is placed there, including the existing API devices named in ``move``.
+        A device whose id was removed comes back (history and sync cursor kept)
+        only with the same serial. Raises FleetConflict for a taken id, serial
+        or address, an unknown site, or a device the config file places.
         """
         async with self._tx() as db:
-            cur = await db.execute(
-                "INSERT OR IGNORE INTO sites (id, name, timezone, address, removed, origin)"
-                " VALUES (?, ?, ?, ?, 0, 'api')",
-                (site.id, site.name, site.timezone, site.address),
+            if site is not None:
+                if await self._device_row(db, site.id) is not None:
+                    raise FleetConflict(409, "id", f"id {site.id!r} is already taken")
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO sites (id, name, timezone, address, removed, origin)"
+                    " VALUES (?, ?, ?, ?, 0, 'api')",
+                    (site.id, site.name, site.timezone, site.address),
+                )
+                if not cur.rowcount:
+                    raise FleetConflict(409, "id", f"id {site.id!r} is already taken")
+                await self._event(db, now, "site.created", f"site {site.id} created ({site.name})",
+                                  site_id=site.id)
+            ids: list[str] = []
+            for i, spec in enumerate(devices):
+                index = i if site is not None else None
+                await self._check_device(db, spec, index)
+                await db.execute(
+                    "INSERT INTO devices (id, serial, site_id, host, port, transport, name,"
+                    " enabled, removed, origin, comm_key, live_capture)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 'api', ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET site_id=excluded.site_id,"
+                    " host=excluded.host, port=excluded.port, transport=excluded.transport,"
+                    " name=excluded.name, enabled=excluded.enabled, removed=0, origin='api',"
+                    " comm_key=excluded.comm_key, live_capture=excluded.live_capture",
+                    _spec_row(spec),
+                )
+                await self._event(db, now, "device.registered",
+                                  f"{spec.id} registered at {spec.site_id} ({spec.host})",
+                                  device_id=spec.id)
+                ids.append(spec.id)
+            for j, device_id in enumerate(move, start=len(devices)):
+                assert site is not None, "devices move into a new site only"
+                row = await self._device_row(db, device_id)
+                if row is None or row["removed"]:
+                    raise FleetConflict(400, "id", f"no device {device_id!r}", j)
+                if row["origin"] != "api":
+                    raise FleetConflict(
+                        409, "id", f"{device_id!r} is placed by the config file (site "
+                        f"{row['site_id']!r}): change its site there", j)
+                await db.execute("UPDATE devices SET site_id = ? WHERE id = ?",
+                                 (site.id, device_id))
+                await self._event(db, now, "device.moved",
+                                  f"{device_id} moved from {row['site_id']} to {site.id}",
+                                  device_id=device_id, data={"from": row["site_id"]})
+                ids.append(device_id)
+            rows = [await _fetch(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
+                                 (device_id,)) for device_id in ids]
+            return [_device(r[0]) for r in rows]
+
+    async def update_api_device(self, device_id: str, changes: dict[str, Any],
+                                now: datetime) -> DeviceState:
+        """Change a device of the store's own: any of site_id, host, port, transport,
+        comm_key, live_capture, name, enabled. FleetConflict: unknown (404), placed
+        by the config file (409), or the change collides with another device."""
+        async with self._tx() as db:
+            row = await self._api_row(db, device_id)
+            current = _spec_of_row(row)
+            spec = DeviceSpec(**{**_spec_fields(current), **changes})
+            await self._check_device(db, spec, None, creating=False)
+            await db.execute(
+                "UPDATE devices SET site_id = ?, host = ?, port = ?, transport = ?, name = ?,"
+                " enabled = ?, comm_key = ?, live_capture = ? WHERE id = ?",
+                (*_spec_row(spec)[2:], device_id),
             )
-            if not cur.rowcount:
-                return False
-            await self._event(db, now, "site.created", f"site {site.id} created ({site.name})",
-                              site_id=site.id)
-            return True
+            changed = sorted(k for k in changes if k != "comm_key"
+                             and getattr(spec, k) != getattr(current, k))
+            if "comm_key" in changes and spec.comm_key != current.comm_key:
+                changed.append("comm_key")  # named, never shown
+            await self._event(db, now, "device.updated",
+                              f"{device_id} changed: {', '.join(changed) or 'nothing'}",
+                              device_id=device_id, data={"fields": changed})
+            rows = await _fetch(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
+                                (device_id,))
+            return _device(rows[0])
+
+    async def remove_api_device(self, device_id: str, now: datetime) -> None:
+        """Stop knowing a device of the store's own: marked removed, never deleted (its
+        punches and history stay). FleetConflict: unknown (404), or the config's (409)."""
+        async with self._tx() as db:
+            await self._api_row(db, device_id)
+            await self._event(db, now, "device.removed", f"{device_id} removed",
+                              device_id=device_id)
+            await db.execute("UPDATE devices SET removed = 1 WHERE id = ?", (device_id,))
+
+    async def api_device_specs(self) -> list[DeviceSpec]:
+        """The devices of the store's own that are enabled, with their site's time zone."""
+        rows = await _fetch(
+            self._db,
+            "SELECT d.*, s.timezone AS tz FROM devices d JOIN sites s ON s.id = d.site_id"
+            " WHERE d.origin = 'api' AND d.removed = 0 AND d.enabled = 1 ORDER BY d.id",
+        )
+        return [DeviceSpec(**{**_spec_fields(_spec_of_row(r)), "timezone": r["tz"]})
+                for r in rows]
+
+    async def _device_row(self, db: aiosqlite.Connection, device_id: str) -> Any:
+        rows = await _fetch(db, "SELECT * FROM devices WHERE id = ?", (device_id,))
+        return rows[0] if rows else None
+
+    async def _api_row(self, db: aiosqlite.Connection, device_id: str) -> Any:
+        row = await self._device_row(db, device_id)
+        if row is None or row["removed"]:
+            raise FleetConflict(404, "id", f"no device {device_id!r}")
+        if row["origin"] != "api":
+            raise FleetConflict(409, "id", f"{device_id!r} is declared in the config file: "
+                                "change or remove it there")
+        return row
+
+    async def _check_device(self, db: aiosqlite.Connection, spec: DeviceSpec,
+                            index: int | None, *, creating: bool = True) -> None:
+        """Refuse a device whose site is unknown or whose id, serial or address is taken
+        (``creating``: a new device, or one removed coming back with its serial)."""
+        def taken(field: str, message: str) -> FleetConflict:
+            return FleetConflict(409, field, message, index)
+
+        if not await _fetch(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0",
+                            (spec.site_id,)):
+            raise FleetConflict(400, "site", f"no site {spec.site_id!r}", index)
+        row = await self._device_row(db, spec.id)
+        if row is not None and not creating:
+            if row["serial"] != spec.serial:
+                raise taken("id", f"id {spec.id!r} is the device with serial {row['serial']!r}")
+        elif row is not None:
+            if not row["removed"]:
+                owner = " (by the config file)" if row["origin"] != "api" else ""
+                raise taken("id", f"id {spec.id!r} is already taken{owner}")
+            if row["serial"] != spec.serial:
+                gone = " by a removed device (its punches keep the id)" if row["removed"] else ""
+                raise taken("id", f"id {spec.id!r} is already taken{gone}")
+        if await _fetch(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0", (spec.id,)):
+            raise taken("id", f"id {spec.id!r} is a site's id (commands name either)")
+        others = await _fetch(
+            db, "SELECT id FROM devices WHERE removed = 0 AND id != ? AND serial = ?",
+            (spec.id, spec.serial))
+        if others:
+            raise taken("serial_number",
+                        f"serial {spec.serial!r} is already the device {others[0]['id']!r}")
+        others = await _fetch(
+            db, "SELECT id FROM devices WHERE removed = 0 AND id != ? AND lower(host) = ?"
+            " AND port = ? AND transport = ?",
+            (spec.id, spec.host.lower(), spec.port, spec.transport))
+        if others:
+            raise taken("host", f"{spec.host}:{spec.port} ({spec.transport}) is already the "
+                        f"address of {others[0]['id']!r}")
 
     async def sites(self) -> list[Site]:
         """Every configured site."""
@@ -263,11 +434,10 @@ class Store:
         rows = await _fetch(self._db, sql + " ORDER BY id", args)
         return [_device(r) for r in rows]
 
-    async def device(self, device_id: str) -> DeviceState | None:
-        """One device, or None."""
-        rows = await _fetch(
-            self._db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)
-        )
+    async def device(self, device_id: str, *, removed: bool = True) -> DeviceState | None:
+        """One device, or None; ``removed=False``: None for a device no longer in the fleet."""
+        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?"
+        rows = await _fetch(self._db, sql if removed else sql + " AND removed = 0", (device_id,))
         return _device(rows[0]) if rows else None
 
     # --- health ---------------------------------------------------------
@@ -1429,7 +1599,29 @@ def _device(r: Any) -> DeviceState:
         last_sync_at=from_ts(r["last_sync_at"]),
         last_punch_at=from_ts(r["last_punch_at"]),
         synced_records=r["synced_records"],
+        origin=r["origin"],
     )
+
+
+def _spec_of_row(r: Any) -> DeviceSpec:
+    live = r["live_capture"]
+    return DeviceSpec(
+        id=r["id"], serial=r["serial"], site_id=r["site_id"], host=r["host"], port=r["port"],
+        transport=r["transport"], comm_key=r["comm_key"],
+        live_capture=None if live is None else bool(live), name=r["name"],
+        enabled=bool(r["enabled"]), origin=r["origin"],
+    )
+
+
+def _spec_fields(spec: DeviceSpec) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in DeviceSpec.__slots__}  # type: ignore[attr-defined]
+
+
+def _spec_row(spec: DeviceSpec) -> tuple[Any, ...]:
+    """(id, serial, site_id, host, port, transport, name, enabled, comm_key, live_capture)."""
+    live = None if spec.live_capture is None else int(spec.live_capture)
+    return (spec.id, spec.serial, spec.site_id, spec.host, spec.port, spec.transport,
+            spec.name, int(spec.enabled), spec.comm_key, live)
 
 
 def _key_hash(key: str) -> str:

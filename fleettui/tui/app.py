@@ -241,7 +241,8 @@ class FleetApp(App[None]):
         from fleettui.server import start_server
 
         try:
-            self.api = await start_server(self.store, host, port)
+            hook = self.engine.reconcile_soon if self.engine is not None else None
+            self.api = await start_server(self.store, host, port, on_fleet_change=hook)
         except OSError as e:
             log.error("cannot serve the HTTP API on %s:%d: %s", host, port, e.strerror or e)
             self.notify(f"cannot serve the HTTP API on {host}:{port}: {e.strerror or e}",
