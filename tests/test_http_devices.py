@@ -277,3 +277,42 @@ async def test_a_new_site_takes_registered_devices_by_id_all_or_nothing(api: Api
     assert sorted(d["id"] for d in detail["devices"]) == ["w-1", "w-2", "w-3"]
     moved = [e for e in await api.store.events_after(0) if e.kind == "device.moved"]
     assert [(e.device_id, e.data["from"]) for e in moved] == [("w-1", "lon"), ("w-2", "lon")]
+
+
+async def test_the_control_room_shows_a_site_and_device_registered_over_http(
+    emulate: Callable[..., Emulated], tmp_path: Path
+) -> None:
+    from fleettui.tui.app import FleetApp
+    from fleettui.tui.tree import SiteTree
+    from tests.test_tui import wait_for
+
+    known = device_config("dev_conf_3")
+    new = device_config("dev_api_tui")
+    emulate([known, new], users={c.id: sample_users(2) for c in (known, new)})
+    store = await Store.open(tmp_path / "fleet.db")
+    admin = (await store.create_api_key("admin", "a", datetime.now(UTC)))[1]
+    engine = Engine(parse_config(fleet_toml([known], timeout_s=2)), store)
+    app = FleetApp(store, engine, refresh_s=0.2, http=("127.0.0.1", 0))
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.api is not None)
+            assert app.api is not None
+            base = f"http://127.0.0.1:{app.api.addresses[0][1]}"
+            async with httpx.AsyncClient(base_url=base, timeout=10,
+                                         headers={"Authorization": f"Bearer {admin}"}) as c:
+                r = await c.post("/v1/sites", json={
+                    "name": "Farm 9", "location": {"timezone": "Africa/Casablanca"},
+                    "devices": [_body(new, id="dev_farm_9")]})
+                assert r.status_code == 201, r.text
+                # a site with no device yet shows too
+                r = await c.post("/v1/sites", json={
+                    "name": "Farm 10", "location": {"timezone": "Africa/Casablanca"}})
+                assert r.status_code == 201, r.text
+            tree = app.query_one("#tree", SiteTree)
+            await wait_for(pilot, lambda: "farm-10" in tree.site_nodes)
+            await wait_for(pilot, lambda: "dev_farm_9" in tree.device_nodes
+                           and "farm-9" in tree.site_nodes
+                           and app.rows["dev_farm_9"].device.status.value == "online",
+                           timeout=20)
+    finally:
+        await store.close()

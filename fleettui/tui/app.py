@@ -396,6 +396,10 @@ class FleetApp(App[None]):
         if self.store_ is None:
             return
         devices = await self.store.devices()
+        if {d.site_id for d in devices} - {s.id for s in self.site_list} or any(
+                d.id not in self.rows for d in devices):
+            # a site or device registered over the HTTP API since the last refresh
+            self.site_list = await self.store.sites()
         self.rows = {d.id: DeviceRow(d) for d in devices}
         for device_id, (flapping, pct) in (await self._flapping()).items():
             if device_id in self.rows:
@@ -462,12 +466,23 @@ class FleetApp(App[None]):
                 log.write(line)
             for e in events:
                 self._command_toast(e)
+                if e.kind == "site.created" and not first:
+                    self.request_sites()
                 if not first:  # alerts of the past are in the log, not worth a toast now
                     self._viewer_alert(e)
             if events:
                 self.last_event_id = events[-1].id
             if len(events) < 500:
                 return
+
+    def request_sites(self) -> None:
+        """Re-read the sites, then refresh (one was created over the HTTP API)."""
+
+        async def reread() -> None:
+            self.site_list = await self.store.sites()
+            self.request_refresh()
+
+        self.run_worker(reread, group="sites")
 
     def _viewer_alert(self, e: Event) -> None:
         """A viewer hears of alerts from the store's events (the owning poller's engine

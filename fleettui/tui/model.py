@@ -131,8 +131,8 @@ def arrange(
         online = sum(1 for r in members if r.device.status == DeviceStatus.ONLINE)
         visible = [r for r in members
                    if matches(r, site, text) and (r.problem or not problems_only)]
-        if not visible:
-            continue
+        if not visible and (members or text or problems_only):
+            continue  # filtered out (a site with no device yet shows when nothing filters)
         out.append(SiteRow(site, sorted(visible, key=_device_order), online, len(members)))
     out.sort(key=lambda s: (0 if s.problems else 1, s.site.name.casefold(), s.id))
     return out
