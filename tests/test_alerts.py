@@ -233,6 +233,22 @@ async def test_a_site_power_cut_is_one_site_alert(db: Store) -> None:
     assert sum(1 for c in heard.changes() if "s1_" in c) == 0  # no device alert at all
 
 
+async def test_an_alert_of_a_device_no_longer_polled_is_resolved(db: Store) -> None:
+    from fleettui.domain import DeviceSpec
+
+    await _site(db)
+    await db.register_devices([DeviceSpec("api_1", "API1", "s2", "10.3.0.1", 4370)], T0)
+    heard = Heard()
+    alerts = _engine(db, heard)
+    await _down(db, "api_1", T0)
+    now = await _tick(alerts, T0, 10)
+    assert heard.changes() == ["opened:api_1:offline"]
+    await db.remove_api_device("api_1", now)  # removed over the API while down
+    await _tick(alerts, now, 1)
+    assert heard.changes()[-1] == "resolved:api_1:offline"
+    assert await db.alerts() == []
+
+
 async def test_a_silence_suppresses_then_expires(db: Store) -> None:
     await _site(db)
     heard = Heard()

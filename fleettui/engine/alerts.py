@@ -191,6 +191,12 @@ class AlertEngine:
         down_sites = await self._sites(devices, by_key, silences, now)
         for d in devices:
             await self._device(d, by_key, silences, down_sites, now)
+        watched = {d.id for d in devices} | {d.site_id for d in devices}
+        for alert in open_alerts:
+            if alert.target not in watched:
+                # its device was removed or disabled (or its site has none left): nothing
+                # will ever resolve it otherwise
+                await self._resolve(alert, now)
         for alert in await self.store.alerts():
             await self._escalate_and_remind(alert, silences, now)
 
