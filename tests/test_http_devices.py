@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,5 +315,29 @@ async def test_the_control_room_shows_a_site_and_device_registered_over_http(
                            and "farm-9" in tree.site_nodes
                            and app.rows["dev_farm_9"].device.status.value == "online",
                            timeout=20)
+    finally:
+        await store.close()
+
+
+async def test_an_api_device_that_is_also_in_the_config_is_polled_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fleettui.domain import DeviceSpec
+
+    known = replace(device_config("dev_conf_4"), port=4370)  # never contacted
+    config = parse_config(fleet_toml([known], timeout_s=2))
+    store = await Store.open(tmp_path / "fleet.db")
+    try:
+        await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a, no device
+        now = datetime.now(UTC)
+        # the same device registered over the API under another id, before it was configured
+        await store.register_devices([DeviceSpec("twin", "OTHER", "site-a", known.host,
+                                                 known.port)], now)
+        await store.register_devices([DeviceSpec("twin2", known.serial.lower() + "x",
+                                                 "site-a", "10.0.0.1", 4370)], now)
+        engine = Engine(config, store)
+        await engine.prepare()
+        assert set(engine.pollers) == {"dev_conf_4", "twin2"}
+        assert "twin (registered over the API) is the config's dev_conf_4" in caplog.text
     finally:
         await store.close()

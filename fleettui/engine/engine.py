@@ -98,6 +98,7 @@ class Engine:
         #: ids the config declares (an API device of the same id is the config's)
         self._config_ids = frozenset(d.id for d in config.devices)
         self._reconcile_lock = asyncio.Lock()
+        self._clash_logged: set[str] = set()
         self._stopping = False
 
     def _zk_driver(self, endpoint: Endpoint, pool: ThreadPoolExecutor) -> Driver:
@@ -130,8 +131,27 @@ class Engine:
                     id=d.id, serial=d.serial, site_id=d.site, host=d.host, port=d.port,
                     transport=d.transport, comm_key=d.comm_key, live_capture=d.live_capture,
                     name=d.name, timezone=cfg.site(d.site).timezone))
-        for spec in await self.store.api_device_specs():
+        for spec in await self._api_specs():
             await self._add(spec)
+
+    async def _api_specs(self) -> list[DeviceSpec]:
+        """The enabled API devices to poll: not one the config file also declares (by
+        serial or address; two pollers on one device would fight over its sessions)."""
+        taken = {d.serial: d.id for d in self.config.devices}
+        taken.update({f"{d.host.lower()}:{d.port}/{d.transport}": d.id
+                      for d in self.config.devices})
+        specs = []
+        for spec in await self.store.api_device_specs():
+            clash = taken.get(spec.serial) or taken.get(
+                f"{spec.host.lower()}:{spec.port}/{spec.transport}")
+            if clash is not None:
+                if spec.id not in self._clash_logged:
+                    self._clash_logged.add(spec.id)
+                    log.warning("device %s (registered over the API) is the config's %s: "
+                                "only the config's is polled", spec.id, clash)
+                continue
+            specs.append(spec)
+        return specs
 
     async def _add(self, spec: DeviceSpec) -> None:
         """Build the device's poller from its spec; schedule it if the engine runs."""
@@ -179,7 +199,7 @@ class Engine:
         async with self._reconcile_lock:
             if self._stopping:
                 return
-            wanted = {s.id: s for s in await self.store.api_device_specs()}
+            wanted = {s.id: s for s in await self._api_specs()}
             for device_id, spec in list(self._specs.items()):
                 if spec.origin == "api" and not _same_poll(wanted.get(device_id), spec):
                     log.info("device %s: %s", device_id,
