@@ -85,6 +85,10 @@ async def test_find_the_offline_device_restart_it_and_watch_it_come_back(tmp_pat
             await wait_for(pilot, lambda: app.rows[offline].device.status == DeviceStatus.ONLINE,
                            timeout=30)
             await wait_for(pilot, lambda: _shown(app, offline)[::2] == ("online", ["done"]))
+            # back online, it stays under the cursor in "problems only" (it was watched)
+            await pilot.pause(0.5)
+            assert app.selected == ("device", offline) and offline in tree.device_nodes  # type: ignore[attr-defined]
+            assert _shown(app, offline)[0] == "online"
             kinds = [e.kind for e in await app.store.events_after(0, limit=5000)
                      if e.device_id == offline]
             assert "command.done" in kinds

@@ -243,6 +243,9 @@ def test_arrange_sorts_problems_first_and_filters() -> None:
     assert (out[1].online, out[1].total) == (1, 2)
     assert [r.id for s in arrange(sites, rows, problems_only=True) for r in s.devices] == [
         "a2", "b2"]
+    # the selected device stays in "problems only" after it recovers
+    assert "a1" in [r.id for s in arrange(sites, rows, problems_only=True, keep="a1")
+                    for r in s.devices]
     assert [r.id for s in arrange(sites, rows, text="beta") for r in s.devices] == ["b2", "b1"]
     assert [r.id for s in arrange(sites, rows, text="Sa1") for r in s.devices] == ["a1"]
     assert gauge(0.5, 10) == "█████░░░░░ 50%"

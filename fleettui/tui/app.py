@@ -420,8 +420,14 @@ class FleetApp(App[None]):
     def _apply(self) -> None:
         """Re-arrange the cached rows (filter, problems first) onto the tree and header."""
         rows = list(self.rows.values())
+        keep = None
+        if self.problems_only and self.selected is not None and self.selected[0] == "device":
+            # a selected problem that recovers stays on screen (the operator is watching it)
+            ident = self.selected[1]
+            if any(r.id == ident for site in self.arranged for r in site.devices):
+                keep = ident
         self.arranged = arrange(self.site_list, rows, text=self.filter_text,
-                                problems_only=self.problems_only)
+                                problems_only=self.problems_only, keep=keep)
         self.query_one("#tree", SiteTree).show(self.arranged)
         header = Text(totals(self.site_list, rows).text(), style="bold")
         # short, so the counts and the mode fit in 80 columns (the help screen explains it)
@@ -608,6 +614,7 @@ class FleetApp(App[None]):
     def action_toggle_problems(self) -> None:
         """Show only offline, failing or flapping devices (or everything again)."""
         self.problems_only = not self.problems_only
+        self.arranged = []  # a fresh view: nothing is kept from the last one
         self._apply()
 
     def jump(self, target: tuple[str, str]) -> None:

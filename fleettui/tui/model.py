@@ -119,9 +119,14 @@ def _device_order(row: DeviceRow) -> tuple[int, str]:
 
 
 def arrange(
-    sites: list[Site], rows: list[DeviceRow], *, text: str = "", problems_only: bool = False
+    sites: list[Site], rows: list[DeviceRow], *, text: str = "", problems_only: bool = False,
+    keep: str | None = None,
 ) -> list[SiteRow]:
-    """Sites with their visible devices, problems first (sites and devices alike)."""
+    """Sites with their visible devices, problems first (sites and devices alike).
+
+    ``keep`` (the selected device) stays in a "problems only" view after it
+    recovers: the operator watching it come back keeps it under the cursor.
+    """
     by_site: dict[str, list[DeviceRow]] = {s.id: [] for s in sites}
     for r in rows:
         by_site.setdefault(r.device.site_id, []).append(r)
@@ -130,7 +135,8 @@ def arrange(
         members = by_site.get(site.id, [])
         online = sum(1 for r in members if r.device.status == DeviceStatus.ONLINE)
         visible = [r for r in members
-                   if matches(r, site, text) and (r.problem or not problems_only)]
+                   if matches(r, site, text)
+                   and (r.problem or not problems_only or r.id == keep)]
         if not visible and (members or text or problems_only):
             continue  # filtered out (a site with no device yet shows when nothing filters)
         out.append(SiteRow(site, sorted(visible, key=_device_order), online, len(members)))
