@@ -7,7 +7,6 @@ against a filled store (``test_http_api.api``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,20 +23,13 @@ from fleettui.server import start_server
 from fleettui.store import Store
 from tests import test_http_api
 from tests.conftest import Emulated, device_config, sample_users
+from tests.test_article_script import _until
 from tests.test_engine import fleet_toml
 from tests.test_http_api import Api, _err
 
 api = test_http_api.api  # the fixture: a server over a filled store, a key per role
 
 COMM_KEY = 271828  # the emulated device's password: must never be shown back
-
-
-async def _until(condition: Callable[[], Any], polls: int = 300) -> None:
-    for _ in range(polls):
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met")
 
 
 def _body(cfg: Any, **extra: Any) -> dict[str, Any]:
