@@ -197,10 +197,14 @@ class DevicePanel(ScrollView, can_focus=True):
             return
         console = self.app.console
         segments = console.render(self._content, console.options.update_width(width))
-        self._lines = Strip.from_lines(list(Segment.split_lines(segments)))
-        for strip in self._lines:
-            strip.adjust_cell_length(width)
-        self.virtual_size = Size(width, len(self._lines))
+        lines = Strip.from_lines(list(Segment.split_lines(segments)))
+        if lines == self._lines and self.virtual_size.width == width:
+            # the app redraws the panel on every refresh: during a burst of changes
+            # elsewhere in the fleet it is mostly the same, and repainting it for
+            # nothing held keys back
+            return
+        self._lines = lines
+        self.virtual_size = Size(width, len(lines))
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
