@@ -173,6 +173,7 @@ class FleetApp(App[None]):
         self.osc = (OscSink(self.write_terminal, osc_notify, tmux=bool(os.environ.get("TMUX")))
                     if osc_notify else None)
         self.hung_up = False
+        self._header = Text()
 
     # --- layout ---------------------------------------------------------
 
@@ -449,7 +450,10 @@ class FleetApp(App[None]):
                           f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
         if self.banner:
             header.append(f"   {self.banner}", style="dim")
-        self.query_one("#totals", Static).update(header)
+        if header != self._header:
+            # one line of fixed size: no layout pass for it
+            self._header = header
+            self.query_one("#totals", Static).update(header, layout=False)
 
     async def _tail_events(self) -> None:
         log = self.query_one("#events", RichLog)
