@@ -355,7 +355,9 @@ class FleetApp(App[None]):
 
     def _start_refresh(self) -> None:
         self._refresh_scheduled = False
-        self.run_worker(self._while_open(self._refresh_and_note()), group="refresh")
+        # a function, not a coroutine: a worker cancelled before it starts (the app
+        # exiting during a burst) then leaves no coroutine never awaited
+        self.run_worker(partial(self._while_open, self._refresh_and_note), group="refresh")
 
     async def _refresh_and_note(self) -> None:
         try:
@@ -374,14 +376,14 @@ class FleetApp(App[None]):
             # device it passes (each drawing is several store reads that would queue
             # ahead of the engine's writes on the one database connection)
             await asyncio.sleep(PANEL_SETTLE_S)
-            await self._while_open(self.refresh_panel())
+            await self._while_open(self.refresh_panel)
 
         self.run_worker(draw, group="panel", exclusive=True)
 
-    async def _while_open(self, work: Awaitable[None]) -> None:
+    async def _while_open(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run a screen update; if the app closes under it (widgets gone), just stop."""
         try:
-            await work
+            await work()
         except NoMatches:
             if self.is_running:
                 raise
