@@ -50,7 +50,13 @@ from fleettui.tui.palette import DeviceCommands, PaletteItem
 from fleettui.tui.panel import DevicePanel, heartbeat_slots
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
-from fleettui.tui.terminal import TerminalGone, detach_standard_streams, terminal_alive
+from fleettui.tui.terminal import (
+    STOP_SIGNALS,
+    StopSignals,
+    TerminalGone,
+    detach_standard_streams,
+    terminal_alive,
+)
 from fleettui.tui.tree import SiteTree
 
 if TYPE_CHECKING:
@@ -129,6 +135,7 @@ class FleetApp(App[None]):
         http: tuple[str, int] | None = None,
         osc_notify: str | None = None,
         min_refresh_gap_s: float = 0.2,
+        stop_signals: StopSignals | None = None,
     ) -> None:
         """Either give a ``store`` (and optionally an ``engine`` to own), or a
         ``config`` and ``db_path``: the store is opened on mount, with an engine
@@ -137,7 +144,9 @@ class FleetApp(App[None]):
         ``http`` (host, port) serves the HTTP API from the app's event loop;
         ``osc_notify`` ("777" or "9") also sends alert notifications to the
         terminal as OSC escape sequences (they travel over SSH).
-        ``min_refresh_gap_s``: the least time between two refreshes from the store."""
+        ``min_refresh_gap_s``: the least time between two refreshes from the store.
+        ``stop_signals``: SIGHUP/SIGTERM noted before the app's loop took them over
+        (``run_tui`` notes them from before the poller lock is taken)."""
         super().__init__()
         self._clock = clock
         if store is None and (config is None or db_path is None):
@@ -173,6 +182,9 @@ class FleetApp(App[None]):
         self.osc = (OscSink(self.write_terminal, osc_notify, tmux=bool(os.environ.get("TMUX")))
                     if osc_notify else None)
         self.hung_up = False
+        self.stop_signals = stop_signals
+        #: set once the app is stopping (a hang-up, SIGTERM): start-up goes no further
+        self._stopping = asyncio.Event()
         self._header = Text()
 
     # --- layout ---------------------------------------------------------
@@ -209,9 +221,13 @@ class FleetApp(App[None]):
         self.query_one("#filter", Input).display = False
         self.query_one("#events", RichLog).border_title = "Events"
         self.query_one("#panel", DevicePanel).border_title = "Device"
+        if not self.is_headless:
+            self._take_stop_signals()
         if self.store_ is None:
             assert self.db_path is not None and self.config is not None
             self.store_ = await Store.open(self.db_path)
+        if self._stopping.is_set():
+            return
         if self.engine is None and self.config is not None and self.embed:
             sinks = [log_sink, self.toast_alert, DesktopSink()]
             if self.osc is not None:
@@ -220,18 +236,14 @@ class FleetApp(App[None]):
         if self.engine is not None:
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
-        if self.http is not None:
+        if self.stop_signals is not None and self.stop_signals.hold("engine"):
+            await self._stopping.wait()
+        if self.http is not None and not self._stopping.is_set():
             await self._serve_api(*self.http)
-        if not self.is_headless:
-            # an SSH session that drops hangs the terminal up: exit cleanly, not by SIGHUP's
-            # default (instant death: no graceful engine stop)
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hangup)
-            # `kill`, systemd, a shutdown: the same graceful stop as `q`
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.terminated)
-            if terminal_alive(getattr(self._driver, "fileno", 0)):
-                self.set_interval(1.0, self._watch_terminal)
+        if self._stopping.is_set():
+            return
+        if not self.is_headless and terminal_alive(getattr(self._driver, "fileno", 0)):
+            self.set_interval(1.0, self._watch_terminal)
         self.site_list = await self.store.sites()
         freeze_startup_objects()
         await self.refresh_data()
@@ -240,10 +252,6 @@ class FleetApp(App[None]):
 
     async def on_unmount(self) -> None:
         """Stop the API and the embedded engine (its in-flight work finishes), close the store."""
-        if not self.is_headless:
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    asyncio.get_running_loop().remove_signal_handler(sig)
         if self.api is not None:
             await self.api.cleanup()
             self.api = None
@@ -255,6 +263,31 @@ class FleetApp(App[None]):
             await self.store_.close()
             self.store_ = None
         gc.unfreeze()
+        if not self.is_headless:
+            self._give_back_stop_signals()
+
+    def _take_stop_signals(self) -> None:
+        """Handle SIGHUP and SIGTERM in the app's loop, first thing on mount (and one noted
+        while starting): a drop or `kill` while the store opens or the engine starts exits
+        cleanly too, not by the signal's default (instant death: no graceful engine stop)."""
+        loop = asyncio.get_running_loop()
+        handlers = {signal.SIGHUP: self.hangup, signal.SIGTERM: self.terminated}
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handlers[sig])
+        noted = self.stop_signals.received if self.stop_signals is not None else None
+        if noted is not None:
+            handlers[signal.Signals(noted)]()
+
+    def _give_back_stop_signals(self) -> None:
+        """The loop is done with the signals (kept until the engine stopped: a second
+        hang-up during its stop is common, the shell passes its own on)."""
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        if self.stop_signals is not None:
+            self.stop_signals.take_back()
 
     async def _serve_api(self, host: str, port: int) -> None:
         """Serve the HTTP API from this loop; a bind failure is a toast and a log line."""
@@ -296,6 +329,7 @@ class FleetApp(App[None]):
             return
         self.hung_up = True
         log.warning("terminal hung up: stopping (the engine finishes its current work)")
+        self._stopping.set()
         if self._driver is not None:
             self._driver.hung_up = True  # type: ignore[attr-defined]
         detach_standard_streams()
@@ -303,7 +337,10 @@ class FleetApp(App[None]):
 
     def terminated(self) -> None:
         """SIGTERM: exit as on `q` (the engine finishes its current work, the lock is freed)."""
+        if self._stopping.is_set():
+            return
         log.warning("SIGTERM: stopping (the engine finishes its current work)")
+        self._stopping.set()
         self.exit()
 
     def on_terminal_gone(self, _message: TerminalGone) -> None:
