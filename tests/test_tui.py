@@ -495,3 +495,16 @@ async def test_a_burst_of_events_is_summed_up_in_the_log(tmp_path: Path) -> None
             assert len(texts) == LOG_BURST + 1 and texts[-1].endswith("burst 299")
     finally:
         await store.close()
+
+
+def test_the_header_counts_shorten_for_narrow_screens() -> None:
+    from fleettui.tui.model import Totals
+
+    t = Totals(devices=62, sites=14, online=58, offline=2, error=1, unknown=0, flapping=1)
+    assert t.text() == ("62 devices across 14 sites · 58 online · 2 offline · 1 in error"
+                        " · 1 flapping")
+    assert t.text(1) == "62 devices · 14 sites · 58 online · 2 offline · 1 error · 1 flapping"
+    # the shortest still says "online" and "offline" (what an operator scans for)
+    assert t.text(2) == "62 devices · 58 online · 2 offline · 1 error · 1 flapping"
+    fresh = Totals(devices=3, sites=1, online=0, offline=0, error=0, unknown=3, flapping=0)
+    assert fresh.text(1).endswith("3 unchecked") and fresh.text().endswith("3 not checked yet")

@@ -44,7 +44,7 @@ from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
-from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
+from fleettui.tui.model import DeviceRow, SiteRow, Totals, arrange, totals
 from fleettui.tui.notify import OscSink
 from fleettui.tui.palette import DeviceCommands, PaletteItem
 from fleettui.tui.panel import DevicePanel, heartbeat_slots
@@ -131,6 +131,7 @@ class FleetApp(App[None]):
         refresh_s: float = 1.0,
         banner: str = "",
         embed: bool = True,
+        short_banner: str = "",
         clock: Callable[[], datetime] | None = None,
         http: tuple[str, int] | None = None,
         osc_notify: str | None = None,
@@ -144,6 +145,7 @@ class FleetApp(App[None]):
         ``http`` (host, port) serves the HTTP API from the app's event loop;
         ``osc_notify`` ("777" or "9") also sends alert notifications to the
         terminal as OSC escape sequences (they travel over SSH).
+        ``short_banner`` replaces ``banner`` when the header line is narrow (80 columns).
         ``min_refresh_gap_s``: the least time between two refreshes from the store.
         ``stop_signals``: SIGHUP/SIGTERM noted before the app's loop took them over
         (``run_tui`` notes them from before the poller lock is taken)."""
@@ -157,6 +159,7 @@ class FleetApp(App[None]):
         self.db_path = db_path
         self.refresh_s = refresh_s
         self.banner = banner
+        self.short_banner = short_banner
         self.owns_store = store is None
         self.embed = embed
         self.site_list: list[Site] = []
@@ -186,6 +189,7 @@ class FleetApp(App[None]):
         #: set once the app is stopping (a hang-up, SIGTERM): start-up goes no further
         self._stopping = asyncio.Event()
         self._header = Text()
+        self._totals: Totals | None = None
 
     # --- layout ---------------------------------------------------------
 
@@ -304,6 +308,7 @@ class FleetApp(App[None]):
         shown = f"[{host}]" if ":" in host else host
         self.api_address = f"http://{shown}:{bound}"
         self.banner = f"{self.banner}   API {self.api_address}/v1".strip()
+        self.short_banner = f"{self.short_banner}  API :{bound}".strip()
         log.info("HTTP API on %s/v1 (bearer API keys: fleettui api-key)", self.api_address)
 
     def get_driver_class(self) -> type[Driver]:
@@ -477,22 +482,50 @@ class FleetApp(App[None]):
         self.arranged = arrange(self.site_list, rows, text=self.filter_text,
                                 problems_only=self.problems_only)
         self.query_one("#tree", SiteTree).show(self.arranged)
-        header = Text(totals(self.site_list, rows).text(), style="bold")
-        # short, so the counts and the mode fit in 80 columns (the help screen explains it)
-        header.append("   [poller]" if self.engine is not None else "   [viewer]", style="dim")
-        if self.filter_text:
-            header.append(f"   filter: {self.filter_text!r}", style="yellow")
-        if self.problems_only:
-            header.append("   problems only", style="yellow")
-        if self.dead_webhooks:
-            header.append(f"   {self.dead_webhooks:,} dead webhook"
-                          f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
-        if self.banner:
-            header.append(f"   {self.banner}", style="dim")
+        self._totals = totals(self.site_list, rows)
+        self._draw_header()
+
+    #: (totals' brevity, which banner) from the longest header to the shortest
+    HEADER_FORMS = ((0, "long"), (0, "short"), (1, "short"), (2, "short"), (2, ""))
+
+    def _draw_header(self) -> None:
+        """The header line: the longest form that fits the screen's width (80 columns:
+        shorter counts and banner), cut with an ellipsis if even the shortest does not."""
+        if self._totals is None:
+            return
+        width = max(1, self.size.width - 2)  # the header's padding
+        for brevity, banner in self.HEADER_FORMS:
+            header = self._header_form(self._totals, brevity, banner)
+            if header.cell_len <= width:
+                break
+        else:
+            header.truncate(width, overflow="ellipsis")
         if header != self._header:
             # one line of fixed size: no layout pass for it
             self._header = header
             self.query_one("#totals", Static).update(header, layout=False)
+
+    def _header_form(self, counts: Totals, brevity: int, banner: str) -> Text:
+        gap = "   " if brevity == 0 else "  "
+        header = Text(counts.text(brevity), style="bold")
+        # short, so the counts and the mode fit in 80 columns (the help screen explains it)
+        header.append(f"{gap}[poller]" if self.engine is not None else f"{gap}[viewer]",
+                      style="dim")
+        if self.filter_text:
+            header.append(f"{gap}filter: {self.filter_text!r}", style="yellow")
+        if self.problems_only:
+            header.append(f"{gap}problems only", style="yellow")
+        if self.dead_webhooks:
+            header.append(f"{gap}{self.dead_webhooks:,} dead webhook"
+                          f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
+        text = {"long": self.banner, "short": self.short_banner}.get(banner, "")
+        if text:
+            header.append(f"{gap}{text}", style="dim")
+        return header
+
+    def on_resize(self) -> None:
+        """Redraw the header for the new width."""
+        self._draw_header()
 
     async def _tail_events(self) -> None:
         log = self.query_one("#events", RichLog)

@@ -69,7 +69,7 @@ def run_demo(
                 banner = f"demo: {len(sick)} sick devices"
                 if signals.received is None:
                     FleetApp(config=config, db_path=work / "fleettui.db", banner=banner,
-                             http=http, osc_notify=osc_notify,
+                             short_banner="demo", http=http, osc_notify=osc_notify,
                              stop_signals=signals).run(mouse=mouse)
                 else:
                     signals.before_start("the demo")
