@@ -128,7 +128,18 @@ def test_device_panel_of_the_offline_device(snap_compare: Any, frozen_app: Fleet
 
 
 def test_80_by_24(snap_compare: Any, frozen_app: FleetApp) -> None:
-    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=_settle)
+    """The smallest screen: the header (with the demo's banner) fits in its short form,
+    and the offline device's panel shows its state and its commands without scrolling."""
+    from fleettui.engine.enqueue import enqueue
+
+    frozen_app.banner, frozen_app.short_banner = "demo: 4 sick devices", "demo"
+
+    async def select(pilot: Any) -> None:
+        # a restart queued from a shell (the viewer's owner would run it)
+        await enqueue(pilot.app.store, "dev_wh_a_02", "restart", None, now=NOW, source="cli")
+        await _select(pilot, "device", "dev_wh_a_02")
+
+    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=select)
 
 
 async def _select(pilot: Any, kind: str, ident: str) -> None:
