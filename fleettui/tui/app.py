@@ -459,6 +459,10 @@ class FleetApp(App[None]):
         if self.store_ is None:
             return
         devices = await self.store.devices()
+        known = {s.id for s in self.site_list}
+        if any(d.site_id not in known for d in devices):
+            # a device registered at run time on a site created since (HTTP API)
+            self.site_list = await self.store.sites()
         self.rows = {d.id: DeviceRow(d) for d in devices}
         for device_id, (flapping, pct) in (await self._flapping()).items():
             if device_id in self.rows:
