@@ -128,7 +128,18 @@ def test_device_panel_of_the_offline_device(snap_compare: Any, frozen_app: Fleet
 
 
 def test_80_by_24(snap_compare: Any, frozen_app: FleetApp) -> None:
-    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=_settle)
+    """The smallest screen: the header (with the demo's banner) fits in its short form,
+    and the offline device's panel shows its state and its commands without scrolling."""
+    from fleettui.engine.enqueue import enqueue
+
+    frozen_app.banner, frozen_app.short_banner = "demo: 4 sick devices", "demo"
+
+    async def select(pilot: Any) -> None:
+        # a restart queued from a shell (the viewer's owner would run it)
+        await enqueue(pilot.app.store, "dev_wh_a_02", "restart", None, now=NOW, source="cli")
+        await _select(pilot, "device", "dev_wh_a_02")
+
+    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=select)
 
 
 async def _select(pilot: Any, kind: str, ident: str) -> None:
@@ -181,3 +192,61 @@ def test_wide_200_by_50(snap_compare: Any, frozen_app: FleetApp) -> None:
         await _select(pilot, "device", "dev_wh_a_01")
 
     assert snap_compare(frozen_app, terminal_size=(200, 50), run_before=select)
+
+
+#: the employee file of the sync snapshot: 1001 as on the devices, 1002 renamed, 2001 new
+EMPLOYEES_CSV = "id,name,card\n1001,Worker 1,5000001\n1002,Renamed Two,42\n2001,Amina New,777\n"
+
+
+def test_employee_sync_preview(snap_compare: Any, frozen_app: FleetApp, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync modal of a site after its preview: two devices answered with their counts,
+    the offline one has not yet. This app is a viewer: the answers are written to the
+    store as the owning poller writes them."""
+    from textual.widgets import Footer, Input
+
+    from fleettui.domain import CommandState
+    from fleettui.tui.employees import EmployeeSync
+    from tests.test_tui import wait_for
+
+    (tmp_path / "employees.csv").write_text(EMPLOYEES_CSV)
+    monkeypatch.chdir(tmp_path)  # a relative path: the same text on screen in every run
+
+    async def preview(pilot: Any) -> None:
+        app = pilot.app
+        await _settle(pilot)
+        # the footer draws its keys once the screen's bindings are first published: before
+        # a modal covers the screen, or never (and straight from the screen, as the palette
+        # does: passing through the palette raced the footer's redraw behind it)
+        await wait_for(pilot, lambda: bool(app.screen.query_one(Footer).children))
+        app.sync_employees("wh-a", "all 3 device(s) of Warehouse - Gate A")
+        await wait_for(pilot, lambda: isinstance(app.screen, EmployeeSync)
+                       and bool(app.screen.query("#path")))
+        screen = app.screen
+        path = screen.query_one("#path", Input)
+        path.cursor_blink = False
+        path.value = "employees.csv"
+        await pilot.click("#remove")
+        await pilot.click("#preview")
+        await wait_for(pilot, lambda: "asking the device" in _message(screen))
+        request = await app.store.command_request(1)
+        assert request is not None
+        for c in request.commands:
+            if c.device_id == "dev_wh_a_02":  # offline: its poller has not reached it
+                continue
+            extra = c.device_id == "dev_wh_a_03"  # one more user, not in the file
+            await app.store.start_command(c.id, NOW)
+            await app.store.finish_command(c, CommandState.DONE, NOW, result={
+                "added": 1, "updated": 1, "removed": 1 + extra, "unchanged": 1,
+                "names": {"added": ["Amina New"], "updated": ["Renamed Two"],
+                          "removed": ["Worker 3", "Worker 4"][:1 + extra]},
+            })
+        await wait_for(pilot, lambda: screen.preview is not None and "2/3" in str(
+            screen.query_one("#preview-text").render()))
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=(100, 32), run_before=preview)
+
+
+def _message(screen: Any) -> str:
+    return str(screen.query_one("#message").render())

@@ -498,3 +498,44 @@ async def test_a_burst_of_events_is_summed_up_in_the_log(tmp_path: Path) -> None
             assert len(texts) == LOG_BURST + 1 and texts[-1].endswith("burst 299")
     finally:
         await store.close()
+
+
+def test_the_header_counts_shorten_for_narrow_screens() -> None:
+    from fleettui.tui.model import Totals
+
+    t = Totals(devices=62, sites=14, online=58, offline=2, error=1, unknown=0, flapping=1)
+    assert t.text() == ("62 devices across 14 sites · 58 online · 2 offline · 1 in error"
+                        " · 1 flapping")
+    assert t.text(1) == "62 devices · 14 sites · 58 online · 2 offline · 1 error · 1 flapping"
+    # the shortest still says "online" and "offline" (what an operator scans for)
+    assert t.text(2) == "62 devices · 58 online · 2 offline · 1 error · 1 flapping"
+    fresh = Totals(devices=3, sites=1, online=0, offline=0, error=0, unknown=3, flapping=0)
+    assert fresh.text(1).endswith("3 unchecked") and fresh.text().endswith("3 not checked yet")
+
+
+async def test_devices_and_sites_added_while_running_appear_in_the_tree(tmp_path: Path) -> None:
+    """A device registered at run time shows up, on a known site or on a site new since the
+    app started (the store is the integration point: the app just reads it)."""
+    from fleettui.domain import DeviceState, Site
+
+    store = await Store.open(tmp_path / "fleet.db")
+    site_a, site_b = Site("site-a", "Site A", "UTC"), Site("site-b", "Site B", "UTC")
+
+    def device(device_id: str, site: Site, n: int) -> DeviceState:
+        return DeviceState(device_id, f"SN{n}", site.id, f"127.0.9.{n}", 4370, "tcp")
+
+    first = [device("dev_a_01", site_a, 1)]
+    await store.sync_fleet([site_a], first)
+    try:
+        app = FleetApp(store, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            tree = app.query_one("#tree", SiteTree)
+            await wait_for(pilot, lambda: set(tree.device_nodes) == {"dev_a_01"})
+            await store.sync_fleet([site_a, site_b], [*first, device("dev_a_02", site_a, 2),
+                                                      device("dev_b_01", site_b, 3)])
+            await wait_for(pilot, lambda: set(tree.device_nodes) == {
+                "dev_a_01", "dev_a_02", "dev_b_01"})
+            assert set(tree.site_nodes) == {"site-a", "site-b"}
+            assert "3 devices across 2 sites" in _header(app)
+    finally:
+        await store.close()

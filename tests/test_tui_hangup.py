@@ -38,6 +38,7 @@ from fleettui.config import load_config
 from fleettui.headless import run_headless
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
+from fleettui.tui.terminal import HOLD_ENV
 from tests.conftest import Emulated, device_config, next_host, sample_users
 from tests.test_engine import fleet_toml
 
@@ -109,6 +110,48 @@ def db_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return []
 
 
+def spawn_on_pty(args: list[str], cfg: Path | None, cwd: Path, *, ctty: bool = True,
+                 env_extra: dict[str, str] | None = None,
+                 ) -> tuple[subprocess.Popen[bytes], int, PtyReader]:
+    """``fleettui <args>`` on a new 80x24 pty (its controlling terminal if ``ctty``), with
+    ``cfg`` as its config; returns the process, the pty's master side and its reader."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DBUS_SESSION_BUS_ADDRESS", "FLEETTUI_OSC_NOTIFY", "TEXTUAL_DRIVER",
+                        "TMUX", "FLEETTUI_CONFIG", "FLEETTUI_DB", HOLD_ENV)}
+    env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), **(env_extra or {}))
+    if cfg is not None:
+        env["FLEETTUI_CONFIG"] = str(cfg)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, "ctty" if ctty else "no", *args],
+                            stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True, cwd=cwd)
+    os.close(slave)
+    reader = PtyReader(master)
+    reader.start()
+    return proc, master, reader
+
+
+def end_child(proc: subprocess.Popen[bytes], reader: PtyReader, master: int | None) -> None:
+    """Kill the child if it is still there, stop reading, close the pty (if still open)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    reader.stop.set()
+    reader.join()
+    if master is not None:
+        os.close(master)
+
+
+def wait_exit(proc: subprocess.Popen[bytes], what: str) -> int:
+    """The child's exit code, once it exits (fail after 60 s)."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, f"fleettui did not exit after {what}"
+        time.sleep(0.05)
+    return proc.returncode
+
+
 @pytest.mark.parametrize("drop", ["sighup", "pty_closed", "pty_closed_no_sighup", "sigterm"])
 def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     emulate: Callable[..., Emulated], tmp_path: Path, drop: str
@@ -125,20 +168,10 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     db = tmp_path / "fleet.db"
     log = tmp_path / "fleet.db.tui.log"
 
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DBUS_SESSION_BUS_ADDRESS", "FLEETTUI_OSC_NOTIFY", "TEXTUAL_DRIVER",
-                        "TMUX", "FLEETTUI_CONFIG", "FLEETTUI_DB")}
-    env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), FLEETTUI_CONFIG=str(cfg))
     args = ["--db", str(db), "--no-mouse"] + (["--osc-notify"] if drop == "sighup" else [])
     # not the controlling terminal: closing it sends no SIGHUP, reads just hit end-of-file
-    ctty = "no" if drop == "pty_closed_no_sighup" else "ctty"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, ctty, *args], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, start_new_session=True, cwd=tmp_path)
-    os.close(slave)
-    reader = PtyReader(master)
-    reader.start()
+    proc, master, reader = spawn_on_pty(args, cfg, tmp_path,
+                                        ctty=drop != "pty_closed_no_sighup")
     master_open = True
     try:
         wait_until(lambda: db_rows(db, "SELECT id, status FROM devices ORDER BY id") == [
@@ -162,19 +195,9 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
             reader.join()
             os.close(master)  # the terminal goes away: the kernel hangs it up
             master_open = False
-        deadline = time.monotonic() + 60
-        while proc.poll() is None:
-            assert time.monotonic() < deadline, "fleettui did not exit after the hang-up"
-            time.sleep(0.05)
-        assert proc.returncode == 0
+        assert wait_exit(proc, "the hang-up") == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.stop.set()
-        reader.join()
-        if master_open:
-            os.close(master)
+        end_child(proc, reader, master if master_open else None)
 
     text = log.read_text()
     assert ("SIGTERM: stopping" if drop == "sigterm" else "terminal hung up") in text
@@ -189,6 +212,44 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     total = len(em.emu.call(lambda: em.fleet.devices[online.id].log))
     asyncio.run(_catch_up(cfg, db, online.id, total))
     assert db_rows(db, "SELECT count(*) FROM punches") == [(total,)]
+
+
+@pytest.mark.parametrize(("stage", "sig"), [("lock", signal.SIGHUP), ("engine", signal.SIGHUP),
+                                          ("engine", signal.SIGTERM)])
+def test_a_hangup_while_starting_exits_cleanly(
+    emulate: Callable[..., Emulated], tmp_path: Path, stage: str, sig: signal.Signals
+) -> None:
+    """SIGHUP (or SIGTERM) before the app has mounted: with the poller lock taken and the
+    app not started yet ("lock"), or the engine started and polling ("engine"). Start-up
+    is held at that point by $FLEETTUI_TEST_HOLD (it writes a marker file and waits), so
+    the signal lands there every time. The signal's default would kill the process
+    (exit -1, no graceful stop); it must exit 0, stop the engine, free the lock."""
+    device = device_config("dev_pty_hold")
+    emulate([device])
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text(fleet_toml([device]))
+    db, log, marker = tmp_path / "fleet.db", tmp_path / "fleet.db.tui.log", tmp_path / "held"
+    proc, master, reader = spawn_on_pty(["--db", str(db), "--no-mouse"], cfg, tmp_path,
+                                        env_extra={HOLD_ENV: f"{stage}:{marker}"})
+    try:
+        wait_until(marker.exists, f"start-up held at {stage!r}", proc)
+        if stage == "engine":  # the engine is running: it polled the device
+            wait_until(lambda: db_rows(db, "SELECT status FROM devices") == [("online",)],
+                       "device polled", proc)
+        os.kill(proc.pid, sig)
+        assert wait_exit(proc, sig.name) == 0
+    finally:
+        end_child(proc, reader, master)
+    text = log.read_text()
+    if stage == "lock":
+        assert f"{sig.name} before the control room started: stopping" in text
+    else:
+        assert ("terminal hung up: stopping" if sig == signal.SIGHUP
+                else "SIGTERM: stopping") in text
+    assert text.rstrip().endswith("stopped")  # run_tui's last word, after the app ended
+    assert "Traceback" not in text and " ERROR " not in text
+    assert "Traceback" not in reader.text()
+    PollerLock(db).acquire().release()  # the lock is free
 
 
 async def _catch_up(cfg: Path, db: Path, device_id: str, total: int) -> None:
@@ -210,19 +271,10 @@ async def _catch_up(cfg: Path, db: Path, device_id: str, total: int) -> None:
 
 def test_the_demo_serves_the_api_and_survives_a_hangup(tmp_path: Path) -> None:
     """`fleettui demo --http --no-mouse` on a pty: the API answers; SIGHUP ends it cleanly."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_DRIVER", "TMUX")}
-    env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
     api_port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, "ctty", "demo", "--devices", "4", "--sites", "2",
-         "--base-address", next_host(), "--port", "0", "--no-mouse",
-         "--http", f"127.0.0.1:{api_port}"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, cwd=tmp_path)
-    os.close(slave)
-    reader = PtyReader(master)
-    reader.start()
+    proc, master, reader = spawn_on_pty(
+        ["demo", "--devices", "4", "--sites", "2", "--base-address", next_host(),
+         "--port", "0", "--no-mouse", "--http", f"127.0.0.1:{api_port}"], None, tmp_path)
 
     def healthy() -> bool:
         try:
@@ -234,17 +286,8 @@ def test_the_demo_serves_the_api_and_survives_a_hangup(tmp_path: Path) -> None:
     try:
         wait_until(healthy, "the demo's HTTP API answers", proc)
         os.kill(proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None:
-            assert time.monotonic() < deadline, "the demo did not exit after the hang-up"
-            time.sleep(0.05)
-        assert proc.returncode == 0
+        assert wait_exit(proc, "the hang-up (demo)") == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.stop.set()
-        reader.join()
-        os.close(master)
+        end_child(proc, reader, master)
     assert "Traceback" not in reader.text()
     assert not healthy()

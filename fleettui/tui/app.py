@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -43,13 +44,19 @@ from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
-from fleettui.tui.model import DeviceRow, SiteRow, arrange, totals
+from fleettui.tui.model import DeviceRow, SiteRow, Totals, arrange, totals
 from fleettui.tui.notify import OscSink
 from fleettui.tui.palette import DeviceCommands, PaletteItem
 from fleettui.tui.panel import DevicePanel, heartbeat_slots
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
-from fleettui.tui.terminal import TerminalGone, detach_standard_streams, terminal_alive
+from fleettui.tui.terminal import (
+    STOP_SIGNALS,
+    StopSignals,
+    TerminalGone,
+    detach_standard_streams,
+    terminal_alive,
+)
 from fleettui.tui.tree import SiteTree
 
 if TYPE_CHECKING:
@@ -74,6 +81,22 @@ COMMAND_LABELS = {"restart": "Restart", "sync_time": "Sync clock",
 def utc_now() -> datetime:
     """The real clock."""
     return datetime.now(UTC)
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up built out of the garbage collector's full passes.
+
+    Python's full collection walks every object alive, and a started control
+    room holds ~150,000 (Textual, its CSS, the widgets, the engine, the
+    modules): each full pass held the event loop for ~100 ms, and a key
+    pressed then waited for it (bench/tui.py: key latency p99 during bursts).
+    Garbage is collected first; what survives is long-lived, so it is moved
+    to the permanent generation (``gc.freeze``) and later passes walk only
+    what came after. ``on_unmount`` undoes it (``gc.unfreeze``), so an app's
+    objects can be collected once it is gone (tests run many apps in a process).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class FleetChanged(Message):
@@ -108,10 +131,12 @@ class FleetApp(App[None]):
         refresh_s: float = 1.0,
         banner: str = "",
         embed: bool = True,
+        short_banner: str = "",
         clock: Callable[[], datetime] | None = None,
         http: tuple[str, int] | None = None,
         osc_notify: str | None = None,
         min_refresh_gap_s: float = 0.2,
+        stop_signals: StopSignals | None = None,
     ) -> None:
         """Either give a ``store`` (and optionally an ``engine`` to own), or a
         ``config`` and ``db_path``: the store is opened on mount, with an engine
@@ -120,7 +145,10 @@ class FleetApp(App[None]):
         ``http`` (host, port) serves the HTTP API from the app's event loop;
         ``osc_notify`` ("777" or "9") also sends alert notifications to the
         terminal as OSC escape sequences (they travel over SSH).
-        ``min_refresh_gap_s``: the least time between two refreshes from the store."""
+        ``short_banner`` replaces ``banner`` when the header line is narrow (80 columns).
+        ``min_refresh_gap_s``: the least time between two refreshes from the store.
+        ``stop_signals``: SIGHUP/SIGTERM noted before the app's loop took them over
+        (``run_tui`` notes them from before the poller lock is taken)."""
         super().__init__()
         self._clock = clock
         if store is None and (config is None or db_path is None):
@@ -131,6 +159,7 @@ class FleetApp(App[None]):
         self.db_path = db_path
         self.refresh_s = refresh_s
         self.banner = banner
+        self.short_banner = short_banner
         self.owns_store = store is None
         self.embed = embed
         self.site_list: list[Site] = []
@@ -156,6 +185,11 @@ class FleetApp(App[None]):
         self.osc = (OscSink(self.write_terminal, osc_notify, tmux=bool(os.environ.get("TMUX")))
                     if osc_notify else None)
         self.hung_up = False
+        self.stop_signals = stop_signals
+        #: set once the app is stopping (a hang-up, SIGTERM): start-up goes no further
+        self._stopping = asyncio.Event()
+        self._header = Text()
+        self._totals: Totals | None = None
 
     # --- layout ---------------------------------------------------------
 
@@ -191,9 +225,13 @@ class FleetApp(App[None]):
         self.query_one("#filter", Input).display = False
         self.query_one("#events", RichLog).border_title = "Events"
         self.query_one("#panel", DevicePanel).border_title = "Device"
+        if not self.is_headless:
+            self._take_stop_signals()
         if self.store_ is None:
             assert self.db_path is not None and self.config is not None
             self.store_ = await Store.open(self.db_path)
+        if self._stopping.is_set():
+            return
         if self.engine is None and self.config is not None and self.embed:
             sinks = [log_sink, self.toast_alert, DesktopSink()]
             if self.osc is not None:
@@ -202,29 +240,22 @@ class FleetApp(App[None]):
         if self.engine is not None:
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
-        if self.http is not None:
+        if self.stop_signals is not None and self.stop_signals.hold("engine"):
+            await self._stopping.wait()
+        if self.http is not None and not self._stopping.is_set():
             await self._serve_api(*self.http)
-        if not self.is_headless:
-            # an SSH session that drops hangs the terminal up: exit cleanly, not by SIGHUP's
-            # default (instant death: no graceful engine stop)
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hangup)
-            # `kill`, systemd, a shutdown: the same graceful stop as `q`
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.terminated)
-            if terminal_alive(getattr(self._driver, "fileno", 0)):
-                self.set_interval(1.0, self._watch_terminal)
+        if self._stopping.is_set():
+            return
+        if not self.is_headless and terminal_alive(getattr(self._driver, "fileno", 0)):
+            self.set_interval(1.0, self._watch_terminal)
         self.site_list = await self.store.sites()
+        freeze_startup_objects()
         await self.refresh_data()
         self.query_one("#tree", SiteTree).focus()
         self.set_interval(self.refresh_s, self._tick)
 
     async def on_unmount(self) -> None:
         """Stop the API and the embedded engine (its in-flight work finishes), close the store."""
-        if not self.is_headless:
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    asyncio.get_running_loop().remove_signal_handler(sig)
         if self.api is not None:
             await self.api.cleanup()
             self.api = None
@@ -235,6 +266,32 @@ class FleetApp(App[None]):
         if self.owns_store and self.store_ is not None:
             await self.store_.close()
             self.store_ = None
+        gc.unfreeze()
+        if not self.is_headless:
+            self._give_back_stop_signals()
+
+    def _take_stop_signals(self) -> None:
+        """Handle SIGHUP and SIGTERM in the app's loop, first thing on mount (and one noted
+        while starting): a drop or `kill` while the store opens or the engine starts exits
+        cleanly too, not by the signal's default (instant death: no graceful engine stop)."""
+        loop = asyncio.get_running_loop()
+        handlers = {signal.SIGHUP: self.hangup, signal.SIGTERM: self.terminated}
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handlers[sig])
+        noted = self.stop_signals.received if self.stop_signals is not None else None
+        if noted is not None:
+            handlers[signal.Signals(noted)]()
+
+    def _give_back_stop_signals(self) -> None:
+        """The loop is done with the signals (kept until the engine stopped: a second
+        hang-up during its stop is common, the shell passes its own on)."""
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        if self.stop_signals is not None:
+            self.stop_signals.take_back()
 
     async def _serve_api(self, host: str, port: int) -> None:
         """Serve the HTTP API from this loop; a bind failure is a toast and a log line."""
@@ -252,6 +309,7 @@ class FleetApp(App[None]):
         shown = f"[{host}]" if ":" in host else host
         self.api_address = f"http://{shown}:{bound}"
         self.banner = f"{self.banner}   API {self.api_address}/v1".strip()
+        self.short_banner = f"{self.short_banner}  API :{bound}".strip()
         log.info("HTTP API on %s/v1 (bearer API keys: fleettui api-key)", self.api_address)
 
     def get_driver_class(self) -> type[Driver]:
@@ -277,6 +335,7 @@ class FleetApp(App[None]):
             return
         self.hung_up = True
         log.warning("terminal hung up: stopping (the engine finishes its current work)")
+        self._stopping.set()
         if self._driver is not None:
             self._driver.hung_up = True  # type: ignore[attr-defined]
         detach_standard_streams()
@@ -284,7 +343,10 @@ class FleetApp(App[None]):
 
     def terminated(self) -> None:
         """SIGTERM: exit as on `q` (the engine finishes its current work, the lock is freed)."""
+        if self._stopping.is_set():
+            return
         log.warning("SIGTERM: stopping (the engine finishes its current work)")
+        self._stopping.set()
         self.exit()
 
     def on_terminal_gone(self, _message: TerminalGone) -> None:
@@ -336,7 +398,9 @@ class FleetApp(App[None]):
 
     def _start_refresh(self) -> None:
         self._refresh_scheduled = False
-        self.run_worker(self._while_open(self._refresh_and_note()), group="refresh")
+        # a function, not a coroutine: a worker cancelled before it starts (the app
+        # exiting during a burst) then leaves no coroutine never awaited
+        self.run_worker(partial(self._while_open, self._refresh_and_note), group="refresh")
 
     async def _refresh_and_note(self) -> None:
         try:
@@ -355,14 +419,14 @@ class FleetApp(App[None]):
             # device it passes (each drawing is several store reads that would queue
             # ahead of the engine's writes on the one database connection)
             await asyncio.sleep(PANEL_SETTLE_S)
-            await self._while_open(self.refresh_panel())
+            await self._while_open(self.refresh_panel)
 
         self.run_worker(draw, group="panel", exclusive=True)
 
-    async def _while_open(self, work: Awaitable[None]) -> None:
+    async def _while_open(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run a screen update; if the app closes under it (widgets gone), just stop."""
         try:
-            await work
+            await work()
         except NoMatches:
             if self.is_running:
                 raise
@@ -396,9 +460,9 @@ class FleetApp(App[None]):
         if self.store_ is None:
             return
         devices = await self.store.devices()
-        if {d.site_id for d in devices} - {s.id for s in self.site_list} or any(
-                d.id not in self.rows for d in devices):
-            # a site or device registered over the HTTP API since the last refresh
+        known = {s.id for s in self.site_list}
+        if any(d.site_id not in known for d in devices):
+            # a device registered at run time on a site created since (HTTP API)
             self.site_list = await self.store.sites()
         self.rows = {d.id: DeviceRow(d) for d in devices}
         for device_id, (flapping, pct) in (await self._flapping()).items():
@@ -429,19 +493,50 @@ class FleetApp(App[None]):
         self.arranged = arrange(self.site_list, rows, text=self.filter_text,
                                 problems_only=self.problems_only, keep=keep)
         self.query_one("#tree", SiteTree).show(self.arranged)
-        header = Text(totals(self.site_list, rows).text(), style="bold")
+        self._totals = totals(self.site_list, rows)
+        self._draw_header()
+
+    #: (totals' brevity, which banner) from the longest header to the shortest
+    HEADER_FORMS = ((0, "long"), (0, "short"), (1, "short"), (2, "short"), (2, ""))
+
+    def _draw_header(self) -> None:
+        """The header line: the longest form that fits the screen's width (80 columns:
+        shorter counts and banner), cut with an ellipsis if even the shortest does not."""
+        if self._totals is None:
+            return
+        width = max(1, self.size.width - 2)  # the header's padding
+        for brevity, banner in self.HEADER_FORMS:
+            header = self._header_form(self._totals, brevity, banner)
+            if header.cell_len <= width:
+                break
+        else:
+            header.truncate(width, overflow="ellipsis")
+        if header != self._header:
+            # one line of fixed size: no layout pass for it
+            self._header = header
+            self.query_one("#totals", Static).update(header, layout=False)
+
+    def _header_form(self, counts: Totals, brevity: int, banner: str) -> Text:
+        gap = "   " if brevity == 0 else "  "
+        header = Text(counts.text(brevity), style="bold")
         # short, so the counts and the mode fit in 80 columns (the help screen explains it)
-        header.append("   [poller]" if self.engine is not None else "   [viewer]", style="dim")
+        header.append(f"{gap}[poller]" if self.engine is not None else f"{gap}[viewer]",
+                      style="dim")
         if self.filter_text:
-            header.append(f"   filter: {self.filter_text!r}", style="yellow")
+            header.append(f"{gap}filter: {self.filter_text!r}", style="yellow")
         if self.problems_only:
-            header.append("   problems only", style="yellow")
+            header.append(f"{gap}problems only", style="yellow")
         if self.dead_webhooks:
-            header.append(f"   {self.dead_webhooks:,} dead webhook"
+            header.append(f"{gap}{self.dead_webhooks:,} dead webhook"
                           f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
-        if self.banner:
-            header.append(f"   {self.banner}", style="dim")
-        self.query_one("#totals", Static).update(header)
+        text = {"long": self.banner, "short": self.short_banner}.get(banner, "")
+        if text:
+            header.append(f"{gap}{text}", style="dim")
+        return header
+
+    def on_resize(self) -> None:
+        """Redraw the header for the new width."""
+        self._draw_header()
 
     async def _tail_events(self) -> None:
         log = self.query_one("#events", RichLog)

@@ -17,6 +17,7 @@ from fleettui.emulator.fleetgen import config_text
 from fleettui.emulator.launch import build_fleet, make_sick
 from fleettui.emulator.runner import EmulatorThread
 from fleettui.tui.run import log_to
+from fleettui.tui.terminal import StopSignals
 
 #: the demo's offline device: its link returns after this long, so that a restart queued
 #: from the palette meanwhile runs when it answers again (commands wait for a device)
@@ -52,22 +53,28 @@ def run_demo(
               "  Is an emulator already running on these addresses? "
               "Try --base-address or --port.", file=sys.stderr)
         return 1
-    try:
-        sick = emu.run(make_sick(fleet, outage_s=DEMO_OUTAGE_S))
-        with tempfile.TemporaryDirectory(prefix="fleettui-demo-") as tmp:
-            work = Path(tmp)
-            cfg = work / "fleet.toml"
-            # written after the fleet started, so real ports are in it; it holds comm keys
-            fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(config_text(spec))
-            config = load_config(cfg)
-            log_to(work / "fleettui.log")
-            banner = f"demo: {len(sick)} sick devices"
-            FleetApp(config=config, db_path=work / "fleettui.db", banner=banner, http=http,
-                     osc_notify=osc_notify).run(mouse=mouse)
-    finally:
-        emu.stop()
+    # a hang-up while the fleet starts must not leave the comm keys' temporary folder behind
+    with StopSignals() as signals:
+        try:
+            sick = emu.run(make_sick(fleet, outage_s=DEMO_OUTAGE_S))
+            with tempfile.TemporaryDirectory(prefix="fleettui-demo-") as tmp:
+                work = Path(tmp)
+                cfg = work / "fleet.toml"
+                # written after the fleet started, so real ports are in it; it holds comm keys
+                fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(config_text(spec))
+                config = load_config(cfg)
+                log_to(work / "fleettui.log")
+                banner = f"demo: {len(sick)} sick devices"
+                if signals.received is None:
+                    FleetApp(config=config, db_path=work / "fleettui.db", banner=banner,
+                             short_banner="demo", http=http, osc_notify=osc_notify,
+                             stop_signals=signals).run(mouse=mouse)
+                else:
+                    signals.before_start("the demo")
+        finally:
+            emu.stop()
     for device_id, what in sick.items():
         print(f"demo: {device_id} was {what}")
     return 0

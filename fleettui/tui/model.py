@@ -80,15 +80,23 @@ class Totals:
     unknown: int
     flapping: int
 
-    def text(self) -> str:
-        """E.g. "62 devices across 14 sites · 59 online · 2 offline · 1 flapping"."""
-        parts = [f"{self.devices} devices across {self.sites} sites",
-                 f"{self.online} online", f"{self.offline} offline"]
+    def text(self, brevity: int = 0) -> str:
+        """E.g. "62 devices across 14 sites · 59 online · 2 offline · 1 flapping"; shorter
+        for a narrow screen: ``brevity`` 1 "62 devices · 14 sites · 59 online · …",
+        2 "62 devices · 59 online · …" (the status counts keep their words)."""
+        if brevity == 0:
+            parts = [f"{self.devices} devices across {self.sites} sites"]
+        elif brevity == 1:
+            parts = [f"{self.devices} devices", f"{self.sites} sites"]
+        else:
+            parts = [f"{self.devices} devices"]
+        parts += [f"{self.online} online", f"{self.offline} offline"]
         if self.error:
-            parts.append(f"{self.error} in error")
+            parts.append(f"{self.error} in error" if brevity == 0 else f"{self.error} error")
         parts.append(f"{self.flapping} flapping")
         if self.unknown:
-            parts.append(f"{self.unknown} not checked yet")
+            parts.append(f"{self.unknown} not checked yet" if brevity == 0
+                         else f"{self.unknown} unchecked")
         return " · ".join(parts)
 
 

@@ -82,9 +82,6 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
     title = Text.assemble((f"{glyph} ", colour), (d.id, "bold"))
     if d.name and d.name != d.id:
         title.append(f"  {d.name}")
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", no_wrap=True, width=LABEL_WIDTH)
-    grid.add_column()
     status = Text(d.status.value.upper(), style=f"bold {colour}")
     if d.status_reason:
         status.append(f" — {d.status_reason}", style="default")
@@ -100,7 +97,9 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
     else:
         records = Text("unknown")
     zone = site_zone(detail.site)
-    rows: list[tuple[str, RenderableType]] = [
+    # what the operator came for first (at 80x24 it is what shows without scrolling): the
+    # state, then the commands; the pictures and the identity below
+    first: list[tuple[str, RenderableType]] = [
         ("Status", status),
         ("Since", _ago(d.status_since, now)),
         ("Last seen", _ago(d.last_seen, now)),
@@ -111,18 +110,19 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
                     style="bold yellow")
         if detail.sync.total:
             sync.append("  " + gauge(detail.sync.done / detail.sync.total, 10), style="yellow")
-        rows.append(("Sync", sync))
+        first.append(("Sync", sync))
+    rest: list[tuple[str, RenderableType]] = []
     if detail.heartbeat:
         width = len(detail.heartbeat)
-        rows.append(("Heartbeat", Group(heartbeat_text(detail.heartbeat),
+        rest.append(("Heartbeat", Group(heartbeat_text(detail.heartbeat),
                                         axis(width, "24h ago", "12h", "now"))))
-    rows += [
+    rest += [
         ("Uptime", uptime_text(detail.uptime_24h, detail.uptime_30d)),
         ("Punches today", punches_today_text(detail.punches_today, d.last_punch_at, now, zone)),
     ]
     if detail.hours:
-        rows.append(("Per hour", Group(hours_text(detail.hours), hours_axis(detail.hours))))
-    rows += [
+        rest.append(("Per hour", Group(hours_text(detail.hours), hours_axis(detail.hours))))
+    rest += [
         ("Records", records),
         ("Clock drift", _drift(d.clock_drift_s)),
         ("Serial", d.serial),
@@ -132,22 +132,36 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         ("Transport", d.transport.upper()),
         ("Site", site),
     ]
+    return Group(title, Text(""), _label_grid(first), Text(""), _commands(detail.commands),
+                 Text(""), _label_grid(rest))
+
+
+def _label_grid(rows: list[tuple[str, RenderableType]]) -> Table:
+    """Label | value rows (labels in a column of fixed width, so two grids line up)."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True, width=LABEL_WIDTH)
+    grid.add_column()
     for label, value in rows:
         grid.add_row(label, value)
+    return grid
+
+
+def _commands(commands: list[Command]) -> Table:
+    """The device's latest commands, newest first."""
     cmds = Table(title="Commands", title_justify="left", title_style="bold",
                  show_edge=False, box=None, padding=(0, 1))
     for name in ("#", "command", "state", "when", "result"):
         cmds.add_column(name, no_wrap=name != "result")
-    for c in detail.commands:
+    for c in commands:
         style = {"done": "green", "failed": "red", "expired": "red",
                  "sent": "yellow", "queued": "cyan"}.get(c.state.value, "")
         result = c.error or ("" if c.result is None else ", ".join(
             f"{k}={v}" for k, v in c.result.items()))
         cmds.add_row(str(c.id), c.command, Text(c.state.value, style=style),
                      f"{c.updated_at:%H:%M:%S}", result)
-    if not detail.commands:
+    if not commands:
         cmds.add_row("", Text("none yet (Ctrl+P: Restart / Sync clock)", style="dim"), "", "", "")
-    return Group(title, Text(""), grid, Text(""), cmds)
+    return cmds
 
 
 HINT = "Select a device in the tree (↑/↓, j/k)."
@@ -197,10 +211,14 @@ class DevicePanel(ScrollView, can_focus=True):
             return
         console = self.app.console
         segments = console.render(self._content, console.options.update_width(width))
-        self._lines = Strip.from_lines(list(Segment.split_lines(segments)))
-        for strip in self._lines:
-            strip.adjust_cell_length(width)
-        self.virtual_size = Size(width, len(self._lines))
+        lines = Strip.from_lines(list(Segment.split_lines(segments)))
+        if lines == self._lines and self.virtual_size.width == width:
+            # the app redraws the panel on every refresh: during a burst of changes
+            # elsewhere in the fleet it is mostly the same, and repainting it for
+            # nothing held keys back
+            return
+        self._lines = lines
+        self.virtual_size = Size(width, len(lines))
         self.refresh()
 
     def render_line(self, y: int) -> Strip:

@@ -33,21 +33,27 @@ def run_tui(
     too, but only for the owning poller: a viewer would collide with the owner's port).
     """
     from fleettui.tui.app import FleetApp
+    from fleettui.tui.terminal import StopSignals
 
-    lock = PollerLock(db, mode="tui")
-    try:
-        lock.acquire()
-        embed = True
-    except PollerRunning:
-        embed = False
-    if http is None and embed and config.server.enabled:
-        http = (config.server.host, config.server.port)
-    try:
-        log_to(db.with_name(db.name + ".tui.log"))
-        FleetApp(config=config, db_path=db, embed=embed, http=http,
-                 osc_notify=osc_notify).run(mouse=mouse)
-    finally:
-        lock.release()
+    with StopSignals() as signals:
+        lock = PollerLock(db, mode="tui")
+        try:
+            lock.acquire()
+            embed = True
+        except PollerRunning:
+            embed = False
+        if http is None and embed and config.server.enabled:
+            http = (config.server.host, config.server.port)
+        try:
+            log_to(db.with_name(db.name + ".tui.log"))
+            signals.hold_until_signalled("lock")
+            if signals.received is None:
+                FleetApp(config=config, db_path=db, embed=embed, http=http,
+                         osc_notify=osc_notify, stop_signals=signals).run(mouse=mouse)
+            else:  # hung up (or killed) before the app started: nothing to stop
+                signals.before_start("the control room")
+        finally:
+            lock.release()
     logging.getLogger("fleettui.tui").info("stopped")
     return 0
 

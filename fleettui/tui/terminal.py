@@ -15,7 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import time
+from types import FrameType
+from typing import Any
 
 from textual.message import Message
 
@@ -24,6 +28,73 @@ log = logging.getLogger("fleettui.tui")
 
 class TerminalGone(Message):
     """The terminal hung up (SIGHUP, a read error, or it stopped being a terminal)."""
+
+
+#: the signals that stop the control room gracefully: the terminal hung up, or `kill`
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+#: tests only: "<stage>:<file>" makes start-up write <file> at <stage> and wait there for
+#: SIGHUP or SIGTERM, so a test can hang up at a known point (see ``StopSignals.hold``)
+HOLD_ENV = "FLEETTUI_TEST_HOLD"
+
+
+class StopSignals:
+    """SIGHUP and SIGTERM noted, not fatal, while the control room starts and stops.
+
+    Their default action kills the process at once: a hang-up while the app
+    was still starting (the lock taken, the store opening, the engine starting)
+    or already stopping (the engine finishing its work) ended it with no
+    graceful stop and exit code -1. From ``__enter__`` to ``__exit__`` a
+    signal is only noted in ``received``; the app's loop takes the signals
+    over when it mounts (and handles one noted before), and gives them back
+    here when it unmounts (``take_back``).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _note(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def before_start(self, what: str) -> None:
+        """A signal came before the app started: say so; after a hang-up, let nothing more
+        be written to the dead terminal."""
+        assert self.received is not None
+        log.warning("%s before %s started: stopping", signal.Signals(self.received).name, what)
+        if self.received == signal.SIGHUP:
+            detach_standard_streams()
+
+    def take_back(self) -> None:
+        """Note the signals again (the app's loop is done with them: it reset them to
+        their default, fatal action)."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._note)
+
+    def hold(self, stage: str) -> bool:
+        """Tests only: at ``stage`` of start-up, if $FLEETTUI_TEST_HOLD names it, write
+        its file and return True (the caller then waits for a stop signal)."""
+        wanted, _, path = os.environ.get(HOLD_ENV, "").partition(":")
+        if wanted != stage or not path:
+            return False
+        with open(path, "w") as f:
+            f.write(stage)
+        return True
+
+    def hold_until_signalled(self, stage: str) -> None:
+        """``hold`` outside an event loop: wait (polling the note) for a stop signal."""
+        if self.hold(stage):
+            while self.received is None:
+                time.sleep(0.02)
 
 
 def terminal_alive(fd: int) -> bool:
