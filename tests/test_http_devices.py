@@ -276,8 +276,10 @@ async def test_the_control_room_shows_a_site_and_device_registered_over_http(
     emulate: Callable[..., Emulated], tmp_path: Path
 ) -> None:
     from fleettui.tui.app import FleetApp
+    from fleettui.tui.panel import DevicePanel, render_detail
     from fleettui.tui.tree import SiteTree
     from tests.test_tui import wait_for
+    from tests.test_tui_panels import plain
 
     known = device_config("dev_conf_3")
     new = device_config("dev_api_tui")
@@ -303,6 +305,12 @@ async def test_the_control_room_shows_a_site_and_device_registered_over_http(
                 assert r.status_code == 201, r.text
             tree = app.query_one("#tree", SiteTree)
             await wait_for(pilot, lambda: "farm-10" in tree.site_nodes)
+            app.jump(("device", "dev_farm_9"))
+            panel = app.query_one("#panel", DevicePanel)
+            await wait_for(pilot, lambda: panel.detail is not None
+                           and panel.detail.device.id == "dev_farm_9")
+            assert panel.detail is not None
+            assert "through the HTTP API" in plain(render_detail(panel.detail))
             await wait_for(pilot, lambda: "dev_farm_9" in tree.device_nodes
                            and "farm-9" in tree.site_nodes
                            and app.rows["dev_farm_9"].device.status.value == "online",

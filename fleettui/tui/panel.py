@@ -132,6 +132,8 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         ("Transport", d.transport.upper()),
         ("Site", site),
     ]
+    if d.origin == "api":  # config devices are the norm: only the exception is said
+        rest.append(("Declared", "through the HTTP API, not the config file"))
     return Group(title, Text(""), _label_grid(first), Text(""), _commands(detail.commands),
                  Text(""), _label_grid(rest))
 
