@@ -9,6 +9,10 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   ``v1,<base64 HMAC-SHA256 of id.timestamp.body>`` with the endpoint's
   ``whsec_`` secret; optionally a plain hex HMAC of the body in a header of
   the endpoint's choosing (the article's scheme);
+- during a secret rotation (an API endpoint's, see ``Target.previous_secret``)
+  signed twice, ``v1,<new> v1,<previous>``, so a receiver still verifying with
+  the previous secret keeps accepting until it switches; the hex header is
+  signed with the new secret only (it has room for one signature);
 - in order per endpoint and device: only the oldest undelivered event of a
   device is ever in flight, so a failing receiver holds that device's later
   events back rather than reordering them; devices go in parallel;
@@ -80,6 +84,11 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` with one ``v1,<base64>`` per secret, space-separated."""
+    return " ".join(sign(s, msg_id, timestamp, body) for s in secrets if s)
+
+
 @dataclass(frozen=True)
 class Target:
     """One endpoint as the dispatcher serves it: ``key`` names its queue in the store."""
@@ -90,6 +99,8 @@ class Target:
     secret: str = field(repr=False)
     hex_signature_header: str | None = None
     timeout_s: float = 10.0
+    #: the secret before a rotation, signing too until its overlap ends ("" when none)
+    previous_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_config(cls, endpoint: WebhookConfig) -> Target:
@@ -99,10 +110,18 @@ class Target:
                    endpoint.timeout_s)
 
     @classmethod
-    def from_store(cls, row: dict[str, Any]) -> Target:
-        """An endpoint created through the API (a ``store.webhook_endpoints`` row)."""
+    def from_store(cls, row: dict[str, Any], now: datetime) -> Target:
+        """An endpoint created through the API (a ``store.webhook_endpoints`` row with
+        secrets), with its previous secret if its overlap is not over at ``now``."""
+        until = row["previous_secret_until"]
+        previous = row["previous_secret"] if until is not None and now < until else ""
         return cls(row["delivery_key"], row["url"], tuple(row["events"]), row["secret"],
-                   row["hex_signature_header"], row["timeout_s"])
+                   row["hex_signature_header"], row["timeout_s"], previous)
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """The secrets that sign a delivery: the current one, then the previous one."""
+        return tuple(s for s in (self.secret, self.previous_secret) if s)
 
 
 def config_endpoint_id(url: str) -> str:
@@ -190,9 +209,17 @@ class WebhookDispatcher:
         return made
 
     async def targets(self) -> list[Target]:
-        """The config's enabled endpoints, then the store's (read now: one query)."""
+        """The config's enabled endpoints, then the store's (read now: one query).
+
+        A previous secret whose overlap is over stops signing at once and is
+        cleared from the store here (lazily: the first round that sees it).
+        """
         rows = await self.store.webhook_endpoints(with_secrets=True, origin="api")
-        return self.endpoints + [Target.from_store(r) for r in rows if r["enabled"]]
+        now = self.clock()
+        if any(r["previous_secret_until"] is not None and r["previous_secret_until"] <= now
+               for r in rows):
+            await self.store.webhook_forget_previous_secrets(now)
+        return self.endpoints + [Target.from_store(r, now) for r in rows if r["enabled"]]
 
     async def _deliver_in_order(
         self, endpoint: Target, queue: list[dict[str, Any]]
@@ -233,8 +260,9 @@ class WebhookDispatcher:
                    "webhook-timestamp": str(stamp), "user-agent": "fleettui-webhooks"}
         secret = endpoint.secret
         if secret:
-            headers["webhook-signature"] = sign(secret, msg_id, stamp, body)
-            if endpoint.hex_signature_header:
+            headers["webhook-signature"] = signature_header(
+                endpoint.signing_secrets, msg_id, stamp, body)
+            if endpoint.hex_signature_header:  # one value: the new secret only
                 headers[endpoint.hex_signature_header] = hmac.new(
                     secret_key(secret), body, hashlib.sha256).hexdigest()
         error = ""
