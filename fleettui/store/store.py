@@ -995,19 +995,23 @@ class Store:
         outbox_id, ok, and latency_ms, or error with retry_at or dead."""
         if not results:
             return
+        rows = [
+            ("delivered" if r["ok"] else "dead" if r.get("dead") else "pending",
+             r.get("latency_ms"), r.get("error", ""), int(r["ok"]), ts(now),
+             ts(r["retry_at"]) if r.get("retry_at") else None, endpoint, r["outbox_id"])
+            for r in results
+        ]
         async with self._tx() as db:
+            # one statement for the batch: thousands of separate ones cost a thread hop each
+            await db.executemany(
+                "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
+                " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
+                " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
+                " next_attempt_at = COALESCE(?, next_attempt_at)"
+                " WHERE endpoint = ? AND outbox_id = ?",
+                rows,
+            )
             for r in results:
-                state = "delivered" if r["ok"] else "dead" if r.get("dead") else "pending"
-                retry_at = r.get("retry_at")
-                await db.execute(
-                    "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
-                    " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
-                    " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
-                    " next_attempt_at = COALESCE(?, next_attempt_at)"
-                    " WHERE endpoint = ? AND outbox_id = ?",
-                    (state, r.get("latency_ms"), r.get("error", ""), int(r["ok"]), ts(now),
-                     ts(retry_at) if retry_at else None, endpoint, r["outbox_id"]),
-                )
                 if r.get("dead"):
                     await self._event(
                         db, now, "webhook.dead",
