@@ -15,7 +15,9 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   signed with the new secret only (it has room for one signature);
 - in order per endpoint and device: only the oldest undelivered event of a
   device is ever in flight, so a failing receiver holds that device's later
-  events back rather than reordering them; devices go in parallel;
+  events back rather than reordering them; devices go in parallel, at most
+  ``concurrency`` requests in flight per endpoint (over one shared client whose
+  ``SpreadTransport`` keeps that cheap), and endpoints go in parallel;
 - retried with exponential backoff and jitter (1 s doubling to 10 min) for
   24 hours, then dead-lettered (replayable); latency recorded per delivery.
 
@@ -43,6 +45,7 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
+from fleettui.engine.transport import SpreadTransport
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -155,7 +158,7 @@ class WebhookDispatcher:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client: httpx.AsyncClient | None = None,
-        concurrency: int = 32,
+        concurrency: int = 16,
         max_age: timedelta = timedelta(hours=24),
         seed: int | None = None,
     ) -> None:
@@ -164,7 +167,9 @@ class WebhookDispatcher:
         self.clock = clock
         self._client = client
         self._own_client = client is None
-        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        #: requests in flight, per endpoint (its key)
+        self._limits: dict[str, asyncio.Semaphore] = {}
         self.max_age = max_age
         self._rng = random.Random(seed)
         self._kick = asyncio.Event()
@@ -174,7 +179,8 @@ class WebhookDispatcher:
         """The one shared HTTP client (created on first use)."""
         if self._client is None:
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+                timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
+                transport=SpreadTransport(self._concurrency),
             )
         return self._client
 
@@ -191,22 +197,28 @@ class WebhookDispatcher:
         """Queue new events for each endpoint and send what is due; returns attempts made.
 
         Each device's due events go out one after the other, stopping at the
-        first failure (the rest keep their place); devices go in parallel.
+        first failure (the rest keep their place); devices go in parallel, and
+        so do endpoints.
         """
-        made = 0
-        for endpoint in await self.targets():
-            now = self.clock()
-            await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
-            by_device: dict[str | None, list[dict[str, Any]]] = {}
-            for d in await self.store.webhook_due(endpoint.key, now):
-                by_device.setdefault(d["device_id"], []).append(d)
-            results = await asyncio.gather(
-                *(self._deliver_in_order(endpoint, queue) for queue in by_device.values())
-            )
-            flat = [r for batch in results for r in batch]
-            made += len(flat)
-            await self.store.webhook_results(endpoint.key, flat, self.clock())
-        return made
+        made = await asyncio.gather(*(self._endpoint_round(e) for e in await self.targets()))
+        return sum(made)
+
+    async def _endpoint_round(self, endpoint: Target) -> int:
+        """One endpoint's share of a round: queue, send what is due, record; attempts made."""
+        now = self.clock()
+        await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
+        by_device: dict[str | None, list[dict[str, Any]]] = {}
+        for d in await self.store.webhook_due(endpoint.key, now):
+            by_device.setdefault(d["device_id"], []).append(d)
+        if not by_device:
+            return 0
+        limit = self._limits.setdefault(endpoint.key, asyncio.Semaphore(self._concurrency))
+        results = await asyncio.gather(
+            *(self._deliver_in_order(endpoint, queue, limit) for queue in by_device.values())
+        )
+        flat = [r for batch in results for r in batch]
+        await self.store.webhook_results(endpoint.key, flat, self.clock())
+        return len(flat)
 
     async def targets(self) -> list[Target]:
         """The config's enabled endpoints, then the store's (read now: one query).
@@ -222,11 +234,11 @@ class WebhookDispatcher:
         return self.endpoints + [Target.from_store(r, now) for r in rows if r["enabled"]]
 
     async def _deliver_in_order(
-        self, endpoint: Target, queue: list[dict[str, Any]]
+        self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore
     ) -> list[dict[str, Any]]:
         out = []
         for delivery in queue:
-            result = await self._deliver(endpoint, delivery)
+            result = await self._deliver(endpoint, delivery, limit)
             out.append(result)
             if not result["ok"]:
                 break
@@ -250,7 +262,7 @@ class WebhookDispatcher:
                     await self._kick.wait()
 
     async def _deliver(
-        self, endpoint: Target, delivery: dict[str, Any]
+        self, endpoint: Target, delivery: dict[str, Any], limit: asyncio.Semaphore
     ) -> dict[str, Any]:
         body = delivery["payload"].encode()
         msg_id = f"msg_{delivery['outbox_id']}"
@@ -267,7 +279,7 @@ class WebhookDispatcher:
                     secret_key(secret), body, hashlib.sha256).hexdigest()
         error = ""
         latency_ms: float | None = None
-        async with self._limit:
+        async with limit:
             started = time.perf_counter()
             try:
                 response = await self.client.post(endpoint.url, content=body, headers=headers,
