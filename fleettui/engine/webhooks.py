@@ -246,6 +246,7 @@ class WebhookDispatcher:
 
     async def run_forever(self, idle_s: float = 0.5) -> None:
         """Deliver until cancelled: at once after a kick, else every ``idle_s``."""
+        _ = self.client  # made now (its TLS context takes ~20 ms), not on the first event
         while True:
             try:
                 made = await self.run_once()
