@@ -200,12 +200,18 @@ def main() -> None:
     args = ap.parse_args()
     p50, p99, got = asyncio.run(latency(args.devices, args.punches))
     took, rate = asyncio.run(backlog(args.backlog))
-    print(f"webhooks ({machine()}; emulator in its own process)")
+    try:
+        import sniffio  # noqa: F401  (httpcore is slow without it; see pyproject.toml)
+
+        sniff = "sniffio installed"
+    except ImportError:
+        sniff = "sniffio MISSING: httpcore pays a failed import per request"
+    print(f"webhooks ({machine()}; emulator in its own process; {sniff})")
     print(f"punch -> webhook, live capture, {args.devices} devices: p50 {p50:.0f} ms, "
           f"p99 {p99:.0f} ms ({got}/{args.punches} arrived)")
     print(f"backlog of {args.backlog} events to a fast receiver: {took:.1f} s "
           f"({rate:,.0f} events/s; receiver in its own process; 50 devices in parallel, "
-          "each in order)")
+          "each in order, at most 16 requests in flight)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ SQLite store; its clock is injected so uptime and "today" are deterministic.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,20 +93,27 @@ async def _fill(store: Store) -> None:
     await store.webhook_results("https://hooks.example/x", results, NOW)
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    store = await Store.open(tmp_path / "fleet.db")
+@asynccontextmanager
+async def serving(db: Path, clock: Callable[[], datetime] = lambda: NOW) -> AsyncIterator[Api]:
+    """The API over a filled store at ``db``, its clock ``clock``, with a key per role."""
+    store = await Store.open(db)
     await _fill(store)
     keys = {role: (await store.create_api_key(role, f"{role} key", NOW))[1]
             for role in ("viewer", "operator", "admin")}
     rid, revoked = await store.create_api_key("admin", "old", NOW)
     await store.revoke_api_key(rid, NOW)
-    runner = await start_server(store, "127.0.0.1", 0, clock=lambda: NOW)
+    runner = await start_server(store, "127.0.0.1", 0, clock=clock)
     port = runner.addresses[0][1]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
         yield Api(client, store, keys, revoked)
     await runner.cleanup()
     await store.close()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with serving(tmp_path / "fleet.db") as running:
+        yield running
 
 
 def _err(r: httpx.Response, status: int, code: str) -> str:

@@ -9,21 +9,25 @@ the independent ``standardwebhooks`` package.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fleettui.config import WebhookConfig
 from fleettui.domain import Punch, TzFlag
 from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_id, config_endpoint_rows
 from tests import test_http_api, test_webhooks
 from tests.test_engine import Clock
-from tests.test_http_api import NOW, Api, _err
+from tests.test_http_api import NOW, Api, _err, serving
 from tests.test_webhooks import Receiver
 
 api = test_http_api.api  # the fixtures: a server over a filled store, a webhook receiver
@@ -254,8 +258,7 @@ async def test_patch_pauses_and_changes_an_endpoint(api: Api, receiver: Receiver
     # errors
     _err(await api.client.patch(url, json={"enabled": False}), 401, "unauthorized")
     _err(await patch({"enabled": False}, role="operator"), 403, "forbidden")
-    assert "secret" in _err(await patch({"secret": GIVEN_SECRET}), 400,
-                            "unknown_field")
+    assert "rotate" in _err(await patch({"rotate": True}), 400, "unknown_field")
     _err(await patch({"enabled": "no"}), 400, "invalid_field")
     _err(await patch({"events": ["nothing"]}), 400, "invalid_field")
     _err(await patch({"url": "gopher://x"}), 400, "invalid_field")
@@ -267,3 +270,152 @@ async def test_patch_pauses_and_changes_an_endpoint(api: Api, receiver: Receiver
                                  409, "config_endpoint")
     _err(await patch({"enabled": False}, wid="wh_nope"), 404, "not_found")
     await dispatcher.close()
+
+
+# --- secret rotation ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def clocked(tmp_path: Path) -> AsyncIterator[tuple[Api, Clock]]:
+    """The API with a clock the test moves (starting at the real time, so that receivers
+    verifying with the standardwebhooks library accept the timestamps)."""
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    async with serving(tmp_path / "fleet.db", clock) as running:
+        yield running, clock
+
+
+def _verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """Whether a receiver holding ``secret`` accepts this delivery (standardwebhooks)."""
+    try:
+        Webhook(secret).verify(body, headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+async def test_a_rotated_secret_signs_next_to_the_old_one_until_the_overlap_ends(
+    clocked: tuple[Api, Clock], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api, clock = clocked
+    made = (await api.post("/v1/webhooks", role="admin", json={
+        "url": receiver.url, "events": ["punch.*"], "secret": GIVEN_SECRET,
+        "hex_signature_header": "X-Sig"})).json()
+    dispatcher = WebhookDispatcher(api.store, [], clock=clock)
+    r = await api.client.patch(f"/v1/webhooks/{made['id']}", headers=api.auth("admin"),
+                               json={"rotate_secret": True, "previous_secret_valid_s": 60})
+    assert r.status_code == 200, r.text
+    new = r.json()["secret"]
+    assert new.startswith("whsec_") and len(base64.b64decode(new[6:])) == 32
+    assert new != GIVEN_SECRET and GIVEN_SECRET not in r.text
+    overlap_ends = clock.now + timedelta(seconds=60)
+    assert r.json()["previous_secret_until"] == overlap_ends.isoformat().replace("+00:00", "Z")
+    listed = (await api.get("/v1/webhooks", role="admin")).text
+    assert new not in listed and GIVEN_SECRET not in listed
+    assert f'"previous_secret_until": "{overlap_ends:%Y-%m-%dT%H:%M:%S}Z"' in listed
+
+    # during the overlap: two signatures; a receiver on either secret accepts
+    await _punch(api, "ln1", "7101", 1)
+    await dispatcher.run_once()
+    headers, body = receiver.got[-1]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert _verifies(GIVEN_SECRET, headers, body) and _verifies(new, headers, body)
+    key = base64.b64decode(new.removeprefix("whsec_"))  # the hex header: the new secret only
+    assert headers["x-sig"] == hmac.new(key, body, hashlib.sha256).hexdigest()
+
+    # after it: only the new secret signs, and the store forgets the old one
+    clock.now = overlap_ends
+    await _punch(api, "ln1", "7102", 2)
+    await dispatcher.run_once()
+    headers, body = receiver.got[-1]
+    assert json.loads(body)["punch"]["user_id"] == "7102"
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    assert _verifies(new, headers, body) and not _verifies(GIVEN_SECRET, headers, body)
+    [row] = await api.store.webhook_endpoints(with_secrets=True, origin="api")
+    assert (row["secret"], row["previous_secret"], row["previous_secret_until"]) == (new, "",
+                                                                                      None)
+    listed = (await api.get("/v1/webhooks", role="admin")).json()["webhooks"]
+    assert [h["previous_secret_until"] for h in listed if h["id"] == made["id"]] == [None]
+
+    # a given secret, the default overlap of 24 hours; then one with no overlap at all
+    third = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    r = await api.client.patch(f"/v1/webhooks/{made['id']}", headers=api.auth("admin"),
+                               json={"secret": third})
+    assert r.status_code == 200 and r.json()["secret"] == third
+    assert r.json()["previous_secret_until"] == (
+        (clock.now + timedelta(hours=24)).isoformat().replace("+00:00", "Z"))
+    await _punch(api, "ln1", "7103", 3)
+    await dispatcher.run_once()
+    headers, body = receiver.got[-1]
+    assert _verifies(third, headers, body) and _verifies(new, headers, body)
+    assert not _verifies(GIVEN_SECRET, headers, body)
+    r = await api.client.patch(f"/v1/webhooks/{made['id']}", headers=api.auth("admin"),
+                               json={"rotate_secret": True, "previous_secret_valid_s": 0})
+    fourth = r.json()["secret"]
+    assert r.json()["previous_secret_until"] is None
+    await _punch(api, "ln1", "7104", 4)
+    await dispatcher.run_once()
+    headers, body = receiver.got[-1]
+    assert _verifies(fourth, headers, body) and not _verifies(third, headers, body)
+    assert [json.loads(b)["punch"]["user_id"] for _, b in receiver.got] == [
+        "7101", "7102", "7103", "7104"]
+    await dispatcher.close()
+
+    # no secret in any answer but the one that made it, in the log, or in the events
+    everything = (await api.get("/v1/webhooks", role="admin")).text + (await api.get(
+        f"/v1/webhooks/{made['id']}/deliveries")).text
+    stored_events = " ".join(e.message for e in await api.store.events_after(0))
+    assert "secret rotated" in stored_events
+    for secret in (GIVEN_SECRET, new, third, fourth):
+        for text in (everything, caplog.text, stored_events):
+            assert secret not in text and secret.removeprefix("whsec_") not in text
+
+
+async def test_rotation_errors_change_nothing(
+    clocked: tuple[Api, Clock], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api, clock = clocked
+    config_id = await _with_config_endpoint(api)
+    made = (await api.post("/v1/webhooks", role="admin", json={
+        "url": receiver.url, "events": ["punch.*"], "secret": GIVEN_SECRET})).json()
+
+    async def patch(body: object, wid: str = made["id"], role: str = "admin") -> httpx.Response:
+        return await api.client.patch(f"/v1/webhooks/{wid}", json=body, headers=api.auth(role))
+
+    # a config endpoint's secret lives in the config file
+    msg = _err(await patch({"rotate_secret": True}, wid=config_id), 409, "config_endpoint")
+    assert "config file" in msg and "secret" in msg
+    _err(await patch({"rotate_secret": True}, role="operator"), 403, "forbidden")
+    bad_secrets = ("not-whsec-" + GIVEN_SECRET, "whsec_***not base64***", "whsec_c2hvcnQ=",
+                   "", GIVEN_SECRET[6:])
+    for secret in bad_secrets:
+        msg = _err(await patch({"secret": secret}), 400, "invalid_field")
+        assert msg.startswith("secret:") and (not secret or secret not in msg)
+    for body, field in (
+        ({"rotate_secret": "yes"}, "rotate_secret"),
+        ({"rotate_secret": True, "secret": GIVEN_SECRET}, "secret"),
+        ({"previous_secret_valid_s": 60}, "previous_secret_valid_s"),
+        ({"rotate_secret": False, "previous_secret_valid_s": 60}, "previous_secret_valid_s"),
+        ({"rotate_secret": True, "previous_secret_valid_s": -1}, "previous_secret_valid_s"),
+        ({"rotate_secret": True, "previous_secret_valid_s": 7 * 86400 + 1},
+         "previous_secret_valid_s"),
+        ({"rotate_secret": True, "previous_secret_valid_s": "60"}, "previous_secret_valid_s"),
+        ({"rotate_secret": True, "enabled": "no"}, "enabled"),
+        ({"rotate_secret": True, "url": "gopher://x"}, "url"),
+    ):
+        assert _err(await patch(body), 400, "invalid_field").startswith(f"{field}:"), body
+    # nothing changed: deliveries carry one signature, by the original secret
+    dispatcher = WebhookDispatcher(api.store, [], clock=clock)
+    await _punch(api, "ln1", "7201", 1)
+    await dispatcher.run_once()
+    await dispatcher.close()
+    [(headers, body)] = receiver.got
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    assert _verifies(GIVEN_SECRET, headers, body)
+    [row] = await api.store.webhook_endpoints(with_secrets=True, origin="api")
+    assert (row["secret"], row["previous_secret"]) == (GIVEN_SECRET, "")
+    # rotate_secret: false alone is no rotation (and shows no secret)
+    r = await patch({"rotate_secret": False})
+    assert r.status_code == 200 and "secret" not in r.json()
+    assert GIVEN_SECRET not in caplog.text

@@ -44,6 +44,7 @@ KNOWN_IDS: dict[str, object] = {
     "/v1/sites/{id}": "tokyo", "/v1/sites/{id}/health": "tokyo",
     "/v1/sites/{id}/commands": "tokyo", "/v1/alerts/{id}/ack": 1,
     "/v1/webhooks/{id}/deliveries": "wh_fixed", "/v1/webhooks/{id}/replay": "wh_fixed",
+    "/v1/webhooks/{id}": "wh_fixed",  # PATCH only (DELETE keeps its generated id)
 }
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]

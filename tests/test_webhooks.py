@@ -278,3 +278,62 @@ async def test_a_dispatcher_stops_when_cancelled_as_a_kick_arrives(store: Store)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 30)  # bounded: a swallowed cancel fails, not hangs
     await dispatcher.close()
+
+
+async def test_devices_go_in_parallel_within_the_endpoints_bound_each_in_order(
+    tmp_path: Path,
+) -> None:
+    """At most ``concurrency`` requests in flight to an endpoint, one per device, over at
+    most ``concurrency`` kept-alive connections (the dispatcher's own client)."""
+    store = await Store.open(tmp_path / "fleet.db")
+    devices = [f"p{i:02d}" for i in range(12)]
+    await store.sync_fleet([Site("s", "S", "UTC")], [
+        DeviceState(d, f"S{d}", "s", f"127.20.221.{i + 1}", 4370, "tcp")
+        for i, d in enumerate(devices)
+    ])
+    start = datetime(2026, 3, 2, 8, 0)
+    for d in devices:
+        await store.insert_punches(d, [
+            Punch(d, str(1000 + n), start + timedelta(minutes=n), "UTC",
+                  (start + timedelta(minutes=n)).replace(tzinfo=UTC), TzFlag.OK, 0, 1, "sync",
+                  datetime.now(UTC))
+            for n in range(6)
+        ])
+    limit = 4
+    in_flight: dict[str, int] = {}
+    most = {"all": 0, "device": 0}
+    full = asyncio.Event()  # the first wave waits until the bound is reached
+    got: list[tuple[str, str]] = []
+    peers: set[object] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        punch = (await request.json())["punch"]
+        dev = punch["device_id"]
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        in_flight[dev] = in_flight.get(dev, 0) + 1
+        most["device"] = max(most["device"], in_flight[dev])
+        most["all"] = max(most["all"], sum(in_flight.values()))
+        if most["all"] >= limit:
+            full.set()
+        await full.wait()
+        got.append((dev, punch["user_id"]))
+        in_flight[dev] -= 1
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    dispatcher = WebhookDispatcher(store, [_endpoint(url)], concurrency=limit)
+    try:
+        await _drain(dispatcher)
+    finally:
+        await dispatcher.close()
+        await runner.cleanup()
+        await store.close()
+    assert (most["all"], most["device"]) == (limit, 1)
+    assert len(got) == 72 and len(peers) <= limit  # connections kept alive, not churned
+    for d in devices:
+        assert [u for dev, u in got if dev == d] == [str(1000 + n) for n in range(6)]

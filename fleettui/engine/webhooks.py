@@ -9,9 +9,15 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   ``v1,<base64 HMAC-SHA256 of id.timestamp.body>`` with the endpoint's
   ``whsec_`` secret; optionally a plain hex HMAC of the body in a header of
   the endpoint's choosing (the article's scheme);
+- during a secret rotation (an API endpoint's, see ``Target.previous_secret``)
+  signed twice, ``v1,<new> v1,<previous>``, so a receiver still verifying with
+  the previous secret keeps accepting until it switches; the hex header is
+  signed with the new secret only (it has room for one signature);
 - in order per endpoint and device: only the oldest undelivered event of a
   device is ever in flight, so a failing receiver holds that device's later
-  events back rather than reordering them; devices go in parallel;
+  events back rather than reordering them; devices go in parallel, at most
+  ``concurrency`` requests in flight per endpoint (over one shared client whose
+  ``SpreadTransport`` keeps that cheap), and endpoints go in parallel;
 - retried with exponential backoff and jitter (1 s doubling to 10 min) for
   24 hours, then dead-lettered (replayable); latency recorded per delivery.
 
@@ -39,6 +45,7 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
+from fleettui.engine.transport import SpreadTransport
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,11 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` with one ``v1,<base64>`` per secret, space-separated."""
+    return " ".join(sign(s, msg_id, timestamp, body) for s in secrets if s)
+
+
 @dataclass(frozen=True)
 class Target:
     """One endpoint as the dispatcher serves it: ``key`` names its queue in the store."""
@@ -90,6 +102,8 @@ class Target:
     secret: str = field(repr=False)
     hex_signature_header: str | None = None
     timeout_s: float = 10.0
+    #: the secret before a rotation, signing too until its overlap ends ("" when none)
+    previous_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_config(cls, endpoint: WebhookConfig) -> Target:
@@ -99,10 +113,18 @@ class Target:
                    endpoint.timeout_s)
 
     @classmethod
-    def from_store(cls, row: dict[str, Any]) -> Target:
-        """An endpoint created through the API (a ``store.webhook_endpoints`` row)."""
+    def from_store(cls, row: dict[str, Any], now: datetime) -> Target:
+        """An endpoint created through the API (a ``store.webhook_endpoints`` row with
+        secrets), with its previous secret if its overlap is not over at ``now``."""
+        until = row["previous_secret_until"]
+        previous = row["previous_secret"] if until is not None and now < until else ""
         return cls(row["delivery_key"], row["url"], tuple(row["events"]), row["secret"],
-                   row["hex_signature_header"], row["timeout_s"])
+                   row["hex_signature_header"], row["timeout_s"], previous)
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """The secrets that sign a delivery: the current one, then the previous one."""
+        return tuple(s for s in (self.secret, self.previous_secret) if s)
 
 
 def config_endpoint_id(url: str) -> str:
@@ -136,7 +158,7 @@ class WebhookDispatcher:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client: httpx.AsyncClient | None = None,
-        concurrency: int = 32,
+        concurrency: int = 16,
         max_age: timedelta = timedelta(hours=24),
         seed: int | None = None,
     ) -> None:
@@ -145,7 +167,9 @@ class WebhookDispatcher:
         self.clock = clock
         self._client = client
         self._own_client = client is None
-        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        #: requests in flight, per endpoint (its key)
+        self._limits: dict[str, asyncio.Semaphore] = {}
         self.max_age = max_age
         self._rng = random.Random(seed)
         self._kick = asyncio.Event()
@@ -155,7 +179,8 @@ class WebhookDispatcher:
         """The one shared HTTP client (created on first use)."""
         if self._client is None:
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+                timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
+                transport=SpreadTransport(self._concurrency),
             )
         return self._client
 
@@ -172,34 +197,48 @@ class WebhookDispatcher:
         """Queue new events for each endpoint and send what is due; returns attempts made.
 
         Each device's due events go out one after the other, stopping at the
-        first failure (the rest keep their place); devices go in parallel.
+        first failure (the rest keep their place); devices go in parallel, and
+        so do endpoints.
         """
-        made = 0
-        for endpoint in await self.targets():
-            now = self.clock()
-            await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
-            by_device: dict[str | None, list[dict[str, Any]]] = {}
-            for d in await self.store.webhook_due(endpoint.key, now):
-                by_device.setdefault(d["device_id"], []).append(d)
-            results = await asyncio.gather(
-                *(self._deliver_in_order(endpoint, queue) for queue in by_device.values())
-            )
-            flat = [r for batch in results for r in batch]
-            made += len(flat)
-            await self.store.webhook_results(endpoint.key, flat, self.clock())
-        return made
+        made = await asyncio.gather(*(self._endpoint_round(e) for e in await self.targets()))
+        return sum(made)
+
+    async def _endpoint_round(self, endpoint: Target) -> int:
+        """One endpoint's share of a round: queue, send what is due, record; attempts made."""
+        now = self.clock()
+        await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
+        by_device: dict[str | None, list[dict[str, Any]]] = {}
+        for d in await self.store.webhook_due(endpoint.key, now):
+            by_device.setdefault(d["device_id"], []).append(d)
+        if not by_device:
+            return 0
+        limit = self._limits.setdefault(endpoint.key, asyncio.Semaphore(self._concurrency))
+        results = await asyncio.gather(
+            *(self._deliver_in_order(endpoint, queue, limit) for queue in by_device.values())
+        )
+        flat = [r for batch in results for r in batch]
+        await self.store.webhook_results(endpoint.key, flat, self.clock())
+        return len(flat)
 
     async def targets(self) -> list[Target]:
-        """The config's enabled endpoints, then the store's (read now: one query)."""
+        """The config's enabled endpoints, then the store's (read now: one query).
+
+        A previous secret whose overlap is over stops signing at once and is
+        cleared from the store here (lazily: the first round that sees it).
+        """
         rows = await self.store.webhook_endpoints(with_secrets=True, origin="api")
-        return self.endpoints + [Target.from_store(r) for r in rows if r["enabled"]]
+        now = self.clock()
+        if any(r["previous_secret_until"] is not None and r["previous_secret_until"] <= now
+               for r in rows):
+            await self.store.webhook_forget_previous_secrets(now)
+        return self.endpoints + [Target.from_store(r, now) for r in rows if r["enabled"]]
 
     async def _deliver_in_order(
-        self, endpoint: Target, queue: list[dict[str, Any]]
+        self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore
     ) -> list[dict[str, Any]]:
         out = []
         for delivery in queue:
-            result = await self._deliver(endpoint, delivery)
+            result = await self._deliver(endpoint, delivery, limit)
             out.append(result)
             if not result["ok"]:
                 break
@@ -207,6 +246,7 @@ class WebhookDispatcher:
 
     async def run_forever(self, idle_s: float = 0.5) -> None:
         """Deliver until cancelled: at once after a kick, else every ``idle_s``."""
+        _ = self.client  # made now (its TLS context takes ~20 ms), not on the first event
         while True:
             try:
                 made = await self.run_once()
@@ -223,7 +263,7 @@ class WebhookDispatcher:
                     await self._kick.wait()
 
     async def _deliver(
-        self, endpoint: Target, delivery: dict[str, Any]
+        self, endpoint: Target, delivery: dict[str, Any], limit: asyncio.Semaphore
     ) -> dict[str, Any]:
         body = delivery["payload"].encode()
         msg_id = f"msg_{delivery['outbox_id']}"
@@ -233,13 +273,14 @@ class WebhookDispatcher:
                    "webhook-timestamp": str(stamp), "user-agent": "fleettui-webhooks"}
         secret = endpoint.secret
         if secret:
-            headers["webhook-signature"] = sign(secret, msg_id, stamp, body)
-            if endpoint.hex_signature_header:
+            headers["webhook-signature"] = signature_header(
+                endpoint.signing_secrets, msg_id, stamp, body)
+            if endpoint.hex_signature_header:  # one value: the new secret only
                 headers[endpoint.hex_signature_header] = hmac.new(
                     secret_key(secret), body, hashlib.sha256).hexdigest()
         error = ""
         latency_ms: float | None = None
-        async with self._limit:
+        async with limit:
             started = time.perf_counter()
             try:
                 response = await self.client.post(endpoint.url, content=body, headers=headers,

@@ -1,10 +1,14 @@
-"""Webhook endpoints over HTTP: list, create, delete; their deliveries and dead-letter replay.
+"""Webhook endpoints over HTTP: list, create, change, rotate secrets, delete; their
+deliveries and dead-letter replay.
 
 Endpoints of the config file are listed (the engine mirrors them into the
 store at start) but only changed in that file; endpoints created here live in
 the store, and the engine's dispatcher serves them from its next round. A
 secret is generated when none is given and shown once, in the creation
 answer: it is stored (it must be, to sign) but never shown again nor logged.
+A PATCH rotates it the same way (``rotate_secret`` or a given ``secret``):
+the new one is shown once, and the previous one keeps signing next to it for
+``previous_secret_valid_s`` so that receivers switch without a gap.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -40,7 +45,11 @@ ENDPOINT_FIELDS: dict[str, type] = {
     "url": str, "events": list, "secret": str, "enabled": bool,
     "hex_signature_header": str, "timeout_s": float,
 }
-PATCH_FIELDS: dict[str, type] = {k: v for k, v in ENDPOINT_FIELDS.items() if k != "secret"}
+PATCH_FIELDS: dict[str, type] = {**ENDPOINT_FIELDS, "rotate_secret": bool,
+                                  "previous_secret_valid_s": float}
+#: how long a rotated-out secret keeps signing next to the new one, by default and at most
+DEFAULT_OVERLAP_S = 24 * 3600
+MAX_OVERLAP_S = 7 * 24 * 3600
 REPLAY_FIELDS: dict[str, type] = {"outbox_ids": list}
 DELIVERY_STATES = ("pending", "delivered", "dead")
 MAX_URL = 2048
@@ -53,9 +62,10 @@ RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "user-ag
                               "webhook-id", "webhook-timestamp", "webhook-signature"})
 
 
-def endpoint_record(e: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
-    """An endpoint as the API shows it: never its secret."""
+def endpoint_record(e: dict[str, Any], stats: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """An endpoint as the API shows it: never its secret (nor the previous one)."""
     latency = stats.get("avg_latency_ms")
+    until = e["previous_secret_until"]
     return {
         "id": e["id"],
         "origin": e["origin"],
@@ -65,6 +75,7 @@ def endpoint_record(e: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
         "hex_signature_header": e["hex_signature_header"],
         "timeout_s": e["timeout_s"],
         "created_at": iso(e["created_at"]),
+        "previous_secret_until": iso(until) if until is not None and until > now else None,
         "deliveries": {"pending": stats["pending"], "delivered": stats["delivered"],
                        "dead": stats["dead"],
                        "avg_latency_ms": round(latency, 1) if latency is not None else None},
@@ -138,6 +149,28 @@ def _check_secret(secret: str | None) -> str:
     return secret
 
 
+def _check_rotation(body: dict[str, Any], now: datetime) -> tuple[str | None, datetime | None]:
+    """The new secret of a PATCH (None: no rotation) and until when the old one signs too."""
+    given = body.get("secret")
+    rotate = body.get("rotate_secret") is True
+    overlap = body.get("previous_secret_valid_s")
+    if given is not None and rotate:
+        raise ApiError(400, "invalid_field",
+                       "secret: give either secret or rotate_secret: true, not both")
+    if given is None and not rotate:
+        if overlap is not None:
+            raise ApiError(400, "invalid_field", "previous_secret_valid_s: only with a new "
+                           "secret (rotate_secret: true, or secret)")
+        return None, None
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP_S
+    if not 0 <= overlap <= MAX_OVERLAP_S:
+        raise ApiError(400, "invalid_field", "previous_secret_valid_s: expected 0 to "
+                       f"{MAX_OVERLAP_S} seconds (7 days)")
+    secret = _check_secret(given)  # generated when rotating
+    return secret, now + timedelta(seconds=overlap) if overlap else None
+
+
 def _check_header(name: str | None) -> str | None:
     if name is None:
         return None
@@ -178,9 +211,10 @@ async def _endpoint_or_404(request: web.Request) -> dict[str, Any]:
 async def list_webhooks(request: web.Request) -> web.Response:
     """Every endpoint, from the config and from the API, with its delivery counts."""
     store = store_of(request)
+    now = now_of(request)
     out = []
     for e in await store.webhook_endpoints():
-        out.append(endpoint_record(e, await store.webhook_stats(e["delivery_key"])))
+        out.append(endpoint_record(e, await store.webhook_stats(e["delivery_key"]), now))
     return web.json_response({"webhooks": out})
 
 
@@ -196,25 +230,31 @@ async def create_webhook(request: web.Request) -> web.Response:
     enabled = body.get("enabled")
     secret = _check_secret(body.get("secret"))
     store = store_of(request)
+    now = now_of(request)
     await _no_other_for(request, url, None)
     created = await store.create_webhook_endpoint(
         "wh_" + secrets.token_hex(6), url=url, events=events, secret=secret,
         enabled=True if enabled is None else enabled, hex_signature_header=header,
-        timeout_s=float(timeout_s), now=now_of(request),
+        timeout_s=float(timeout_s), now=now,
     )
-    record = endpoint_record(created, await store.webhook_stats(created["delivery_key"]))
+    record = endpoint_record(created, await store.webhook_stats(created["delivery_key"]), now)
     return web.json_response({**record, "secret": secret}, status=201)
 
 
 @requires("admin")
 async def update_webhook(request: web.Request) -> web.Response:
-    """Change an API-created endpoint (not its secret); a config one is 409."""
+    """Change an API-created endpoint, or rotate its secret; a config one is 409.
+
+    A rotation answers with the new secret, the only time it is shown.
+    """
     e = await _endpoint_or_404(request)
     body = await json_object(request, PATCH_FIELDS)
     if e["origin"] == "config":
         raise ApiError(409, "config_endpoint",
                        f"endpoint {e['id']} is defined in the config file ([[webhooks]]): "
-                       "change it there")
+                       "change it (and its secret) there")
+    now = now_of(request)
+    new_secret, previous_until = _check_rotation(body, now)
     changes: dict[str, Any] = {}
     if body.get("url") is not None:
         changes["url"] = _check_url(body["url"])
@@ -228,11 +268,14 @@ async def update_webhook(request: web.Request) -> web.Response:
     if body.get("enabled") is not None:
         changes["enabled"] = body["enabled"]
     store = store_of(request)
-    updated = await store.update_webhook_endpoint(e["id"], changes, now_of(request))
+    updated = await store.update_webhook_endpoint(e["id"], changes, now, new_secret=new_secret,
+                                                  previous_until=previous_until)
     if updated is None:  # deleted meanwhile
         raise ApiError(404, "not_found", f"no webhook endpoint {e['id']!r}")
-    return web.json_response(
-        endpoint_record(updated, await store.webhook_stats(updated["delivery_key"])))
+    record = endpoint_record(updated, await store.webhook_stats(updated["delivery_key"]), now)
+    if new_secret is not None:
+        record["secret"] = new_secret
+    return web.json_response(record)
 
 
 @requires("admin")
@@ -310,6 +353,9 @@ _ENDPOINT_PROPS: dict[str, Any] = {
     "hex_signature_header": NULLABLE_STR,
     "timeout_s": {"type": "number"},
     "created_at": {"type": "string"},
+    "previous_secret_until": {"type": ["string", "null"],
+                              "description": "during a secret rotation: until when the "
+                              "previous secret also signs (null: no rotation under way)"},
     "deliveries": _STATS,
 }
 _EVENT_PATTERN = {"type": "string", "description": "an event name, * or a prefix such as "
@@ -323,6 +369,12 @@ SCHEMAS: dict[str, Any] = {
                        "properties": {**_ENDPOINT_PROPS, "secret": {
                            "type": "string",
                            "description": "whsec_ secret: shown here only, never again"}}},
+    "WebhookUpdated": {"type": "object", "required": list(_ENDPOINT_PROPS),
+                       "additionalProperties": False,
+                       "properties": {**_ENDPOINT_PROPS, "secret": {
+                           "type": "string",
+                           "description": "only after a rotation: the new whsec_ secret, "
+                           "shown here only, never again"}}},
     "WebhookBody": {
         "type": "object", "additionalProperties": False, "required": ["url"],
         "examples": [{"url": "https://payroll.example/hooks/fleettui",
@@ -345,7 +397,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "WebhookPatch": {
         "type": "object", "additionalProperties": False,
-        "examples": [{"enabled": False}],
+        "examples": [{"enabled": False}, {"rotate_secret": True,
+                                           "previous_secret_valid_s": 3600}],
         "properties": {
             "url": {"type": ["string", "null"], "maxLength": MAX_URL},
             "events": {"type": ["array", "null"], "items": _EVENT_PATTERN, "minItems": 1,
@@ -355,6 +408,16 @@ SCHEMAS: dict[str, Any] = {
                                      "pattern": "^[A-Za-z0-9-]{1,64}$",
                                      "description": "null removes it"},
             "timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 120},
+            "rotate_secret": {"type": ["boolean", "null"],
+                              "description": "true: generate a new whsec_ secret (answered "
+                              "once, in this response)"},
+            "secret": {"type": ["string", "null"],
+                       "description": "rotate to this whsec_<base64 of 16 to 128 bytes> "
+                       "secret (not with rotate_secret)"},
+            "previous_secret_valid_s": {
+                "type": ["number", "null"], "minimum": 0, "maximum": MAX_OVERLAP_S,
+                "description": "with a new secret: how long the previous one keeps signing "
+                f"too (default {DEFAULT_OVERLAP_S}, i.e. 24 h; 0: stop at once)"},
         },
     },
     "Delivery": {"type": "object", "properties": {
@@ -396,12 +459,17 @@ PATHS: dict[str, Any] = {
     },
     "/v1/webhooks/{id}": {"patch": {
         "summary": "change an API-created webhook endpoint (admin)",
-        "description": "Role: admin. Only the fields given change; the secret cannot (create "
-        "a new endpoint to rotate it). A disabled endpoint keeps its place: enabled again, it "
-        "hears what was committed meanwhile. A config endpoint answers 409.",
+        "description": "Role: admin. Only the fields given change. A disabled endpoint keeps "
+        "its place: enabled again, it hears what was committed meanwhile. rotate_secret: true "
+        "(or a given secret) rotates the secret: the answer holds the new one, the only time "
+        "it is shown; for previous_secret_valid_s (default 24 h) every delivery carries two "
+        "signatures, webhook-signature: v1,<new> v1,<previous>, so receivers switch without a "
+        "gap; then only the new one. A hex_signature_header is signed with the new secret "
+        "only. A config endpoint answers 409 (its secret is in the config file).",
         "parameters": [_WID],
         "requestBody": json_body("WebhookPatch"),
-        "responses": {"200": ok("the endpoint", "WebhookEndpoint"), **BODY_ERRORS,
+        "responses": {"200": ok("the endpoint (with its new secret after a rotation)",
+                                "WebhookUpdated"), **BODY_ERRORS,
                       **AUTH_ERRORS, "404": ERR, "409": ERR},
     }, "delete": {
         "summary": "delete an API-created webhook endpoint and its queue (admin)",

@@ -79,7 +79,7 @@ API_ROLES = ("viewer", "operator", "admin")
 IDEMPOTENCY_WINDOW = timedelta(days=7)
 _ENDPOINT_COLUMNS = (
     "id, origin, delivery_key, url, events, secret, enabled, hex_signature_header, timeout_s,"
-    " created_at"
+    " created_at, previous_secret, previous_secret_until"
 )
 _DELIVERY_SELECT = (
     "SELECT d.endpoint, e.id AS endpoint_id, e.url, d.outbox_id, o.event_type, d.device_id,"
@@ -1165,19 +1165,23 @@ class Store:
         outbox_id, ok, and latency_ms, or error with retry_at or dead."""
         if not results:
             return
+        rows = [
+            ("delivered" if r["ok"] else "dead" if r.get("dead") else "pending",
+             r.get("latency_ms"), r.get("error", ""), int(r["ok"]), ts(now),
+             ts(r["retry_at"]) if r.get("retry_at") else None, endpoint, r["outbox_id"])
+            for r in results
+        ]
         async with self._tx() as db:
+            # one statement for the batch: thousands of separate ones cost a thread hop each
+            await db.executemany(
+                "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
+                " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
+                " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
+                " next_attempt_at = COALESCE(?, next_attempt_at)"
+                " WHERE endpoint = ? AND outbox_id = ?",
+                rows,
+            )
             for r in results:
-                state = "delivered" if r["ok"] else "dead" if r.get("dead") else "pending"
-                retry_at = r.get("retry_at")
-                await db.execute(
-                    "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
-                    " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
-                    " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
-                    " next_attempt_at = COALESCE(?, next_attempt_at)"
-                    " WHERE endpoint = ? AND outbox_id = ?",
-                    (state, r.get("latency_ms"), r.get("error", ""), int(r["ok"]), ts(now),
-                     ts(retry_at) if retry_at else None, endpoint, r["outbox_id"]),
-                )
                 if r.get("dead"):
                     await self._event(
                         db, now, "webhook.dead",
@@ -1301,11 +1305,18 @@ class Store:
         return _endpoint(rows[0]) if rows else None
 
     async def update_webhook_endpoint(
-        self, endpoint_id: str, changes: dict[str, Any], now: datetime
+        self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
+        new_secret: str | None = None, previous_until: datetime | None = None,
     ) -> dict[str, Any] | None:
         """Change an API-created endpoint's url, events, enabled, hex_signature_header or
         timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
-        disabled endpoint enabled again hears what was committed meanwhile."""
+        disabled endpoint enabled again hears what was committed meanwhile.
+
+        With ``new_secret`` the secret is rotated in the same transaction: the
+        current one becomes the previous secret, which keeps signing next to the
+        new one until ``previous_until`` (None or not after ``now``: not at all).
+        A secret rotated again during an overlap replaces the older previous one.
+        """
         allowed = {"url", "events", "enabled", "hex_signature_header", "timeout_s"}
         if set(changes) - allowed:
             raise ValueError(f"cannot change {', '.join(sorted(set(changes) - allowed))}")
@@ -1316,16 +1327,38 @@ class Store:
                                 " AND origin = 'api'", (endpoint_id,))
             if not rows:
                 return None
+            said = sorted(values)
             if values:
                 sets = ", ".join(f"{k} = ?" for k in values)
                 await db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
                                  (*values.values(), endpoint_id))
+            if new_secret is not None:
+                until = (ts(previous_until) if previous_until is not None
+                         and previous_until > now else None)
+                # the right-hand sides read the row as it was: the old secret moves over
+                await db.execute(
+                    "UPDATE webhook_endpoints SET previous_secret = CASE WHEN ? IS NULL"
+                    " THEN '' ELSE secret END, previous_secret_until = ?, secret = ?"
+                    " WHERE id = ?", (until, until, new_secret, endpoint_id),
+                )
+                said.append(f"secret rotated (the previous one also signs until {until})"
+                            if until else "secret rotated (the previous one no longer signs)")
+            if said:
                 await self._event(db, now, "webhook.updated",
-                                  f"webhook endpoint {endpoint_id} changed: "
-                                  + ", ".join(sorted(values)))
+                                  f"webhook endpoint {endpoint_id} changed: " + ", ".join(said))
             rows = await _fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
             return _endpoint(rows[0])
+
+    async def webhook_forget_previous_secrets(self, now: datetime) -> int:
+        """Clear the previous secrets whose overlap is over (rotation done); returns how many."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE webhook_endpoints SET previous_secret = '', previous_secret_until = NULL"
+                " WHERE previous_secret_until IS NOT NULL AND previous_secret_until <= ?",
+                (ts(now),),
+            )
+            return cur.rowcount
 
     async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
         """Remove an API-created endpoint with its queue (pending and dead deliveries
@@ -1648,9 +1681,12 @@ def _endpoint(r: Any, with_secret: bool = False) -> dict[str, Any]:
         "url": r["url"], "events": json.loads(r["events"]), "enabled": bool(r["enabled"]),
         "hex_signature_header": r["hex_signature_header"], "timeout_s": r["timeout_s"],
         "created_at": from_ts(r["created_at"]),
+        # when the previous secret stops signing (not a secret itself; None: no rotation)
+        "previous_secret_until": from_ts(r["previous_secret_until"]),
     }
     if with_secret:
         out["secret"] = r["secret"]
+        out["previous_secret"] = r["previous_secret"]
     return out
 
 
