@@ -104,8 +104,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.close()
 
 
-async def _punches(store: Store, per_device: int = 20) -> None:
-    start = datetime(2026, 3, 2, 8, 0)
+async def _punches(store: Store, per_device: int = 20, hour: int = 8) -> None:
+    start = datetime(2026, 3, 2, hour, 0)
     for i in range(1, 4):
         await store.insert_punches(f"d{i}", [
             Punch(f"d{i}", str(1000 + n), start + timedelta(minutes=n), "UTC",
@@ -337,3 +337,48 @@ async def test_devices_go_in_parallel_within_the_endpoints_bound_each_in_order(
     assert len(got) == 72 and len(peers) <= limit  # connections kept alive, not churned
     for d in devices:
         assert [u for dev, u in got if dev == d] == [str(1000 + n) for n in range(6)]
+
+
+async def test_a_receiver_that_hangs_holds_back_only_its_own_events(
+    store: Store, receiver: Receiver
+) -> None:
+    """A firewall that drops packets makes each delivery wait for its timeout; the other
+    endpoints' deliveries must not wait with it (each endpoint has a lane of its own)."""
+    hung = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        hung.set()
+        await release.wait()  # answers only when the test ends
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hang)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    slow_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    dispatcher = WebhookDispatcher(store, [_endpoint(slow_url, timeout_s=120),
+                                           _endpoint(receiver.url)])
+    task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
+    loop = asyncio.get_running_loop()
+    try:
+        await _punches(store, per_device=1)
+        dispatcher.kick()
+        await asyncio.wait_for(hung.wait(), 30)  # the slow endpoint's lane is stuck
+        for batch in (1, 2):  # and events committed meanwhile still reach the other one
+            await _punches(store, per_device=1, hour=8 + batch)
+            dispatcher.kick()
+            deadline = loop.time() + 30
+            while len(receiver.events()) < 3 * (batch + 1):
+                assert loop.time() < deadline, "the healthy endpoint waited for the hung one"
+                await asyncio.sleep(0.02)
+        assert not release.is_set()
+    finally:
+        release.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        await dispatcher.close()
+        await runner.cleanup()

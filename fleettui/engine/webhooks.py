@@ -173,6 +173,9 @@ class WebhookDispatcher:
         self.max_age = max_age
         self._rng = random.Random(seed)
         self._kick = asyncio.Event()
+        #: each running lane's own kick, and the endpoints the lanes serve (by key)
+        self._lane_kicks: dict[str, asyncio.Event] = {}
+        self._targets: dict[str, Target] = {}
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -187,6 +190,8 @@ class WebhookDispatcher:
     def kick(self, *_: Any) -> None:
         """Something was committed: look at the outbox now rather than at the next tick."""
         self._kick.set()
+        for lane in self._lane_kicks.values():
+            lane.set()
 
     async def close(self) -> None:
         """Close the HTTP client if this dispatcher made it."""
@@ -245,22 +250,53 @@ class WebhookDispatcher:
         return out
 
     async def run_forever(self, idle_s: float = 0.5) -> None:
-        """Deliver until cancelled: at once after a kick, else every ``idle_s``."""
+        """Deliver until cancelled: each endpoint in a lane of its own, at once after a
+        kick, else every ``idle_s``.
+
+        Lanes keep endpoints apart: a receiver that hangs until its timeout (a
+        firewall dropping packets) holds back its own events only, never the
+        other endpoints'. This loop reads the endpoints again at every kick or
+        tick, starting a lane for a new one; a lane whose endpoint is gone ends.
+        """
         _ = self.client  # made now (its TLS context takes ~20 ms), not on the first event
-        while True:
-            try:
-                made = await self.run_once()
-            except Exception:
-                log.exception("webhook dispatch failed")
-                made = 0
-            if made:
-                continue
-            self._kick.clear()
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
-            # cancellation that lands as the kick comes, and stop() then waits forever
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle_s):
-                    await self._kick.wait()
+        lanes: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    self._targets = {t.key: t for t in await self.targets()}
+                except Exception:
+                    log.exception("webhook endpoints could not be read")
+                for key in self._targets:
+                    if key not in lanes or lanes[key].done():
+                        lanes[key] = asyncio.get_running_loop().create_task(
+                            self._lane(key, idle_s), name=f"webhooks:{key}")
+                for key in [k for k, task in lanes.items() if task.done()]:
+                    del lanes[key]
+                self._kick.clear()
+                await _wait(self._kick, idle_s)
+        finally:
+            for task in lanes.values():
+                task.cancel()
+            for task in lanes.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _lane(self, key: str, idle_s: float) -> None:
+        """One endpoint's deliveries, round after round, while it is an endpoint."""
+        kick = self._lane_kicks.setdefault(key, asyncio.Event())
+        try:
+            while (endpoint := self._targets.get(key)) is not None:
+                try:
+                    made = await self._endpoint_round(endpoint)
+                except Exception:
+                    log.exception("webhook dispatch failed")  # no URL: it may hold a token
+                    made = 0
+                if made:
+                    continue
+                kick.clear()
+                await _wait(kick, idle_s)
+        finally:
+            self._lane_kicks.pop(key, None)
 
     async def _deliver(
         self, endpoint: Target, delivery: dict[str, Any], limit: asyncio.Semaphore
@@ -299,3 +335,14 @@ class WebhookDispatcher:
             "outbox_id": delivery["outbox_id"], "ok": False, "error": error, "dead": dead,
             "retry_at": None if dead else done + backoff(attempts, self._rng),
         }
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for ``event``, at most ``timeout_s``.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+    cancellation that lands as the event comes, and stop() then waits forever.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
