@@ -206,6 +206,13 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _check_aware(value: datetime | None) -> datetime | None:
+    """Accept a time that says its UTC offset (a naive one would be guessed at)."""
+    if value is not None and value.tzinfo is None:
+        raise _own_error("expected a time with its UTC offset, e.g. 2026-12-01T18:00:00+01:00")
+    return value
+
+
 Host = Annotated[str, AfterValidator(_check_host)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 
@@ -377,12 +384,7 @@ class SilenceConfig(_Model):
     """An ISO time with its UTC offset, e.g. 2026-12-01T18:00:00+01:00."""
     reason: str = Field("", max_length=200)
 
-    @field_validator("until")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise _own_error("expected a time with its UTC offset, e.g. 2026-12-01T18:00:00+01:00")
-        return value
+    _aware = field_validator("until")(classmethod(lambda cls, v: _check_aware(v)))
 
 
 class AlertSettings(_Model):
@@ -431,6 +433,20 @@ class WebhookConfig(_Model):
     enabled: bool = True
     hex_signature_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
     timeout_s: float = Field(10.0, gt=0, le=120)
+    previous_secret: SecretStr | None = _field(None, secret=True, expected="a string")
+    """The secret before a rotation: it signs too (``v1,<new> v1,<previous>``) until
+    ``previous_secret_until``, so receivers switch secrets without a gap."""
+    previous_secret_until: datetime | None = None
+
+    _aware = field_validator("previous_secret_until")(
+        classmethod(lambda cls, v: _check_aware(v)))
+
+    @model_validator(mode="after")
+    def _previous_with_until(self) -> WebhookConfig:
+        if (self.previous_secret is None) != (self.previous_secret_until is None):
+            raise ValueError("previous_secret and previous_secret_until go together: the "
+                             "previous secret signs until that time")
+        return self
 
 
 class ScheduleConfig(_Model):

@@ -589,6 +589,23 @@ def test_webhook_secret_is_never_shown() -> None:
     assert "s3cr3t-value" not in repr(hook)
 
 
+def test_a_previous_webhook_secret_needs_an_aware_until_and_is_never_shown() -> None:
+    hook = '[[webhooks]]\nurl = "http://x"\nsecret = "whsec_new"\n'
+    alone = errors_of(hook + 'previous_secret = "whsec_0ld-one"\n')
+    assert alone.problems[0].key == "webhooks[0]" and "go together" in str(alone)
+    naive = errors_of(hook + 'previous_secret = "whsec_0ld-one"\n'
+                      "previous_secret_until = 2026-12-01T18:00:00\n")
+    assert naive.problems[0].key == "webhooks[0].previous_secret_until"
+    assert "UTC offset" in str(naive)
+    wrong = errors_of(hook + "previous_secret = 8675309\nprevious_secret_until = "
+                      "2026-12-01T18:00:00Z\n")
+    assert wrong.problems[0].key == "webhooks[0].previous_secret"
+    assert "8675309" not in str(wrong)
+    config = parse_config(hook + 'previous_secret = "whsec_0ld-one"\n'
+                          "previous_secret_until = 2026-12-01T18:00:00+01:00\n")
+    assert "whsec_0ld-one" not in repr(config)
+
+
 def test_comm_key_not_in_repr() -> None:
     config = parse_config(SITE_A + device(1, comm_key=918273))
     assert config.devices[0].comm_key == 918273

@@ -419,3 +419,31 @@ async def test_rotation_errors_change_nothing(
     r = await patch({"rotate_secret": False})
     assert r.status_code == 200 and "secret" not in r.json()
     assert GIVEN_SECRET not in caplog.text
+
+
+async def test_a_config_endpoint_rotates_with_previous_secret_until(
+    clocked: tuple[Api, Clock], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The config file's way: the new secret, and the old one as previous_secret until a
+    time; both sign until then, the new one alone after (the dispatcher's clock)."""
+    caplog.set_level(logging.DEBUG)
+    api, clock = clocked
+    old = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    until = clock.now + timedelta(seconds=60)  # receivers check the timestamp: stay near now
+    endpoint = WebhookConfig.model_validate({
+        "url": receiver.url, "events": ["punch.*"], "secret": GIVEN_SECRET,
+        "previous_secret": old, "previous_secret_until": until})
+    assert old not in repr(endpoint)
+    dispatcher = WebhookDispatcher(api.store, [endpoint], clock=clock)
+    await _punch(api, "ln1", "7201", 1)
+    await dispatcher.run_once()
+    headers, body = receiver.got[-1]
+    assert _verifies(old, headers, body) and _verifies(GIVEN_SECRET, headers, body)
+    clock.now = until
+    await _punch(api, "ln1", "7202", 2)
+    await dispatcher.run_once()
+    headers, body = receiver.got[-1]
+    assert json.loads(body)["punch"]["user_id"] == "7202"
+    assert _verifies(GIVEN_SECRET, headers, body) and not _verifies(old, headers, body)
+    await dispatcher.close()
+    assert old not in caplog.text and GIVEN_SECRET not in caplog.text

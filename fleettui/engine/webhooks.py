@@ -9,7 +9,8 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   ``v1,<base64 HMAC-SHA256 of id.timestamp.body>`` with the endpoint's
   ``whsec_`` secret; optionally a plain hex HMAC of the body in a header of
   the endpoint's choosing (the article's scheme);
-- during a secret rotation (an API endpoint's, see ``Target.previous_secret``)
+- during a secret rotation (an API endpoint's PATCH, or a config endpoint's
+  ``previous_secret`` until ``previous_secret_until``)
   signed twice, ``v1,<new> v1,<previous>``, so a receiver still verifying with
   the previous secret keeps accepting until it switches; the hex header is
   signed with the new secret only (it has room for one signature);
@@ -106,11 +107,15 @@ class Target:
     previous_secret: str = field(default="", repr=False)
 
     @classmethod
-    def from_config(cls, endpoint: WebhookConfig) -> Target:
-        """A config endpoint: its queue is keyed by its URL."""
+    def from_config(cls, endpoint: WebhookConfig, now: datetime) -> Target:
+        """A config endpoint: its queue is keyed by its URL; its previous secret signs
+        too if ``now`` is before its ``previous_secret_until``."""
+        until = endpoint.previous_secret_until
+        previous = endpoint.previous_secret.get_secret_value() if (
+            endpoint.previous_secret is not None and until is not None and now < until) else ""
         return cls(endpoint.url, endpoint.url, tuple(endpoint.events),
                    endpoint.secret.get_secret_value(), endpoint.hex_signature_header,
-                   endpoint.timeout_s)
+                   endpoint.timeout_s, previous)
 
     @classmethod
     def from_store(cls, row: dict[str, Any], now: datetime) -> Target:
@@ -163,7 +168,7 @@ class WebhookDispatcher:
         seed: int | None = None,
     ) -> None:
         self.store = store
-        self.endpoints = [Target.from_config(e) for e in endpoints if e.enabled]
+        self.endpoints = [e for e in endpoints if e.enabled]
         self.clock = clock
         self._client = client
         self._own_client = client is None
@@ -236,7 +241,8 @@ class WebhookDispatcher:
         if any(r["previous_secret_until"] is not None and r["previous_secret_until"] <= now
                for r in rows):
             await self.store.webhook_forget_previous_secrets(now)
-        return self.endpoints + [Target.from_store(r, now) for r in rows if r["enabled"]]
+        return [Target.from_config(e, now) for e in self.endpoints] + [
+            Target.from_store(r, now) for r in rows if r["enabled"]]
 
     async def _deliver_in_order(
         self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore
