@@ -341,3 +341,21 @@ async def test_an_api_device_that_is_also_in_the_config_is_polled_once(
         assert "twin (registered over the API) is the config's dev_conf_4" in caplog.text
     finally:
         await store.close()
+
+
+async def test_a_site_the_config_drops_stays_while_api_devices_stand_there(
+    tmp_path: Path,
+) -> None:
+    from fleettui.domain import DeviceSpec
+
+    store = await Store.open(tmp_path / "fleet.db")
+    try:
+        await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a
+        await store.register_devices([DeviceSpec("api_9", "API9", "site-a", "10.0.0.9", 4370)],
+                                     datetime.now(UTC))
+        empty = "[poll]\ncheck_interval_s = 1\n"  # no site at all any more
+        await Engine(parse_config(empty), store).prepare()
+        assert [s.id for s in await store.sites()] == ["site-a"]
+        assert [d.id for d in await store.devices("site-a")] == ["api_9"]
+    finally:
+        await store.close()

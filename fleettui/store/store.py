@@ -245,6 +245,12 @@ class Store:
                     for d in devices
                 ],
             )
+            # a site the config dropped while devices registered over the API stand there
+            # stays, as the store's own (else those devices would stand nowhere)
+            await db.execute(
+                "UPDATE sites SET removed = 0, origin = 'api' WHERE removed = 1"
+                " AND origin = 'config' AND id IN"
+                " (SELECT site_id FROM devices WHERE origin = 'api' AND removed = 0)")
 
     async def create_site(self, site: Site, now: datetime) -> bool:
         """Add a site of the store's own (origin "api"); False if the id is taken.
