@@ -136,16 +136,35 @@ class Fleet:
         """Make ``count`` enrolled users punch now-ish; returns (stored, rejected).
 
         Times run back from the device's clock a few seconds apart so that the
-        records are in chronological order and end at "now".
+        records are in chronological order and end at "now". A batch may reach
+        back over records already in the log; it never repeats one (the same
+        user, second, state and verify mode is the same punch to any client, and
+        a real terminal does not stamp a person's punch twice in one second):
+        where that slot is taken, another user punches, or the other state.
         """
         dev = self.device(device_id)
         users = [u.user_id for u in dev.users.values()] or ["1"]
         now = dev.local_time()
+        earliest = now - timedelta(seconds=(count - 1) * 3)
+        taken = {(p.user_id, p.at, p.state, p.verify)
+                 for p in dev.log.records() if p.at >= earliest}
         stored = rejected = 0
         for i in range(count):
             at = now - timedelta(seconds=(count - 1 - i) * 3)
-            p = dev.punch(self.rng.choice(users), at, state=i % 2, verify=1)
-            stored, rejected = (stored + 1, rejected) if p else (stored, rejected + 1)
+            user, state = self.rng.choice(users), i % 2
+            if (user, at, state, 1) in taken:
+                free = [(u, s) for s in (state, 1 - state) for u in users
+                        if (u, at, s, 1) not in taken]
+                if not free:
+                    rejected += 1
+                    continue
+                user, state = free[0]
+            p = dev.punch(user, at, state=state, verify=1)
+            if p is None:
+                rejected += 1
+                continue
+            stored += 1
+            taken.add((p.user_id, p.at, p.state, p.verify))
         return stored, rejected
 
     def prefill(self, planner: Planner, since: datetime, until: datetime | None = None) -> int:
