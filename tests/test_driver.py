@@ -150,3 +150,35 @@ def test_parser_rejects_data_that_fits_no_record_size() -> None:
     assert info.value.kind is FailureKind.PROTOCOL
     with pytest.raises(DeviceFailure):
         parse_attendance(b"\x50\x00\x00\x00" + b"x" * 10, 2)  # cut short
+
+
+async def test_a_late_reply_from_an_outage_is_never_read_as_the_next_answer(
+    one_device: Emulated, pool: ThreadPoolExecutor
+) -> None:
+    """The stale-reply hazard (test_faults.py shows pyzk falling for it) meets the driver.
+
+    An outage on an open TCP session holds the driver's request; the link returns and
+    the device answers it late, saying 30 records. Punches land after that, so an
+    answer read from the old session would say 30 records, not 35.
+    """
+    em, dev_id = one_device, "dev_test_01"
+    dev = em.fleet.devices[dev_id]
+    drv = _driver(em, dev_id, pool, timeout=0.3)
+    assert (await drv.check()).records == 30  # a session is open
+    em.emu.run(em.fleet.set_faults(dev_id, {"offline": True}))
+    with pytest.raises(DeviceFailure) as info:
+        await drv.check()
+    assert info.value.kind is FailureKind.UNREACHABLE
+    handled = em.emu.call(lambda: dev.stats["commands"])
+    em.emu.run(em.fleet.clear_faults(dev_id))
+    deadline = asyncio.get_running_loop().time() + 10
+    while em.emu.call(lambda: dev.stats["commands"]) == handled:  # the late answer goes out
+        assert asyncio.get_running_loop().time() < deadline, "the held request was not served"
+        await asyncio.sleep(0.01)
+    em.emu.call(em.fleet.generate_punches, dev_id, 5)
+    for _ in range(3):
+        sizes = await drv.check()
+        assert sizes.records == 35
+        assert drv.identity is not None and drv.identity.serial == em.fleet.devices[
+            dev_id].config.serial
+    await drv.close()
