@@ -1,12 +1,16 @@
 """Shared fixtures: emulated devices on real loopback sockets, driven by real pyzk.
 
-Each test gets its own loopback addresses (127.20.x.y) and ephemeral ports, so
-tests never collide with each other or with a fleet running on 4370.
+Each test gets its own loopback addresses and ephemeral ports, so tests never
+collide with each other or with a fleet running on 4370. Each test process has a
+/16 of its own: 127.20.0.0/16 for a plain run, 127.(100+N).0.0/16 for
+pytest-xdist's worker gwN; within it, next_host() hands out x < 200 and
+loopback() names fixed addresses at x >= 200.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -19,15 +23,44 @@ from fleettui.emulator.device import DeviceConfig, Profile, User
 from fleettui.emulator.fleet import Fleet
 from fleettui.emulator.runner import EmulatorThread
 
+
+def _own_octet() -> int:
+    """The second octet of this test process's loopback range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return 100 + int(worker[2:]) if worker.startswith("gw") else 20
+
+
+#: this process's loopback range is 127.NET.0.0/16
+NET = _own_octet()
 _hosts = itertools.count(1)
 _hosts_lock = threading.Lock()
 
 
+def loopback(third: int, fourth: int) -> str:
+    """A fixed address in this process's own range, for a test that names one (third
+    octet 200-255: next_host() never gets there)."""
+    if not (200 <= third <= 255 and 1 <= fourth <= 254):
+        raise ValueError(f"127.{NET}.{third}.{fourth}: fixed addresses are 127.{NET}.200-255.x")
+    return f"127.{NET}.{third}.{fourth}"
+
+
 def next_host() -> str:
-    """A loopback address no other test in this run uses."""
+    """A loopback address no other test in this run uses (in any worker)."""
     with _hosts_lock:
         n = next(_hosts)
-    return f"127.20.{n // 250}.{n % 250 + 1}"
+    if n >= 200 * 250:
+        raise RuntimeError("next_host: this process's 50,000 addresses are used up")
+    return f"127.{NET}.{n // 250}.{n % 250 + 1}"
+
+
+def free_port(host: str) -> int:
+    """A TCP port nobody listens on right now at ``host`` (one of this process's own
+    addresses, so no other worker's ephemeral port can take it before it is used)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 class FakeClock:

@@ -16,6 +16,8 @@ import pytest
 from zk import ZK
 from zk.exception import ZKNetworkError
 
+from tests.conftest import loopback
+
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
     proc = subprocess.Popen(
@@ -40,7 +42,7 @@ def running_fleet(tmp_path: Path) -> Iterator[tuple[dict, str, list[str]]]:
     config = tmp_path / "fleet.toml"
     proc, lines = _start(
         "--sites", "14", "--devices", "62", "--sick", "--config-out", str(config),
-        "--base-address", "127.22.0.1", "--port", "0", "--seed", "7",
+        "--base-address", loopback(240, 1), "--port", "0", "--seed", "7",
     )
     try:
         url = next(m.group(1) for ln in lines if (m := re.search(r"(http://\S+)/devices", ln)))
@@ -135,11 +137,12 @@ def test_control_api_refuses_non_loopback_addresses() -> None:
 def test_an_address_already_in_use_is_a_clear_error() -> None:
     import socket
 
+    host = loopback(241, 1)
     with socket.socket() as s:
-        s.bind(("127.22.9.1", 0))
+        s.bind((host, 0))
         s.listen()
         port = s.getsockname()[1]
-        r = _run("--sites", "1", "--devices", "1", "--base-address", "127.22.9.1",
+        r = _run("--sites", "1", "--devices", "1", "--base-address", host,
                  "--port", str(port))
     assert r.returncode == 1
     assert "cannot open the device sockets" in r.stderr

@@ -2,7 +2,7 @@
 device, sees why, restarts it from the palette, and watches it come back.
 
 The fleet is the demo's (``build_fleet`` + ``make_sick``, served by the emulator in
-its own thread, on 127.20.231.x); the offline device's link returns once the
+its own thread, on the test's own loopback addresses); the offline device's link returns once the
 restart is queued, as the demo's does after three minutes. The control room embeds the real
 engine (fast polling) and is driven with keys only.
 """
@@ -21,6 +21,7 @@ from fleettui.emulator.launch import build_fleet, make_sick
 from fleettui.emulator.runner import EmulatorThread
 from fleettui.tui.app import FleetApp
 from fleettui.tui.panel import DevicePanel
+from tests.conftest import loopback
 from tests.test_engine import FAST_POLL
 from tests.test_tui import _palette_top, wait_for
 
@@ -35,7 +36,7 @@ def _shown(app: FleetApp, device_id: str) -> tuple[str, str, list[str]]:
 
 
 async def test_find_the_offline_device_restart_it_and_watch_it_come_back(tmp_path: Path) -> None:
-    spec, fleet = build_fleet(sites=3, devices=9, base_address="127.20.231.1", port=0)
+    spec, fleet = build_fleet(sites=3, devices=9, base_address=loopback(231, 1), port=0)
     for device in fleet.devices.values():  # a quick reboot: the story, not the wait
         device.profile = dataclasses.replace(device.profile, reboot_s=0.5)
     emu = EmulatorThread(fleet)
@@ -100,7 +101,7 @@ async def test_find_the_offline_device_restart_it_and_watch_it_come_back(tmp_pat
 
 def test_the_demos_offline_device_comes_back_after_its_outage() -> None:
     """``make_sick(outage_s=...)``: the offline device's link returns by itself."""
-    _spec, fleet = build_fleet(sites=2, devices=6, base_address="127.20.232.1", port=0)
+    _spec, fleet = build_fleet(sites=2, devices=6, base_address=loopback(232, 1), port=0)
     emu = EmulatorThread(fleet)
     emu.start()
     try:

@@ -20,7 +20,6 @@ import fcntl
 import os
 import select
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -40,7 +39,7 @@ from fleettui.headless import run_headless
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
 from fleettui.tui.terminal import HOLD_ENV
-from tests.conftest import Emulated, device_config, next_host, sample_users
+from tests.conftest import Emulated, device_config, free_port, next_host, sample_users
 from tests.test_engine import fleet_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,13 +90,6 @@ def wait_until(cond: Callable[[], bool], what: str, proc: subprocess.Popen[bytes
         assert proc.poll() is None, f"fleettui exited ({proc.returncode}) before: {what}"
         assert time.monotonic() < deadline, f"not in time: {what}"
         time.sleep(0.05)
-
-
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def db_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
@@ -162,10 +154,11 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     em.emu.run(em.fleet.set_faults(offline.id, {"offline": True}))
     em.emu.call(em.fleet.generate_punches, online.id, 30)
     cfg = tmp_path / "fleet.toml"
-    api_port = free_port()
+    api_host = next_host()
+    api_port = free_port(api_host)
     cfg.write_text(fleet_toml([online, offline])
                    + "\n[alerts]\nconfirm_after_s = 0\n"
-                   + f'\n[server]\nenabled = true\nhost = "127.0.0.1"\nport = {api_port}\n')
+                   + f'\n[server]\nenabled = true\nhost = "{api_host}"\nport = {api_port}\n')
     db = tmp_path / "fleet.db"
     log = tmp_path / "fleet.db.tui.log"
 
@@ -181,7 +174,7 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
                    "first sync stored", proc)
         # [server] enabled: the control room serves the HTTP API from its own loop
         wait_until(lambda: log.exists() and "HTTP API on" in log.read_text(), "API up", proc)
-        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+        with urllib.request.urlopen(f"http://{api_host}:{api_port}/healthz", timeout=5) as r:
             assert r.status == 200
         if drop == "sighup":
             # the offline device's alert, as a terminal notification
@@ -276,14 +269,15 @@ async def _catch_up(cfg: Path, db: Path, device_id: str, total: int,
 
 def test_the_demo_serves_the_api_and_survives_a_hangup(tmp_path: Path) -> None:
     """`fleettui demo --http --no-mouse` on a pty: the API answers; SIGHUP ends it cleanly."""
-    api_port = free_port()
+    api_host = next_host()
+    api_port = free_port(api_host)
     proc, master, reader = spawn_on_pty(
         ["demo", "--devices", "4", "--sites", "2", "--base-address", next_host(),
-         "--port", "0", "--no-mouse", "--http", f"127.0.0.1:{api_port}"], None, tmp_path)
+         "--port", "0", "--no-mouse", "--http", f"{api_host}:{api_port}"], None, tmp_path)
 
     def healthy() -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+            with urllib.request.urlopen(f"http://{api_host}:{api_port}/healthz", timeout=5) as r:
                 return r.status == 200
         except OSError:
             return False
