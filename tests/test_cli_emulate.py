@@ -114,6 +114,38 @@ def test_history_punches_are_in_the_devices(running_fleet: tuple[dict, str, list
     assert sum(d["records"] for d in devices) >= history + filler
 
 
+def test_ctrl_c_with_connections_waiting_on_an_offline_device_is_quiet(
+    tmp_path: Path,
+) -> None:
+    """Ctrl+C while clients wait on an offline device: one session whose request is held
+    by the outage, one connection made during it. The emulator stops with its goodbye
+    and nothing else: no asyncio "Exception in callback ... CancelledError" lines."""
+    config = tmp_path / "fleet.toml"
+    proc, lines = _start("--sites", "1", "--devices", "2", "--config-out", str(config),
+                         "--base-address", loopback(242, 1), "--port", "0", "--seed", "3")
+    try:
+        url = next(m.group(1) for ln in lines if (m := re.search(r"(http://\S+)/devices", ln)))
+        dev = next(d for d in tomllib.loads(config.read_text())["devices"]
+                   if d["transport"] == "tcp")
+        conn = ZK(dev["host"], port=dev["port"], timeout=0.3, password=dev["comm_key"],
+                  ommit_ping=True).connect()
+        r = httpx.put(f"{url}/devices/{dev['id']}/faults", json={"offline": True})
+        assert r.status_code == 200
+        with pytest.raises(ZKNetworkError):
+            conn.get_firmware_version()  # held by the outage
+        with pytest.raises(ZKNetworkError):
+            ZK(dev["host"], port=dev["port"], timeout=0.3, ommit_ping=True).connect()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert out.strip().endswith("fleettui emulator stopped."), out
+    assert "Traceback" not in out and "ERROR" not in out and "CancelledError" not in out, out
+
+
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fleettui", "emulate", *args],

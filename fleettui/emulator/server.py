@@ -426,17 +426,28 @@ class DeviceServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link = TcpLink(self, writer)
         self.links.add(link)
-        deframer = TcpDeframer()
         if self.device.reachable():
             self._poke()
         else:
             # On a real network the SYN of a connection made while the link is down never
             # reaches the device; only loopback completes the handshake. Such a connection
             # must not surface later as a session: drop it once the link is back.
-            await self.wait_reachable(link)
+            with contextlib.suppress(asyncio.CancelledError):  # shutting down meanwhile
+                await self.wait_reachable(link)
             link.abort()
             self.links.discard(link)
             return
+        await self._serve_tcp(link, reader)
+
+    async def _serve_tcp(self, link: TcpLink, reader: asyncio.StreamReader) -> None:
+        """Read and answer a TCP connection's requests until it ends.
+
+        A cancelled handler ends quietly: on Python 3.11 the stream server's done
+        callback calls ``exception()`` on a cancelled handler task, which raises, and
+        asyncio logs "Exception in callback ... CancelledError" at every shutdown
+        that found a connection waiting (as Ctrl+C on ``fleettui emulate`` did).
+        """
+        deframer = TcpDeframer()
         try:
             while not link.closed:
                 chunk = await reader.read(65536)
