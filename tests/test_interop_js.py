@@ -37,6 +37,7 @@ The probe prints one JSON object; times are naive device-local "YYYY-MM-DDTHH:MM
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -317,6 +318,23 @@ def _installed_version(name: str) -> str | None:
     return str(version)
 
 
+def _npm_ci() -> None:
+    """Install the pinned libraries into tests/interop/node_modules (fail clearly if not)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is not on PATH: needed to install tests/interop", pytrace=False)
+    proc = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=INTEROP_DIR,
+        capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"npm ci in {INTEROP_DIR} failed:\n{proc.stderr}", pytrace=False)
+    wrong = {n: _installed_version(n) for n, v in LIBRARIES.items()
+             if _installed_version(n) != v}
+    if wrong:
+        pytest.fail(f"npm ci installed the wrong versions: {wrong}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def js_probe(tmp_path_factory: pytest.TempPathFactory) -> JsProbe:
     """node plus the pinned libraries (``npm ci`` on first use); fails if node is missing."""
@@ -332,20 +350,12 @@ def js_probe(tmp_path_factory: pytest.TempPathFactory) -> JsProbe:
     if not major.isdigit() or int(major) < 18:
         pytest.fail(f"node {version or '(unknown version)'} is too old: the JavaScript "
                     "interop tests need Node.js >= 18", pytrace=False)
-    if any(_installed_version(n) != v for n, v in LIBRARIES.items()):
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is not on PATH: needed to install tests/interop", pytrace=False)
-        proc = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=INTEROP_DIR,
-            capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"npm ci in {INTEROP_DIR} failed:\n{proc.stderr}", pytrace=False)
-        wrong = {n: _installed_version(n) for n, v in LIBRARIES.items()
-                 if _installed_version(n) != v}
-        if wrong:
-            pytest.fail(f"npm ci installed the wrong versions: {wrong}", pytrace=False)
+    # every pytest-xdist worker has this session fixture: one installs, the others wait for
+    # it (two `npm ci` in one folder at once break each other's node_modules)
+    with open(INTEROP_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if any(_installed_version(n) != v for n, v in LIBRARIES.items()):
+            _npm_ci()
     # the libraries append error logs to ./DDMMYYYY.err.log: keep them out of the repo
     return JsProbe(node, tmp_path_factory.mktemp("js-probe"))
 
