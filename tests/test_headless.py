@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -416,6 +417,44 @@ def test_a_second_poller_on_the_same_database_is_refused(
     wait_for(lambda: query(db, "SELECT last_seen FROM devices WHERE id = 'lock-01'")[0][0] > seen,
              "the new poller to check the device", watch=[third])
     assert third.terminate() == 0, third.log()
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "hard link", "relative path"])
+def test_a_second_poller_is_refused_however_the_database_is_named(
+    emulate: Emulate, runner: Runner, tmp_path: Path, spelling: str
+) -> None:
+    """The lock is on the database file's identity, not on its name: a second poller given
+    the database through a symlink, a hard link in another folder, or a relative path with
+    "..", is refused (exit 1, naming the owner's pid and host) while the first runs on."""
+    fleet = [dev("alias-01", PARIS)]
+    emulated_fleet(emulate, fleet, punches=2)
+    db = tmp_path / "data" / "fleet.db"
+    db.parent.mkdir()
+    config = config_for(tmp_path / "fleet.toml", fleet)
+    first = runner.start_polling(config, db)
+    wait_status(db, {"alias-01": "online"}, [first])
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    if spelling == "symlink":
+        alias = other / "fleet.db"
+        alias.symlink_to(db)
+    elif spelling == "hard link":
+        alias = other / "copy.db"
+        os.link(db, alias)
+    else:
+        alias = Path(os.path.relpath(db.parent / ".." / "data" / "fleet.db", Path.cwd()))
+    second = fleettui("run", "--headless", "--config", config, "--db", alias)
+    assert second.returncode == 1, second.stderr
+    assert f"pid {first.pid} on {socket.gethostname()}" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr, second.stderr
+    if spelling != "hard link":  # (SQLite names its WAL after the path: no reads by a 2nd name)
+        poller = json.loads(fleettui("status", "--json", "--db", alias).stdout)["poller"]
+        assert poller["running"] is True and poller["owner"]["pid"] == first.pid
+    assert first.terminate() == 0, first.log()
+    if spelling == "hard link":  # the next poller to start on it is warned
+        again = runner.start_polling(config, db)
+        assert again.terminate() == 0 and "has 2 names (hard links)" in again.log(), again.log()
 
 
 def test_sigterm_stops_gracefully_with_json_logs(
