@@ -318,7 +318,24 @@ def _iso_time(text: str) -> datetime:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fleettui`` console script."""
+    """Entry point of the ``fleettui`` console script.
+
+    A reader that goes away (``fleettui status | head -2``) ends the command quietly,
+    as a pipe tool should: no BrokenPipeError traceback, exit 0.
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader gone after the last write shows up here
+    except BrokenPipeError:
+        # stdout is broken: point it at /dev/null so that the interpreter's own flush at
+        # exit does not complain once more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "emulate":
@@ -441,10 +458,11 @@ def _optional_config(path_arg: str | None) -> Config | None:
 
 
 @contextlib.asynccontextmanager
-async def _store(args: argparse.Namespace) -> AsyncIterator[Store]:
-    """The store named by --db/--config, closed afterwards; StoreUnavailable if none."""
+async def _store(args: argparse.Namespace, *, create: bool = False) -> AsyncIterator[Store]:
+    """The store named by --db/--config, closed afterwards; StoreUnavailable if none
+    (``create``: a missing database is made, migrated, readable by its owner only)."""
     try:
-        store = await _open_store(args)
+        store = await _open_store(args, create=create)
     except (ConfigError, FileNotFoundError) as e:
         raise StoreUnavailable(str(e)) from None
     try:
@@ -457,11 +475,11 @@ class StoreUnavailable(Exception):
     """The command needs a database it cannot open."""
 
 
-async def _open_store(args: argparse.Namespace) -> Store:
+async def _open_store(args: argparse.Namespace, *, create: bool = False) -> Store:
     from fleettui.store import Store
 
     db = resolve_db_path(args.db, _optional_config(args.config))
-    if not db.exists():
+    if not create and not db.exists():
         raise FileNotFoundError(f"no database at {db}: run fleettui run --headless first")
     return await Store.open(db)
 
@@ -493,13 +511,7 @@ async def _export(args: argparse.Namespace) -> int:
                 n = write_punches(punches, out, args.format)
             print(f"{n} punches written to {args.output}", file=sys.stderr)
         else:
-            try:
-                write_punches(punches, sys.stdout, args.format)
-                sys.stdout.flush()
-            except BrokenPipeError:
-                # the reader went away (| head): stop quietly, as a pipe tool should
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
+            write_punches(punches, sys.stdout, args.format)  # (| head: see main)
     return 0
 
 
@@ -774,7 +786,8 @@ async def _webhooks(args: argparse.Namespace) -> int:
 
 
 async def _api_key(args: argparse.Namespace) -> int:
-    async with _store(args) as store:
+    # a service is set up with its key before it first starts: create makes the database
+    async with _store(args, create=args.action == "create") as store:
         now = datetime.now(UTC)
         if args.action == "create":
             key_id, key = await store.create_api_key(args.role, args.name, now)
