@@ -424,6 +424,9 @@ def _check_config(args: argparse.Namespace) -> int:
         return _fail(f"invalid config:\n{e}")
     print(f"{config.source or args.file}: OK ({len(config.sites)} sites, "
           f"{len(config.devices)} devices)")
+    if not config.devices:
+        print("warning: no [[devices]]: `fleettui run --headless` polls nothing unless devices "
+              "are registered over the HTTP API", file=sys.stderr)
     return 0
 
 

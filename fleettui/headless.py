@@ -97,6 +97,13 @@ async def run_headless(
             engine = Engine(config, store)
             engine.listeners.append(log_event)
             await engine.start()
+            if not engine.pollers:
+                # not an error: devices may be registered over the HTTP API, this process's
+                # or a viewer's (POST /v1/devices), and are polled at once when they are
+                log.warning("no devices to poll: %s declares no [[devices]] and none are "
+                            "registered over the HTTP API; add [[devices]] (fleettui emulate "
+                            "--config-out FILE writes an example) or register them with "
+                            "POST /v1/devices", config.source or "the config")
             log.info(
                 "polling %d device(s) across %d site(s) into %s",
                 len(engine.pollers), len(config.sites), db_path,

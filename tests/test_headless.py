@@ -586,6 +586,18 @@ def test_status_of_a_missing_database_is_a_clear_error(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
+def test_an_empty_config_says_there_is_nothing_to_poll(runner: Runner, tmp_path: Path) -> None:
+    """An empty config file is valid (devices may come over the HTTP API), but neither
+    ``check-config`` nor ``run --headless`` is silent about a poller of nothing."""
+    config = tmp_path / "empty.toml"
+    config.write_text("")
+    checked = fleettui("check-config", config)
+    assert checked.returncode == 0 and "no [[devices]]" in checked.stderr, checked.stderr
+    poller = runner.start_polling(config, tmp_path / "fleet.db")
+    assert poller.terminate() == 0
+    assert f"no devices to poll: {config} declares no [[devices]]" in poller.log(), poller.log()
+
+
 def test_a_broken_config_names_file_and_line(tmp_path: Path) -> None:
     """``run --headless`` with a config error exits 1 with the file, line and key, no
     traceback, and creates no database."""
