@@ -25,6 +25,7 @@ from fleettui.config import (
     resolve_config_path,
     resolve_db_path,
 )
+from fleettui.printable import printable
 
 if TYPE_CHECKING:
     from fleettui.store import Store
@@ -385,8 +386,15 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"fleettui: {message}", file=sys.stderr)
+    print(f"fleettui: {printable(message, keep=chr(10))}", file=sys.stderr)
     return code
+
+
+def _show(text: str) -> None:
+    """Print a table or a line made of stored text (names, reasons, notes from API clients
+    and devices) with its terminal controls made visible; our own line breaks and tabs
+    stay."""
+    print(printable(text, keep="\n\t"))
 
 
 def _load(path_arg: str | None) -> Config:
@@ -498,7 +506,7 @@ async def _status(args: argparse.Namespace) -> int:
             print(json.dumps({"generated_at": now.isoformat(timespec="seconds"),
                               "poller": poller, "devices": rows}, indent=2))
         else:
-            print(status_table(rows, await store.devices(), now))
+            _show(status_table(rows, await store.devices(), now))
             if not poller["running"]:
                 print("no poller is running on this database: statuses are as last seen")
     return 0
@@ -648,7 +656,7 @@ async def _command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(request_record(request), indent=2))
         else:
-            print(request_text(request))
+            _show(request_text(request))
         if not poller_running(store.path):
             print("no poller is running on this database: the command waits for one",
                   file=sys.stderr)
@@ -668,7 +676,7 @@ async def _commands(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"commands": [command_record(c) for c in rows]}, indent=2))
         else:
-            print(commands_table(rows))
+            _show(commands_table(rows))
     return 0
 
 
@@ -704,7 +712,7 @@ def _schedules(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         when = ", ".join(r["next_runs"][:2]) if r["enabled"] else "disabled"
-        print(f"{r['name']:<24} {r['command']:<16} {r['target']:<20} {r['cron']:<15} "
+        _show(f"{r['name']:<24} {r['command']:<16} {r['target']:<20} {r['cron']:<15} "
               f"{r['timezone']:<20} next: {when}")
     return 0
 
@@ -719,7 +727,7 @@ async def _alerts(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"alerts": [alert_record(a, silences) for a in alerts]}, indent=2))
         else:
-            print(alerts_table(alerts, silences, now))
+            _show(alerts_table(alerts, silences, now))
     return 0
 
 
@@ -731,7 +739,7 @@ async def _silence(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         silence = await store.add_silence(args.target, now + args.duration, args.reason,
                                           args.by, now)
-        print(f"silence {silence.id}: {silence.target} until "
+        _show(f"silence {silence.id}: {silence.target} until "
               f"{silence.until.isoformat(timespec='seconds')} ({silence.reason})")
     return 0
 
@@ -741,7 +749,7 @@ async def _ack(args: argparse.Namespace) -> int:
         alert = await store.acknowledge_alert(args.alert_id, args.by, datetime.now(UTC))
         if alert is None:
             return _fail(f"no open alert {args.alert_id}", 1)
-        print(f"alert {alert.id} acknowledged: {alert.kind.value} {alert.target}")
+        _show(f"alert {alert.id} acknowledged: {alert.kind.value} {alert.target}")
     return 0
 
 
@@ -761,7 +769,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
             for e in [] if args.json else endpoints:
                 d = e["deliveries"]
                 state = "enabled" if e["enabled"] else "paused"
-                print(f"{e['id']:<16} {e['origin']:<6} {state:<7} {e['url']}  "
+                _show(f"{e['id']:<16} {e['origin']:<6} {state:<7} {e['url']}  "
                       f"events {','.join(e['events'])}  delivered {d['delivered']:,}, "
                       f"pending {d['pending']:,}, dead {d['dead']:,}")
         elif args.action == "dead":
@@ -771,7 +779,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
             elif not rows:
                 print("no dead webhook deliveries")
             for r in [] if args.json else rows:
-                print(f"{r['outbox_id']:>8}  {r['event_type']:<16} {r['device_id'] or '-':<16} "
+                _show(f"{r['outbox_id']:>8}  {r['event_type']:<16} {r['device_id'] or '-':<16} "
                       f"{r['endpoint_id'] or r['endpoint']}  tries {r['attempts']}  "
                       f"{r['last_error']}")
         else:
@@ -800,7 +808,7 @@ async def _api_key(args: argparse.Namespace) -> int:
         elif args.action == "list":
             for k in await store.api_keys():
                 state = "revoked" if k["revoked_at"] else "live"
-                print(f"{k['id']:>4}  {k['role']:<9} {k['prefix']}…  {state:<8} "
+                _show(f"{k['id']:>4}  {k['role']:<9} {k['prefix']}…  {state:<8} "
                       f"last used {k['last_used_at'] or 'never'}  {k['name']}")
         elif not await store.revoke_api_key(args.key_id, now):
             return _fail(f"no live key {args.key_id}")

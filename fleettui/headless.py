@@ -20,6 +20,7 @@ from typing import Any
 from fleettui.config import Config
 from fleettui.domain import Event
 from fleettui.engine.engine import Engine
+from fleettui.printable import PrintableFormatter
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
 
@@ -57,7 +58,7 @@ def setup_logging(fmt: str, level: int = logging.INFO) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -6,14 +6,18 @@ Every command runs as a real ``fleettui`` process against a real SQLite file.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from fleettui.domain import AlertKind, DeviceState, DeviceStatus, Site, StatusChange
+from fleettui.printable import PrintableFormatter, printable
 from fleettui.store import Store
 
 
@@ -77,3 +81,50 @@ def test_other_commands_still_refuse_a_missing_database(tmp_path: Path) -> None:
     r = _fleettui("status", "--db", db)
     assert r.returncode == 1 and "no database at" in r.stderr
     assert not db.exists()
+
+
+#: what an API client or a device could put in a name, a reason or a note: clear the
+#: screen, retitle the window, and read the rest backwards
+HOSTILE = "\x1b[2J\x1b]0;owned\x07\u202eevil"
+
+
+def test_stored_text_reaches_the_terminal_with_its_controls_made_visible(
+    tmp_path: Path,
+) -> None:
+    """A device's status reason, a silence's reason and an acknowledgement's ``by`` are
+    stored as given; ``fleettui status`` and ``fleettui alerts`` print them escaped, and
+    so do log lines (the headless poller's formatter)."""
+    db = tmp_path / "fleet.db"
+    now = datetime.now(UTC)
+
+    async def seed() -> None:
+        store = await Store.open(db)
+        try:
+            await store.sync_fleet([Site("s1", "Site 1", "UTC")],
+                                   [DeviceState("d1", "S1", "s1", "127.0.0.1", 4370, "tcp")])
+            await store.record_status(StatusChange("d1", DeviceStatus.ERROR, HOSTILE, now))
+            alert = await store.open_alert(
+                target_kind="device", target="d1", site_id="s1", kind=AlertKind.OFFLINE,
+                severity="warning", reason=HOSTILE, since=now, now=now, notify=False)
+            assert alert.id is not None
+            await store.acknowledge_alert(alert.id, HOSTILE, now)
+            await store.add_silence("d1", now + timedelta(hours=1), HOSTILE, "cli", now)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    for command in (["status"], ["alerts"]):
+        r = _fleettui(*command, "--db", db)
+        assert r.returncode == 0, r.stderr
+        assert "\\x1b[2J\\x1b]0;owned\\x07\\u202eevil" in r.stdout, r.stdout
+        assert "\x1b" not in r.stdout and "\u202e" not in r.stdout and "\x07" not in r.stdout
+
+    record = logging.LogRecord("fleettui.events", logging.INFO, __file__, 1, "d1 error: %s",
+                               (HOSTILE,), None)
+    line = PrintableFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "INFO d1 error: \\x1b[2J\\x1b]0;owned\\x07\\u202eevil"
+
+
+def test_printable_keeps_what_it_is_told_to_and_plain_text_as_it_is() -> None:
+    assert printable("Entrepôt Casablanca — porte 2") == "Entrepôt Casablanca — porte 2"
+    assert printable("a\tb\nc\x00d\x9be", keep="\n") == "a\\x09b\nc\\x00d\\x9be"

@@ -40,6 +40,7 @@ from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
 from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
+from fleettui.printable import printable, printable_fields
 from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
@@ -248,7 +249,7 @@ class FleetApp(App[None]):
             return
         if not self.is_headless and terminal_alive(getattr(self._driver, "fileno", 0)):
             self.set_interval(1.0, self._watch_terminal)
-        self.site_list = await self.store.sites()
+        self.site_list = [printable_fields(s) for s in await self.store.sites()]
         freeze_startup_objects()
         await self.refresh_data()
         self.query_one("#tree", SiteTree).focus()
@@ -367,7 +368,7 @@ class FleetApp(App[None]):
     def toast_alert(self, n: Notification) -> None:
         """Alert notifications as toasts (the engine rate-limits them per sink)."""
         loud = n.change in ("opened", "escalated", "reminder")
-        self.notify(n.text, title="alert", severity="warning" if loud else "information",
+        self.notify(printable(n.text), title="alert", severity="warning" if loud else "information",
                     timeout=8)
 
     def on_fleet_changed(self, _message: FleetChanged) -> None:
@@ -447,7 +448,7 @@ class FleetApp(App[None]):
                 if self.store_ is not None:
                     self.dead_webhooks = await self.store.webhook_dead_count()
                 await self._refresh_once()
-                self.open_alerts = await self.store.alerts()
+                self.open_alerts = [printable_fields(a) for a in await self.store.alerts()]
                 if not self._dirty:
                     break
 
@@ -459,11 +460,13 @@ class FleetApp(App[None]):
     async def _refresh_once(self) -> None:
         if self.store_ is None:
             return
-        devices = await self.store.devices()
+        # what API clients and devices wrote (names, reasons) is drawn with its terminal
+        # controls made visible
+        devices = [printable_fields(d) for d in await self.store.devices()]
         known = {s.id for s in self.site_list}
         if any(d.site_id not in known for d in devices):
             # a device registered at run time on a site created since (HTTP API)
-            self.site_list = await self.store.sites()
+            self.site_list = [printable_fields(s) for s in await self.store.sites()]
         self.rows = {d.id: DeviceRow(d) for d in devices}
         for device_id, (flapping, pct) in (await self._flapping()).items():
             if device_id in self.rows:
@@ -547,7 +550,8 @@ class FleetApp(App[None]):
             self.last_event_id = max(self.last_event_id,
                                      await self.store.last_event_id() - LOG_LINES)
         while True:
-            events = await self.store.events_after(self.last_event_id, limit=500)
+            events = [printable_fields(e)
+                      for e in await self.store.events_after(self.last_event_id, limit=500)]
             shown = events[-LOG_BURST:]
             if len(events) > len(shown):
                 # a burst (a whole site going down): one line for the older part of it;
@@ -580,7 +584,7 @@ class FleetApp(App[None]):
         """Re-read the sites, then refresh (one was created over the HTTP API)."""
 
         async def reread() -> None:
-            self.site_list = await self.store.sites()
+            self.site_list = [printable_fields(s) for s in await self.store.sites()]
             self.request_refresh()
 
         self.run_worker(reread, group="sites")
@@ -644,7 +648,7 @@ class FleetApp(App[None]):
             if self.selected == ("site", ident):
                 panel.show_site(site_detail)
             return
-        device = await self.store.device(ident)
+        device = printable_fields(await self.store.device(ident))
         if device is None:
             panel.show(None)
             return
@@ -818,7 +822,7 @@ class FleetApp(App[None]):
         """Open the list of dead webhook deliveries (``r`` there replays them)."""
 
         async def do() -> None:
-            rows = await self.store.webhook_dead(SHOWN_DEAD)
+            rows = [printable_fields(r) for r in await self.store.webhook_dead(SHOWN_DEAD)]
             total = await self.store.webhook_dead_count()
 
             def answered(replay: bool | None) -> None:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fleettui.domain import DeviceState, DeviceStatus, Site
 from fleettui.engine.sync import SyncProgress
+from fleettui.printable import printable_fields
 from fleettui.store import Store
 from fleettui.tui.charts import (
     HourBucket,
@@ -108,7 +109,8 @@ class PanelReader:
         """
         if sync is None and viewer:
             sync = await self._stored_sync(device, now)
-        history = await self.store.status_history(device.id, since=now - DAY)
+        history = [printable_fields(h)
+                   for h in await self.store.status_history(device.id, since=now - DAY)]
         zone = site_zone(site)
         hours: list[HourBucket] = []
         if zone is not None:
@@ -121,7 +123,8 @@ class PanelReader:
             uptime_30d=await self._uptime_30d(device.id, now),
             flapping=row.flapping if row else False,
             flap_pct=row.flap_pct if row else 0.0,
-            commands=await self.store.commands(device_id=device.id, limit=6),
+            commands=[printable_fields(c)
+                      for c in await self.store.commands(device_id=device.id, limit=6)],
             heartbeat=heartbeat(history, now, slots=slots),
             punches_today=sum(h.count for h in hours) if zone is not None else None,
             hours=hours,

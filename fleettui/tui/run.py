@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from fleettui.config import Config
+from fleettui.printable import PrintableFormatter
 from fleettui.store.lock import PollerLock, PollerRunning
 
 #: environment variable that turns on terminal (OSC) notifications: 777, 9 or off
@@ -69,7 +70,7 @@ def log_to(path: Path) -> None:
     """Log to a file: the terminal belongs to the app."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
