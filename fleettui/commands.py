@@ -8,10 +8,18 @@ queue. Validation errors say which parameter and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 
 class CommandError(ValueError):
@@ -68,11 +76,41 @@ class UnlockParams(_Params):
     seconds: int = Field(3, ge=1, le=60)
 
 
-class SetOptionParams(_Params):
-    """set_option: write one device option (the firmware decides which it accepts)."""
+#: the device options set_option may write, each with what its value may be: options an
+#: operator may change from afar without harm. The comm key (COMKey), the network
+#: settings (IPAddress, NetMask, GATEIPAddress: a typo takes the device off the network)
+#: and the read-only "~" options are not among them: they are set on the device itself.
+SETTABLE_OPTIONS: dict[str, tuple[str, str]] = {
+    "LockOn": (r"^(?:[1-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-4])$",
+               "the door relay's drive time, 1 to 254"),
+    "WorkCode": (r"^[01]$", "0 (off) or 1 (ask for a work code with each punch)"),
+}
 
-    key: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
-    value: str = Field(max_length=64, pattern=r"^[ -~]*$")
+
+class SetOptionParams(_Params):
+    """set_option: write one of the harmless device options (SETTABLE_OPTIONS)."""
+
+    key: str
+    value: str = Field(max_length=64)
+
+    @field_validator("key")
+    @classmethod
+    def _settable(cls, v: str) -> str:
+        if v not in SETTABLE_OPTIONS:
+            raise ValueError(f"expected one of {', '.join(SETTABLE_OPTIONS)} (other options, "
+                             "such as the comm key or the network settings, are set on the "
+                             "device itself)")
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _value_fits(cls, v: str, info: ValidationInfo) -> str:
+        key = info.data.get("key")  # absent when the key itself was refused
+        if key in SETTABLE_OPTIONS:
+            pattern, what = SETTABLE_OPTIONS[key]
+            if not re.fullmatch(pattern, v):
+                raise ValueError(f"{key} takes {what}")
+        return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +138,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("disable", NoParams, "stop the device taking punches"),
         CommandSpec("unlock", UnlockParams, "open the door relay for some seconds"),
         CommandSpec("set_option", SetOptionParams,
-                    "write a device option (OPTIONS_WRQ, then reload options)"),
+                    "write a harmless device option: LockOn (door relay time) or WorkCode"),
     )
 }
 

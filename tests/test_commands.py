@@ -436,7 +436,11 @@ async def test_set_option_writes_a_device_option(one_device: Emulated, db: Store
     await engine.sweep()
     assert (await _request(db, ok)).commands[0].state is CommandState.DONE
     assert one_device.emu.call(lambda: dev.options["LockOn"]) == "50"
-    # read-only options (the ~ ones: serial, platform...) are refused before queueing
-    with pytest.raises(CommandError, match="key"):
-        validate("set_option", {"key": "~SerialNumber", "value": "x"})
+    # only the harmless options are writable: not the read-only ones (serial, platform),
+    # not the comm key (it would then show in every listing of commands), not the network
+    for key, value in (("~SerialNumber", "x"), ("COMKey", "123456"), ("IPAddress", "10.0.0.9")):
+        with pytest.raises(CommandError, match="key: expected one of LockOn, WorkCode"):
+            validate("set_option", {"key": key, "value": value})
+    with pytest.raises(CommandError, match="value: LockOn takes the door relay's drive time"):
+        validate("set_option", {"key": "LockOn", "value": "300"})
     await engine.stop()
