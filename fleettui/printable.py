@@ -65,4 +65,4 @@ def printable_fields(obj: T) -> T:
         return obj
     changes = {f.name: printable(value) for f in dataclasses.fields(obj)
                if isinstance(value := getattr(obj, f.name), str) and _UNSAFE.search(value)}
-    return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]
+    return dataclasses.replace(obj, **changes) if changes else obj

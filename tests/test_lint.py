@@ -1,4 +1,4 @@
-"""The code stays ruff-clean: the linter runs as part of the test command."""
+"""The code stays ruff-clean and mypy-clean: both run as part of the test command."""
 
 from __future__ import annotations
 
@@ -16,4 +16,12 @@ def test_ruff_is_clean() -> None:
     r = subprocess.run(
         [ruff, "check", "fleettui", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
     )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """mypy --strict over fleettui/ (settings in pyproject.toml, pydantic's plugin)."""
+    venv_mypy = Path(sys.executable).with_name("mypy")
+    mypy = str(venv_mypy) if venv_mypy.exists() else shutil.which("mypy") or "mypy"
+    r = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

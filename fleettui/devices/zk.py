@@ -236,7 +236,8 @@ class ZkDriver:
         conn, self._conn = self._conn, None
         if conn is not None:
             _close_socket(conn)
-            if not conn.tcp and getattr(conn, "_ZK__session_id", 0):
+            session_id: int = getattr(conn, "_ZK__session_id", 0)
+            if not conn.tcp and session_id:
                 # a UDP session has no teardown but CMD_EXIT: unsaid, it holds one of the
                 # terminal's few session slots until the terminal times it out
                 self._stale = [*self._stale[-(MAX_STALE - 1):], conn]

@@ -61,7 +61,8 @@ def _error(status: int, message: str) -> web.Response:
 @web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except UnknownDevice as e:
         return _error(404, f"no device {e.args[0]!r} in this fleet")
     except (BadRequest, FaultError) as e:

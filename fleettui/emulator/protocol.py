@@ -129,7 +129,7 @@ def checksum(inner: bytes) -> int:
     total = sum(struct.unpack(f"<{len(inner) // 2}H", inner))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def build_packet(code: int, session_id: int, reply_id: int, data: bytes = b"") -> bytes:

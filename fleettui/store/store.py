@@ -1653,7 +1653,7 @@ def _spec_of_row(r: Any) -> DeviceSpec:
 
 
 def _spec_fields(spec: DeviceSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in DeviceSpec.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(spec, name) for name in DeviceSpec.__slots__}
 
 
 def _spec_row(spec: DeviceSpec) -> tuple[Any, ...]:

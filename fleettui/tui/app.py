@@ -32,6 +32,7 @@ from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.message import Message
 from textual.widgets import Footer, Input, RichLog, Static, Tree
+from textual.worker import Worker
 
 from fleettui.commands import CommandError
 from fleettui.config import AlertSettings, Config
@@ -234,7 +235,7 @@ class FleetApp(App[None]):
         if self._stopping.is_set():
             return
         if self.engine is None and self.config is not None and self.embed:
-            sinks = [log_sink, self.toast_alert, DesktopSink()]
+            sinks: list[Sink] = [log_sink, self.toast_alert, DesktopSink()]
             if self.osc is not None:
                 sinks.append(self.osc)
             self.engine = Engine(self.config, self.store_, alert_sinks=sinks)
@@ -401,7 +402,10 @@ class FleetApp(App[None]):
         self._refresh_scheduled = False
         # a function, not a coroutine: a worker cancelled before it starts (the app
         # exiting during a burst) then leaves no coroutine never awaited
-        self.run_worker(partial(self._while_open, self._refresh_and_note), group="refresh")
+        # (the annotation gives mypy the worker's result type, which it cannot infer from a
+        # function that returns a coroutine; likewise below)
+        _w: Worker[None] = self.run_worker(partial(self._while_open, self._refresh_and_note),
+                                           group="refresh")
 
     async def _refresh_and_note(self) -> None:
         try:
@@ -422,7 +426,7 @@ class FleetApp(App[None]):
             await asyncio.sleep(PANEL_SETTLE_S)
             await self._while_open(self.refresh_panel)
 
-        self.run_worker(draw, group="panel", exclusive=True)
+        _w: Worker[None] = self.run_worker(draw, group="panel", exclusive=True)
 
     async def _while_open(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run a screen update; if the app closes under it (widgets gone), just stop."""
@@ -587,7 +591,7 @@ class FleetApp(App[None]):
             self.site_list = [printable_fields(s) for s in await self.store.sites()]
             self.request_refresh()
 
-        self.run_worker(reread, group="sites")
+        _w: Worker[None] = self.run_worker(reread, group="sites")
 
     def _viewer_alert(self, e: Event) -> None:
         """A viewer hears of alerts from the store's events (the owning poller's engine
