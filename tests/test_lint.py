@@ -1,4 +1,4 @@
-"""The code stays ruff-clean and mypy-clean: both run as part of the test command."""
+"""The code stays ruff-clean, mypy-clean and within its layers: all three run with the tests."""
 
 from __future__ import annotations
 
@@ -24,4 +24,12 @@ def test_mypy_is_clean() -> None:
     venv_mypy = Path(sys.executable).with_name("mypy")
     mypy = str(venv_mypy) if venv_mypy.exists() else shutil.which("mypy") or "mypy"
     r = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_layering_contracts_hold() -> None:
+    """lint-imports checks [tool.importlinter] in pyproject.toml: the layers of DESIGN.md."""
+    venv_tool = Path(sys.executable).with_name("lint-imports")
+    tool = str(venv_tool) if venv_tool.exists() else shutil.which("lint-imports") or "lint-imports"
+    r = subprocess.run([tool, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
