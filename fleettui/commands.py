@@ -114,33 +114,98 @@ class SetOptionParams(_Params):
 
 
 @dataclass(frozen=True, slots=True)
+class PaletteEntry:
+    """How the control room's command palette offers a command for one kind of target.
+
+    ``text`` names the target as ``{device}`` or ``{site}``; ``hint``, shown beside the
+    candidate, may name the device's ``{state}`` or the site's device ``{count}``;
+    ``help`` is the help screen's line for it."""
+
+    text: str
+    hint: str
+    help: str
+
+    def help_pattern(self) -> str:
+        """The text as the help screen lists it: "Restart <device>"."""
+        return self.text.replace("{device}", "<device>").replace("{site}", "<site>")
+
+
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """One command: its name, parameters and what it does."""
+    """One command, everything about it: its name, parameters (with their validation),
+    what it does, how the screens call it and offer it. What it does on a pull device is
+    its handler in ``engine/executor.py``, registered under the same name."""
 
     name: str
     params: type[_Params]
     summary: str
+    #: what progress lines and toasts call it ("Restart 3/4 done")
+    label: str
     #: the device goes away after it (status tolerates the reboot window)
     reboots: bool = False
+    #: the palette offers it for one device / for every device of a site
+    device_palette: PaletteEntry | None = None
+    site_palette: PaletteEntry | None = None
+    #: a whole site's run is confirmed first (it interrupts every device of the site)
+    confirm_site: bool = False
+    #: the palette opens the employee file and its preview instead of queueing at once
+    needs_employee_file: bool = False
 
 
 COMMANDS: dict[str, CommandSpec] = {
     spec.name: spec
     for spec in (
-        CommandSpec("restart", NoParams, "reboot the device", reboots=True),
-        CommandSpec("sync_employees", SyncEmployeesParams,
-                    "add and update users from a list; optionally remove the others"),
-        CommandSpec("sync_time", NoParams, "set the device clock to its site's local time"),
-        CommandSpec("refresh_info", NoParams, "re-read identity, sizes and firmware"),
+        CommandSpec(
+            "restart", NoParams, "reboot the device", "Restart", reboots=True,
+            device_palette=PaletteEntry(
+                "Restart {device}", "reboot the terminal ({state})",
+                "reboot the terminal (queued; the panel shows queued → done)"),
+            site_palette=PaletteEntry(
+                "Restart all devices of {site}", "{count} device(s), after a confirmation",
+                "reboot every device of a site, after a confirmation"),
+            confirm_site=True),
+        CommandSpec(
+            "sync_time", NoParams, "set the device clock to its site's local time", "Sync clock",
+            device_palette=PaletteEntry(
+                "Sync clock {device}", "set its clock to the site's local time",
+                "set the device clock to its site's local time"),
+            site_palette=PaletteEntry(
+                "Sync clocks of {site}", "{count} device(s), each to the site's local time",
+                "set every device clock of a site")),
+        CommandSpec(
+            "refresh_info", NoParams, "re-read identity, sizes and firmware", "Refresh info",
+            device_palette=PaletteEntry(
+                "Refresh info {device}", "read its identity, firmware and counters again",
+                "read the device's identity, firmware and counters again")),
+        CommandSpec(
+            "sync_employees", SyncEmployeesParams,
+            "add and update users from a list; optionally remove the others", "Sync employees",
+            device_palette=PaletteEntry(
+                "Sync employees to {device}",
+                "from a CSV or JSON file, after a preview of what changes",
+                "push a CSV/JSON employee file, after a preview"),
+            site_palette=PaletteEntry(
+                "Sync employees to all devices of {site}",
+                "{count} device(s), from a CSV or JSON file, after a preview",
+                "push an employee file to a whole site, after a preview"),
+            needs_employee_file=True),
         CommandSpec("clear_attendance", NoParams,
-                    "delete the device's records, only once every one is stored"),
-        CommandSpec("enable", NoParams, "let the device take punches again"),
-        CommandSpec("disable", NoParams, "stop the device taking punches"),
-        CommandSpec("unlock", UnlockParams, "open the door relay for some seconds"),
+                    "delete the device's records, only once every one is stored",
+                    "Clear attendance"),
+        CommandSpec("enable", NoParams, "let the device take punches again", "Enable"),
+        CommandSpec("disable", NoParams, "stop the device taking punches", "Disable"),
+        CommandSpec("unlock", UnlockParams, "open the door relay for some seconds", "Unlock"),
         CommandSpec("set_option", SetOptionParams,
-                    "write a harmless device option: LockOn (door relay time) or WorkCode"),
+                    "write a harmless device option: LockOn (door relay time) or WorkCode",
+                    "Set option"),
     )
 }
+
+
+def label(command: str) -> str:
+    """What screens call a command ("Sync clock"); an unknown one by its name."""
+    spec = COMMANDS.get(command)
+    return spec.label if spec is not None else command
 
 
 def validate(command: str, params: Any) -> dict[str, Any]:

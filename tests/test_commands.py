@@ -444,3 +444,14 @@ async def test_set_option_writes_a_device_option(one_device: Emulated, db: Store
     with pytest.raises(CommandError, match="value: LockOn takes the door relay's drive time"):
         validate("set_option", {"key": "LockOn", "value": "300"})
     await engine.stop()
+
+
+def test_every_command_of_the_table_runs_on_a_pull_device() -> None:
+    """A command is one entry in fleettui/commands.py plus its pull handler: none is
+    left without one, and no handler serves a command the table does not have."""
+    from fleettui.commands import COMMANDS
+    from fleettui.engine.executor import PULL_HANDLERS
+
+    assert set(PULL_HANDLERS) == set(COMMANDS)
+    for spec in COMMANDS.values():
+        assert spec.label and spec.summary

@@ -23,7 +23,7 @@ from fleettui.engine.engine import Engine
 from fleettui.store import Store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.help import HelpScreen
-from fleettui.tui.palette import PALETTE_ACTIONS
+from fleettui.tui.palette import palette_actions
 from tests.conftest import Emulated, device_config, sample_users
 from tests.test_tui import LAYOUT, OFFLINE, _header, two_site_toml, wait_for
 from tests.test_tui import app as app  # the shared fixture
@@ -52,7 +52,7 @@ async def test_help_lists_every_binding_and_palette_action(app: FleetApp) -> Non
                 assert b.description in text  # type: ignore[union-attr]
             for key in ("Ctrl+P", "Ctrl+Q", "/", "?"):
                 assert key in text
-            for action, _what in PALETTE_ACTIONS:
+            for action, _what in palette_actions():
                 assert action in text
             await pilot.press(closer)
             await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
@@ -63,7 +63,7 @@ async def test_help_lists_every_binding_and_palette_action(app: FleetApp) -> Non
 async def test_every_palette_item_is_described_in_the_help(app: FleetApp) -> None:
     async with app.run_test(size=(100, 40)) as pilot:
         await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
-        prefixes = [a.split("<")[0] for a, _ in PALETTE_ACTIONS]
+        prefixes = [a.split("<")[0] for a, _ in palette_actions()]
         for text, _cb, _help in app.palette_items():
             assert any(text.startswith(p) for p in prefixes), text
 

@@ -9,68 +9,124 @@ twice.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from fleettui.devices.base import DeviceFailure, DeviceUser
+from fleettui.commands import COMMANDS
+from fleettui.devices.base import DeviceFailure, DeviceUser, Driver
 from fleettui.domain import Command
-
-if TYPE_CHECKING:
-    from fleettui.engine.poller import DevicePoller
+from fleettui.engine.sync import SyncResult
+from fleettui.store import Store
 
 
 class CommandRefused(Exception):
     """The engine will not run this command now (the reason is for the operator)."""
 
 
-async def execute(poller: DevicePoller, command: Command) -> dict[str, Any]:
-    """Run ``command`` on the poller's device; returns its result. Raises on failure."""
-    drv = poller.driver
-    name, params = command.command, command.params
-    if name == "restart":
-        await drv.restart()
-        return {"restarted_at": poller.clock().isoformat()}
-    if name == "sync_time":
-        local = _site_now(poller)
-        await drv.set_time(local)
-        return {"set_to": local.isoformat()}
-    if name == "refresh_info":
-        sizes = await drv.check()
-        ident = drv.identity
-        return {
-            "serial": ident.serial if ident else None,
-            "firmware": ident.firmware if ident else None,
-            "model": ident.model if ident else None,
-            "users": sizes.users,
-            "records": sizes.records,
-            "records_capacity": sizes.records_cap,
-        }
-    if name in ("enable", "disable"):
-        await drv.set_enabled(name == "enable")
-        return {"enabled": name == "enable"}
-    if name == "unlock":
-        await drv.unlock(int(params.get("seconds", 3)))
-        return {"seconds": int(params.get("seconds", 3))}
-    if name == "set_option":
-        await drv.set_option(params["key"], params["value"])
-        return {"key": params["key"], "value": params["value"]}
-    if name == "sync_employees":
-        return await _sync_employees(poller, params)
-    if name == "clear_attendance":
-        return await _clear_attendance(poller)
-    raise CommandRefused(f"this poller does not know the command {name!r}")
+class CommandTarget(Protocol):
+    """What running a command needs of the device's poller (DevicePoller is one)."""
+
+    device_id: str
+    zone: ZoneInfo
+    driver: Driver
+    store: Store
+    clock: Callable[[], datetime]
+
+    async def sync(self) -> SyncResult:
+        """Download the device's log and store what is new."""
+        ...
+
+
+Handler = Callable[[CommandTarget, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: what each command of the table (fleettui/commands.py) does on a pull device
+PULL_HANDLERS: dict[str, Handler] = {}
+
+
+def _pull(name: str) -> Callable[[Handler], Handler]:
+    """Register a command's pull-device handler under its table name."""
+    if name not in COMMANDS:
+        raise KeyError(f"no command {name!r} in the command table")
+
+    def register(handler: Handler) -> Handler:
+        PULL_HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+async def execute(target: CommandTarget, command: Command) -> dict[str, Any]:
+    """Run ``command`` on the target's device; returns its result. Raises on failure."""
+    handler = PULL_HANDLERS.get(command.command)
+    if handler is None:
+        raise CommandRefused(f"this poller does not know the command {command.command!r}")
+    return await handler(target, command.params)
+
+
+@_pull("restart")
+async def _restart(target: CommandTarget, _params: dict[str, Any]) -> dict[str, Any]:
+    await target.driver.restart()
+    return {"restarted_at": target.clock().isoformat()}
+
+
+@_pull("sync_time")
+async def _sync_time(target: CommandTarget, _params: dict[str, Any]) -> dict[str, Any]:
+    local = _site_now(target)
+    await target.driver.set_time(local)
+    return {"set_to": local.isoformat()}
+
+
+@_pull("refresh_info")
+async def _refresh_info(target: CommandTarget, _params: dict[str, Any]) -> dict[str, Any]:
+    sizes = await target.driver.check()
+    ident = target.driver.identity
+    return {
+        "serial": ident.serial if ident else None,
+        "firmware": ident.firmware if ident else None,
+        "model": ident.model if ident else None,
+        "users": sizes.users,
+        "records": sizes.records,
+        "records_capacity": sizes.records_cap,
+    }
+
+
+@_pull("enable")
+async def _enable(target: CommandTarget, _params: dict[str, Any]) -> dict[str, Any]:
+    await target.driver.set_enabled(True)
+    return {"enabled": True}
+
+
+@_pull("disable")
+async def _disable(target: CommandTarget, _params: dict[str, Any]) -> dict[str, Any]:
+    await target.driver.set_enabled(False)
+    return {"enabled": False}
+
+
+@_pull("unlock")
+async def _unlock(target: CommandTarget, params: dict[str, Any]) -> dict[str, Any]:
+    seconds = int(params.get("seconds", 3))
+    await target.driver.unlock(seconds)
+    return {"seconds": seconds}
+
+
+@_pull("set_option")
+async def _set_option(target: CommandTarget, params: dict[str, Any]) -> dict[str, Any]:
+    await target.driver.set_option(params["key"], params["value"])
+    return {"key": params["key"], "value": params["value"]}
 
 
 def _cut(text: str, size: int) -> str:
     return text.encode()[:size].decode("utf-8", errors="ignore").strip()
 
 
-def _site_now(poller: DevicePoller) -> datetime:
-    return poller.clock().astimezone(poller.zone).replace(tzinfo=None, microsecond=0)
+def _site_now(target: CommandTarget) -> datetime:
+    return target.clock().astimezone(target.zone).replace(tzinfo=None, microsecond=0)
 
 
-async def _sync_employees(poller: DevicePoller, params: dict[str, Any]) -> dict[str, Any]:
-    drv = poller.driver
+@_pull("sync_employees")
+async def _sync_employees(target: CommandTarget, params: dict[str, Any]) -> dict[str, Any]:
+    drv = target.driver
     current = {u.user_id: u for u in await drv.users()}
     used = {u.uid for u in current.values()}
     wanted = params["employees"]
@@ -126,17 +182,18 @@ def _note(names: list[str], name: str, keep: int = 5) -> None:
         names.append(name)
 
 
-async def _clear_attendance(poller: DevicePoller) -> dict[str, Any]:
+@_pull("clear_attendance")
+async def _clear_attendance(target: CommandTarget, _params: dict[str, Any]) -> dict[str, Any]:
     """Clear the log only once every record on it is confirmed stored.
 
     The device is disabled first so no punch can land between the last sync
     and the clear, and enabled again whatever happens.
     """
-    drv = poller.driver
+    drv = target.driver
     await drv.set_enabled(False)
     try:
-        result = await poller.sync()
-        stored, _tail = await poller.store.sync_cursor(poller.device_id)
+        result = await target.sync()
+        stored, _tail = await target.store.sync_cursor(target.device_id)
         sizes = await drv.check()
         if result.bad_records:
             raise CommandRefused(

@@ -34,7 +34,9 @@ from textual.message import Message
 from textual.widgets import Footer, Input, RichLog, Static, Tree
 from textual.worker import Worker
 
+from fleettui.commands import COMMANDS as COMMAND_SPECS
 from fleettui.commands import CommandError
+from fleettui.commands import label as command_label
 from fleettui.config import AlertSettings, Config
 from fleettui.domain import Alert, Event, Site
 from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
@@ -76,8 +78,6 @@ LOG_BURST = 60
 ALERT_CHANGES = {"alert.opened": "opened", "alert.escalated": "escalated",
                  "alert.reminder": "reminder", "alert.resolved": "resolved"}
 FINAL_COMMAND_EVENTS = ("command.done", "command.failed", "command.expired")
-COMMAND_LABELS = {"restart": "Restart", "sync_time": "Sync clock",
-                  "refresh_info": "Refresh info"}
 
 
 def utc_now() -> datetime:
@@ -703,7 +703,7 @@ class FleetApp(App[None]):
         from textual.app import App as TextualApp
 
         from fleettui.tui.help import HelpScreen, binding_rows
-        from fleettui.tui.palette import PALETTE_ACTIONS
+        from fleettui.tui.palette import palette_actions
 
         if isinstance(self.screen, HelpScreen):
             return
@@ -712,7 +712,7 @@ class FleetApp(App[None]):
                  ("↑ ↓, j k", "move through the site tree"),
                  ("Enter", "open or fold a site in the tree")]
         keys += [row for row in binding_rows(TextualApp.BINDINGS) if row[0] == "Ctrl+Q"]
-        self.push_screen(HelpScreen(keys, PALETTE_ACTIONS))
+        self.push_screen(HelpScreen(keys, palette_actions()))
 
     def action_toggle_problems(self) -> None:
         """Show only offline, failing or flapping devices (or everything again)."""
@@ -762,10 +762,10 @@ class FleetApp(App[None]):
             self.notify(str(e), title="command refused", severity="error")
             return
         self.my_requests.add(request.id)
-        label = COMMAND_LABELS.get(command, command)
         count = len(request.commands)
         where = target if count == 1 else f"{count} devices of {target}"
-        self.notify(f"{label} {where}: queued (request {request.id})", title="command")
+        self.notify(f"{command_label(command)} {where}: queued (request {request.id})",
+                    title="command")
         kind = "device" if request.target_kind == "device" else "site"
         self.jump((kind, target))
         self.selected = (kind, target)
@@ -782,16 +782,12 @@ class FleetApp(App[None]):
             state = "flapping" if r.flapping else d.status.value
             items.append((f"Jump to {d.id}", partial(self.jump, ("device", d.id)),
                           f"{state} · {where} · {d.serial}"))
-            items.append((f"Restart {d.id}", partial(self.queue_command, d.id, "restart"),
-                          f"reboot the terminal ({state})"))
-            items.append((f"Sync clock {d.id}", partial(self.queue_command, d.id, "sync_time"),
-                          "set its clock to the site's local time"))
-            items.append((f"Refresh info {d.id}",
-                          partial(self.queue_command, d.id, "refresh_info"),
-                          "read its identity, firmware and counters again"))
-            items.append((f"Sync employees to {d.id}",
-                          partial(self.sync_employees, d.id, d.id),
-                          "from a CSV or JSON file, after a preview of what changes"))
+            for spec in COMMAND_SPECS.values():
+                if (entry := spec.device_palette) is not None:
+                    run = (partial(self.sync_employees, d.id, d.id) if spec.needs_employee_file
+                           else partial(self.queue_command, d.id, spec.name))
+                    items.append((entry.text.format(device=d.id), run,
+                                  entry.hint.format(state=state, count=1)))
             items.append((f"Silence {d.id} for 2h", partial(self.silence, d.id, 2),
                           "no alert notifications for this device for 2 hours"))
         for s in self.site_list:
@@ -799,16 +795,17 @@ class FleetApp(App[None]):
                           s.timezone))
             count = sum(1 for r in self.rows.values()
                         if r.device.site_id == s.id and r.device.enabled)
-            items.append((f"Restart all devices of {s.name} ({s.id})",
-                          partial(self.confirm_site_command, s.id, s.name, "restart", count),
-                          f"{count} device(s), after a confirmation"))
-            items.append((f"Sync clocks of {s.name} ({s.id})",
-                          partial(self.queue_command, s.id, "sync_time"),
-                          f"{count} device(s), each to the site's local time"))
-            items.append((f"Sync employees to all devices of {s.name} ({s.id})",
-                          partial(self.sync_employees, s.id,
-                                  f"all {count} device(s) of {s.name}"),
-                          f"{count} device(s), from a CSV or JSON file, after a preview"))
+            for spec in COMMAND_SPECS.values():
+                if (entry := spec.site_palette) is None:
+                    continue
+                if spec.needs_employee_file:
+                    run = partial(self.sync_employees, s.id, f"all {count} device(s) of {s.name}")
+                elif spec.confirm_site:
+                    run = partial(self.confirm_site_command, s.id, s.name, spec.name, count)
+                else:
+                    run = partial(self.queue_command, s.id, spec.name)
+                items.append((entry.text.format(site=f"{s.name} ({s.id})"), run,
+                              entry.hint.format(state="", count=count)))
             items.append((f"Silence site {s.name} ({s.id}) for 2h",
                           partial(self.silence, s.id, 2), "maintenance: no notifications"))
         for a in self.open_alerts:
@@ -850,13 +847,12 @@ class FleetApp(App[None]):
 
     def confirm_site_command(self, site_id: str, name: str, command: str, count: int) -> None:
         """Ask before a command reaches every device of a site, naming how many."""
-        label = COMMAND_LABELS.get(command, command)
-
         def answered(yes: bool | None) -> None:
             if yes:
                 self.queue_command(site_id, command)
 
-        self.push_screen(Confirm(f"{label} all {count} device(s) of {name}?"), answered)
+        self.push_screen(Confirm(f"{command_label(command)} all {count} device(s) of {name}?"),
+                         answered)
 
     def sync_employees(self, target: str, label: str) -> None:
         """Ask for an employee file, preview the change on the devices, then maybe apply it."""

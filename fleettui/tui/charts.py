@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from fleettui.commands import label as command_label
 from fleettui.domain import Command, CommandRequest, CommandState, DeviceStatus, StatusChange
 
 #: heartbeat cells, worst first: a tie between two statuses shows the worse one
@@ -178,20 +179,14 @@ def progress(commands: Sequence[Command]) -> Progress:
     )
 
 
-#: what a command's progress line calls it
-LABELS = {"restart": "Restart", "sync_time": "Sync clock", "sync_employees": "Sync employees",
-          "refresh_info": "Refresh info", "unlock": "Unlock", "set_option": "Set option",
-          "clear_attendance": "Clear attendance"}
-
-
 def request_text(request: CommandRequest) -> str:
     """E.g. "Restart 3/4 done · 1 queued" or "Sync employees (120 people) 4/4 done"."""
     p = progress(request.commands)
-    label = LABELS.get(request.command, request.command)
+    name = command_label(request.command)
     employees = request.params.get("employees")
     if isinstance(employees, list):
-        label += f" ({len(employees):,} {'person' if len(employees) == 1 else 'people'})"
-    parts = [f"{label} {p.done}/{p.total} done"]
+        name += f" ({len(employees):,} {'person' if len(employees) == 1 else 'people'})"
+    parts = [f"{name} {p.done}/{p.total} done"]
     if p.failed:
         parts.append(f"{p.failed} failed")
     if p.sent:

@@ -13,8 +13,9 @@ from datetime import datetime
 from rich.console import Console
 from rich.text import Text
 
+from fleettui.commands import label as command_label
 from fleettui.domain import Command, CommandRequest, CommandState, DeviceStatus, Site
-from fleettui.tui.charts import LABELS, HourBucket, progress, request_text
+from fleettui.tui.charts import HourBucket, progress, request_text
 from fleettui.tui.model import FLAP_GLYPH, GLYPHS, DeviceRow, gauge
 from fleettui.tui.pictures import (
     LABEL_WIDTH,
@@ -87,7 +88,7 @@ def _in_flight(commands: list[Command]) -> Text:
         by_command.setdefault(c.command, []).append(c.device_id + mark)
     text = Text(f"In flight ({len(commands)}): ", style="bold")
     text.append(" · ".join(
-        f"{LABELS.get(name, name)} {', '.join(ids[:8])}"
+        f"{command_label(name)} {', '.join(ids[:8])}"
         + (f" +{len(ids) - 8} more" if len(ids) > 8 else "")
         for name, ids in by_command.items()), style="yellow")
     return text
