@@ -6,7 +6,6 @@ Both only read the store, so they work while a headless poller runs.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -147,13 +146,6 @@ def write_punches(punches: Iterable[Punch], out: TextIO, fmt: str) -> int:
             out.write(json.dumps(punch_record(p)) + "\n")
             n += 1
     return n
-
-
-def punches_text(punches: Iterable[Punch], fmt: str) -> str:
-    """Punches as export text (for tests and small exports)."""
-    buf = io.StringIO()
-    write_punches(punches, buf, fmt)
-    return buf.getvalue()
 
 
 def command_record(c: Command) -> dict[str, Any]:

@@ -8,7 +8,7 @@ latency and loses datagrams, a confused firmware answers garbage.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -71,10 +71,6 @@ class Faults:
             elif value:
                 out[f.name] = value
         return out
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every fault field, on or off."""
-        return asdict(self)
 
 
 _BOOLS = ("offline", "garbage", "truncate", "refuse", "buffer_full")
