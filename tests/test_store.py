@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 from datetime import UTC, datetime, timedelta
@@ -137,3 +138,60 @@ async def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
     assert await store.punch_count() == 0
     assert await store.outbox_count() == 0
     assert await store.sync_cursor("dev_a1") == (0, "")
+
+
+class _Abandoned(Exception):
+    """A write transaction that gives up half-way."""
+
+
+async def test_a_read_never_sees_a_transaction_that_is_rolled_back(tmp_path: Path) -> None:
+    """Reads see what is committed, nothing else. With one shared connection, a read made
+    while another coroutine's write transaction was open saw its rows; that transaction
+    then rolled back, and the next committed event got the same id (events count from
+    the last committed one), so the control room's tail, which had taken the phantom's id,
+    skipped the real event."""
+    store = await Store.open(tmp_path / "fleet.db")
+    try:
+        seen: list[int] = []
+        inside = asyncio.Event()
+        proceed = asyncio.Event()
+
+        async def half_done_write() -> None:
+            # a write method's transaction, stopped between its insert and its commit
+            async with store._tx() as db:
+                await db.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)",
+                                 ("2026-01-01T00:00:00.000000Z", "sync", "never committed"))
+                inside.set()
+                await proceed.wait()
+                raise _Abandoned
+
+        async def tail() -> None:
+            await inside.wait()
+            try:
+                seen.extend(e.id for e in await store.events_after(0))  # the tail's read
+                last = await store.last_event_id()
+            finally:
+                proceed.set()  # whatever was seen, the writer goes on (and rolls back)
+            assert last == 0
+
+        writer = asyncio.create_task(half_done_write())
+        await tail()
+        with pytest.raises(_Abandoned):
+            await writer
+        assert seen == []  # the uncommitted event was not seen
+
+        real = await store.add_event("sync", "committed", at=datetime(2026, 1, 1, tzinfo=UTC))
+        assert [e.id for e in await store.events_after(max(seen, default=0))] == [real.id]
+    finally:
+        await store.close()
+
+
+async def test_the_read_connection_refuses_writes(tmp_path: Path) -> None:
+    """Every write goes through a transaction of the writer; one sent to the read
+    connection is a bug, and SQLite refuses it (query_only)."""
+    store = await Store.open(tmp_path / "fleet.db")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await store._db.execute("DELETE FROM events")
+    finally:
+        await store.close()

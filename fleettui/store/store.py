@@ -111,6 +111,40 @@ def _local(dt: datetime) -> str:
     return dt.isoformat(timespec="seconds")
 
 
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """A connection in autocommit (transactions are begun explicitly), rows by name."""
+    db = await aiosqlite.connect(path, isolation_level=None)
+    db.row_factory = aiosqlite.Row
+    try:
+        await db.execute("PRAGMA busy_timeout=10000")
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Run the migrations not run yet, all in one transaction.
+
+    The version is read inside the write transaction, so two processes
+    opening a new database at once (a poller creating it, ``fleettui
+    status`` reading it) never run a migration twice.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        row = await (await db.execute("PRAGMA user_version")).fetchone()
+        version = int(row[0]) if row else 0
+        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in sql.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+
+
 class FleetConflict(ValueError):
     """A change to the fleet the store refuses, and why: nothing of it was written.
 
@@ -138,10 +172,22 @@ class IdempotencyConflict(ValueError):
 
 
 class Store:
-    """fleettui's database. Open with ``await Store.open(path)``."""
+    """fleettui's database. Open with ``await Store.open(path)``.
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
+    Two connections: every write transaction goes through the writer, one at a
+    time (SQLite has one writer); every read goes through the reader, which
+    is query-only and in autocommit, so it sees what is committed and nothing
+    else. With one shared connection a read made while another coroutine's
+    transaction was open saw rows that were then rolled back (the control
+    room's event tail took a rolled-back event's id and skipped the next real
+    one, which got the same id).
+    """
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 path: Path) -> None:
+        self._writer = writer
+        #: the read connection (the name every read method uses)
+        self._db = reader
         self.path = path
         self._write = asyncio.Lock()
 
@@ -153,58 +199,42 @@ class Store:
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        writer = await _connect(path)
         try:
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA busy_timeout=10000")
-            await _set_wal(db)
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            store = cls(db, path)
-            await store._migrate()
+            await _set_wal(writer)
+            await writer.execute("PRAGMA synchronous=NORMAL")
+            await writer.execute("PRAGMA foreign_keys=ON")
+            await _migrate(writer)
+            reader = await _connect(path)
         except BaseException:
-            await db.close()
+            await writer.close()
             raise
-        return store
+        try:
+            await reader.execute("PRAGMA query_only=ON")  # a write sent here is a bug: refused
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        return cls(writer, reader, path)
 
     async def close(self) -> None:
-        """Close the connection (waits for the write in progress)."""
+        """Close both connections (waits for the write in progress)."""
         async with self._write:
             await self._db.close()
-
-    async def _migrate(self) -> None:
-        """Run the migrations not run yet, all in one transaction.
-
-        The version is read inside the write transaction, so two processes
-        opening a new database at once (a poller creating it, ``fleettui
-        status`` reading it) never run a migration twice.
-        """
-        async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = await (await self._db.execute("PRAGMA user_version")).fetchone()
-                version = int(row[0]) if row else 0
-                for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            await self._db.execute(statement)
-                    await self._db.execute(f"PRAGMA user_version = {number}")
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+            await self._writer.close()
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time; rolled back on any error."""
+        """One write transaction at a time, on the writer; rolled back on any error. What
+        it writes is seen by reads once it commits, not before."""
         async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
+            await self._writer.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield self._writer
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await self._writer.execute("ROLLBACK")
                 raise
-            await self._db.execute("COMMIT")
+            await self._writer.execute("COMMIT")
 
     async def schema_version(self) -> int:
         """How many migrations have run."""
