@@ -33,7 +33,9 @@ from fleettui.server import alert_routes, device_routes, webhook_routes
 from fleettui.server.base import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    BODY_TIMEOUT_KEY,
     CLOCK_KEY,
+    DEFAULT_BODY_TIMEOUT_S,
     ERR,
     FLEET_HOOK_KEY,
     KEY_ID,
@@ -59,6 +61,7 @@ from fleettui.server.base import (
     small_int,
     store_of,
 )
+from fleettui.server.protocol import KEEPALIVE_TIMEOUT_S, ApiRunner, handler_options
 from fleettui.store import Store
 from fleettui.store.store import FleetConflict, IdempotencyConflict
 
@@ -76,8 +79,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, *, close: bool = False) -> web.Response:
+    resp = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if close:
+        resp.force_close()
+    return resp
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
@@ -89,7 +95,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as e:
-        return _error(e.status, e.code, e.message)
+        if e.close:
+            log.warning("%s %s: %s", request.method, request.path, e.message)
+        return _error(e.status, e.code, e.message, close=e.close)
+    except ConnectionResetError:  # the client went away mid-request: nobody to answer
+        log.info("client closed the connection during %s %s", request.method, request.path)
+        return _error(400, "incomplete", "the connection closed before the request was whole",
+                      close=True)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "too_large", f"request body larger than {MAX_BODY} bytes")
     except web.HTTPException as e:
@@ -108,9 +120,15 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <key>)")
-    found = await request.app[STORE_KEY].api_key_role(key.strip(), request.app[CLOCK_KEY]())
+    if not (key.isascii() and key.isprintable()):
+        # keys are printable ASCII; other bytes (read as surrogates) cannot even be hashed
+        raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    store = request.app[STORE_KEY]
+    now = request.app[CLOCK_KEY]()
+    found = await store.api_key_role(key, now)
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     request[KEY_ID] = found[0]
@@ -746,15 +764,18 @@ for _path, _ops in device_routes.PATHS.items():
 
 
 def make_app(store: Store, *, clock: Clock = _utc_now,
-             on_fleet_change: Callable[[], None] | None = None) -> web.Application:
+             on_fleet_change: Callable[[], None] | None = None,
+             body_timeout: float = DEFAULT_BODY_TIMEOUT_S) -> web.Application:
     """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests).
 
     ``on_fleet_change`` is called after a device is registered, changed or
     removed (the embedded engine's ``reconcile_soon``: it polls the change at once).
+    A request body not received within ``body_timeout`` seconds is answered 408.
     """
     app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
+    app[BODY_TIMEOUT_KEY] = body_timeout
     if on_fleet_change is not None:
         app[FLEET_HOOK_KEY] = on_fleet_change
     app.router.add_get("/healthz", healthz)
@@ -780,13 +801,21 @@ def make_app(store: Store, *, clock: Clock = _utc_now,
 async def start_server(
     store: Store, host: str = "127.0.0.1", port: int = 8470, *, clock: Clock = _utc_now,
     on_fleet_change: Callable[[], None] | None = None,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT_S,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.AppRunner:
     """Serve the API in the running event loop; ``await runner.cleanup()`` stops it.
 
-    The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``.
+    The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``. A
+    connection idle, or without a whole request head, ``keepalive_timeout``
+    seconds after it opened or was last answered is closed; a body not received
+    within ``body_timeout`` seconds is answered 408. Requests aiohttp's parser
+    refuses are answered in the API's JSON error shape too
+    (:mod:`fleettui.server.protocol`).
     """
-    runner = web.AppRunner(make_app(store, clock=clock, on_fleet_change=on_fleet_change),
-                           access_log=None)
+    app = make_app(store, clock=clock, on_fleet_change=on_fleet_change,
+                   body_timeout=body_timeout)
+    runner = ApiRunner(app, **handler_options(keepalive_timeout))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
