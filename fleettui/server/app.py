@@ -61,6 +61,7 @@ from fleettui.server.base import (
     small_int,
     store_of,
 )
+from fleettui.server.key_use import KeyUseNotes
 from fleettui.server.protocol import KEEPALIVE_TIMEOUT_S, ApiRunner, handler_options
 from fleettui.store import Store
 from fleettui.store.store import FleetConflict, IdempotencyConflict
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PUNCH_LIMIT = 1000
 MAX_PUNCH_LIMIT = 10_000
+#: when each API key's use was last written (see fleettui.server.key_use)
+KEY_USE_KEY: web.AppKey[KeyUseNotes] = web.AppKey("key_use", KeyUseNotes)
 #: routes anyone may read (health probe, API description)
 PUBLIC_PATHS = frozenset({"/healthz", "/v1/openapi.json"})
 COMMAND_FIELDS: dict[str, type] = {"command": str, "params": dict, "idempotency_key": str}
@@ -128,9 +131,11 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     store = request.app[STORE_KEY]
     now = request.app[CLOCK_KEY]()
-    found = await store.api_key_role(key, now)
+    found = await store.api_key_role(key, now, record_use=False)
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    if request.app[KEY_USE_KEY].due(found[0], now):  # at most once a minute per key
+        await store.record_api_key_use(found[0], now)
     request[KEY_ID] = found[0]
     role = found[1]
     needed = required_role(request)
@@ -776,6 +781,7 @@ def make_app(store: Store, *, clock: Clock = _utc_now,
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
     app[BODY_TIMEOUT_KEY] = body_timeout
+    app[KEY_USE_KEY] = KeyUseNotes()
     if on_fleet_change is not None:
         app[FLEET_HOOK_KEY] = on_fleet_change
     app.router.add_get("/healthz", healthz)
