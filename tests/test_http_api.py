@@ -289,9 +289,10 @@ async def test_device_command_queue_and_read_back(api: Api) -> None:
     assert r.status_code == 202, r.text
     body = r.json()
     assert (body["command"], body["status"], body["target"]) == ("unlock", "queued", "tk1")
+    assert body["queued"] is True  # accepted into the queue (the article reads this)
     assert body["summary"]["queued"] == 1
     got = (await api.get(f"/v1/commands/{body['id']}")).json()
-    assert got["id"] == body["id"]
+    assert got["id"] == body["id"] and got["queued"] is True
     assert [(c["device_id"], c["state"]) for c in got["commands"]] == [("tk1", "queued")]
     _err(await api.get("/v1/commands/99999"), 404, "not_found")
     for bad in ("abc", "9" * 40, "\u00b2", "-1"):
@@ -308,9 +309,15 @@ async def test_idempotency(api: Api) -> None:
     again = await api.post("/v1/devices/tk1/commands", json=payload)
     assert (first.status_code, again.status_code) == (202, 200)
     assert first.json()["id"] == again.json()["id"]
+    # the repeat names the request queued the first time: in the queue, once
+    assert first.json()["queued"] is True and again.json()["queued"] is True
     other = await api.post("/v1/devices/tk1/commands",
                            json={"command": "sync_time", "idempotency_key": "abc-123"})
     _err(other, 409, "idempotency_conflict")
+    assert "queued" not in other.json()  # an error: the article's .get("queued", False)
+    doc = (await api.client.get("/v1/openapi.json")).json()
+    schema = doc["components"]["schemas"]["CommandRequest"]
+    assert schema["properties"]["queued"]["type"] == "boolean" and "queued" in schema["required"]
     elsewhere = await api.post("/v1/devices/tk2/commands", json=payload)
     _err(elsewhere, 409, "idempotency_conflict")
 
@@ -390,6 +397,7 @@ async def test_a_script_written_for_the_articles_api(api: Api) -> None:
         body = r.json()
         assert (body["status"], body["target_kind"], body["summary"]["total"]) == (
             "queued", "site", 3)
+        assert body["queued"] is True
         back = (await c.get(f"/v1/commands/{body['id']}")).json()
         assert sorted(c["device_id"] for c in back["commands"]) == ["tk1", "tk2", "tk3"]
         assert {c["state"] for c in back["commands"]} == {"queued"}

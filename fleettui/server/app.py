@@ -176,7 +176,15 @@ def site_record(s: Site, devices: list[DeviceState]) -> dict[str, Any]:
 
 
 def command_answer(r: CommandRequest) -> dict[str, Any]:
-    """A command request as the POST routes answer it: the article's ``status`` on top."""
+    """A command request as the command routes answer it: the article's ``status`` and
+    ``queued`` on top.
+
+    ``queued`` is true on every answer that carries a request: the request was
+    accepted into the command queue (a repeat of an idempotency key names the
+    request accepted the first time, queued once). An error answer has no
+    ``queued``, so the article's ``cmd.json().get("queued", False)`` reads false
+    for it. ``status`` says where the request stands now.
+    """
     s = r.summary()
     if s["queued"] + s["sent"]:
         status = "queued"
@@ -184,7 +192,7 @@ def command_answer(r: CommandRequest) -> dict[str, Any]:
         status = "failed"
     else:
         status = "done"
-    return {**request_record(r), "status": status}
+    return {**request_record(r), "status": status, "queued": True}
 
 
 async def _submit(request: web.Request, target: str) -> web.Response:
@@ -513,7 +521,7 @@ _COMMAND_BODY = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CommandBody"}}},
 }
 _COMMAND_RESPONSES = {
-    "202": ok("queued", "CommandRequest"),
+    "202": ok("accepted into the command queue (\"queued\": true)", "CommandRequest"),
     "200": ok("the idempotency key repeats this same request: the existing one",
                "CommandRequest"),
     "400": ERR, **AUTH_ERRORS, "404": ERR,
@@ -607,10 +615,17 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "CommandRequest": {
-                "type": "object",
+                "type": "object", "required": ["id", "status", "queued"],
                 "properties": {
                     "id": {"type": "integer"}, "command": {"type": "string"},
-                    "status": {"type": "string", "enum": ["queued", "done", "failed"]},
+                    "status": {"type": "string", "enum": ["queued", "done", "failed"],
+                               "description": "queued: some of its commands have not run "
+                               "yet; done: every one succeeded; failed: one failed or "
+                               "expired"},
+                    "queued": {"type": "boolean", "const": True,
+                               "description": "the request was accepted into the command "
+                               "queue (also when an idempotency key repeats it: it is queued "
+                               "once). An error answer has no such field"},
                     "target": {"type": "string"},
                     "target_kind": {"type": "string", "enum": ["device", "site"]},
                     "idempotency_key": NULLABLE_STR, "created_at": {"type": "string"},
