@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 #: (request line and headers) this long after it opened or after its last answer, is closed
 KEEPALIVE_TIMEOUT_S = 30.0
 
+#: at most this long, an unread body is drained after its answer (see handler_options)
+LINGERING_TIME_S = 5.0
+
 #: what each parser error is called in an answer: (code, message); the first match wins
 _PARSER_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
     (LineTooLong, "too_large", "a request line or header line is too long"),
@@ -97,14 +100,14 @@ class ApiRequestHandler(web.RequestHandler):
             return
         super().log_exception(*args, **kw)
 
-    def handle_error(self, request: Any, status: int = 500,
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """The answer to a request aiohttp could not hand to the application.
 
-        ``status`` is 400 for a parser error (413/431-like sizes included), 504
-        for a handler timeout, 500 for an exception that escaped the
-        middlewares (a bug: logged with its traceback). The connection closes.
+        ``status`` is 400 for a parser error (aiohttp says 400 for an oversized
+        line too), 504 for a handler timeout, 500 for an exception that escaped
+        the middlewares (a bug: logged with its traceback). The connection closes.
         """
         if request.writer.output_size > 0:  # an answer already started: nothing to add
             raise ConnectionError("response already started; cannot send an error")
@@ -148,7 +151,12 @@ class ApiRunner(web.AppRunner):
 
 
 def handler_options(keepalive_timeout: float) -> dict[str, Any]:
-    """Options of every connection's handler (aiohttp's ``RequestHandler`` arguments)."""
+    """Options of every connection's handler (aiohttp's ``RequestHandler`` arguments).
+
+    After an answer to a request whose body was not read whole (a 401 before
+    the body, a 408 for a stalled one), aiohttp drains that body before closing
+    for ``lingering_time`` (10 s by default): at most 5 s here, and never longer
+    than ``keepalive_timeout``, so that a stalled client is let go soon.
+    """
     return {"keepalive_timeout": keepalive_timeout, "access_log": None,
-            # after an error answer, unread body is drained at most this long
-            "lingering_time": min(5.0, keepalive_timeout)}
+            "lingering_time": min(LINGERING_TIME_S, keepalive_timeout)}
