@@ -18,11 +18,12 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from fleettui.config import parse_config
@@ -30,9 +31,10 @@ from fleettui.emulator.device import Profile
 from fleettui.engine.engine import Engine
 from fleettui.server import start_server
 from fleettui.store import Store
-from tests import test_webhooks
+from tests import article_client, test_webhooks
 from tests.conftest import Emulated, FakeClock, device_config, sample_users
 from tests.test_engine import fleet_toml
+from tests.test_http_api import NOW, serving
 from tests.test_webhooks import Receiver
 
 receiver = test_webhooks.receiver  # the fixture: a webhook receiver on loopback
@@ -128,3 +130,41 @@ async def test_the_articles_script_restarts_a_site_and_webhooks_follow(
         await runner.cleanup()
         await engine.stop()
         await store.close()
+
+
+async def test_the_articles_own_functions_run_verbatim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The article's ``get_all_devices``, ``check_fleet_health``, ``site_health_report`` and
+    ``restart_all_devices_at_site`` (tests/article_client.py, as printed), run against
+    fleettui's server: only ``BASE_URL`` and ``API_KEY`` are fleettui's."""
+    async with serving(tmp_path / "fleet.db") as api:
+        # tk2 went offline 12 h ago: the poller saw it until then
+        await api.store.record_seen("tk2", NOW - timedelta(hours=12))
+        article_client.BASE_URL = f"{str(api.client.base_url).rstrip('/')}/v1"
+        article_client.API_KEY = api.keys["operator"]
+
+        devices = await asyncio.to_thread(article_client.get_all_devices)
+        assert sorted(d["serial_number"] for d in devices) == [
+            "SER-LN1", "SER-TK1", "SER-TK2", "SER-TK3"]
+        await asyncio.to_thread(article_client.check_fleet_health)
+        printed = capsys.readouterr().out
+        assert "4 devices across 2 sites" in printed
+        assert "tokyo: 1/3 online" in printed and "lon: 1/1 online" in printed
+        assert "SER-TK2" in printed and "offline" in printed
+
+        report = await asyncio.to_thread(article_client.site_health_report, "tokyo")
+        assert report == {"site": "Tokyo HQ", "devices_online": 1, "devices_total": 3,
+                          "uptime_30d": 75.0, "avg_latency_ms": 50.0, "punches_today": 2,
+                          "last_punch": "2026-03-28T15:45:00Z"}
+
+        first = await asyncio.to_thread(article_client.restart_all_devices_at_site, "tokyo")
+        assert first == [{"device": s, "status": 202, "queued": True}
+                         for s in ("SER-TK1", "SER-TK2", "SER-TK3")]
+        # run again the same day: the idempotency keys name the requests already queued
+        again = await asyncio.to_thread(article_client.restart_all_devices_at_site, "tokyo")
+        assert again == [{"device": s, "status": 200, "queued": True}
+                         for s in ("SER-TK1", "SER-TK2", "SER-TK3")]
+        queued = await api.store.commands(limit=50)
+        assert sorted((c.device_id, c.command) for c in queued) == [
+            ("tk1", "restart"), ("tk2", "restart"), ("tk3", "restart")]

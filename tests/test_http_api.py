@@ -6,6 +6,7 @@ SQLite store; its clock is injected so uptime and "today" are deterministic.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -288,9 +289,10 @@ async def test_device_command_queue_and_read_back(api: Api) -> None:
     assert r.status_code == 202, r.text
     body = r.json()
     assert (body["command"], body["status"], body["target"]) == ("unlock", "queued", "tk1")
+    assert body["queued"] is True  # accepted into the queue (the article reads this)
     assert body["summary"]["queued"] == 1
     got = (await api.get(f"/v1/commands/{body['id']}")).json()
-    assert got["id"] == body["id"]
+    assert got["id"] == body["id"] and got["queued"] is True
     assert [(c["device_id"], c["state"]) for c in got["commands"]] == [("tk1", "queued")]
     _err(await api.get("/v1/commands/99999"), 404, "not_found")
     for bad in ("abc", "9" * 40, "\u00b2", "-1"):
@@ -307,9 +309,15 @@ async def test_idempotency(api: Api) -> None:
     again = await api.post("/v1/devices/tk1/commands", json=payload)
     assert (first.status_code, again.status_code) == (202, 200)
     assert first.json()["id"] == again.json()["id"]
+    # the repeat names the request queued the first time: in the queue, once
+    assert first.json()["queued"] is True and again.json()["queued"] is True
     other = await api.post("/v1/devices/tk1/commands",
                            json={"command": "sync_time", "idempotency_key": "abc-123"})
     _err(other, 409, "idempotency_conflict")
+    assert "queued" not in other.json()  # an error: the article's .get("queued", False)
+    doc = (await api.client.get("/v1/openapi.json")).json()
+    schema = doc["components"]["schemas"]["CommandRequest"]
+    assert schema["properties"]["queued"]["type"] == "boolean" and "queued" in schema["required"]
     elsewhere = await api.post("/v1/devices/tk2/commands", json=payload)
     _err(elsewhere, 409, "idempotency_conflict")
 
@@ -389,6 +397,7 @@ async def test_a_script_written_for_the_articles_api(api: Api) -> None:
         body = r.json()
         assert (body["status"], body["target_kind"], body["summary"]["total"]) == (
             "queued", "site", 3)
+        assert body["queued"] is True
         back = (await c.get(f"/v1/commands/{body['id']}")).json()
         assert sorted(c["device_id"] for c in back["commands"]) == ["tk1", "tk2", "tk3"]
         assert {c["state"] for c in back["commands"]} == {"queued"}
@@ -401,3 +410,43 @@ async def test_a_script_written_for_the_articles_api(api: Api) -> None:
     assert again.json()["id"] == repeat.json()["id"]
     _err(await api.post("/v1/sites/tokyo/commands", json={"command": "restart", "x": 1}),
          400, "unknown_field")
+
+
+async def test_a_keys_use_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
+    """Authenticated reads cost no write transaction: ``last_used_at`` is written on a key's
+    first use, then again only once a minute has passed on the (injected) clock."""
+    now = [NOW]
+    db = tmp_path / "fleet.db"
+    async with serving(db, clock=lambda: now[0]) as api:
+        watcher = sqlite3.connect(db)  # data_version moves when another connection commits
+
+        def commits() -> int:
+            return int(watcher.execute("PRAGMA data_version").fetchone()[0])
+
+        async def last_used(role: str) -> str | None:
+            rows = await api.store.api_keys()
+            return next(str(k["last_used_at"]) for k in rows if k["name"] == f"{role} key")
+
+        try:
+            assert (await api.get("/v1/sites")).status_code == 200
+            assert await last_used("viewer") == "2026-03-28T16:00:00.000000Z"
+            before = commits()
+            for seconds in (1, 30, 59):
+                now[0] = NOW + timedelta(seconds=seconds)
+                assert (await api.get("/v1/sites")).status_code == 200
+                assert (await api.get("/v1/devices")).status_code == 200
+            assert commits() == before  # six authenticated reads, not one write
+            assert await last_used("viewer") == "2026-03-28T16:00:00.000000Z"
+            # each key has its own note: the operator's first use is written
+            assert (await api.get("/v1/sites", role="operator")).status_code == 200
+            assert await last_used("operator") == "2026-03-28T16:00:59.000000Z"
+            now[0] = NOW + timedelta(seconds=61)
+            assert (await api.get("/v1/sites")).status_code == 200
+            assert await last_used("viewer") == "2026-03-28T16:01:01.000000Z"
+            # the note spares the write, never the check: a revoked key is refused at once
+            viewer_id = next(k["id"] for k in await api.store.api_keys()
+                             if k["name"] == "viewer key")
+            await api.store.revoke_api_key(viewer_id, now[0])
+            _err(await api.get("/v1/sites"), 401, "unauthorized")
+        finally:
+            watcher.close()

@@ -33,7 +33,9 @@ from fleettui.server import alert_routes, device_routes, webhook_routes
 from fleettui.server.base import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    BODY_TIMEOUT_KEY,
     CLOCK_KEY,
+    DEFAULT_BODY_TIMEOUT_S,
     ERR,
     FLEET_HOOK_KEY,
     KEY_ID,
@@ -59,6 +61,8 @@ from fleettui.server.base import (
     small_int,
     store_of,
 )
+from fleettui.server.key_use import KeyUseNotes
+from fleettui.server.protocol import KEEPALIVE_TIMEOUT_S, ApiRunner, handler_options
 from fleettui.store import Store
 from fleettui.store.store import FleetConflict, IdempotencyConflict
 
@@ -66,6 +70,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PUNCH_LIMIT = 1000
 MAX_PUNCH_LIMIT = 10_000
+#: when each API key's use was last written (see fleettui.server.key_use)
+KEY_USE_KEY: web.AppKey[KeyUseNotes] = web.AppKey("key_use", KeyUseNotes)
 #: routes anyone may read (health probe, API description)
 PUBLIC_PATHS = frozenset({"/healthz", "/v1/openapi.json"})
 COMMAND_FIELDS: dict[str, type] = {"command": str, "params": dict, "idempotency_key": str}
@@ -76,8 +82,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, *, close: bool = False) -> web.Response:
+    resp = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if close:
+        resp.force_close()
+    return resp
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
@@ -89,7 +98,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as e:
-        return _error(e.status, e.code, e.message)
+        if e.close:
+            log.warning("%s %s: %s", request.method, request.path, e.message)
+        return _error(e.status, e.code, e.message, close=e.close)
+    except ConnectionResetError:  # the client went away mid-request: nobody to answer
+        log.info("client closed the connection during %s %s", request.method, request.path)
+        return _error(400, "incomplete", "the connection closed before the request was whole",
+                      close=True)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "too_large", f"request body larger than {MAX_BODY} bytes")
     except web.HTTPException as e:
@@ -108,11 +123,19 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <key>)")
-    found = await request.app[STORE_KEY].api_key_role(key.strip(), request.app[CLOCK_KEY]())
+    if not (key.isascii() and key.isprintable()):
+        # keys are printable ASCII; other bytes (read as surrogates) cannot even be hashed
+        raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    store = request.app[STORE_KEY]
+    now = request.app[CLOCK_KEY]()
+    found = await store.api_key_role(key, now, record_use=False)
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    if request.app[KEY_USE_KEY].due(found[0], now):  # at most once a minute per key
+        await store.record_api_key_use(found[0], now)
     request[KEY_ID] = found[0]
     role = found[1]
     needed = required_role(request)
@@ -153,7 +176,15 @@ def site_record(s: Site, devices: list[DeviceState]) -> dict[str, Any]:
 
 
 def command_answer(r: CommandRequest) -> dict[str, Any]:
-    """A command request as the POST routes answer it: the article's ``status`` on top."""
+    """A command request as the command routes answer it: the article's ``status`` and
+    ``queued`` on top.
+
+    ``queued`` is true on every answer that carries a request: the request was
+    accepted into the command queue (a repeat of an idempotency key names the
+    request accepted the first time, queued once). An error answer has no
+    ``queued``, so the article's ``cmd.json().get("queued", False)`` reads false
+    for it. ``status`` says where the request stands now.
+    """
     s = r.summary()
     if s["queued"] + s["sent"]:
         status = "queued"
@@ -161,7 +192,7 @@ def command_answer(r: CommandRequest) -> dict[str, Any]:
         status = "failed"
     else:
         status = "done"
-    return {**request_record(r), "status": status}
+    return {**request_record(r), "status": status, "queued": True}
 
 
 async def _submit(request: web.Request, target: str) -> web.Response:
@@ -490,7 +521,7 @@ _COMMAND_BODY = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CommandBody"}}},
 }
 _COMMAND_RESPONSES = {
-    "202": ok("queued", "CommandRequest"),
+    "202": ok("accepted into the command queue (\"queued\": true)", "CommandRequest"),
     "200": ok("the idempotency key repeats this same request: the existing one",
                "CommandRequest"),
     "400": ERR, **AUTH_ERRORS, "404": ERR,
@@ -584,10 +615,17 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "CommandRequest": {
-                "type": "object",
+                "type": "object", "required": ["id", "status", "queued"],
                 "properties": {
                     "id": {"type": "integer"}, "command": {"type": "string"},
-                    "status": {"type": "string", "enum": ["queued", "done", "failed"]},
+                    "status": {"type": "string", "enum": ["queued", "done", "failed"],
+                               "description": "queued: some of its commands have not run "
+                               "yet; done: every one succeeded; failed: one failed or "
+                               "expired"},
+                    "queued": {"type": "boolean", "const": True,
+                               "description": "the request was accepted into the command "
+                               "queue (also when an idempotency key repeats it: it is queued "
+                               "once). An error answer has no such field"},
                     "target": {"type": "string"},
                     "target_kind": {"type": "string", "enum": ["device", "site"]},
                     "idempotency_key": NULLABLE_STR, "created_at": {"type": "string"},
@@ -746,15 +784,19 @@ for _path, _ops in device_routes.PATHS.items():
 
 
 def make_app(store: Store, *, clock: Clock = _utc_now,
-             on_fleet_change: Callable[[], None] | None = None) -> web.Application:
+             on_fleet_change: Callable[[], None] | None = None,
+             body_timeout: float = DEFAULT_BODY_TIMEOUT_S) -> web.Application:
     """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests).
 
     ``on_fleet_change`` is called after a device is registered, changed or
     removed (the embedded engine's ``reconcile_soon``: it polls the change at once).
+    A request body not received within ``body_timeout`` seconds is answered 408.
     """
     app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
+    app[BODY_TIMEOUT_KEY] = body_timeout
+    app[KEY_USE_KEY] = KeyUseNotes()
     if on_fleet_change is not None:
         app[FLEET_HOOK_KEY] = on_fleet_change
     app.router.add_get("/healthz", healthz)
@@ -780,13 +822,21 @@ def make_app(store: Store, *, clock: Clock = _utc_now,
 async def start_server(
     store: Store, host: str = "127.0.0.1", port: int = 8470, *, clock: Clock = _utc_now,
     on_fleet_change: Callable[[], None] | None = None,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT_S,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.AppRunner:
     """Serve the API in the running event loop; ``await runner.cleanup()`` stops it.
 
-    The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``.
+    The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``. A
+    connection idle, or without a whole request head, ``keepalive_timeout``
+    seconds after it opened or was last answered is closed; a body not received
+    within ``body_timeout`` seconds is answered 408. Requests aiohttp's parser
+    refuses are answered in the API's JSON error shape too
+    (:mod:`fleettui.server.protocol`).
     """
-    runner = web.AppRunner(make_app(store, clock=clock, on_fleet_change=on_fleet_change),
-                           access_log=None)
+    app = make_app(store, clock=clock, on_fleet_change=on_fleet_change,
+                   body_timeout=body_timeout)
+    runner = ApiRunner(app, **handler_options(keepalive_timeout))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

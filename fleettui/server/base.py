@@ -6,6 +6,7 @@ never from each other, so each answers one question.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,9 @@ FLEET_HOOK_KEY: web.AppKey[Callable[[], None]] = web.AppKey(
     "fleet_hook", Callable)  # type: ignore[arg-type]
 
 MAX_BODY = 64 * 1024
+#: seconds a request body may take to arrive (see :func:`read_body`)
+BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("body_timeout", float)
+DEFAULT_BODY_TIMEOUT_S = 30.0
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 #: the request's key id (set by the auth middleware), to say who did something
 KEY_ID: web.RequestKey[int] = web.RequestKey("api_key_id", int)
@@ -36,11 +40,13 @@ KEY_ID: web.RequestKey[int] = web.RequestKey("api_key_id", int)
 class ApiError(Exception):
     """An error answer: HTTP status, machine code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        #: close the connection after answering (the request's body is not trusted)
+        self.close = close
 
 
 def requires(role: str) -> Callable[[H], H]:
@@ -128,6 +134,99 @@ def json_type_ok(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+class _OutOfRange:
+    """A JSON number parsed as a marker: too large for a 64-bit integer, or NaN/Infinity."""
+
+    __slots__ = ()
+
+
+_OUT_OF_RANGE = _OutOfRange()
+#: every integer the API takes fits SQLite's INTEGER (and Python converts it quickly)
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def _parse_int(text: str) -> int | _OutOfRange:
+    # a 5,000-digit literal would raise ValueError (Python's int-string limit) mid-parse
+    if len(text.lstrip("-")) > 19:
+        return _OUT_OF_RANGE
+    value = int(text)
+    return value if INT_MIN <= value <= INT_MAX else _OUT_OF_RANGE
+
+
+def _parse_float(text: str) -> float | _OutOfRange:
+    value = float(text)
+    return value if math.isfinite(value) else _OUT_OF_RANGE
+
+
+def _parse_constant(text: str) -> _OutOfRange:
+    return _OUT_OF_RANGE  # NaN, Infinity, -Infinity: Python reads them, JSON has no such thing
+
+
+def _has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (a "\\ud800" escape): no UTF-8 for it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_values(body: Any) -> None:
+    """400 naming the place of a number out of range or a string that is not Unicode."""
+    stack: list[tuple[Any, str]] = [(body, "body")]
+    while stack:
+        value, where = stack.pop()
+        if value is _OUT_OF_RANGE:
+            raise ApiError(400, "invalid_field",
+                           f"{where}: number out of range (64-bit integers, finite numbers)")
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                raise ApiError(400, "invalid_field",
+                               f"{where}: not valid Unicode (a lone surrogate)")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if _has_surrogate(k):
+                    raise ApiError(400, "invalid_field",
+                                   f"{where}: a field name is not valid Unicode "
+                                   "(a lone surrogate)")
+                stack.append((v, k[:40] if where == "body" else f"{where}.{k[:40]}"))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or a 400: numbers in range, strings valid Unicode."""
+    try:
+        body = json.loads(raw, parse_int=_parse_int, parse_float=_parse_float,
+                          parse_constant=_parse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None
+    _check_values(body)
+    return body
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, whole: 400 if it cannot be decoded, 408 if it is not sent in time.
+
+    A client that sends a head announcing a body and then stalls (or sends a
+    chunk aiohttp's parser refuses after the head) would hold the handler
+    forever; the app's body timeout bounds it and the connection is closed.
+    """
+    timeout = request.app.get(BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_S)
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, "timeout",
+                       f"the request body was not received within {timeout:g} s",
+                       close=True) from None
+    except web.RequestPayloadError:
+        # the parser's text may quote the body: a message of our own instead
+        raise ApiError(400, "bad_body",
+                       "the body could not be read (bad chunked framing or "
+                       "Content-Encoding)", close=True) from None
+
+
 async def json_object(request: web.Request, fields: dict[str, type], *,
                       optional_body: bool = False) -> dict[str, Any]:
     """The body as a JSON object with only ``fields``, each of its type (or null).
@@ -135,15 +234,12 @@ async def json_object(request: web.Request, fields: dict[str, type], *,
     ``float`` means any finite number. With ``optional_body`` an empty body
     reads as ``{}``.
     """
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         if optional_body:
             return {}
         raise ApiError(400, "bad_json", "a JSON body is required")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "body must be a JSON object")
     unknown = sorted(set(body) - set(fields))

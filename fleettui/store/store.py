@@ -1442,18 +1442,25 @@ class Store:
             )
             return int(cur.lastrowid or 0), key
 
-    async def api_key_role(self, key: str, now: datetime) -> tuple[int, str] | None:
-        """(id, role) of a live key, or None; records its use."""
+    async def api_key_role(self, key: str, now: datetime, *,
+                           record_use: bool = True) -> tuple[int, str] | None:
+        """(id, role) of a live key, or None; records its use unless ``record_use`` is False
+        (a read only: the HTTP API records uses itself, at most once a minute)."""
         rows = await _fetch(
             self._db, "SELECT id, role FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
             (_key_hash(key),),
         )
         if not rows:
             return None
+        if record_use:
+            await self.record_api_key_use(int(rows[0]["id"]), now)
+        return int(rows[0]["id"]), str(rows[0]["role"])
+
+    async def record_api_key_use(self, key_id: int, now: datetime) -> None:
+        """Write that key ``key_id`` was used at ``now`` (its ``last_used_at``)."""
         async with self._tx() as db:
             await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
-                             (ts(now), rows[0]["id"]))
-        return int(rows[0]["id"]), str(rows[0]["role"])
+                             (ts(now), key_id))
 
     async def api_keys(self) -> list[dict[str, Any]]:
         """Every key's id, name, role, prefix and dates (never the key)."""
