@@ -51,6 +51,21 @@ from fleettui.store import Store
 
 log = logging.getLogger(__name__)
 
+
+def quiet_http_client_logs() -> None:
+    """Silence the HTTP client's own request logs, whatever the root logger's level.
+
+    httpx logs every request at INFO with its full URL, so a receiver's
+    ``?token=`` lands in the log (about 60 lines a second under load); httpcore
+    logs every connection step at DEBUG. Failures reach the log through the
+    dispatcher, which never writes a URL; warnings and errors still pass.
+    """
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+quiet_http_client_logs()  # at import: before any client of this process sends anything
+
 SECRET_PREFIX = "whsec_"
 #: every event type the outbox carries (an endpoint's ``events`` filter picks among them)
 EVENT_TYPES = (
@@ -186,6 +201,7 @@ class WebhookDispatcher:
     def client(self) -> httpx.AsyncClient:
         """The one shared HTTP client (created on first use)."""
         if self._client is None:
+            quiet_http_client_logs()
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
                 transport=SpreadTransport(self._concurrency),

@@ -43,6 +43,7 @@ from fleettui.domain import (
     StatusChange,
     TzFlag,
 )
+from fleettui.egress import redacted_url
 from fleettui.store.schema import MIGRATIONS
 
 # aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
@@ -1191,7 +1192,8 @@ class Store:
                 if r.get("dead"):
                     await self._event(
                         db, now, "webhook.dead",
-                        f"webhook to {endpoint} gave up on event {r['outbox_id']}: {r['error']}",
+                        f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
+                        f" gave up on event {r['outbox_id']}: {r['error']}",
                         data={"outbox_id": r["outbox_id"]},
                     )
 
@@ -1287,7 +1289,7 @@ class Store:
                 (endpoint_id,),
             )
             await self._event(db, now, "webhook.created",
-                              f"webhook endpoint {endpoint_id} created for {url}")
+                              f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
             rows = await _fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
             return _endpoint(rows[0])
