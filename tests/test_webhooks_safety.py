@@ -9,20 +9,26 @@ resolved by an injected resolver, never by DNS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from fleettui.config import parse_config
 from fleettui.domain import Punch, TzFlag
 from fleettui.engine.webhooks import WebhookDispatcher
 from fleettui.headless import JsonFormatter, run_headless
 from fleettui.store import Store
+from tests import test_http_api
 from tests.test_engine import Clock
+from tests.test_http_api import Api
+from tests.test_http_webhooks import _punch
 from tests.test_webhooks import (  # noqa: F401 (fixtures)
     SECRET,
     Receiver,
@@ -31,6 +37,8 @@ from tests.test_webhooks import (  # noqa: F401 (fixtures)
     receiver,
     store,
 )
+
+api = test_http_api.api  # the fixture: a server over a filled store
 
 TOKEN = "SECRET" + os.urandom(8).hex()
 
@@ -115,3 +123,76 @@ async def test_headless_logs_no_token_of_a_receiver_url(
     stop.set()
     assert await asyncio.wait_for(task, 30) == 0
     assert TOKEN not in _everything_logged(caplog)
+
+
+# --- a deleted endpoint hears nothing more -----------------------------------------
+
+
+@dataclass
+class HookedReceiver:
+    """A receiver on 127.0.0.1 that runs ``on_receive(n)`` inside its n-th request,
+    before answering it: what happens there happens while that delivery is in flight."""
+
+    url: str = ""
+    got: list[bytes] = field(default_factory=list)
+    on_receive: Callable[[int], Awaitable[None]] | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Take one delivery."""
+        self.got.append(await request.read())
+        if self.on_receive is not None:
+            await self.on_receive(len(self.got))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def hooked() -> AsyncIterator[HookedReceiver]:
+    rec = HookedReceiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    yield rec
+    await runner.cleanup()
+
+
+async def test_an_endpoint_deleted_while_its_lane_delivers_hears_nothing_more(
+    api: Api, hooked: HookedReceiver
+) -> None:
+    made = await api.post("/v1/webhooks", role="admin",
+                          json={"url": hooked.url, "events": ["punch.created"]})
+    assert made.status_code == 201, made.text
+    endpoint_id = made.json()["id"]
+    # one device: its events go one after the other, so none is in flight but the 10th
+    for n in range(60):
+        await _punch(api, "ln1", str(8000 + n), n)
+    deleted = asyncio.Event()
+
+    async def delete_during_the_tenth(n: int) -> None:
+        if n == 10:
+            r = await api.client.delete(f"/v1/webhooks/{endpoint_id}", headers=api.auth("admin"))
+            assert r.status_code == 204
+            deleted.set()
+
+    hooked.on_receive = delete_during_the_tenth
+    dispatcher = WebhookDispatcher(api.store, [])
+    task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=0.05))
+    try:
+        await _until(deleted.is_set, "deleted")
+        for n in range(5):  # committed after the delete
+            await _punch(api, "ln1", str(9000 + n), 100 + n)
+        dispatcher.kick()
+        seen = dispatcher.ticks
+        await _until(lambda: dispatcher.ticks >= seen + 5, "five more dispatcher rounds")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await dispatcher.close()
+    assert len(hooked.got) == 10  # the one in flight at the delete, and nothing after
+    # and nothing was queued for it again (its history from the first event)
+    assert await api.store.webhook_stats(endpoint_id) == {
+        "pending": 0, "delivered": 0, "dead": 0, "avg_latency_ms": None}

@@ -120,6 +120,9 @@ class Target:
     timeout_s: float = 10.0
     #: the secret before a rotation, signing too until its overlap ends ("" when none)
     previous_secret: str = field(default="", repr=False)
+    #: "config" (the file's: changed by a restart) or "api" (the store's: may be changed
+    #: or deleted at any moment, so checked again before every send)
+    origin: str = "config"
 
     @classmethod
     def from_config(cls, endpoint: WebhookConfig, now: datetime) -> Target:
@@ -139,7 +142,7 @@ class Target:
         until = row["previous_secret_until"]
         previous = row["previous_secret"] if until is not None and now < until else ""
         return cls(row["delivery_key"], row["url"], tuple(row["events"]), row["secret"],
-                   row["hex_signature_header"], row["timeout_s"], previous)
+                   row["hex_signature_header"], row["timeout_s"], previous, origin="api")
 
     @property
     def signing_secrets(self) -> tuple[str, ...]:
@@ -196,6 +199,9 @@ class WebhookDispatcher:
         #: each running lane's own kick, and the endpoints the lanes serve (by key)
         self._lane_kicks: dict[str, asyncio.Event] = {}
         self._targets: dict[str, Target] = {}
+        #: rounds of run_forever's loop so far (each reads the endpoints again): a test
+        #: waits for a few more of them rather than for a guessed time
+        self.ticks = 0
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -230,9 +236,16 @@ class WebhookDispatcher:
         return sum(made)
 
     async def _endpoint_round(self, endpoint: Target) -> int:
-        """One endpoint's share of a round: queue, send what is due, record; attempts made."""
+        """One endpoint's share of a round: queue, send what is due, record; attempts made.
+
+        An API endpoint deleted, paused or moved to another URL meanwhile hears
+        nothing more from this round: nothing is queued for a deleted one (its
+        cursor is gone with it; queueing would start again from the first
+        event), and every send first checks that it is still there as it was.
+        """
         now = self.clock()
-        await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
+        await self.store.webhook_enqueue(endpoint.key, endpoint.events, now,
+                                         registered=endpoint.origin == "api")
         by_device: dict[str | None, list[dict[str, Any]]] = {}
         for d in await self.store.webhook_due(endpoint.key, now):
             by_device.setdefault(d["device_id"], []).append(d)
@@ -242,9 +255,21 @@ class WebhookDispatcher:
         results = await asyncio.gather(
             *(self._deliver_in_order(endpoint, queue, limit) for queue in by_device.values())
         )
-        flat = [r for batch in results for r in batch]
+        flat = [r for batch in results for r in batch if r is not None]
         await self.store.webhook_results(endpoint.key, flat, self.clock())
+        if any(r is None for batch in results for r in batch):  # gone or changed
+            if self._targets.get(endpoint.key) == endpoint:
+                del self._targets[endpoint.key]  # its lane ends; the loop reads them again
+            self._kick.set()
         return len(flat)
+
+    async def _still_as_known(self, endpoint: Target) -> bool:
+        """Whether ``endpoint`` may be sent to now: a config one always; an API one if
+        the store still has it, enabled, at the same URL."""
+        if endpoint.origin != "api":
+            return True
+        row = await self.store.webhook_endpoint(endpoint.key)
+        return row is not None and row["enabled"] and row["url"] == endpoint.url
 
     async def targets(self) -> list[Target]:
         """The config's enabled endpoints, then the store's (read now: one query).
@@ -262,12 +287,14 @@ class WebhookDispatcher:
 
     async def _deliver_in_order(
         self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore
-    ) -> list[dict[str, Any]]:
-        out = []
+    ) -> list[dict[str, Any] | None]:
+        """One device's due deliveries, one after the other, up to the first failure (or
+        None: the endpoint is gone or changed, and nothing more is sent)."""
+        out: list[dict[str, Any] | None] = []
         for delivery in queue:
             result = await self._deliver(endpoint, delivery, limit)
             out.append(result)
-            if not result["ok"]:
+            if result is None or not result["ok"]:
                 break
         return out
 
@@ -294,6 +321,7 @@ class WebhookDispatcher:
                             self._lane(key, idle_s), name=f"webhooks:{key}")
                 for key in [k for k, task in lanes.items() if task.done()]:
                     del lanes[key]
+                self.ticks += 1
                 self._kick.clear()
                 await _wait(self._kick, idle_s)
         finally:
@@ -322,7 +350,9 @@ class WebhookDispatcher:
 
     async def _deliver(
         self, endpoint: Target, delivery: dict[str, Any], limit: asyncio.Semaphore
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """One attempt at one delivery: its result for the store (None: not attempted,
+        the endpoint being gone or changed)."""
         body = delivery["payload"].encode()
         msg_id = f"msg_{delivery['outbox_id']}"
         now = self.clock()
@@ -339,6 +369,8 @@ class WebhookDispatcher:
         error = ""
         latency_ms: float | None = None
         async with limit:
+            if not await self._still_as_known(endpoint):
+                return None
             started = time.perf_counter()
             try:
                 response = await self.client.post(endpoint.url, content=body, headers=headers,

@@ -1103,8 +1103,14 @@ class Store:
 
     # --- webhook deliveries ---------------------------------------------
 
-    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime) -> int:
-        """Give an endpoint every outbox row it has not seen and wants; returns how many."""
+    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime, *,
+                              registered: bool = False) -> int:
+        """Give an endpoint every outbox row it has not seen and wants; returns how many.
+
+        ``registered``: the endpoint is one of the store's own (API-created), and
+        nothing is queued unless it still exists: a dispatcher round that began
+        before a delete must not find the cursor gone and start again from 0.
+        """
         clauses: list[str] = []
         args: list[str] = []
         if "*" not in events:
@@ -1117,6 +1123,11 @@ class Store:
                     args.append(pattern)
         wanted = f" AND ({' OR '.join(clauses)})" if clauses else ""
         async with self._tx() as db:
+            if registered and not await _fetch(
+                db, "SELECT 1 FROM webhook_endpoints WHERE delivery_key = ? AND origin = 'api'",
+                (endpoint,),
+            ):
+                return 0
             rows = await _fetch(
                 db, "SELECT last_outbox_id FROM webhook_cursors WHERE endpoint = ?", (endpoint,)
             )
