@@ -20,7 +20,13 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   ``concurrency`` requests in flight per endpoint (over one shared client whose
   ``SpreadTransport`` keeps that cheap), and endpoints go in parallel;
 - retried with exponential backoff and jitter (1 s doubling to 10 min) for
-  24 hours, then dead-lettered (replayable); latency recorded per delivery.
+  24 hours, then dead-lettered (replayable); latency recorded per delivery;
+- only to addresses the egress rule allows (``fleettui/egress.py``), checked
+  on the address each connection is actually opened to (``GuardedBackend``
+  in ``transport.py``); a refused target fails like any other delivery, with
+  ``refused target`` as its error;
+- each failure recorded as ``<class>: <detail>`` (:func:`failure_class`): who
+  may not see the detail (a viewer key, a viewer's screen) sees the class.
 
 Endpoints come from the config (given to the dispatcher; their queue is keyed
 by URL) and from the store (created through the HTTP API; keyed by their id).
@@ -37,6 +43,8 @@ import hashlib
 import hmac
 import logging
 import random
+import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +54,7 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
-from fleettui.engine.transport import SpreadTransport
+from fleettui.engine.transport import GuardedBackend, RefusedTarget, Resolver, SpreadTransport
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -165,6 +173,61 @@ def config_endpoint_rows(endpoints: Sequence[WebhookConfig]) -> list[dict[str, A
     ]
 
 
+#: what a failed delivery's error says first: all a viewer is shown of it (with "HTTP 503")
+FAILURE_CLASSES = ("refused target", "connection refused", "connection failed",
+                   "name not resolved", "timeout", "TLS error", "protocol error",
+                   "request failed")
+_HTTP_STATUS = re.compile(r"HTTP \d{3}")
+
+
+def failure_text(error: httpx.HTTPError) -> str:
+    """A failed request as stored: ``<class>: <detail>``, the class one of FAILURE_CLASSES.
+
+    The detail is httpx's own message (never the response body, nor the URL).
+    """
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    causes = []
+    cause: BaseException | None = error
+    while cause is not None and len(causes) < 8:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    refused = next((c for c in causes if isinstance(c, RefusedTarget)), None)
+    if refused is not None:
+        return str(refused)  # "refused target: <host> is ...; how to allow it"
+    if isinstance(error, httpx.TimeoutException):
+        kind = "timeout"
+    elif any(isinstance(c, ssl.SSLError) for c in causes):
+        kind = "TLS error"
+    elif isinstance(error, httpx.ConnectError):
+        text = str(error).lower()
+        if "name resolution failed" in text:
+            kind = "name not resolved"
+        elif any(isinstance(c, ConnectionRefusedError) for c in causes) or (
+                "connect call failed" in text or "refused" in text):
+            kind = "connection refused"
+        else:
+            kind = "connection failed"
+    elif isinstance(error, httpx.NetworkError):
+        kind = "connection failed"
+    elif isinstance(error, httpx.ProtocolError):
+        kind = "protocol error"
+    else:
+        kind = "request failed"
+    return f"{kind}: {detail}"
+
+
+def failure_class(error: str) -> str:
+    """The class of a stored delivery error (``HTTP 503``, ``timeout``, ``refused
+    target``...): what may be shown to anyone. An error of an older kind, stored
+    before classes, is ``delivery failed``; no error is ``""``."""
+    if not error:
+        return ""
+    head = error.split(":", 1)[0]
+    if _HTTP_STATUS.fullmatch(head) or head in FAILURE_CLASSES:
+        return head
+    return "delivery failed"
+
+
 def backoff(attempts: int, rng: random.Random) -> timedelta:
     """Delay before the next try after ``attempts`` failures: doubling, capped, jittered."""
     base = min(600.0, 2.0 ** max(attempts - 1, 0))
@@ -184,7 +247,12 @@ class WebhookDispatcher:
         concurrency: int = 16,
         max_age: timedelta = timedelta(hours=24),
         seed: int | None = None,
+        allow_private_targets: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
+        """``allow_private_targets`` is the config's ``[security]
+        allow_private_webhook_targets``; ``resolver`` replaces the system's for the
+        egress check (tests); a ``client`` given is used as it is, without that check."""
         self.store = store
         self.endpoints = [e for e in endpoints if e.enabled]
         self.clock = clock
@@ -194,6 +262,10 @@ class WebhookDispatcher:
         #: requests in flight, per endpoint (its key)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.max_age = max_age
+        self.allow_private_targets = allow_private_targets
+        #: every connection of the dispatcher's own client is opened through it
+        self.guard = (GuardedBackend(allow_private_targets) if resolver is None
+                      else GuardedBackend(allow_private_targets, resolver))
         self._rng = random.Random(seed)
         self._kick = asyncio.Event()
         #: each running lane's own kick, and the endpoints the lanes serve (by key)
@@ -208,9 +280,11 @@ class WebhookDispatcher:
         """The one shared HTTP client (created on first use)."""
         if self._client is None:
             quiet_http_client_logs()
+            # a transport of our own also means no proxy from the environment: the
+            # request goes where the guard checked, not through a proxy it never saw
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
-                transport=SpreadTransport(self._concurrency),
+                transport=SpreadTransport(self._concurrency, network_backend=self.guard),
             )
         return self._client
 
@@ -379,14 +453,15 @@ class WebhookDispatcher:
                 if not 200 <= response.status_code < 300:
                     error = f"HTTP {response.status_code}"
             except httpx.HTTPError as e:
-                error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                error = failure_text(e)
         done = self.clock()
         if not error:
             return {"outbox_id": delivery["outbox_id"], "ok": True, "latency_ms": latency_ms}
         attempts = delivery["attempts"] + 1
         dead = done - delivery["created_at"] >= self.max_age
         return {
-            "outbox_id": delivery["outbox_id"], "ok": False, "error": error, "dead": dead,
+            "outbox_id": delivery["outbox_id"], "ok": False, "error": error,
+            "error_class": failure_class(error), "dead": dead,
             "retry_at": None if dead else done + backoff(attempts, self._rng),
         }
 

@@ -31,12 +31,14 @@ from fleettui.engine.enqueue import enqueue
 from fleettui.report import alert_record, punch_record, request_record
 from fleettui.server import alert_routes, device_routes, webhook_routes
 from fleettui.server.base import (
+    ALLOW_PRIVATE_KEY,
     AUTH_ERRORS,
     BODY_ERRORS,
     CLOCK_KEY,
     ERR,
     FLEET_HOOK_KEY,
     KEY_ID,
+    KEY_ROLE,
     MAX_BODY,
     NULLABLE_STR,
     ROLE_RANK,
@@ -115,6 +117,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     request[KEY_ID] = found[0]
     role = found[1]
+    request[KEY_ROLE] = role
     needed = required_role(request)
     if ROLE_RANK.get(role, -1) < ROLE_RANK[needed]:
         raise ApiError(403, "forbidden", f"this needs the {needed} role; the key is {role}")
@@ -746,15 +749,19 @@ for _path, _ops in device_routes.PATHS.items():
 
 
 def make_app(store: Store, *, clock: Clock = _utc_now,
-             on_fleet_change: Callable[[], None] | None = None) -> web.Application:
+             on_fleet_change: Callable[[], None] | None = None,
+             allow_private_webhook_targets: bool = False) -> web.Application:
     """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests).
 
     ``on_fleet_change`` is called after a device is registered, changed or
     removed (the embedded engine's ``reconcile_soon``: it polls the change at once).
+    ``allow_private_webhook_targets`` is the config's ``[security]`` setting: which
+    webhook URLs ``POST``/``PATCH /v1/webhooks`` accept (fleettui/egress.py).
     """
     app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
+    app[ALLOW_PRIVATE_KEY] = allow_private_webhook_targets
     if on_fleet_change is not None:
         app[FLEET_HOOK_KEY] = on_fleet_change
     app.router.add_get("/healthz", healthz)
@@ -780,13 +787,15 @@ def make_app(store: Store, *, clock: Clock = _utc_now,
 async def start_server(
     store: Store, host: str = "127.0.0.1", port: int = 8470, *, clock: Clock = _utc_now,
     on_fleet_change: Callable[[], None] | None = None,
+    allow_private_webhook_targets: bool = False,
 ) -> web.AppRunner:
     """Serve the API in the running event loop; ``await runner.cleanup()`` stops it.
 
     The bound port (useful with ``port=0``) is ``runner.addresses[0][1]``.
     """
-    runner = web.AppRunner(make_app(store, clock=clock, on_fleet_change=on_fleet_change),
-                           access_log=None)
+    app = make_app(store, clock=clock, on_fleet_change=on_fleet_change,
+                   allow_private_webhook_targets=allow_private_webhook_targets)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

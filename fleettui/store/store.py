@@ -1180,7 +1180,8 @@ class Store:
         self, endpoint: str, results: Sequence[dict[str, Any]], now: datetime
     ) -> None:
         """Record delivery attempts in one transaction; each result is a dict with
-        outbox_id, ok, and latency_ms, or error with retry_at or dead."""
+        outbox_id, ok, and latency_ms, or error with retry_at or dead (and
+        error_class: what the webhook.dead event, readable by anyone, says)."""
         if not results:
             return
         rows = [
@@ -1204,7 +1205,7 @@ class Store:
                     await self._event(
                         db, now, "webhook.dead",
                         f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
-                        f" gave up on event {r['outbox_id']}: {r['error']}",
+                        f" gave up on event {r['outbox_id']}: {r.get('error_class', r['error'])}",
                         data={"outbox_id": r["outbox_id"]},
                     )
 
