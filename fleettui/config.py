@@ -48,6 +48,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from fleettui.egress import url_refusal
 from fleettui.tomlkeys import KeyLocator, Loc
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "PollSettings",
     "Problem",
     "ScheduleConfig",
+    "SecuritySettings",
     "ServerSettings",
     "SiteConfig",
     "WebhookConfig",
@@ -449,6 +451,19 @@ class WebhookConfig(_Model):
         return self
 
 
+class SecuritySettings(_Model):
+    """What fleettui's outgoing connections may reach.
+
+    Webhooks never reach link-local addresses nor a cloud metadata service;
+    other non-public addresses (private, loopback, shared 100.64/10, reserved,
+    multicast...) only with ``allow_private_webhook_targets = true``: a
+    receiver on the same machine or the LAN needs it (see fleettui/egress.py).
+    """
+
+    allow_private_webhook_targets: bool = False
+    """Let webhooks reach private, loopback and other non-public addresses."""
+
+
 class ScheduleConfig(_Model):
     """A command queued on a timetable, in the target site's own time zone.
 
@@ -519,6 +534,8 @@ class Config(_Model):
     server: ServerSettings = _field(default_factory=ServerSettings,
                                     expected="a [server] table")
     alerts: AlertSettings = _field(default_factory=AlertSettings, expected="an [alerts] table")
+    security: SecuritySettings = _field(default_factory=SecuritySettings,
+                                        expected="a [security] table")
     webhooks: list[WebhookConfig] = _field(default_factory=list,
                                            expected="[[webhooks]] tables")
     schedules: list[ScheduleConfig] = _field(default_factory=list,
@@ -593,6 +610,7 @@ _TOML_NAMES: dict[type[BaseModel], str] = {
     DeviceConfig: "[[devices]]",
     ServerSettings: "[server]",
     AlertSettings: "[alerts]",
+    SecuritySettings: "[security]",
     WebhookConfig: "[[webhooks]]",
     ScheduleConfig: "[[schedules]]",
 }
@@ -629,6 +647,11 @@ class _FleetView:
     schedules: list[tuple[str | None, str | None]] | None = None
     #: target of each [[alerts.silences]] entry; None where unusable
     silences: list[str | None] | None = None
+    #: url of each [[webhooks]] entry; None where unusable
+    webhook_urls: list[str | None] | None = None
+    #: [security] allow_private_webhook_targets; None when unusable (then only what is
+    #: always refused is reported)
+    allow_private_webhook_targets: bool | None = False
 
 
 def _view_of_config(config: Config) -> _FleetView:
@@ -646,6 +669,8 @@ def _view_of_config(config: Config) -> _FleetView:
         ],
         schedules=[(sc.name, sc.target) for sc in config.schedules],
         silences=[sc.target for sc in config.alerts.silences],
+        webhook_urls=[w.url for w in config.webhooks],
+        allow_private_webhook_targets=config.security.allow_private_webhook_targets,
     )
 
 
@@ -703,7 +728,16 @@ def _view_of_raw(raw: dict[str, Any], bad: Iterable[Loc]) -> _FleetView:
     if isinstance(silences_raw, list) and ("alerts", "silences") not in bad_set:
         silences = [value(("alerts", "silences", i, "target"), sc, "target")
                     for i, sc in enumerate(silences_raw)]
-    return _FleetView(site_ids, devices, interval, backoff, schedules, silences)
+    webhook_urls: list[str | None] | None = None
+    webhooks_raw = raw.get("webhooks", [])
+    if isinstance(webhooks_raw, list) and ("webhooks",) not in bad_set:
+        webhook_urls = [value(("webhooks", i, "url"), w, "url")
+                        for i, w in enumerate(webhooks_raw)]
+    security = raw.get("security", {})
+    allow = value(("security", "allow_private_webhook_targets"), security,
+                  "allow_private_webhook_targets", False)
+    return _FleetView(site_ids, devices, interval, backoff, schedules, silences,
+                      webhook_urls, allow if isinstance(allow, bool) else None)
 
 
 def _fleet_problems(view: _FleetView) -> list[tuple[Loc, str]]:
@@ -784,6 +818,12 @@ def _fleet_problems(view: _FleetView) -> list[tuple[Loc, str]]:
             problems.append(
                 (("alerts", "silences", i, "target"), f"no site or device called {target!r}")
             )
+
+    allow = view.allow_private_webhook_targets
+    for i, url in enumerate(view.webhook_urls or []):
+        refused = url_refusal(url, allow is not False) if isinstance(url, str) else None
+        if refused is not None:
+            problems.append((("webhooks", i, "url"), refused))
 
     if (
         view.check_interval_s is not None

@@ -114,8 +114,10 @@ async def run_headless(
                 from fleettui.server import start_server
 
                 try:
-                    api = await start_server(store, *http,
-                                             on_fleet_change=engine.reconcile_soon)
+                    api = await start_server(
+                        store, *http, on_fleet_change=engine.reconcile_soon,
+                        allow_private_webhook_targets=(
+                            config.security.allow_private_webhook_targets))
                 except OSError as e:
                     log.error("cannot serve the HTTP API on %s:%d: %s", http[0], http[1],
                               e.strerror or e)

@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fleettui import config as cfg
 from fleettui.config import (
@@ -701,3 +702,42 @@ def test_a_silence_for_an_unknown_target_is_an_error() -> None:
     problem = only_problem(text)
     assert problem.key == "alerts.silences[0].target"
     assert "no site or device called 'nowhere'" in problem.message
+
+
+def test_a_webhook_to_an_internal_target_is_an_error_naming_file_key_and_line() -> None:
+    hooks = ('[[webhooks]]\nurl = "http://10.0.0.1/hook?token=SECRET"\n\n'
+             '[[webhooks]]\nurl = "http://[::ffff:169.254.169.254]/"\n\n'
+             '[[webhooks]]\nurl = "http://0x7f000001:8080/"\n\n'
+             '[[webhooks]]\nurl = "https://payroll.example.com/hook"\n')
+    error = errors_of(hooks)
+    assert [(p.key, p.line) for p in error.problems] == [
+        ("webhooks[0].url", 2), ("webhooks[1].url", 5), ("webhooks[2].url", 8)]
+    lines = str(error).splitlines()
+    assert lines[0] == ("fleet.toml:2: webhooks[0].url: refused target: 10.0.0.1 is a private "
+                        "address; set allow_private_webhook_targets = true in the config's "
+                        "[security] table to allow private, loopback and other non-public "
+                        "targets")
+    assert "always refused" in lines[1] and "127.0.0.1" in lines[2]
+    assert "SECRET" not in str(error)
+    # allowed: private and loopback pass; link-local and metadata never do
+    allowed = errors_of("[security]\nallow_private_webhook_targets = true\n\n" + hooks)
+    assert [(p.key, p.line) for p in allowed.problems] == [("webhooks[1].url", 8)]
+    config = parse_config('[security]\nallow_private_webhook_targets = true\n\n'
+                          '[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\n')
+    assert config.security.allow_private_webhook_targets
+    assert not parse_config("").security.allow_private_webhook_targets
+
+
+def test_the_security_table_is_checked_like_the_others() -> None:
+    wrong = errors_of('[security]\nallow_private_webhook_targets = "yes"\n\n'
+                      '[[webhooks]]\nurl = "http://10.0.0.1/"\n\n'
+                      '[[webhooks]]\nurl = "http://metadata.google.internal/"\n')
+    # an unusable setting blames no private target, only what is always refused
+    assert [(p.key, p.line) for p in wrong.problems] == [
+        ("security.allow_private_webhook_targets", 2), ("webhooks[1].url", 8)]
+    assert "expected true or false" in str(wrong)
+    typo = only_problem("[security]\nallow_private_targets = true\n")
+    assert typo.key == "security.allow_private_targets" and typo.line == 2
+    assert "did you mean 'allow_private_webhook_targets'" in typo.message
+    with pytest.raises(ValidationError):  # built in code, the rule holds too
+        Config(webhooks=[WebhookConfig(url="http://169.254.169.254/")])

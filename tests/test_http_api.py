@@ -95,15 +95,18 @@ async def _fill(store: Store) -> None:
 
 
 @asynccontextmanager
-async def serving(db: Path, clock: Callable[[], datetime] = lambda: NOW) -> AsyncIterator[Api]:
-    """The API over a filled store at ``db``, its clock ``clock``, with a key per role."""
+async def serving(db: Path, clock: Callable[[], datetime] = lambda: NOW, *,
+                  allow_private_webhook_targets: bool = True) -> AsyncIterator[Api]:
+    """The API over a filled store at ``db``, its clock ``clock``, with a key per role
+    (webhooks to private targets allowed unless told: the tests' receivers are local)."""
     store = await Store.open(db)
     await _fill(store)
     keys = {role: (await store.create_api_key(role, f"{role} key", NOW))[1]
             for role in ("viewer", "operator", "admin")}
     rid, revoked = await store.create_api_key("admin", "old", NOW)
     await store.revoke_api_key(rid, NOW)
-    runner = await start_server(store, "127.0.0.1", 0, clock=clock)
+    runner = await start_server(store, "127.0.0.1", 0, clock=clock,
+                                allow_private_webhook_targets=allow_private_webhook_targets)
     port = runner.addresses[0][1]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
         yield Api(client, store, keys, revoked)

@@ -148,7 +148,8 @@ async def test_webhook_errors(api: Api, caplog: pytest.LogCaptureFixture) -> Non
 async def test_an_api_endpoint_is_served_without_a_restart_and_dropped_when_deleted(
     api: Api, receiver: Receiver
 ) -> None:
-    dispatcher = WebhookDispatcher(api.store, [])  # what the engine runs, with no config ones
+    # what the engine runs, with no config ones
+    dispatcher = WebhookDispatcher(api.store, [], allow_private_targets=True)
     assert await dispatcher.run_once() == 0
     made = (await api.post("/v1/webhooks", role="admin", json={
         "url": receiver.url, "events": ["punch.created"], "secret": GIVEN_SECRET})).json()
@@ -179,7 +180,7 @@ async def test_dead_deliveries_are_listed_and_replayed(api: Api, receiver: Recei
     made = (await api.post("/v1/webhooks", role="admin",
                            json={"url": receiver.url, "events": ["punch.*"]})).json()
     clock = Clock(datetime.now(UTC))
-    dispatcher = WebhookDispatcher(api.store, [], clock=clock, seed=1)
+    dispatcher = WebhookDispatcher(api.store, [], clock=clock, seed=1, allow_private_targets=True)
     receiver.always_fail = True
     for n in range(3):
         await _punch(api, "tk3", f"80{n}", 10 + n)
@@ -235,7 +236,7 @@ async def test_patch_pauses_and_changes_an_endpoint(api: Api, receiver: Receiver
     made = (await api.post("/v1/webhooks", role="admin", json={
         "url": receiver.url, "events": ["device.*"], "secret": GIVEN_SECRET})).json()
     url = f"/v1/webhooks/{made['id']}"
-    dispatcher = WebhookDispatcher(api.store, [])
+    dispatcher = WebhookDispatcher(api.store, [], allow_private_targets=True)
 
     async def patch(body: object, role: str = "admin", wid: str = made["id"]) -> httpx.Response:
         return await api.client.patch(f"/v1/webhooks/{wid}", json=body, headers=api.auth(role))
@@ -301,7 +302,7 @@ async def test_a_rotated_secret_signs_next_to_the_old_one_until_the_overlap_ends
     made = (await api.post("/v1/webhooks", role="admin", json={
         "url": receiver.url, "events": ["punch.*"], "secret": GIVEN_SECRET,
         "hex_signature_header": "X-Sig"})).json()
-    dispatcher = WebhookDispatcher(api.store, [], clock=clock)
+    dispatcher = WebhookDispatcher(api.store, [], clock=clock, allow_private_targets=True)
     r = await api.client.patch(f"/v1/webhooks/{made['id']}", headers=api.auth("admin"),
                                json={"rotate_secret": True, "previous_secret_valid_s": 60})
     assert r.status_code == 200, r.text
@@ -406,7 +407,7 @@ async def test_rotation_errors_change_nothing(
     ):
         assert _err(await patch(body), 400, "invalid_field").startswith(f"{field}:"), body
     # nothing changed: deliveries carry one signature, by the original secret
-    dispatcher = WebhookDispatcher(api.store, [], clock=clock)
+    dispatcher = WebhookDispatcher(api.store, [], clock=clock, allow_private_targets=True)
     await _punch(api, "ln1", "7201", 1)
     await dispatcher.run_once()
     await dispatcher.close()
@@ -434,7 +435,7 @@ async def test_a_config_endpoint_rotates_with_previous_secret_until(
         "url": receiver.url, "events": ["punch.*"], "secret": GIVEN_SECRET,
         "previous_secret": old, "previous_secret_until": until})
     assert old not in repr(endpoint)
-    dispatcher = WebhookDispatcher(api.store, [endpoint], clock=clock)
+    dispatcher = WebhookDispatcher(api.store, [endpoint], clock=clock, allow_private_targets=True)
     await _punch(api, "ln1", "7201", 1)
     await dispatcher.run_once()
     headers, body = receiver.got[-1]

@@ -41,7 +41,8 @@ async def test_dead_deliveries_are_shown_and_replayed_from_the_control_room(
 ) -> None:
     await _punches(store, per_device=1)
     clock = Clock(datetime.now(UTC))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock)
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock,
+                                   allow_private_targets=True)
     receiver.always_fail = True
     for _ in range(40):
         await dispatcher.run_once()
@@ -96,7 +97,8 @@ async def test_fleettui_webhooks_lists_and_replays_dead_deliveries(
         "wh_cli", url=receiver.url + "?api", events=["*"], secret=SECRET, enabled=True,
         hex_signature_header=None, timeout_s=5.0, now=clock.now)
     await _punches(store, per_device=1)  # after: a new endpoint hears events from then on
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock)
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock,
+                                   allow_private_targets=True)
     receiver.always_fail = True
     for _ in range(40):
         await dispatcher.run_once()

@@ -140,7 +140,7 @@ def test_our_signature_is_what_standard_webhooks_computes() -> None:
 async def test_every_punch_arrives_signed_once_and_in_order(store: Store,
                                                            receiver: Receiver) -> None:
     await _punches(store)
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)])
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], allow_private_targets=True)
     await _drain(dispatcher)
     await dispatcher.close()
     verifier = Webhook(SECRET)
@@ -161,7 +161,8 @@ async def test_a_flaky_then_absent_receiver_still_gets_everything_in_order(
 ) -> None:
     await _punches(store, per_device=10)
     clock = Clock(datetime.now(UTC))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock, seed=3)
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock, seed=3,
+                                   allow_private_targets=True)
     receiver.fail_every_other = True
     for _ in range(3):
         await dispatcher.run_once()
@@ -191,7 +192,8 @@ async def test_after_24_hours_a_delivery_is_dead_and_can_be_replayed(
 ) -> None:
     await _punches(store, per_device=1)
     clock = Clock(datetime.now(UTC))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock)
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock,
+                                   allow_private_targets=True)
     receiver.always_fail = True
     for _ in range(40):
         await dispatcher.run_once()
@@ -209,11 +211,13 @@ async def test_after_24_hours_a_delivery_is_dead_and_can_be_replayed(
 async def test_event_filters_and_the_hex_signature_header(store: Store,
                                                           receiver: Receiver) -> None:
     await _punches(store, per_device=2)
-    only_alerts = WebhookDispatcher(store, [_endpoint(receiver.url, events=["alert.*"])])
+    only_alerts = WebhookDispatcher(store, [_endpoint(receiver.url, events=["alert.*"])],
+                                    allow_private_targets=True)
     await _drain(only_alerts)
     assert receiver.got == []
     hexed = WebhookDispatcher(store, [_endpoint(receiver.url + "?x=1",
-                                                hex_signature_header="X-Signature")])
+                                                hex_signature_header="X-Signature")],
+                              allow_private_targets=True)
     await _drain(hexed)
     await only_alerts.close()
     await hexed.close()
@@ -225,7 +229,9 @@ async def test_event_filters_and_the_hex_signature_header(store: Store,
 async def test_the_engine_delivers_synced_punches(one_device: Emulated, tmp_path: Path,
                                                   receiver: Receiver) -> None:
     cfg = one_device.fleet.devices["dev_test_01"].config
-    text = fleet_toml([cfg]) + f'\n[[webhooks]]\nurl = "{receiver.url}"\nsecret = "{SECRET}"\n'
+    text = fleet_toml([cfg]) + (  # the receiver is on loopback
+        "\n[security]\nallow_private_webhook_targets = true\n"
+        f'\n[[webhooks]]\nurl = "{receiver.url}"\nsecret = "{SECRET}"\n')
     store = await Store.open(tmp_path / "e.db")
     engine = Engine(parse_config(text), store)
     await engine.prepare()
@@ -252,7 +258,8 @@ async def test_device_and_command_facts_reach_the_outbox_in_the_articles_shape(
     now = datetime.now(UTC)
     await store.record_status(StatusChange("d1", DeviceStatus.ONLINE, "", now))
     await store.record_status(StatusChange("d1", DeviceStatus.OFFLINE, "no answer", now))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url, events=["device.*"])])
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url, events=["device.*"])],
+                                   allow_private_targets=True)
     await _drain(dispatcher)
     await dispatcher.close()
     events = receiver.events()
@@ -266,7 +273,7 @@ async def test_device_and_command_facts_reach_the_outbox_in_the_articles_shape(
 async def test_a_dispatcher_stops_when_cancelled_as_a_kick_arrives(store: Store) -> None:
     """engine.stop() cancels the delivery loop; an event committed at that very moment
     must not swallow the cancellation (Python 3.11's wait_for does: stop() hung)."""
-    dispatcher = WebhookDispatcher(store, [])
+    dispatcher = WebhookDispatcher(store, [], allow_private_targets=True)
     task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -326,7 +333,8 @@ async def test_devices_go_in_parallel_within_the_endpoints_bound_each_in_order(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    dispatcher = WebhookDispatcher(store, [_endpoint(url)], concurrency=limit)
+    dispatcher = WebhookDispatcher(store, [_endpoint(url)], concurrency=limit,
+                                   allow_private_targets=True)
     try:
         await _drain(dispatcher)
     finally:
@@ -360,7 +368,7 @@ async def test_a_receiver_that_hangs_holds_back_only_its_own_events(
     await site.start()
     slow_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
     dispatcher = WebhookDispatcher(store, [_endpoint(slow_url, timeout_s=120),
-                                           _endpoint(receiver.url)])
+                                           _endpoint(receiver.url)], allow_private_targets=True)
     task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
     loop = asyncio.get_running_loop()
     try:

@@ -185,6 +185,7 @@ def _toml(configs: list[DeviceConfig], hook_url: str) -> str:
         lines += ["[[devices]]", f'id = "{c.id}"', f'serial = "{c.serial}"', 'site = "site-a"',
                   f'host = "{c.host}"', f"port = {c.port}",
                   f'transport = "{DEVICES[c.id][0]}"', f"comm_key = {c.comm_key}", ""]
+    lines += ["[security]", "allow_private_webhook_targets = true", ""]  # loopback receiver
     lines += ["[[webhooks]]", f'url = "{hook_url}"', f'secret = "{SECRET}"', ""]
     return "\n".join(lines)
 

@@ -90,7 +90,9 @@ class Engine:
         self.listeners: list[Listener] = []
         self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
         # always there: endpoints created through the API live in the store
-        self.webhooks = WebhookDispatcher(store, list(config.webhooks), clock=clock)
+        self.webhooks = WebhookDispatcher(
+            store, list(config.webhooks), clock=clock,
+            allow_private_targets=config.security.allow_private_webhook_targets)
         self.listeners.append(self.webhooks.kick)
         self._webhook_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}

@@ -20,7 +20,13 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   ``concurrency`` requests in flight per endpoint (over one shared client whose
   ``SpreadTransport`` keeps that cheap), and endpoints go in parallel;
 - retried with exponential backoff and jitter (1 s doubling to 10 min) for
-  24 hours, then dead-lettered (replayable); latency recorded per delivery.
+  24 hours, then dead-lettered (replayable); latency recorded per delivery;
+- only to addresses the egress rule allows (``fleettui/egress.py``), checked
+  on the address each connection is actually opened to (``GuardedBackend``
+  in ``transport.py``); a refused target fails like any other delivery, with
+  ``refused target`` as its error;
+- each failure recorded as ``<class>: <detail>`` (:func:`failure_class`): who
+  may not see the detail (a viewer key, a viewer's screen) sees the class.
 
 Endpoints come from the config (given to the dispatcher; their queue is keyed
 by URL) and from the store (created through the HTTP API; keyed by their id).
@@ -37,6 +43,8 @@ import hashlib
 import hmac
 import logging
 import random
+import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,10 +54,25 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
-from fleettui.engine.transport import SpreadTransport
+from fleettui.engine.transport import GuardedBackend, RefusedTarget, Resolver, SpreadTransport
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def quiet_http_client_logs() -> None:
+    """Silence the HTTP client's own request logs, whatever the root logger's level.
+
+    httpx logs every request at INFO with its full URL, so a receiver's
+    ``?token=`` lands in the log (about 60 lines a second under load); httpcore
+    logs every connection step at DEBUG. Failures reach the log through the
+    dispatcher, which never writes a URL; warnings and errors still pass.
+    """
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+quiet_http_client_logs()  # at import: before any client of this process sends anything
 
 SECRET_PREFIX = "whsec_"
 #: every event type the outbox carries (an endpoint's ``events`` filter picks among them)
@@ -105,6 +128,9 @@ class Target:
     timeout_s: float = 10.0
     #: the secret before a rotation, signing too until its overlap ends ("" when none)
     previous_secret: str = field(default="", repr=False)
+    #: "config" (the file's: changed by a restart) or "api" (the store's: may be changed
+    #: or deleted at any moment, so checked again before every send)
+    origin: str = "config"
 
     @classmethod
     def from_config(cls, endpoint: WebhookConfig, now: datetime) -> Target:
@@ -124,7 +150,7 @@ class Target:
         until = row["previous_secret_until"]
         previous = row["previous_secret"] if until is not None and now < until else ""
         return cls(row["delivery_key"], row["url"], tuple(row["events"]), row["secret"],
-                   row["hex_signature_header"], row["timeout_s"], previous)
+                   row["hex_signature_header"], row["timeout_s"], previous, origin="api")
 
     @property
     def signing_secrets(self) -> tuple[str, ...]:
@@ -147,6 +173,61 @@ def config_endpoint_rows(endpoints: Sequence[WebhookConfig]) -> list[dict[str, A
     ]
 
 
+#: what a failed delivery's error says first: all a viewer is shown of it (with "HTTP 503")
+FAILURE_CLASSES = ("refused target", "connection refused", "connection failed",
+                   "name not resolved", "timeout", "TLS error", "protocol error",
+                   "request failed")
+_HTTP_STATUS = re.compile(r"HTTP \d{3}")
+
+
+def failure_text(error: httpx.HTTPError) -> str:
+    """A failed request as stored: ``<class>: <detail>``, the class one of FAILURE_CLASSES.
+
+    The detail is httpx's own message (never the response body, nor the URL).
+    """
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    causes: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(causes) < 8:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    refused = next((c for c in causes if isinstance(c, RefusedTarget)), None)
+    if refused is not None:
+        return str(refused)  # "refused target: <host> is ...; how to allow it"
+    if isinstance(error, httpx.TimeoutException):
+        kind = "timeout"
+    elif any(isinstance(c, ssl.SSLError) for c in causes):
+        kind = "TLS error"
+    elif isinstance(error, httpx.ConnectError):
+        text = str(error).lower()
+        if "name resolution failed" in text:
+            kind = "name not resolved"
+        elif any(isinstance(c, ConnectionRefusedError) for c in causes) or (
+                "connect call failed" in text or "refused" in text):
+            kind = "connection refused"
+        else:
+            kind = "connection failed"
+    elif isinstance(error, httpx.NetworkError):
+        kind = "connection failed"
+    elif isinstance(error, httpx.ProtocolError):
+        kind = "protocol error"
+    else:
+        kind = "request failed"
+    return f"{kind}: {detail}"
+
+
+def failure_class(error: str) -> str:
+    """The class of a stored delivery error (``HTTP 503``, ``timeout``, ``refused
+    target``...): what may be shown to anyone. An error of an older kind, stored
+    before classes, is ``delivery failed``; no error is ``""``."""
+    if not error:
+        return ""
+    head = error.split(":", 1)[0]
+    if _HTTP_STATUS.fullmatch(head) or head in FAILURE_CLASSES:
+        return head
+    return "delivery failed"
+
+
 def backoff(attempts: int, rng: random.Random) -> timedelta:
     """Delay before the next try after ``attempts`` failures: doubling, capped, jittered."""
     base = min(600.0, 2.0 ** max(attempts - 1, 0))
@@ -166,7 +247,12 @@ class WebhookDispatcher:
         concurrency: int = 16,
         max_age: timedelta = timedelta(hours=24),
         seed: int | None = None,
+        allow_private_targets: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
+        """``allow_private_targets`` is the config's ``[security]
+        allow_private_webhook_targets``; ``resolver`` replaces the system's for the
+        egress check (tests); a ``client`` given is used as it is, without that check."""
         self.store = store
         self.endpoints = [e for e in endpoints if e.enabled]
         self.clock = clock
@@ -176,19 +262,29 @@ class WebhookDispatcher:
         #: requests in flight, per endpoint (its key)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.max_age = max_age
+        self.allow_private_targets = allow_private_targets
+        #: every connection of the dispatcher's own client is opened through it
+        self.guard = (GuardedBackend(allow_private_targets) if resolver is None
+                      else GuardedBackend(allow_private_targets, resolver))
         self._rng = random.Random(seed)
         self._kick = asyncio.Event()
         #: each running lane's own kick, and the endpoints the lanes serve (by key)
         self._lane_kicks: dict[str, asyncio.Event] = {}
         self._targets: dict[str, Target] = {}
+        #: rounds of run_forever's loop so far (each reads the endpoints again): a test
+        #: waits for a few more of them rather than for a guessed time
+        self.ticks = 0
 
     @property
     def client(self) -> httpx.AsyncClient:
         """The one shared HTTP client (created on first use)."""
         if self._client is None:
+            quiet_http_client_logs()
+            # a transport of our own also means no proxy from the environment: the
+            # request goes where the guard checked, not through a proxy it never saw
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
-                transport=SpreadTransport(self._concurrency),
+                transport=SpreadTransport(self._concurrency, network_backend=self.guard),
             )
         return self._client
 
@@ -214,9 +310,16 @@ class WebhookDispatcher:
         return sum(made)
 
     async def _endpoint_round(self, endpoint: Target) -> int:
-        """One endpoint's share of a round: queue, send what is due, record; attempts made."""
+        """One endpoint's share of a round: queue, send what is due, record; attempts made.
+
+        An API endpoint deleted, paused or moved to another URL meanwhile hears
+        nothing more from this round: nothing is queued for a deleted one (its
+        cursor is gone with it; queueing would start again from the first
+        event), and every send first checks that it is still there as it was.
+        """
         now = self.clock()
-        await self.store.webhook_enqueue(endpoint.key, endpoint.events, now)
+        await self.store.webhook_enqueue(endpoint.key, endpoint.events, now,
+                                         registered=endpoint.origin == "api")
         by_device: dict[str | None, list[dict[str, Any]]] = {}
         for d in await self.store.webhook_due(endpoint.key, now):
             by_device.setdefault(d["device_id"], []).append(d)
@@ -226,9 +329,21 @@ class WebhookDispatcher:
         results = await asyncio.gather(
             *(self._deliver_in_order(endpoint, queue, limit) for queue in by_device.values())
         )
-        flat = [r for batch in results for r in batch]
+        flat = [r for batch in results for r in batch if r is not None]
         await self.store.webhook_results(endpoint.key, flat, self.clock())
+        if any(r is None for batch in results for r in batch):  # gone or changed
+            if self._targets.get(endpoint.key) == endpoint:
+                del self._targets[endpoint.key]  # its lane ends; the loop reads them again
+            self._kick.set()
         return len(flat)
+
+    async def _still_as_known(self, endpoint: Target) -> bool:
+        """Whether ``endpoint`` may be sent to now: a config one always; an API one if
+        the store still has it, enabled, at the same URL."""
+        if endpoint.origin != "api":
+            return True
+        row = await self.store.webhook_endpoint(endpoint.key)
+        return row is not None and row["enabled"] and row["url"] == endpoint.url
 
     async def targets(self) -> list[Target]:
         """The config's enabled endpoints, then the store's (read now: one query).
@@ -246,12 +361,14 @@ class WebhookDispatcher:
 
     async def _deliver_in_order(
         self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore
-    ) -> list[dict[str, Any]]:
-        out = []
+    ) -> list[dict[str, Any] | None]:
+        """One device's due deliveries, one after the other, up to the first failure (or
+        None: the endpoint is gone or changed, and nothing more is sent)."""
+        out: list[dict[str, Any] | None] = []
         for delivery in queue:
             result = await self._deliver(endpoint, delivery, limit)
             out.append(result)
-            if not result["ok"]:
+            if result is None or not result["ok"]:
                 break
         return out
 
@@ -278,6 +395,7 @@ class WebhookDispatcher:
                             self._lane(key, idle_s), name=f"webhooks:{key}")
                 for key in [k for k, task in lanes.items() if task.done()]:
                     del lanes[key]
+                self.ticks += 1
                 self._kick.clear()
                 await _wait(self._kick, idle_s)
         finally:
@@ -306,7 +424,9 @@ class WebhookDispatcher:
 
     async def _deliver(
         self, endpoint: Target, delivery: dict[str, Any], limit: asyncio.Semaphore
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """One attempt at one delivery: its result for the store (None: not attempted,
+        the endpoint being gone or changed)."""
         body = delivery["payload"].encode()
         msg_id = f"msg_{delivery['outbox_id']}"
         now = self.clock()
@@ -323,6 +443,8 @@ class WebhookDispatcher:
         error = ""
         latency_ms: float | None = None
         async with limit:
+            if not await self._still_as_known(endpoint):
+                return None
             started = time.perf_counter()
             try:
                 response = await self.client.post(endpoint.url, content=body, headers=headers,
@@ -331,14 +453,15 @@ class WebhookDispatcher:
                 if not 200 <= response.status_code < 300:
                     error = f"HTTP {response.status_code}"
             except httpx.HTTPError as e:
-                error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                error = failure_text(e)
         done = self.clock()
         if not error:
             return {"outbox_id": delivery["outbox_id"], "ok": True, "latency_ms": latency_ms}
         attempts = delivery["attempts"] + 1
         dead = done - delivery["created_at"] >= self.max_age
         return {
-            "outbox_id": delivery["outbox_id"], "ok": False, "error": error, "dead": dead,
+            "outbox_id": delivery["outbox_id"], "ok": False, "error": error,
+            "error_class": failure_class(error), "dead": dead,
             "retry_at": None if dead else done + backoff(attempts, self._rng),
         }
 

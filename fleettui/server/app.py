@@ -31,6 +31,7 @@ from fleettui.engine.enqueue import enqueue
 from fleettui.report import alert_record, punch_record, request_record
 from fleettui.server import alert_routes, device_routes, webhook_routes
 from fleettui.server.base import (
+    ALLOW_PRIVATE_KEY,
     AUTH_ERRORS,
     BODY_ERRORS,
     BODY_TIMEOUT_KEY,
@@ -39,6 +40,7 @@ from fleettui.server.base import (
     ERR,
     FLEET_HOOK_KEY,
     KEY_ID,
+    KEY_ROLE,
     MAX_BODY,
     NULLABLE_STR,
     ROLE_RANK,
@@ -138,6 +140,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         await store.record_api_key_use(found[0], now)
     request[KEY_ID] = found[0]
     role = found[1]
+    request[KEY_ROLE] = role
     needed = required_role(request)
     if ROLE_RANK.get(role, -1) < ROLE_RANK[needed]:
         raise ApiError(403, "forbidden", f"this needs the {needed} role; the key is {role}")
@@ -785,18 +788,22 @@ for _path, _ops in device_routes.PATHS.items():
 
 def make_app(store: Store, *, clock: Clock = _utc_now,
              on_fleet_change: Callable[[], None] | None = None,
-             body_timeout: float = DEFAULT_BODY_TIMEOUT_S) -> web.Application:
+             body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+             allow_private_webhook_targets: bool = False) -> web.Application:
     """The API over ``store``; ``clock`` gives the aware UTC now (injected by tests).
 
     ``on_fleet_change`` is called after a device is registered, changed or
     removed (the embedded engine's ``reconcile_soon``: it polls the change at once).
     A request body not received within ``body_timeout`` seconds is answered 408.
+    ``allow_private_webhook_targets`` is the config's ``[security]`` setting: which
+    webhook URLs ``POST``/``PATCH /v1/webhooks`` accept (fleettui/egress.py).
     """
     app = web.Application(middlewares=[_errors, _auth, _query], client_max_size=MAX_BODY)
     app[STORE_KEY] = store
     app[CLOCK_KEY] = clock
     app[BODY_TIMEOUT_KEY] = body_timeout
     app[KEY_USE_KEY] = KeyUseNotes()
+    app[ALLOW_PRIVATE_KEY] = allow_private_webhook_targets
     if on_fleet_change is not None:
         app[FLEET_HOOK_KEY] = on_fleet_change
     app.router.add_get("/healthz", healthz)
@@ -824,6 +831,7 @@ async def start_server(
     on_fleet_change: Callable[[], None] | None = None,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S,
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+    allow_private_webhook_targets: bool = False,
 ) -> web.AppRunner:
     """Serve the API in the running event loop; ``await runner.cleanup()`` stops it.
 
@@ -835,7 +843,8 @@ async def start_server(
     (:mod:`fleettui.server.protocol`).
     """
     app = make_app(store, clock=clock, on_fleet_change=on_fleet_change,
-                   body_timeout=body_timeout)
+                   body_timeout=body_timeout,
+                   allow_private_webhook_targets=allow_private_webhook_targets)
     runner = ApiRunner(app, **handler_options(keepalive_timeout))
     await runner.setup()
     site = web.TCPSite(runner, host, port)

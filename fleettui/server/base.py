@@ -35,6 +35,10 @@ DEFAULT_BODY_TIMEOUT_S = 30.0
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 #: the request's key id (set by the auth middleware), to say who did something
 KEY_ID: web.RequestKey[int] = web.RequestKey("api_key_id", int)
+#: the request's key's role (set by the auth middleware), for what a route shows
+KEY_ROLE: web.RequestKey[str] = web.RequestKey("api_key_role", str)
+#: [security] allow_private_webhook_targets of the config this API serves under
+ALLOW_PRIVATE_KEY: web.AppKey[bool] = web.AppKey("allow_private_webhook_targets", bool)
 
 
 class ApiError(Exception):
@@ -105,6 +109,11 @@ def fleet_changed(request: web.Request) -> None:
 def store_of(request: web.Request) -> Store:
     """The store this app serves."""
     return request.app[STORE_KEY]
+
+
+def role_of(request: web.Request) -> str:
+    """The role of the request's API key (viewer when unknown)."""
+    return str(request.get(KEY_ROLE, "viewer"))
 
 
 def now_of(request: web.Request) -> datetime:

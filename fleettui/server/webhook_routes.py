@@ -22,12 +22,20 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from fleettui.engine.webhooks import EVENT_TYPES, SECRET_PREFIX, event_pattern_error
+from fleettui.egress import url_refusal
+from fleettui.engine.webhooks import (
+    EVENT_TYPES,
+    SECRET_PREFIX,
+    event_pattern_error,
+    failure_class,
+)
 from fleettui.server.base import (
+    ALLOW_PRIVATE_KEY,
     AUTH_ERRORS,
     BODY_ERRORS,
     ERR,
     NULLABLE_STR,
+    ROLE_RANK,
     ApiError,
     iso,
     json_body,
@@ -37,6 +45,7 @@ from fleettui.server.base import (
     param,
     required,
     requires,
+    role_of,
     small_int,
     store_of,
 )
@@ -82,8 +91,11 @@ def endpoint_record(e: dict[str, Any], stats: dict[str, Any], now: datetime) -> 
     }
 
 
-def delivery_record(d: dict[str, Any]) -> dict[str, Any]:
-    """One delivery of one event to one endpoint."""
+def delivery_record(d: dict[str, Any], detail: bool = False) -> dict[str, Any]:
+    """One delivery of one event to one endpoint; its ``last_error`` in full with
+    ``detail`` (admin keys), else only its class ("timeout", "HTTP 500",
+    "refused target"...), which tells nothing of the network behind."""
+    error = d["last_error"] or ""
     return {
         "outbox_id": d["outbox_id"],
         "webhook_id": f"msg_{d['outbox_id']}",
@@ -91,7 +103,7 @@ def delivery_record(d: dict[str, Any]) -> dict[str, Any]:
         "device_id": d["device_id"],
         "state": d["state"],
         "attempts": d["attempts"],
-        "last_error": d["last_error"] or None,
+        "last_error": (error if detail else failure_class(error)) or None,
         "created_at": iso(d["created_at"]),
         "next_attempt_at": iso(d["next_attempt_at"]) if d["state"] == "pending" else None,
         "delivered_at": iso(d["delivered_at"]),
@@ -99,7 +111,9 @@ def delivery_record(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_url(url: str) -> str:
+def _check_url(request: web.Request, url: str) -> str:
+    """A webhook URL the API accepts: http(s), with a host, no credentials, and a
+    target the egress rule allows (a 400 naming the host otherwise)."""
     if len(url) > MAX_URL:
         raise ApiError(400, "invalid_field", f"url: longer than {MAX_URL} characters")
     try:
@@ -111,6 +125,9 @@ def _check_url(url: str) -> str:
     if parsed.userinfo:
         raise ApiError(400, "invalid_field",
                        "url: must not hold credentials; the secret signs every delivery")
+    refused = url_refusal(url, request.app[ALLOW_PRIVATE_KEY])
+    if refused is not None:
+        raise ApiError(400, "refused_target", f"url: {refused}")
     return url
 
 
@@ -222,7 +239,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 async def create_webhook(request: web.Request) -> web.Response:
     """Add an endpoint; 201 with its secret, the only time it is shown."""
     body = await json_object(request, ENDPOINT_FIELDS)
-    url = _check_url(required(body, "url"))
+    url = _check_url(request, required(body, "url"))
     events = _check_events(body.get("events"))
     header = _check_header(body.get("hex_signature_header"))
     timeout_s = body.get("timeout_s")
@@ -257,7 +274,7 @@ async def update_webhook(request: web.Request) -> web.Response:
     new_secret, previous_until = _check_rotation(body, now)
     changes: dict[str, Any] = {}
     if body.get("url") is not None:
-        changes["url"] = _check_url(body["url"])
+        changes["url"] = _check_url(request, body["url"])
         await _no_other_for(request, changes["url"], e["id"])
     if body.get("events") is not None:
         changes["events"] = _check_events(body["events"])
@@ -309,7 +326,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
                            f"limit: expected an integer from 1 to {MAX_DELIVERIES}")
         limit = int(text)
     rows = await store_of(request).webhook_deliveries(e["delivery_key"], state, limit)
-    return web.json_response({"deliveries": [delivery_record(d) for d in rows]})
+    detail = ROLE_RANK.get(role_of(request), 0) >= ROLE_RANK["admin"]
+    return web.json_response({"deliveries": [delivery_record(d, detail) for d in rows]})
 
 
 @requires("admin")
@@ -381,7 +399,10 @@ SCHEMAS: dict[str, Any] = {
                       "events": ["punch.created", "device.*"]}],
         "properties": {
             "url": {"type": "string", "maxLength": MAX_URL,
-                    "description": "http:// or https://, without credentials"},
+                    "description": "http:// or https://, without credentials; never a "
+                    "link-local or cloud metadata target, nor a private, loopback or other "
+                    "non-public one unless [security] allow_private_webhook_targets = true "
+                    "(400 refused_target)"},
             "events": {"type": ["array", "null"], "items": _EVENT_PATTERN, "minItems": 1,
                        "maxItems": MAX_EVENTS, "description": "default [\"*\"]"},
             "secret": {"type": ["string", "null"],
@@ -424,7 +445,11 @@ SCHEMAS: dict[str, Any] = {
         "outbox_id": {"type": "integer"}, "webhook_id": {"type": "string"},
         "event_type": {"type": "string"}, "device_id": NULLABLE_STR,
         "state": {"type": "string", "enum": list(DELIVERY_STATES)},
-        "attempts": {"type": "integer"}, "last_error": NULLABLE_STR,
+        "attempts": {"type": "integer"},
+        "last_error": {"type": ["string", "null"], "description": "admin keys: the error "
+                       "in full; other keys: its class only (HTTP 503, timeout, connection "
+                       "refused, connection failed, name not resolved, TLS error, protocol "
+                       "error, refused target, request failed, delivery failed)"},
         "created_at": {"type": "string"}, "next_attempt_at": NULLABLE_STR,
         "delivered_at": NULLABLE_STR, "latency_ms": {"type": ["number", "null"]}}},
     "ReplayBody": {"type": "object", "additionalProperties": False, "properties": {

@@ -43,6 +43,7 @@ from fleettui.domain import (
     StatusChange,
     TzFlag,
 )
+from fleettui.egress import redacted_url
 from fleettui.store.schema import MIGRATIONS
 
 # aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
@@ -1132,8 +1133,14 @@ class Store:
 
     # --- webhook deliveries ---------------------------------------------
 
-    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime) -> int:
-        """Give an endpoint every outbox row it has not seen and wants; returns how many."""
+    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime, *,
+                              registered: bool = False) -> int:
+        """Give an endpoint every outbox row it has not seen and wants; returns how many.
+
+        ``registered``: the endpoint is one of the store's own (API-created), and
+        nothing is queued unless it still exists: a dispatcher round that began
+        before a delete must not find the cursor gone and start again from 0.
+        """
         clauses: list[str] = []
         args: list[str] = []
         if "*" not in events:
@@ -1146,6 +1153,11 @@ class Store:
                     args.append(pattern)
         wanted = f" AND ({' OR '.join(clauses)})" if clauses else ""
         async with self._tx() as db:
+            if registered and not await _fetch(
+                db, "SELECT 1 FROM webhook_endpoints WHERE delivery_key = ? AND origin = 'api'",
+                (endpoint,),
+            ):
+                return 0
             rows = await _fetch(
                 db, "SELECT last_outbox_id FROM webhook_cursors WHERE endpoint = ?", (endpoint,)
             )
@@ -1198,7 +1210,8 @@ class Store:
         self, endpoint: str, results: Sequence[dict[str, Any]], now: datetime
     ) -> None:
         """Record delivery attempts in one transaction; each result is a dict with
-        outbox_id, ok, and latency_ms, or error with retry_at or dead."""
+        outbox_id, ok, and latency_ms, or error with retry_at or dead (and
+        error_class: what the webhook.dead event, readable by anyone, says)."""
         if not results:
             return
         rows = [
@@ -1221,7 +1234,8 @@ class Store:
                 if r.get("dead"):
                     await self._event(
                         db, now, "webhook.dead",
-                        f"webhook to {endpoint} gave up on event {r['outbox_id']}: {r['error']}",
+                        f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
+                        f" gave up on event {r['outbox_id']}: {r.get('error_class', r['error'])}",
                         data={"outbox_id": r["outbox_id"]},
                     )
 
@@ -1317,7 +1331,7 @@ class Store:
                 (endpoint_id,),
             )
             await self._event(db, now, "webhook.created",
-                              f"webhook endpoint {endpoint_id} created for {url}")
+                              f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
             rows = await _fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
             return _endpoint(rows[0])

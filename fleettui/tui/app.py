@@ -301,7 +301,10 @@ class FleetApp(App[None]):
 
         try:
             hook = self.engine.reconcile_soon if self.engine is not None else None
-            self.api = await start_server(self.store, host, port, on_fleet_change=hook)
+            allow = (self.config.security.allow_private_webhook_targets
+                     if self.config is not None else False)
+            self.api = await start_server(self.store, host, port, on_fleet_change=hook,
+                                          allow_private_webhook_targets=allow)
         except OSError as e:
             log.error("cannot serve the HTTP API on %s:%d: %s", host, port, e.strerror or e)
             self.notify(f"cannot serve the HTTP API on {host}:{port}: {e.strerror or e}",
@@ -830,7 +833,9 @@ class FleetApp(App[None]):
                 if replay:
                     self.replay_dead_letters()
 
-            self.push_screen(DeadLetters(rows, total), answered)
+            # a viewer (not this database's poller) sees why each died only as a class
+            self.push_screen(DeadLetters(rows, total, detail=self.engine is not None),
+                             answered)
 
         self.run_worker(do(), group="webhooks")
 

@@ -18,12 +18,20 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from fleettui.egress import redacted_url
+from fleettui.engine.webhooks import failure_class
+
 #: dead deliveries listed (the newest); the count in the title is of all of them
 SHOWN = 100
 
 
-def dead_table(rows: list[dict[str, Any]], total: int) -> Table | Text:
-    """The dead deliveries as a table, newest first (or a line saying there are none)."""
+def dead_table(rows: list[dict[str, Any]], total: int, detail: bool = True) -> Table | Text:
+    """The dead deliveries as a table, newest first (or a line saying there are none).
+
+    Endpoints show as scheme, host and port (a URL may hold a token); each last
+    error in full with ``detail`` (the poller's own screen), else as its class
+    only ("timeout", "HTTP 500", "refused target"...).
+    """
     if not rows:
         return Text("No dead webhook deliveries: every event was delivered or is still "
                     "being retried.", style="green")
@@ -36,10 +44,12 @@ def dead_table(rows: list[dict[str, Any]], total: int) -> Table | Text:
                          ratio=2 if name == "last error" else None)
     for r in rows:
         died: datetime | None = r.get("next_attempt_at")
+        where: str = r["url"] or r["endpoint"]
         table.add_row(str(r["outbox_id"]), r["event_type"], r["device_id"] or "-",
-                      r["url"] or r["endpoint"], str(r["attempts"]),
+                      redacted_url(where) if "://" in where else where, str(r["attempts"]),
                       f"{died:%m-%d %H:%M}" if died else "",
-                      Text(r["last_error"] or "", style="red"))
+                      Text((r["last_error"] if detail else failure_class(r["last_error"]))
+                           or "", style="red"))
     return table
 
 
@@ -56,17 +66,19 @@ class DeadLetters(ModalScreen[bool]):
                                    padding: 0 1; background: $surface; }
     """
 
-    def __init__(self, rows: list[dict[str, Any]], total: int) -> None:
+    def __init__(self, rows: list[dict[str, Any]], total: int, detail: bool = True) -> None:
         super().__init__()
         self.rows = rows
         self.total = total
+        #: the last errors in full (the poller's screen) or as their class (a viewer's)
+        self.detail = detail
 
     def compose(self) -> ComposeResult:
         """The table and the keys."""
         with VerticalScroll() as box:
             box.border_title = "Dead webhook deliveries"
             box.border_subtitle = "r replay all · Esc close" if self.rows else "Esc close"
-            yield Static(dead_table(self.rows, self.total), id="dead-table")
+            yield Static(dead_table(self.rows, self.total, self.detail), id="dead-table")
 
     def action_replay(self) -> None:
         """Close, asking the app to put every dead delivery back in its queue."""
