@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from fleettui.devices.base import DeviceFailure, Endpoint
-from fleettui.devices.zk import ZkDriver, parse_attendance
+from fleettui.devices.base import DeviceFailure, Endpoint, Sizes
+from fleettui.devices.zk import ZkDriver, parse_attendance, sizes_inconsistency
 from fleettui.domain import FailureKind
 from fleettui.emulator.device import Profile, Punch
 from tests.conftest import Emulated, device_config, sample_users
@@ -111,6 +111,31 @@ async def test_failures_are_classified(one_device: Emulated, pool: ThreadPoolExe
     sizes = await drv.check()  # a fresh session after the error
     assert sizes.records == 30
     await drv.close()
+
+
+@pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
+async def test_a_sizes_reply_cut_short_mid_session_is_a_bad_reply(
+    one_device: Emulated, pool: ThreadPoolExecutor, udp: bool
+) -> None:
+    """pyzk keeps the previous counts when the sizes reply is short; the driver refuses it,
+    and says the same of the reconnect's CONNECT reply, cut short as well."""
+    drv = _driver(one_device, "dev_test_01", pool, udp=udp, timeout=0.3)
+    assert (await drv.check()).records == 30  # a session is open
+    one_device.emu.run(one_device.fleet.set_faults("dev_test_01", {"truncate": True}))
+    for _ in range(2):  # mid-session, then on reconnecting
+        with pytest.raises(DeviceFailure) as info:
+            await drv.check()
+        assert (info.value.kind, str(info.value)) == (FailureKind.PROTOCOL,
+                                                      "bad reply: truncated")
+    one_device.emu.run(one_device.fleet.clear_faults("dev_test_01"))
+    assert (await drv.check()).records == 30
+    await drv.close()
+
+
+def test_impossible_counters_are_named() -> None:
+    assert sizes_inconsistency(Sizes(3, 5000, 58, 100_000)) is None
+    assert sizes_inconsistency(Sizes(3, 5000, 120, 100)) == "records 120 above capacity 100"
+    assert sizes_inconsistency(Sizes(-1, 5000, 0, 100)) == "users -1 of 5000"
 
 
 async def test_wrong_comm_key_is_an_auth_failure(emulate: Callable[..., Emulated],

@@ -30,8 +30,9 @@ FAST_POLL = {
 }
 
 
-def fleet_toml(devices: list[DeviceConfig], tz: str = "Africa/Casablanca", **poll: object) -> str:
-    """A fleettui config for emulated devices, one site per time zone."""
+def fleet_toml(devices: list[DeviceConfig], tz: str = "Africa/Casablanca", *,
+               transport: str = "tcp", **poll: object) -> str:
+    """A fleettui config for emulated devices, one site per time zone, one transport."""
     lines = ["[poll]"]
     for key, value in {**FAST_POLL, **poll}.items():
         lines.append(f"{key} = {str(value).lower() if isinstance(value, bool) else value}")
@@ -39,7 +40,7 @@ def fleet_toml(devices: list[DeviceConfig], tz: str = "Africa/Casablanca", **pol
     for d in devices:
         lines += [
             "[[devices]]", f'id = "{d.id}"', f'serial = "{d.serial}"', 'site = "site-a"',
-            f'host = "{d.host}"', f"port = {d.port}", 'transport = "tcp"',
+            f'host = "{d.host}"', f"port = {d.port}", f'transport = "{transport}"',
             f"comm_key = {d.comm_key}", "",
         ]
     return "\n".join(lines)
@@ -248,6 +249,74 @@ async def test_a_device_answering_garbage_is_in_error_and_the_rest_carry_on(
     w = await db.device(well.id)
     assert w is not None and w.status is DeviceStatus.ONLINE
     assert await db.punch_count(well.id) == 1
+    await engine.stop()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_a_device_whose_replies_are_cut_short_is_in_error_not_silently_online(
+    one_device: Emulated, db: Store, transport: str
+) -> None:
+    """truncate mid-session: pyzk accepts half a sizes reply and keeps the old counts.
+
+    Trusted, that made a device that stopped syncing look healthy: online, last
+    seen advancing, its record count frozen. The driver checks the reply itself.
+    """
+    dev = one_device.fleet.devices["dev_test_01"]
+    engine = await _engine(parse_config(fleet_toml([dev.config], transport=transport)), db)
+    await engine.sweep()
+    assert (await db.device(dev.id)).status is DeviceStatus.ONLINE  # type: ignore[union-attr]
+    one_device.emu.run(one_device.fleet.set_faults(dev.id, {"truncate": True}))
+    one_device.emu.call(dev.punch, "1004")
+    for _ in range(2):  # offline_after_failures = 2
+        await engine.sweep()
+    state = await db.device(dev.id)
+    assert state is not None
+    assert (state.status, state.status_reason) == (DeviceStatus.ERROR, "bad reply: truncated")
+    assert await db.punch_count(dev.id) == 30  # nothing stored from a reply cut in half
+    one_device.emu.run(one_device.fleet.clear_faults(dev.id))
+    await engine.sweep()
+    state = await db.device(dev.id)
+    assert state is not None and state.status is DeviceStatus.ONLINE
+    assert (state.records, await db.punch_count(dev.id)) == (31, 31)
+    await engine.stop()
+
+
+async def test_an_online_device_whose_counts_go_unread_is_flagged_stalled(
+    one_device: Emulated, db: Store
+) -> None:
+    """The stale-count watchdog: a check stuck on a device that holds its reply (a long
+    pyzk timeout) refreshes nothing; after a few check intervals, by the injected clock,
+    the device is in error, saying why, and the check that finally answers clears it."""
+    dev = one_device.fleet.devices["dev_test_01"]
+    clock = Clock(datetime(2026, 3, 28, 8, 0, tzinfo=UTC))
+    config = parse_config(fleet_toml([dev.config], timeout_s=30.0))
+    engine = await _engine(config, db, clock)
+    poller = engine.pollers[dev.id]
+    await engine.sweep()
+    assert (await db.device(dev.id)).status is DeviceStatus.ONLINE  # type: ignore[union-attr]
+
+    one_device.emu.run(one_device.fleet.set_faults(dev.id, {"offline": True}))
+    stuck = asyncio.ensure_future(poller.check())  # its request waits in the TCP session
+    for _ in range(500):  # bounded: 5 s for the check to be under way
+        if poller.busy:
+            break
+        await asyncio.sleep(0.01)
+    assert poller.busy
+    clock.now += timedelta(seconds=1)  # under 3 check intervals (1.5 s): nothing yet
+    await poller.check()
+    assert (await db.device(dev.id)).status is DeviceStatus.ONLINE  # type: ignore[union-attr]
+    clock.now += timedelta(seconds=1)
+    await poller.check()
+    state = await db.device(dev.id)
+    assert state is not None and state.status is DeviceStatus.ERROR
+    assert state.status_reason == "stalled: record count not read for over 1.5 s"
+
+    one_device.emu.run(one_device.fleet.clear_faults(dev.id))  # the held reply goes out
+    await asyncio.wait_for(stuck, timeout=30)
+    state = await db.device(dev.id)
+    assert state is not None and state.status is DeviceStatus.ONLINE
+    history = [c.status for c in await db.status_history(dev.id)]
+    assert history == [DeviceStatus.ONLINE, DeviceStatus.ERROR, DeviceStatus.ONLINE]
     await engine.stop()
 
 

@@ -54,6 +54,13 @@ _EXIT = 1001
 #: stale UDP sessions remembered for a goodbye (a terminal holds a handful at most)
 MAX_STALE = 8
 _REFRESHOPTION = 1014
+#: a full GET_FREE_SIZES reply: 23 little-endian int32 (notes §2.5); pyzk needs the first 80
+SIZES_REPLY_BYTES = 92
+_SIZES_MIN_BYTES = 80
+#: the magic words that open every TCP frame (0x5050, 0x7D82, little-endian)
+_TCP_MAGIC = b"\x50\x50\x82\x7d"
+#: pyzk's reply ids wrap below USHRT_MAX
+_REPLY_ID_WRAP = 0xFFFF
 _REC40 = struct.Struct("<H24sB4sB8s")
 _REC16 = struct.Struct("<I4sBB2sI")
 _REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -121,6 +128,80 @@ def parse_attendance(data: bytes, expected: int) -> AttendanceDump:
     return AttendanceDump(records, prints, bad, size)
 
 
+def bad_reply(what: str) -> DeviceFailure:
+    """The failure of a device whose reply could not be trusted (status ``error``)."""
+    return DeviceFailure(FailureKind.PROTOCOL, f"bad reply: {what}")
+
+
+def frame_defect(conn: Any) -> str | None:
+    """What is wrong with the last reply frame pyzk received, if it is visibly cut short.
+
+    pyzk keeps the raw reply in private attributes: over TCP the whole frame
+    (8-byte wrapper, then the packet it announces), over UDP the datagram. A
+    frame shorter than its 8-byte header, or a TCP frame shorter than the
+    length its wrapper announces, was truncated on the way.
+    """
+    if conn is None:
+        return None
+    if conn.tcp:
+        raw = getattr(conn, "_ZK__tcp_data_recv", None)
+        if not isinstance(raw, bytes | bytearray):
+            return None
+        if len(raw) < 16:
+            return "truncated" if _TCP_MAGIC.startswith(bytes(raw[:4])) else None
+        if bytes(raw[:4]) == _TCP_MAGIC and len(raw) - 8 < struct.unpack_from("<I", raw, 4)[0]:
+            return "truncated"
+        return None
+    raw = getattr(conn, "_ZK__data_recv", None)
+    if isinstance(raw, bytes | bytearray) and len(raw) < 8:
+        return "truncated"
+    return None
+
+
+def read_sizes_checked(conn: Any) -> Sizes:
+    """GET_FREE_SIZES through pyzk, with the checks pyzk leaves out.
+
+    pyzk's ``read_sizes`` ignores a reply shorter than 80 data bytes and keeps
+    the previous counts, so a device whose replies are cut short looks idle
+    for ever. Here the reply must be whole (the length its TCP wrapper
+    announces, at least 80 data bytes), answer this request (the reply id
+    pyzk sent, this session's id) and make sense (no negative count, no count
+    above its capacity); otherwise the device answered wrongly.
+    """
+    sent = (conn._ZK__reply_id + 1) % _REPLY_ID_WRAP
+    conn.read_sizes()
+    defect = frame_defect(conn)
+    packet = conn._ZK__data_recv
+    data_len = len(packet) - 8
+    if defect is None and data_len < _SIZES_MIN_BYTES:
+        defect = "truncated"
+    if defect is not None:
+        log.info("sizes reply of %d data bytes (a full one has %d): %s",
+                 data_len, SIZES_REPLY_BYTES, defect)
+        raise bad_reply(defect)
+    _code, _chk, session, reply_id = struct.unpack_from("<4H", packet)
+    if reply_id != sent or session != conn._ZK__session_id:
+        raise bad_reply("stale (the answer to another request)")
+    sizes = Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
+                  conn.fingers, conn.fingers_cap)
+    problem = sizes_inconsistency(sizes)
+    if problem is not None:
+        raise bad_reply(f"inconsistent sizes ({problem})")
+    return sizes
+
+
+def sizes_inconsistency(sizes: Sizes) -> str | None:
+    """Why a device's counters cannot be true (negative, or above capacity), if so."""
+    for name, count, cap in (("records", sizes.records, sizes.records_cap),
+                             ("users", sizes.users, sizes.users_cap),
+                             ("fingerprints", sizes.fingers, sizes.fingers_cap)):
+        if count < 0 or cap < 0:
+            return f"{name} {count} of {cap}"
+        if cap > 0 and count > cap:
+            return f"{name} {count} above capacity {cap}"
+    return None
+
+
 def classify(exc: BaseException) -> DeviceFailure:
     """Turn whatever pyzk raised into a DeviceFailure with a kind and a plain reason."""
     if isinstance(exc, DeviceFailure):
@@ -183,6 +264,10 @@ class ZkDriver:
                 return await loop.run_in_executor(self._pool, fn)
             except Exception as e:
                 failure = classify(e)
+                if failure.kind is FailureKind.PROTOCOL and not isinstance(e, DeviceFailure):
+                    defect = frame_defect(self._conn)
+                    if defect is not None:
+                        failure = bad_reply(defect)
                 await loop.run_in_executor(self._pool, self._drop)
                 raise failure from e
 
@@ -208,7 +293,15 @@ class ZkDriver:
         if self._conn is not None:
             return self._conn
         self._end_stale_sessions()
-        conn = self._new_zk().connect()
+        zk = self._new_zk()
+        try:
+            conn = zk.connect()
+        except Exception as e:
+            _close_socket(zk)  # pyzk leaves it open after a failed connect
+            defect = frame_defect(zk)
+            if defect is not None:
+                raise bad_reply(defect) from e
+            raise
         self._end_stale_sessions()
         self._stale.clear()  # the link works: the goodbyes above got through
         try:
@@ -261,10 +354,7 @@ class ZkDriver:
         """Connect if needed (reading the identity), then read the counters."""
 
         def do() -> Sizes:
-            conn = self._connect()
-            conn.read_sizes()
-            return Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
-                         conn.fingers, conn.fingers_cap)
+            return read_sizes_checked(self._connect())
 
         return await self._run(do)
 
@@ -277,8 +367,7 @@ class ZkDriver:
 
         def do() -> AttendanceDump:
             conn = self._connect()
-            conn.read_sizes()
-            if conn.records == 0:
+            if read_sizes_checked(conn).records == 0:
                 return AttendanceDump([], [])
             sock = conn._ZK__sock  # pyzk keeps its socket private; bulk reads need a longer wait
             sock.settimeout(self._bulk_timeout)

@@ -43,6 +43,11 @@ class PollPolicy:
     sync_batch: int = 5000
     #: how long a device we restarted may stay silent before it counts as offline
     reboot_window_s: float = 120.0
+    #: checks' worth of time an online device may go without its counts read (watchdog)
+    stall_after_checks: int = 3
+    #: the same allowance while an attendance download runs (100,000 records on a
+    #: slow link take minutes)
+    sync_stall_s: float = 900.0
 
 
 class DevicePoller:
@@ -82,6 +87,9 @@ class DevicePoller:
         self._last_clock_check: datetime | None = None
         self._drift: float | None = None
         self._synced_count: int | None = None
+        #: when the device's counts were last read and checked (the watchdog's reference)
+        self.counts_read_at: datetime | None = None
+        self._first_check_at: datetime | None = None
         self._live_started = False
         self.last_sync: SyncResult | None = None
         #: the sync in progress, if any (read by views; None when idle)
@@ -99,7 +107,12 @@ class DevicePoller:
 
     async def check(self) -> None:
         """One liveness check, and whatever it calls for (sync, clock, live capture)."""
-        if self.busy or self.retired:
+        if self.retired:
+            return
+        if self._first_check_at is None:
+            self._first_check_at = self.clock()
+        if self.busy:
+            await self._watch()
             return
         self.busy = True
         try:
@@ -114,6 +127,7 @@ class DevicePoller:
             await self._failed(failure)
             return
         now = self.clock()
+        self.counts_read_at = now
         was = self.health.status
         await self._transition(self.health.success(now))
         self.interval_s = self.policy.check_interval_s
@@ -139,6 +153,28 @@ class DevicePoller:
             self.driver.start_live(self._on_live_punch, self._on_live_error)
             self._live_started = True
         await self.run_commands()
+
+    async def _watch(self) -> None:
+        """The stale-count watchdog: a check is still running (a device holding a reply,
+        a download crawling), so the status was not refreshed. A device that counts as
+        online but whose counts have not been read for a few check intervals is put in
+        error, saying so, rather than shown healthy while nothing syncs; the next check
+        that answers brings it back online."""
+        health = self.health
+        if health.status is not DeviceStatus.ONLINE:
+            return
+        now = self.clock()
+        if health.rebooting_until is not None and now < health.rebooting_until:
+            return  # silent on purpose: we restarted it
+        since = self.counts_read_at or self._first_check_at
+        if since is None:
+            return
+        allowed = self.policy.stall_after_checks * self.policy.check_interval_s
+        if self.sync_progress is not None:
+            allowed = max(allowed, self.policy.sync_stall_s)
+        if (now - since).total_seconds() > allowed:
+            await self._transition(health.stalled(
+                f"stalled: record count not read for over {allowed:g} s", now))
 
     async def run_commands(self) -> None:
         """Run the device's queued commands, in order; stop at one the device did not answer."""
