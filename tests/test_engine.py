@@ -18,8 +18,9 @@ import pytest
 
 from fleettui.config import Config, parse_config
 from fleettui.domain import DeviceStatus, TzFlag
-from fleettui.emulator.device import DeviceConfig
+from fleettui.emulator.device import DeviceConfig, Profile
 from fleettui.engine.engine import Engine
+from fleettui.engine.poller import DevicePoller
 from fleettui.engine.sync import to_utc
 from fleettui.store import Store
 from tests.conftest import Emulated, device_config, sample_users
@@ -354,16 +355,74 @@ async def test_live_capture_stores_a_punch_without_waiting_for_a_sync(
         ):
             break
         await asyncio.sleep(0.02)
-    one_device.emu.call(dev.punch, "1011")
+    one_device.emu.call(dev.punch, "1011", state=1, verify=15)  # a check-out by face
     for _ in range(250):  # bounded: 5 s
         if await db.punch_count(dev.id) > before:
             break
         await asyncio.sleep(0.02)
     stored = await db.punches(device_id=dev.id)
     assert len(stored) == before + 1
-    assert (stored[-1].user_id, stored[-1].source) == ("1011", "live")
+    last = stored[-1]
+    assert (last.user_id, last.source, last.state, last.verify) == ("1011", "live", 1, 15)
     assert "punch" in seen
     await engine.stop()
+
+
+async def _live_registered(em: Emulated, device_id: str, registered: bool = True) -> None:
+    """Wait (bounded: 10 s) until a live session is registered on the device, or none is."""
+    def any_registered() -> bool:
+        return any(s.event_flags for s in em.fleet.servers[device_id].sessions.values())
+
+    for _ in range(500):
+        if em.emu.call(any_registered) is registered:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{device_id}: live session {'not ' if registered else ''}registered")
+
+
+async def _live_arrived(poller: DevicePoller, db: Store, stored_before: int) -> None:
+    """Wait (bounded: 10 s) until a live punch reached the poller: stored, or held for the
+    catch-up sync."""
+    for _ in range(500):
+        if await db.punch_count(poller.device_id) > stored_before or getattr(
+                poller, "live_held", None):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{poller.device_id}: the live punch never arrived")
+
+
+async def test_after_a_restart_live_black_and_white_punches_are_stored_once_and_right(
+    emulate: Callable[..., Emulated], db: Store
+) -> None:
+    """A black-and-white terminal (16-byte records, 12-byte events) over UDP, live capture
+    on. A restarted engine restores its sync cursor and downloads nothing before live
+    capture starts: its events must still be read in their own layout, else the in/out
+    state and the verify type swap, and the next sync stores the true record beside it."""
+    cfg = device_config(profile=Profile(user_format=28, record_format=16, face_version=None,
+                                        reboot_s=0.5))
+    em = emulate([cfg], users={cfg.id: sample_users(5)})
+    dev = em.fleet.devices[cfg.id]
+    for i in range(5):
+        em.emu.call(dev.punch, "1001", datetime(2026, 1, 5, 8, i), state=0, verify=1)
+    config = parse_config(fleet_toml([cfg], transport="udp", live_capture=True))
+    first = await _engine(config, db)
+    await first.sweep()
+    assert await db.punch_count(cfg.id) == 5
+    await _live_registered(em, cfg.id)  # (so its goodbye below is the last word of it)
+    await first.stop()
+    await _live_registered(em, cfg.id, registered=False)
+
+    second = await _engine(config, db)  # the same database: cursor restored
+    await second.sweep()
+    assert second.pollers[cfg.id].last_sync is None  # nothing new: no download
+    await _live_registered(em, cfg.id)
+    em.emu.call(dev.punch, "1003", state=1, verify=2)  # a check-out by card, pushed live
+    await _live_arrived(second.pollers[cfg.id], db, 5)
+    await second.sweep()  # the record count moved: a sync reads the log
+    await second.sweep()
+    rows = [(p.user_id, p.state, p.verify) for p in await db.punches(device_id=cfg.id)]
+    assert rows[5:] == [("1003", 1, 2)]
+    await second.stop()
 
 
 async def test_scheduled_engine_detects_an_outage_on_its_own(

@@ -242,6 +242,7 @@ class ZkDriver:
     ) -> None:
         self.endpoint = endpoint
         self.identity: Identity | None = None
+        #: attendance record size found by the last download (live events carry their own)
         self.record_size = 40
         #: 72 (TFT) or 28 (black and white: names cut to 8 bytes, passwords to 5)
         self.user_record_size = 72 if endpoint.transport == "tcp" else 28
@@ -528,13 +529,17 @@ class _LiveCapture(threading.Thread):
             try:
                 conn = self.driver._new_zk().connect()
                 backoff = 1.0
+                sock = _RecordingSocket(conn._ZK__sock)
+                conn._ZK__sock = sock
+                header = 16 if conn.tcp else 8  # TCP wrapper and packet header, or the header
                 for att in conn.live_capture(new_timeout=self.TICK_S):
                     if self._stop_flag.is_set():
                         conn.end_live_capture = True
                         continue
                     if att is None:
                         continue
-                    self.loop.call_soon_threadsafe(self.on_punch, self._raw(att))
+                    raw = event_punch(att, sock.last_len - header)
+                    self.loop.call_soon_threadsafe(self.on_punch, raw)
                 with contextlib.suppress(Exception):
                     conn.disconnect()
             except Exception as e:
@@ -547,14 +552,45 @@ class _LiveCapture(threading.Thread):
                 if conn is not None:
                     _close_socket(conn)
 
-    def _raw(self, att: Any) -> RawPunch:
-        # pyzk names the two bytes after the user id by the 16-byte layout's order;
-        # in TFT (40-byte) events they are verify type then state
-        if self.driver.record_size == 16:
-            state, verify = att.status, att.punch
-        else:
-            state, verify = att.punch, att.status
-        return RawPunch(str(att.user_id), att.timestamp, int(state), int(verify))
+
+
+#: EF_ATTLOG payload lengths of black-and-white terminals (numeric user id, then state
+#: and verify type, as in their 16-byte records); TFT events (32, 36, 37, 52+ bytes) carry
+#: a 24-byte user id, then verify type and state, as in their 40-byte records
+BW_EVENT_LENGTHS = frozenset({10, 12, 14})
+
+
+def event_punch(att: Any, payload_len: int) -> RawPunch:
+    """A live event as a punch, its two code bytes read in the event's own layout.
+
+    pyzk names the two bytes after the user id ``status`` and ``punch``
+    whatever the layout, and the layout is told by the payload's length
+    alone (pyzk chooses its parse by it): what the device sent says what the
+    device is, so no event waits on a download to learn the record size.
+    """
+    if payload_len in BW_EVENT_LENGTHS:
+        state, verify = att.status, att.punch
+    else:
+        state, verify = att.punch, att.status
+    return RawPunch(str(att.user_id), att.timestamp, int(state), int(verify))
+
+
+class _RecordingSocket:
+    """A live session's socket as pyzk uses it, remembering the length of the last packet
+    received (pyzk reads one event per ``recv`` and keeps no trace of its length)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.last_len = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        """Receive, noting the length."""
+        data = self._sock.recv(bufsize)
+        self.last_len = len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 def _close_socket(conn: Any) -> None:
