@@ -9,6 +9,8 @@ device clock hours off, DST in the site's zone, a device answering garbage.
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -345,14 +347,14 @@ async def test_live_capture_stores_a_punch_without_waiting_for_a_sync(
 ) -> None:
     dev = one_device.fleet.devices["dev_test_01"]
     engine = await _engine(parse_config(fleet_toml([dev.config], live_capture=True)), db)
+    poller = engine.pollers[dev.id]
     await engine.sweep()  # online, synced, live capture started
     before = await db.punch_count(dev.id)
     seen: list[str] = []
     engine.listeners.append(lambda e: seen.append(e.kind))
-    for _ in range(200):  # the live session registers in its own thread: wait for it
-        if one_device.emu.call(
-            lambda: any(s.event_flags for s in one_device.fleet.servers[dev.id].sessions.values())
-        ):
+    await _live_registered(one_device, dev.id)  # it registers in its own thread
+    for _ in range(500):  # bounded: 10 s for the catch-up check registering asks for
+        if poller._live_epoch and poller.live_held is None and not poller.busy:
             break
         await asyncio.sleep(0.02)
     one_device.emu.call(dev.punch, "1011", state=1, verify=15)  # a check-out by face
@@ -391,6 +393,20 @@ async def _live_arrived(poller: DevicePoller, db: Store, stored_before: int) -> 
     raise AssertionError(f"{poller.device_id}: the live punch never arrived")
 
 
+async def _sweep_until(engine: Engine, poller: DevicePoller,
+                       count_ok: Callable[[int], bool]) -> None:
+    """Sweep (bounded: 10 s) until the device's stored punch count satisfies ``count_ok``
+    and its poller is idle, holding no live punch (a sweep finding the poller busy with
+    a check of its own asking does nothing)."""
+    for _ in range(500):
+        await engine.sweep()
+        if (count_ok(await engine.store.punch_count(poller.device_id)) and not poller.busy
+                and getattr(poller, "live_held", None) is None):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{poller.device_id}: the punches never settled")
+
+
 async def test_after_a_restart_live_black_and_white_punches_are_stored_once_and_right(
     emulate: Callable[..., Emulated], db: Store
 ) -> None:
@@ -418,11 +434,54 @@ async def test_after_a_restart_live_black_and_white_punches_are_stored_once_and_
     await _live_registered(em, cfg.id)
     em.emu.call(dev.punch, "1003", state=1, verify=2)  # a check-out by card, pushed live
     await _live_arrived(second.pollers[cfg.id], db, 5)
-    await second.sweep()  # the record count moved: a sync reads the log
+    # the record count moved: a sync reads the log (and a later check finds it still)
+    await _sweep_until(second, second.pollers[cfg.id], lambda n: n >= 6)
     await second.sweep()
     rows = [(p.user_id, p.state, p.verify) for p in await db.punches(device_id=cfg.id)]
     assert rows[5:] == [("1003", 1, 2)]
     await second.stop()
+
+
+async def test_a_punch_made_while_live_capture_reregisters_keeps_its_place_in_order(
+    one_device: Emulated, db: Store
+) -> None:
+    """The device drops its sessions and someone punches at once: no session is registered,
+    so that punch is only in the log. Live capture reconnects and a later punch comes live.
+    Receivers must still get punch.created in device-time order: the live punch waits for
+    the catch-up sync that stores the earlier one."""
+    dev = one_device.fleet.devices["dev_test_01"]
+    server = one_device.fleet.servers[dev.id]
+    engine = await _engine(parse_config(fleet_toml([dev.config], live_capture=True)), db)
+    poller = engine.pollers[dev.id]
+    await engine.sweep()
+    await _live_registered(one_device, dev.id)
+    for _ in range(500):  # bounded: 10 s for the first catch-up (a check it asked for)
+        if (getattr(poller, "_live_epoch", 1) and getattr(poller, "live_held", None) is None
+                and not poller.busy):
+            break
+        await asyncio.sleep(0.02)
+    before = await db.punch_count(dev.id)
+    earlier, later = datetime(2026, 12, 3, 9, 0), datetime(2026, 12, 3, 9, 1)
+
+    def drop_then_punch() -> None:
+        server._drop_all()  # a glitch: every session gone (the live one with them)
+        dev.punch("1005", earlier)
+
+    one_device.emu.call(drop_then_punch)
+    await _live_registered(one_device, dev.id)  # the live session is back
+    one_device.emu.call(dev.punch, "1006", later)  # comes live
+    await _live_arrived(poller, db, before)
+    # the first check may find its session dropped; the one after syncs
+    await _sweep_until(engine, poller, lambda n: n == before + 2)
+    stored = sorted(await db.punches(device_id=dev.id), key=lambda p: p.id or 0)
+    assert [(p.user_id, p.local_time) for p in stored[before:]] == [
+        ("1005", earlier), ("1006", later)]
+    with sqlite3.connect(f"file:{db.path}?mode=ro", uri=True) as ro:
+        created = [json.loads(r[0])["punch"]["user_id"] for r in ro.execute(
+            "SELECT payload FROM webhook_outbox WHERE event_type = 'punch.created'"
+            " ORDER BY id")]
+    assert created[before:] == ["1005", "1006"]
+    await engine.stop()
 
 
 async def test_scheduled_engine_detects_an_outage_on_its_own(

@@ -149,8 +149,10 @@ class Driver(Protocol):
         """Write one device option and make the device reload its options."""
         ...
 
-    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
-        """Start delivering real-time punches (until ``stop_live``)."""
+    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None],
+                   on_registered: Callable[[], None] | None = None) -> None:
+        """Start delivering real-time punches (until ``stop_live``); ``on_registered`` is
+        called whenever a live session (re)registers, before the punches it delivers."""
         ...
 
     def stop_live(self) -> None:

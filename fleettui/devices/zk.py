@@ -486,10 +486,14 @@ class ZkDriver:
 
     # --- live capture ---------------------------------------------------
 
-    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
-        """Deliver real-time punches through ``on_punch`` (on the calling loop)."""
+    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None],
+                   on_registered: Callable[[], None] | None = None) -> None:
+        """Deliver real-time punches through ``on_punch`` (on the calling loop);
+        ``on_registered`` is called each time a live session has registered for events
+        (at start and after every reconnect), before any punch it delivers."""
         if self._live is None:
-            self._live = _LiveCapture(self, asyncio.get_running_loop(), on_punch, on_error)
+            self._live = _LiveCapture(self, asyncio.get_running_loop(), on_punch, on_error,
+                                      on_registered)
             self._live.start()
 
     def stop_live(self) -> None:
@@ -510,12 +514,14 @@ class _LiveCapture(threading.Thread):
         loop: asyncio.AbstractEventLoop,
         on_punch: LiveCallback,
         on_error: Callable[[str], None],
+        on_registered: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"live-{driver.endpoint.device_id}", daemon=True)
         self.driver = driver
         self.loop = loop
         self.on_punch = on_punch
         self.on_error = on_error
+        self.on_registered = on_registered
         self._stop_flag = threading.Event()
 
     def stop(self) -> None:
@@ -532,6 +538,7 @@ class _LiveCapture(threading.Thread):
                 sock = _RecordingSocket(conn._ZK__sock)
                 conn._ZK__sock = sock
                 header = 16 if conn.tcp else 8  # TCP wrapper and packet header, or the header
+                self._tell_registration(conn)
                 for att in conn.live_capture(new_timeout=self.TICK_S):
                     if self._stop_flag.is_set():
                         conn.end_live_capture = True
@@ -552,6 +559,19 @@ class _LiveCapture(threading.Thread):
                 if conn is not None:
                     _close_socket(conn)
 
+
+    def _tell_registration(self, conn: Any) -> None:
+        """Call ``on_registered`` as soon as the device has accepted the session's
+        REG_EVENT: from then on every punch comes as an event, those before it only in
+        the log. pyzk registers inside its generator, so its ``reg_event`` is wrapped."""
+        register = conn.reg_event
+
+        def reg_event(flags: int) -> None:
+            register(flags)  # raises unless the device said ACK_OK
+            if flags and self.on_registered is not None:
+                self.loop.call_soon_threadsafe(self.on_registered)
+
+        conn.reg_event = reg_event
 
 
 #: EF_ATTLOG payload lengths of black-and-white terminals (numeric user id, then state

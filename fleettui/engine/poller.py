@@ -91,6 +91,11 @@ class DevicePoller:
         self.counts_read_at: datetime | None = None
         self._first_check_at: datetime | None = None
         self._live_started = False
+        #: live punches held until the catch-up sync after live capture (re)registered
+        #: (None: not holding; see _on_live_registered)
+        self.live_held: list[RawPunch] | None = None
+        self._live_epoch = 0
+        self._catch_up_pending = False
         self.last_sync: SyncResult | None = None
         #: the sync in progress, if any (read by views; None when idle)
         self.sync_progress: SyncProgress | None = None
@@ -119,8 +124,12 @@ class DevicePoller:
             await self._check()
         finally:
             self.busy = False
+        if self._catch_up_pending and not self.retired and self.spawn is not None:
+            self._catch_up_pending = False  # live capture registered during that check
+            self.spawn(self.check())
 
     async def _check(self) -> None:
+        epoch = self._live_epoch
         try:
             sizes = await self.driver.check()
         except DeviceFailure as failure:
@@ -144,13 +153,18 @@ class DevicePoller:
         try:
             if sizes.records != self._synced_count:
                 await self.sync()
+            elif self.live_held is not None and epoch == self._live_epoch:
+                # counted after live capture registered and nothing new since the last
+                # sync: no punch fell between the two, nothing to catch up
+                await self._release_live()
             elif self._clock_due(now):
                 await self._read_clock()
         except DeviceFailure as failure:
             await self._failed(failure)
             return
         if self.live and not self._live_started:
-            self.driver.start_live(self._on_live_punch, self._on_live_error)
+            self.driver.start_live(self._on_live_punch, self._on_live_error,
+                                   self._on_live_registered)
             self._live_started = True
         await self.run_commands()
 
@@ -220,6 +234,7 @@ class DevicePoller:
     async def sync(self) -> SyncResult:
         """Read the clock, download the attendance log, store what is new, oldest first."""
         started = self.clock()
+        epoch = self._live_epoch
         self.sync_progress = SyncProgress(0, None, started)
         try:
             await self._read_clock()  # drift recorded at every sync, and kept with its punches
@@ -235,7 +250,10 @@ class DevicePoller:
             )
         finally:
             self.sync_progress = None
-        self._synced_count = result.read + result.bad_records
+        if epoch == self._live_epoch:
+            self._synced_count = result.read + result.bad_records
+        else:
+            self._synced_count = None  # live capture re-registered meanwhile: catch up again
         self.last_sync = result
         if result.new or result.bad_records:
             message = f"{self.device_id}: {result.new} new punch(es) stored"
@@ -246,6 +264,8 @@ class DevicePoller:
                 data={"new": result.new, "read": result.read, "bad": result.bad_records},
             )
             self.publish(event)
+        if epoch == self._live_epoch and self.live_held is not None:
+            await self._release_live()
         return result
 
     async def _failed(self, failure: DeviceFailure) -> None:
@@ -274,9 +294,40 @@ class DevicePoller:
 
     # --- live capture ---------------------------------------------------
 
+    def _on_live_registered(self) -> None:
+        """A live session registered (at start, or after a reconnect).
+
+        Punches made while it was (re)registering are only in the device's log,
+        and the next sync would store them after the live punches that follow:
+        ``punch.created`` out of time order. So live punches are held from here
+        until a sync that started after this registration has stored the log,
+        then released in device-time order (those the sync stored are dropped
+        as duplicates). A check is asked for at once; it downloads only if the
+        record count moved since the last sync, as always.
+        """
+        self._live_epoch += 1
+        if self.live_held is None:
+            self.live_held = []
+        if self.busy:
+            self._catch_up_pending = True
+        elif self.spawn is not None and not self.retired:
+            self.spawn(self.check())
+
     def _on_live_punch(self, raw: RawPunch) -> None:
-        if self.spawn is not None:
+        if self.live_held is not None:
+            self.live_held.append(raw)
+        elif self.spawn is not None:
             self.spawn(self._store_live(raw))
+
+    async def _release_live(self) -> None:
+        """Store the held live punches oldest first, then let live punches through again
+        (any arriving meanwhile join the queue, so the order holds)."""
+        epoch, held = self._live_epoch, self.live_held
+        while held and epoch == self._live_epoch:
+            held.sort(key=lambda r: r.local_time)
+            await self._store_live(held.pop(0))
+        if epoch == self._live_epoch:  # else re-registered meanwhile: hold for its catch-up
+            self.live_held = None
 
     async def _store_live(self, raw: RawPunch) -> None:
         now = self.clock()
