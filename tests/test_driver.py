@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from fleettui.devices.base import DeviceFailure, Endpoint, Sizes
-from fleettui.devices.zk import ZkDriver, parse_attendance, sizes_inconsistency
+from fleettui.devices.zk import ZkDriver, exit_packet, parse_attendance, sizes_inconsistency
 from fleettui.domain import FailureKind
 from fleettui.emulator.device import Profile, Punch
+from fleettui.emulator.protocol import parse_packet
 from tests.conftest import Emulated, device_config, sample_users
 
 
@@ -207,3 +208,13 @@ async def test_a_late_reply_from_an_outage_is_never_read_as_the_next_answer(
         assert drv.identity is not None and drv.identity.serial == em.fleet.devices[
             dev_id].config.serial
     await drv.close()
+
+
+def test_the_goodbye_to_a_stale_session_is_a_well_formed_exit() -> None:
+    """The CMD_EXIT said to sessions a killed poller left carries the protocol's checksum
+    (the emulator checks it as a strict terminal would)."""
+    for session_id, reply_id in ((0x1234, 0), (1, 65534), (0xFFFF, 7)):
+        pkt = parse_packet(exit_packet(session_id, reply_id))
+        assert (pkt.code, pkt.session_id, pkt.reply_id, pkt.data) == (1001, session_id,
+                                                                      reply_id, b"")
+        assert pkt.checksum_ok

@@ -25,7 +25,7 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -40,6 +40,7 @@ from fleettui.devices.base import (
     Endpoint,
     Identity,
     LiveCallback,
+    SessionLedger,
     Sizes,
 )
 from fleettui.domain import FailureKind, RawPunch
@@ -202,6 +203,37 @@ def sizes_inconsistency(sizes: Sizes) -> str | None:
     return None
 
 
+def exit_packet(session_id: int, reply_id: int) -> bytes:
+    """A CMD_EXIT packet for a UDP session, with the protocol's checksum (notes §1.3:
+    RFC 1071 over the little-endian words, the checksum field zero)."""
+    head = struct.pack("<4H", _EXIT, 0, session_id, reply_id)
+    total = sum(struct.unpack("<4H", head))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return struct.pack("<4H", _EXIT, ~total & 0xFFFF, session_id, reply_id)
+
+
+def say_goodbye(endpoint: Endpoint, sessions: Sequence[tuple[int, int]]) -> None:
+    """Send CMD_EXIT for each (session id, reply id), without waiting for an answer.
+
+    A UDP session is keyed by its id alone, so any socket may end it; a goodbye that is
+    lost is said again at the next connect, until one connect succeeds.
+    """
+    if not sessions:
+        return
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            for session_id, reply_id in sessions:
+                sock.sendto(exit_packet(session_id, reply_id), (endpoint.host, endpoint.port))
+    except OSError as e:
+        log.debug("goodbye to stale sessions of %s: %s", endpoint.device_id, e)
+
+
+def _next_reply_id(conn: Any) -> int:
+    return (int(getattr(conn, "_ZK__reply_id", 0)) + 1) % _REPLY_ID_WRAP
+
+
 def classify(exc: BaseException) -> DeviceFailure:
     """Turn whatever pyzk raised into a DeviceFailure with a kind and a plain reason."""
     if isinstance(exc, DeviceFailure):
@@ -239,8 +271,12 @@ class ZkDriver:
         *,
         timeout_s: float = 2.0,
         bulk_timeout_s: float = 30.0,
+        sessions: SessionLedger | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: where UDP sessions are written down (so a killed poller's are ended at start)
+        self.sessions = sessions
+        self._leftovers_loaded = False
         self.identity: Identity | None = None
         #: attendance record size found by the last download (live events carry their own)
         self.record_size = 40
@@ -251,8 +287,8 @@ class ZkDriver:
         self._bulk_timeout = bulk_timeout_s
         self._lock = asyncio.Lock()
         self._conn: Any = None
-        #: pyzk instances of UDP sessions dropped without CMD_EXIT (see _drop)
-        self._stale: list[Any] = []
+        #: (session id, reply id) of UDP sessions dropped without CMD_EXIT (see _drop)
+        self._stale: list[tuple[int, int]] = []
         self._live: _LiveCapture | None = None
 
     # --- plumbing -------------------------------------------------------
@@ -293,6 +329,12 @@ class ZkDriver:
     def _connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        if not self._leftovers_loaded and self.endpoint.transport == "udp":
+            # sessions an earlier run (killed, say) left open: they hold slots until said
+            # goodbye to, and a terminal has only a few
+            leftover = self._ledger("leftover")
+            self._stale = [*((sid, 0) for sid in leftover or []), *self._stale][-MAX_STALE:]
+        self._leftovers_loaded = True
         self._end_stale_sessions()
         zk = self._new_zk()
         try:
@@ -304,7 +346,11 @@ class ZkDriver:
                 raise bad_reply(defect) from e
             raise
         self._end_stale_sessions()
-        self._stale.clear()  # the link works: the goodbyes above got through
+        ended, self._stale = self._stale, []  # the link works: the goodbyes got through
+        if ended:
+            self._ledger("closed", [sid for sid, _reply in ended])
+        if not conn.tcp:
+            self._ledger("opened", conn._ZK__session_id)
         try:
             identity = Identity(
                 serial=conn.get_serialnumber(),
@@ -333,21 +379,24 @@ class ZkDriver:
             if not conn.tcp and getattr(conn, "_ZK__session_id", 0):
                 # a UDP session has no teardown but CMD_EXIT: unsaid, it holds one of the
                 # terminal's few session slots until the terminal times it out
-                self._stale = [*self._stale[-(MAX_STALE - 1):], conn]
+                stale = (conn._ZK__session_id, _next_reply_id(conn))
+                self._stale = [*self._stale[-(MAX_STALE - 1):], stale]
 
     def _end_stale_sessions(self) -> None:
         """Say CMD_EXIT, without waiting for an answer, for UDP sessions dropped after an
-        error. The session is keyed by its id, so any socket may end it; a lost goodbye is
-        said again at the next connect, until one connect succeeds."""
-        for old in self._stale:
-            try:
-                packet = old._ZK__create_header(_EXIT, b"", old._ZK__session_id,
-                                                old._ZK__reply_id)
-                family = socket.AF_INET6 if ":" in self.endpoint.host else socket.AF_INET
-                with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                    sock.sendto(packet, (self.endpoint.host, self.endpoint.port))
-            except OSError as e:
-                log.debug("goodbye to a stale session of %s: %s", self.endpoint.device_id, e)
+        error (or left by an earlier run); see :func:`say_goodbye`."""
+        say_goodbye(self.endpoint, self._stale)
+
+    def _ledger(self, method: str, *args: Any) -> Any:
+        """Call the session ledger, if any; never fails a device operation."""
+        if self.sessions is None:
+            return None
+        try:
+            return getattr(self.sessions, method)(*args)
+        except Exception as e:
+            log.warning("%s: could not note its UDP sessions (%s): %s",
+                        self.endpoint.device_id, method, e)
+            return None
 
     # --- operations -----------------------------------------------------
 
@@ -388,13 +437,21 @@ class ZkDriver:
 
         def do() -> None:
             self._end_stale_sessions()
+            said = [sid for sid, _reply in self._stale]
             self._stale.clear()
             conn, self._conn = self._conn, None
-            if conn is None:
-                return
-            with contextlib.suppress(Exception):
-                conn.disconnect()
-            _close_socket(conn)
+            if conn is not None:
+                session_id = conn._ZK__session_id
+                try:
+                    conn.disconnect()
+                    if not conn.tcp:
+                        said.append(session_id)
+                except Exception:
+                    if not conn.tcp:  # no answer to EXIT: once more, unanswered
+                        say_goodbye(self.endpoint, [(session_id, _next_reply_id(conn))])
+                _close_socket(conn)
+            if said:
+                self._ledger("closed", said)
 
         async with self._lock:
             await asyncio.get_running_loop().run_in_executor(self._pool, do)
@@ -530,10 +587,22 @@ class _LiveCapture(threading.Thread):
 
     def run(self) -> None:
         backoff = 1.0
+        driver = self.driver
+        #: UDP sessions of this thread dropped after an error (see ZkDriver._drop)
+        stale: list[tuple[int, int]] = []
         while not self._stop_flag.is_set():
-            conn = None
+            zk: Any = None
+            conn: Any = None
             try:
-                conn = self.driver._new_zk().connect()
+                say_goodbye(driver.endpoint, stale)
+                zk = driver._new_zk()
+                conn = zk.connect()
+                if stale:  # the link works: the goodbyes got through
+                    say_goodbye(driver.endpoint, stale)
+                    driver._ledger("closed", [sid for sid, _reply in stale])
+                    stale.clear()
+                if not conn.tcp:
+                    driver._ledger("opened", conn._ZK__session_id)
                 backoff = 1.0
                 sock = _RecordingSocket(conn._ZK__sock)
                 conn._ZK__sock = sock
@@ -547,17 +616,28 @@ class _LiveCapture(threading.Thread):
                         continue
                     raw = event_punch(att, sock.last_len - header)
                     self.loop.call_soon_threadsafe(self.on_punch, raw)
-                with contextlib.suppress(Exception):
+                session_id = conn._ZK__session_id
+                try:
                     conn.disconnect()
+                    if not conn.tcp:
+                        driver._ledger("closed", [session_id])
+                except Exception:
+                    if not conn.tcp:  # unanswered: once more, and it stays written down
+                        say_goodbye(driver.endpoint, [(session_id, _next_reply_id(conn))])
+                conn = None
             except Exception as e:
+                if conn is not None and not conn.tcp and conn._ZK__session_id:
+                    stale = [*stale[-(MAX_STALE - 1):], (conn._ZK__session_id,
+                                                         _next_reply_id(conn))]
                 if not self._stop_flag.is_set():
                     with contextlib.suppress(RuntimeError):
                         self.loop.call_soon_threadsafe(self.on_error, classify(e).args[0])
                 self._stop_flag.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:
-                if conn is not None:
-                    _close_socket(conn)
+                if zk is not None:
+                    _close_socket(zk)
+        say_goodbye(driver.endpoint, stale)  # stopping: they stay written down
 
 
     def _tell_registration(self, conn: Any) -> None:
