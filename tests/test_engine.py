@@ -323,6 +323,41 @@ async def test_an_online_device_whose_counts_go_unread_is_flagged_stalled(
     await engine.stop()
 
 
+async def test_a_download_under_way_gets_longer_before_it_counts_as_stalled(
+    one_device: Emulated, db: Store
+) -> None:
+    """100,000 records on a slow link take minutes: while a sync runs, the watchdog waits
+    ``sync_stall_s`` (15 min), not 3 check intervals, by the injected clock."""
+    dev = one_device.fleet.devices["dev_test_01"]
+    clock = Clock(datetime(2026, 3, 28, 8, 0, tzinfo=UTC))
+    engine = await _engine(parse_config(fleet_toml([dev.config], timeout_s=30.0)), db, clock)
+    poller = engine.pollers[dev.id]
+    await engine.sweep()
+    one_device.emu.call(dev.punch, "1004")  # the count moves: the next check syncs
+    one_device.emu.run(one_device.fleet.set_faults(dev.id, {"reply_delay_ms": 200}))
+    syncing = asyncio.ensure_future(poller.check())
+    for _ in range(1000):  # bounded: 10 s for the sync to be under way
+        if poller.sync_progress is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert poller.sync_progress is not None  # (only this loop clears it: no race below)
+    clock.now += timedelta(seconds=60)  # 40 check intervals, well under 15 minutes
+    await poller.check()
+    assert (await db.device(dev.id)).status is DeviceStatus.ONLINE  # type: ignore[union-attr]
+    clock.now += timedelta(seconds=900)
+    await poller.check()
+    state = await db.device(dev.id)
+    assert state is not None and state.status is DeviceStatus.ERROR
+    assert state.status_reason == "stalled: record count not read for over 900 s"
+    one_device.emu.run(one_device.fleet.clear_faults(dev.id))
+    await asyncio.wait_for(syncing, timeout=30)
+    await engine.sweep()
+    state = await db.device(dev.id)
+    assert state is not None and state.status is DeviceStatus.ONLINE
+    assert await db.punch_count(dev.id) == 31
+    await engine.stop()
+
+
 async def test_a_restarted_engine_remembers_status_and_cursor(
     one_device: Emulated, db: Store
 ) -> None:
