@@ -426,6 +426,9 @@ def test_two_kill_9_in_a_row_do_not_lock_the_next_poller_out_of_a_udp_terminal(
     assert written == mine
     assert third.terminate() == 0, third.log()
     assert "Traceback" not in third.log()
+    # stopped gracefully, it said both goodbyes (the live session's too) and wrote them down
+    assert sessions() == {}
+    assert query(db, "SELECT session_id FROM device_sessions") == []
 
 
 def _has_punches_table(db: Path) -> bool:

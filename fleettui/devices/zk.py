@@ -432,10 +432,14 @@ class ZkDriver:
         return await self._run(do)
 
     async def close(self) -> None:
-        """Say goodbye and close; never raises."""
+        """Say goodbye and close; never raises. A live session says its own goodbye
+        (unregister, CMD_EXIT) at its next tick: it is waited for, briefly."""
+        live = self._live
         self.stop_live()
 
         def do() -> None:
+            if live is not None:  # (every device's live thread was told at once: they end
+                live.join(_LiveCapture.TICK_S + 3 * self._timeout)  # together, in a tick)
             self._end_stale_sessions()
             said = [sid for sid, _reply in self._stale]
             self._stale.clear()
