@@ -10,10 +10,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from fleettui.devices.base import DeviceFailure, Endpoint, Sizes
-from fleettui.devices.zk import ZkDriver, exit_packet, parse_attendance, sizes_inconsistency
+from fleettui.devices.zk import (
+    ZkDriver,
+    exit_packet,
+    parse_attendance,
+    read_sizes_checked,
+    sizes_inconsistency,
+)
 from fleettui.domain import FailureKind
 from fleettui.emulator.device import Profile, Punch
-from fleettui.emulator.protocol import parse_packet
+from fleettui.emulator.protocol import build_packet, parse_packet, wrap_tcp
 from tests.conftest import Emulated, device_config, sample_users
 
 
@@ -131,6 +137,19 @@ async def test_a_sizes_reply_cut_short_mid_session_is_a_bad_reply(
     one_device.emu.run(one_device.fleet.clear_faults("dev_test_01"))
     assert (await drv.check()).records == 30
     await drv.close()
+
+
+def test_a_sizes_reply_to_an_earlier_request_is_refused_as_stale(one_device: Emulated) -> None:
+    """pyzk matches no reply to its request: with an earlier question's answer still on its
+    way, read_sizes takes that answer for its own. Its reply id gives it away."""
+    conn = one_device.zk("dev_test_01", timeout=2).connect()
+    try:
+        earlier = build_packet(50, conn._ZK__session_id, 4242)  # GET_FREE_SIZES, reply id 4242
+        conn._ZK__sock.send(wrap_tcp(earlier))
+        with pytest.raises(DeviceFailure, match=r"^bad reply: stale \(the answer to another"):
+            read_sizes_checked(conn)
+    finally:
+        conn._ZK__sock.close()
 
 
 def test_impossible_counters_are_named() -> None:
