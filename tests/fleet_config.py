@@ -48,8 +48,10 @@ def fleet_toml(
     devices: Iterable[tuple[DeviceConfig, str]],
     *,
     poll: Mapping[str, float | int | bool] | None = None,
+    transport: str = "tcp",
 ) -> str:
-    """The config text: ``[poll]``, the sites, and each (emulated device, site id)."""
+    """The config text: ``[poll]``, the sites, and each (emulated device, site id), every
+    device over ``transport``."""
     lines = ["[poll]"]
     lines += [f"{k} = {_toml(v)}" for k, v in {**FAST_POLL, **(poll or {})}.items()]
     lines.append("")
@@ -66,7 +68,7 @@ def fleet_toml(
             f"site = {_toml(site)}",
             f"host = {_toml(cfg.host)}",
             f"port = {cfg.port}",
-            'transport = "tcp"',
+            f"transport = {_toml(transport)}",
             f"comm_key = {cfg.comm_key}",
             "",
         ]
@@ -79,9 +81,10 @@ def write_fleet_config(
     devices: Iterable[tuple[DeviceConfig, str]],
     *,
     poll: Mapping[str, float | int | bool] | None = None,
+    transport: str = "tcp",
 ) -> Path:
     """Write :func:`fleet_toml` to ``path``, readable by its owner only (it holds comm keys)."""
-    text = fleet_toml(sites, devices, poll=poll)
+    text = fleet_toml(sites, devices, poll=poll, transport=transport)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

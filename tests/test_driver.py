@@ -9,10 +9,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from fleettui.devices.base import DeviceFailure, Endpoint
-from fleettui.devices.zk import ZkDriver, parse_attendance
+from fleettui.devices.base import DeviceFailure, Endpoint, Sizes
+from fleettui.devices.zk import (
+    ZkDriver,
+    exit_packet,
+    parse_attendance,
+    read_sizes_checked,
+    sizes_inconsistency,
+)
 from fleettui.domain import FailureKind
 from fleettui.emulator.device import Profile, Punch
+from fleettui.emulator.protocol import build_packet, parse_packet, wrap_tcp
 from tests.conftest import Emulated, device_config, sample_users
 
 
@@ -113,6 +120,44 @@ async def test_failures_are_classified(one_device: Emulated, pool: ThreadPoolExe
     await drv.close()
 
 
+@pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
+async def test_a_sizes_reply_cut_short_mid_session_is_a_bad_reply(
+    one_device: Emulated, pool: ThreadPoolExecutor, udp: bool
+) -> None:
+    """pyzk keeps the previous counts when the sizes reply is short; the driver refuses it,
+    and says the same of the reconnect's CONNECT reply, cut short as well."""
+    drv = _driver(one_device, "dev_test_01", pool, udp=udp, timeout=0.3)
+    assert (await drv.check()).records == 30  # a session is open
+    one_device.emu.run(one_device.fleet.set_faults("dev_test_01", {"truncate": True}))
+    for _ in range(2):  # mid-session, then on reconnecting
+        with pytest.raises(DeviceFailure) as info:
+            await drv.check()
+        assert (info.value.kind, str(info.value)) == (FailureKind.PROTOCOL,
+                                                      "bad reply: truncated")
+    one_device.emu.run(one_device.fleet.clear_faults("dev_test_01"))
+    assert (await drv.check()).records == 30
+    await drv.close()
+
+
+def test_a_sizes_reply_to_an_earlier_request_is_refused_as_stale(one_device: Emulated) -> None:
+    """pyzk matches no reply to its request: with an earlier question's answer still on its
+    way, read_sizes takes that answer for its own. Its reply id gives it away."""
+    conn = one_device.zk("dev_test_01", timeout=2).connect()
+    try:
+        earlier = build_packet(50, conn._ZK__session_id, 4242)  # GET_FREE_SIZES, reply id 4242
+        conn._ZK__sock.send(wrap_tcp(earlier))
+        with pytest.raises(DeviceFailure, match=r"^bad reply: stale \(the answer to another"):
+            read_sizes_checked(conn)
+    finally:
+        conn._ZK__sock.close()
+
+
+def test_impossible_counters_are_named() -> None:
+    assert sizes_inconsistency(Sizes(3, 5000, 58, 100_000)) is None
+    assert sizes_inconsistency(Sizes(3, 5000, 120, 100)) == "records 120 above capacity 100"
+    assert sizes_inconsistency(Sizes(-1, 5000, 0, 100)) == "users -1 of 5000"
+
+
 async def test_wrong_comm_key_is_an_auth_failure(emulate: Callable[..., Emulated],
                                                  pool: ThreadPoolExecutor) -> None:
     cfg = device_config(comm_key=4242)
@@ -182,3 +227,13 @@ async def test_a_late_reply_from_an_outage_is_never_read_as_the_next_answer(
         assert drv.identity is not None and drv.identity.serial == em.fleet.devices[
             dev_id].config.serial
     await drv.close()
+
+
+def test_the_goodbye_to_a_stale_session_is_a_well_formed_exit() -> None:
+    """The CMD_EXIT said to sessions a killed poller left carries the protocol's checksum
+    (the emulator checks it as a strict terminal would)."""
+    for session_id, reply_id in ((0x1234, 0), (1, 65534), (0xFFFF, 7)):
+        pkt = parse_packet(exit_packet(session_id, reply_id))
+        assert (pkt.code, pkt.session_id, pkt.reply_id, pkt.data) == (1001, session_id,
+                                                                      reply_id, b"")
+        assert pkt.checksum_ok

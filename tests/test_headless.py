@@ -379,6 +379,59 @@ def test_kill_9_during_a_100k_first_sync_loses_and_doubles_nothing(
     assert "Traceback" not in second.log()
 
 
+def test_two_kill_9_in_a_row_do_not_lock_the_next_poller_out_of_a_udp_terminal(
+    emulate: Emulate, runner: Runner, tmp_path: Path
+) -> None:
+    """A UDP session ends only with CMD_EXIT, and the terminal serves 4 at once. A poller
+    with live capture holds 2 (its session and the live one); killed with SIGKILL it says
+    no goodbye, and the terminal keeps them until it times them out (120 s). After two such
+    deaths, a third poller must still get in at once: it ends the dead ones' sessions,
+    written down in the store, before it connects."""
+    fleet = [dev("udp-01", PARIS)]
+    em = emulated_fleet(emulate, fleet, punches=10)
+    server = em.fleet.servers["udp-01"]
+    assert em.fleet.devices["udp-01"].profile.max_sessions == 4
+    db = tmp_path / "fleet.db"
+    sites = [PARIS]
+    config = write_fleet_config(tmp_path / "fleet.toml", sites, [(fleet[0][0], PARIS.id)],
+                                poll={"live_capture": True}, transport="udp")
+
+    def sessions() -> dict[int, bool]:
+        """The terminal's sessions: id → registered for live events."""
+        return em.emu.call(lambda: {sid: bool(s.event_flags)
+                                    for sid, s in server.sessions.items()})
+
+    def poller_in(before: set[int]) -> set[int]:
+        """Wait (bounded) until a new poller holds its two sessions, the live one
+        registered; returns their ids."""
+        def new() -> set[int] | None:
+            now = sessions()
+            mine = set(now) - before
+            return mine if len(mine) >= 2 and any(now[sid] for sid in mine) else None
+
+        return wait_for(new, "the poller's session and its registered live session",
+                        describe=lambda: repr(sessions()), watch=[runner.started[-1]])
+
+    first = runner.start(config, db)
+    held = poller_in(set())
+    first.kill()
+    second = runner.start(config, db)
+    held |= poller_in(held)
+    second.kill()
+    assert len(sessions()) <= 4
+    third = runner.start(config, db)
+    mine = poller_in(held)  # within the wait bound (30 s), far below the terminal's 120 s
+    assert set(sessions()) == mine, "the dead pollers' sessions are still open"
+    written = {sid for (sid,) in query(
+        db, "SELECT session_id FROM device_sessions WHERE device_id = 'udp-01'")}
+    assert written == mine
+    assert third.terminate() == 0, third.log()
+    assert "Traceback" not in third.log()
+    # stopped gracefully, it said both goodbyes (the live session's too) and wrote them down
+    assert sessions() == {}
+    assert query(db, "SELECT session_id FROM device_sessions") == []
+
+
 def _has_punches_table(db: Path) -> bool:
     try:
         return bool(query(db, "SELECT 1 FROM sqlite_master WHERE name = 'punches'"))

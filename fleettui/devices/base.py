@@ -7,7 +7,7 @@ changing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -89,6 +89,25 @@ class DeviceUser:
 LiveCallback = Callable[[RawPunch], None]
 
 
+class SessionLedger(Protocol):
+    """Where a driver writes down the UDP sessions it opens on one device, and which it
+    closed. A UDP session ends only with CMD_EXIT: a poller killed without saying it holds
+    one of the terminal's few session slots until the terminal times it out, so the next
+    poller says those goodbyes first. Called from the driver's threads (blocking)."""
+
+    def opened(self, session_id: int) -> None:
+        """A session was opened (written down before it is used)."""
+        ...
+
+    def closed(self, session_ids: Sequence[int]) -> None:
+        """Sessions that were said goodbye to."""
+        ...
+
+    def leftover(self) -> list[int]:
+        """Sessions an earlier run opened and never closed."""
+        ...
+
+
 class Driver(Protocol):
     """One device's connection, as the engine uses it. One operation at a time."""
 
@@ -149,8 +168,10 @@ class Driver(Protocol):
         """Write one device option and make the device reload its options."""
         ...
 
-    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
-        """Start delivering real-time punches (until ``stop_live``)."""
+    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None],
+                   on_registered: Callable[[], None] | None = None) -> None:
+        """Start delivering real-time punches (until ``stop_live``); ``on_registered`` is
+        called whenever a live session (re)registers, before the punches it delivers."""
         ...
 
     def stop_live(self) -> None:

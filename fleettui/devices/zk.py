@@ -25,7 +25,7 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -40,6 +40,7 @@ from fleettui.devices.base import (
     Endpoint,
     Identity,
     LiveCallback,
+    SessionLedger,
     Sizes,
 )
 from fleettui.domain import FailureKind, RawPunch
@@ -54,6 +55,13 @@ _EXIT = 1001
 #: stale UDP sessions remembered for a goodbye (a terminal holds a handful at most)
 MAX_STALE = 8
 _REFRESHOPTION = 1014
+#: a full GET_FREE_SIZES reply: 23 little-endian int32 (notes §2.5); pyzk needs the first 80
+SIZES_REPLY_BYTES = 92
+_SIZES_MIN_BYTES = 80
+#: the magic words that open every TCP frame (0x5050, 0x7D82, little-endian)
+_TCP_MAGIC = b"\x50\x50\x82\x7d"
+#: pyzk's reply ids wrap below USHRT_MAX
+_REPLY_ID_WRAP = 0xFFFF
 _REC40 = struct.Struct("<H24sB4sB8s")
 _REC16 = struct.Struct("<I4sBB2sI")
 _REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -121,6 +129,111 @@ def parse_attendance(data: bytes, expected: int) -> AttendanceDump:
     return AttendanceDump(records, prints, bad, size)
 
 
+def bad_reply(what: str) -> DeviceFailure:
+    """The failure of a device whose reply could not be trusted (status ``error``)."""
+    return DeviceFailure(FailureKind.PROTOCOL, f"bad reply: {what}")
+
+
+def frame_defect(conn: Any) -> str | None:
+    """What is wrong with the last reply frame pyzk received, if it is visibly cut short.
+
+    pyzk keeps the raw reply in private attributes: over TCP the whole frame
+    (8-byte wrapper, then the packet it announces), over UDP the datagram. A
+    frame shorter than its 8-byte header, or a TCP frame shorter than the
+    length its wrapper announces, was truncated on the way.
+    """
+    if conn is None:
+        return None
+    if conn.tcp:
+        raw = getattr(conn, "_ZK__tcp_data_recv", None)
+        if not isinstance(raw, bytes | bytearray):
+            return None
+        if len(raw) < 16:
+            return "truncated" if _TCP_MAGIC.startswith(bytes(raw[:4])) else None
+        if bytes(raw[:4]) == _TCP_MAGIC and len(raw) - 8 < struct.unpack_from("<I", raw, 4)[0]:
+            return "truncated"
+        return None
+    raw = getattr(conn, "_ZK__data_recv", None)
+    if isinstance(raw, bytes | bytearray) and len(raw) < 8:
+        return "truncated"
+    return None
+
+
+def read_sizes_checked(conn: Any) -> Sizes:
+    """GET_FREE_SIZES through pyzk, with the checks pyzk leaves out.
+
+    pyzk's ``read_sizes`` ignores a reply shorter than 80 data bytes and keeps
+    the previous counts, so a device whose replies are cut short looks idle
+    for ever. Here the reply must be whole (the length its TCP wrapper
+    announces, at least 80 data bytes), answer this request (the reply id
+    pyzk sent, this session's id) and make sense (no negative count, no count
+    above its capacity); otherwise the device answered wrongly.
+    """
+    sent = (conn._ZK__reply_id + 1) % _REPLY_ID_WRAP
+    conn.read_sizes()
+    defect = frame_defect(conn)
+    packet = conn._ZK__data_recv
+    data_len = len(packet) - 8
+    if defect is None and data_len < _SIZES_MIN_BYTES:
+        defect = "truncated"
+    if defect is not None:
+        log.info("sizes reply of %d data bytes (a full one has %d): %s",
+                 data_len, SIZES_REPLY_BYTES, defect)
+        raise bad_reply(defect)
+    _code, _chk, session, reply_id = struct.unpack_from("<4H", packet)
+    if reply_id != sent or session != conn._ZK__session_id:
+        raise bad_reply("stale (the answer to another request)")
+    sizes = Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
+                  conn.fingers, conn.fingers_cap)
+    problem = sizes_inconsistency(sizes)
+    if problem is not None:
+        raise bad_reply(f"inconsistent sizes ({problem})")
+    return sizes
+
+
+def sizes_inconsistency(sizes: Sizes) -> str | None:
+    """Why a device's counters cannot be true (negative, or above capacity), if so."""
+    for name, count, cap in (("records", sizes.records, sizes.records_cap),
+                             ("users", sizes.users, sizes.users_cap),
+                             ("fingerprints", sizes.fingers, sizes.fingers_cap)):
+        if count < 0 or cap < 0:
+            return f"{name} {count} of {cap}"
+        if cap > 0 and count > cap:
+            return f"{name} {count} above capacity {cap}"
+    return None
+
+
+def exit_packet(session_id: int, reply_id: int) -> bytes:
+    """A CMD_EXIT packet for a UDP session, with the protocol's checksum (notes §1.3:
+    RFC 1071 over the little-endian words, the checksum field zero)."""
+    head = struct.pack("<4H", _EXIT, 0, session_id, reply_id)
+    total = sum(struct.unpack("<4H", head))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return struct.pack("<4H", _EXIT, ~total & 0xFFFF, session_id, reply_id)
+
+
+def say_goodbye(endpoint: Endpoint, sessions: Sequence[tuple[int, int]]) -> None:
+    """Send CMD_EXIT for each (session id, reply id), without waiting for an answer.
+
+    A UDP session is keyed by its id alone, so any socket may end it; a goodbye that is
+    lost is said again at the next connect, until one connect succeeds.
+    """
+    if not sessions:
+        return
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            for session_id, reply_id in sessions:
+                sock.sendto(exit_packet(session_id, reply_id), (endpoint.host, endpoint.port))
+    except OSError as e:
+        log.debug("goodbye to stale sessions of %s: %s", endpoint.device_id, e)
+
+
+def _next_reply_id(conn: Any) -> int:
+    return (int(getattr(conn, "_ZK__reply_id", 0)) + 1) % _REPLY_ID_WRAP
+
+
 def classify(exc: BaseException) -> DeviceFailure:
     """Turn whatever pyzk raised into a DeviceFailure with a kind and a plain reason."""
     if isinstance(exc, DeviceFailure):
@@ -158,9 +271,14 @@ class ZkDriver:
         *,
         timeout_s: float = 2.0,
         bulk_timeout_s: float = 30.0,
+        sessions: SessionLedger | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: where UDP sessions are written down (so a killed poller's are ended at start)
+        self.sessions = sessions
+        self._leftovers_loaded = False
         self.identity: Identity | None = None
+        #: attendance record size found by the last download (live events carry their own)
         self.record_size = 40
         #: 72 (TFT) or 28 (black and white: names cut to 8 bytes, passwords to 5)
         self.user_record_size = 72 if endpoint.transport == "tcp" else 28
@@ -169,8 +287,8 @@ class ZkDriver:
         self._bulk_timeout = bulk_timeout_s
         self._lock = asyncio.Lock()
         self._conn: Any = None
-        #: pyzk instances of UDP sessions dropped without CMD_EXIT (see _drop)
-        self._stale: list[Any] = []
+        #: (session id, reply id) of UDP sessions dropped without CMD_EXIT (see _drop)
+        self._stale: list[tuple[int, int]] = []
         self._live: _LiveCapture | None = None
 
     # --- plumbing -------------------------------------------------------
@@ -183,6 +301,10 @@ class ZkDriver:
                 return await loop.run_in_executor(self._pool, fn)
             except Exception as e:
                 failure = classify(e)
+                if failure.kind is FailureKind.PROTOCOL and not isinstance(e, DeviceFailure):
+                    defect = frame_defect(self._conn)
+                    if defect is not None:
+                        failure = bad_reply(defect)
                 await loop.run_in_executor(self._pool, self._drop)
                 raise failure from e
 
@@ -207,10 +329,28 @@ class ZkDriver:
     def _connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        if not self._leftovers_loaded and self.endpoint.transport == "udp":
+            # sessions an earlier run (killed, say) left open: they hold slots until said
+            # goodbye to, and a terminal has only a few
+            leftover = self._ledger("leftover")
+            self._stale = [*((sid, 0) for sid in leftover or []), *self._stale][-MAX_STALE:]
+        self._leftovers_loaded = True
         self._end_stale_sessions()
-        conn = self._new_zk().connect()
+        zk = self._new_zk()
+        try:
+            conn = zk.connect()
+        except Exception as e:
+            _close_socket(zk)  # pyzk leaves it open after a failed connect
+            defect = frame_defect(zk)
+            if defect is not None:
+                raise bad_reply(defect) from e
+            raise
         self._end_stale_sessions()
-        self._stale.clear()  # the link works: the goodbyes above got through
+        ended, self._stale = self._stale, []  # the link works: the goodbyes got through
+        if ended:
+            self._ledger("closed", [sid for sid, _reply in ended])
+        if not conn.tcp:
+            self._ledger("opened", conn._ZK__session_id)
         try:
             identity = Identity(
                 serial=conn.get_serialnumber(),
@@ -240,21 +380,24 @@ class ZkDriver:
             if not conn.tcp and session_id:
                 # a UDP session has no teardown but CMD_EXIT: unsaid, it holds one of the
                 # terminal's few session slots until the terminal times it out
-                self._stale = [*self._stale[-(MAX_STALE - 1):], conn]
+                stale = (conn._ZK__session_id, _next_reply_id(conn))
+                self._stale = [*self._stale[-(MAX_STALE - 1):], stale]
 
     def _end_stale_sessions(self) -> None:
         """Say CMD_EXIT, without waiting for an answer, for UDP sessions dropped after an
-        error. The session is keyed by its id, so any socket may end it; a lost goodbye is
-        said again at the next connect, until one connect succeeds."""
-        for old in self._stale:
-            try:
-                packet = old._ZK__create_header(_EXIT, b"", old._ZK__session_id,
-                                                old._ZK__reply_id)
-                family = socket.AF_INET6 if ":" in self.endpoint.host else socket.AF_INET
-                with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                    sock.sendto(packet, (self.endpoint.host, self.endpoint.port))
-            except OSError as e:
-                log.debug("goodbye to a stale session of %s: %s", self.endpoint.device_id, e)
+        error (or left by an earlier run); see :func:`say_goodbye`."""
+        say_goodbye(self.endpoint, self._stale)
+
+    def _ledger(self, method: str, *args: Any) -> Any:
+        """Call the session ledger, if any; never fails a device operation."""
+        if self.sessions is None:
+            return None
+        try:
+            return getattr(self.sessions, method)(*args)
+        except Exception as e:
+            log.warning("%s: could not note its UDP sessions (%s): %s",
+                        self.endpoint.device_id, method, e)
+            return None
 
     # --- operations -----------------------------------------------------
 
@@ -262,10 +405,7 @@ class ZkDriver:
         """Connect if needed (reading the identity), then read the counters."""
 
         def do() -> Sizes:
-            conn = self._connect()
-            conn.read_sizes()
-            return Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
-                         conn.fingers, conn.fingers_cap)
+            return read_sizes_checked(self._connect())
 
         return await self._run(do)
 
@@ -278,8 +418,7 @@ class ZkDriver:
 
         def do() -> AttendanceDump:
             conn = self._connect()
-            conn.read_sizes()
-            if conn.records == 0:
+            if read_sizes_checked(conn).records == 0:
                 return AttendanceDump([], [])
             sock = conn._ZK__sock  # pyzk keeps its socket private; bulk reads need a longer wait
             sock.settimeout(self._bulk_timeout)
@@ -294,18 +433,30 @@ class ZkDriver:
         return await self._run(do)
 
     async def close(self) -> None:
-        """Say goodbye and close; never raises."""
+        """Say goodbye and close; never raises. A live session says its own goodbye
+        (unregister, CMD_EXIT) at its next tick: it is waited for, briefly."""
+        live = self._live
         self.stop_live()
 
         def do() -> None:
+            if live is not None:  # (every device's live thread was told at once: they end
+                live.join(_LiveCapture.TICK_S + 3 * self._timeout)  # together, in a tick)
             self._end_stale_sessions()
+            said = [sid for sid, _reply in self._stale]
             self._stale.clear()
             conn, self._conn = self._conn, None
-            if conn is None:
-                return
-            with contextlib.suppress(Exception):
-                conn.disconnect()
-            _close_socket(conn)
+            if conn is not None:
+                session_id = conn._ZK__session_id
+                try:
+                    conn.disconnect()
+                    if not conn.tcp:
+                        said.append(session_id)
+                except Exception:
+                    if not conn.tcp:  # no answer to EXIT: once more, unanswered
+                        say_goodbye(self.endpoint, [(session_id, _next_reply_id(conn))])
+                _close_socket(conn)
+            if said:
+                self._ledger("closed", said)
 
         async with self._lock:
             await asyncio.get_running_loop().run_in_executor(self._pool, do)
@@ -397,10 +548,14 @@ class ZkDriver:
 
     # --- live capture ---------------------------------------------------
 
-    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None]) -> None:
-        """Deliver real-time punches through ``on_punch`` (on the calling loop)."""
+    def start_live(self, on_punch: LiveCallback, on_error: Callable[[str], None],
+                   on_registered: Callable[[], None] | None = None) -> None:
+        """Deliver real-time punches through ``on_punch`` (on the calling loop);
+        ``on_registered`` is called each time a live session has registered for events
+        (at start and after every reconnect), before any punch it delivers."""
         if self._live is None:
-            self._live = _LiveCapture(self, asyncio.get_running_loop(), on_punch, on_error)
+            self._live = _LiveCapture(self, asyncio.get_running_loop(), on_punch, on_error,
+                                      on_registered)
             self._live.start()
 
     def stop_live(self) -> None:
@@ -421,12 +576,14 @@ class _LiveCapture(threading.Thread):
         loop: asyncio.AbstractEventLoop,
         on_punch: LiveCallback,
         on_error: Callable[[str], None],
+        on_registered: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"live-{driver.endpoint.device_id}", daemon=True)
         self.driver = driver
         self.loop = loop
         self.on_punch = on_punch
         self.on_error = on_error
+        self.on_registered = on_registered
         self._stop_flag = threading.Event()
 
     def stop(self) -> None:
@@ -435,38 +592,110 @@ class _LiveCapture(threading.Thread):
 
     def run(self) -> None:
         backoff = 1.0
+        driver = self.driver
+        #: UDP sessions of this thread dropped after an error (see ZkDriver._drop)
+        stale: list[tuple[int, int]] = []
         while not self._stop_flag.is_set():
-            conn = None
+            zk: Any = None
+            conn: Any = None
             try:
-                conn = self.driver._new_zk().connect()
+                say_goodbye(driver.endpoint, stale)
+                zk = driver._new_zk()
+                conn = zk.connect()
+                if stale:  # the link works: the goodbyes got through
+                    say_goodbye(driver.endpoint, stale)
+                    driver._ledger("closed", [sid for sid, _reply in stale])
+                    stale.clear()
+                if not conn.tcp:
+                    driver._ledger("opened", conn._ZK__session_id)
                 backoff = 1.0
+                sock = _RecordingSocket(conn._ZK__sock)
+                conn._ZK__sock = sock
+                header = 16 if conn.tcp else 8  # TCP wrapper and packet header, or the header
+                self._tell_registration(conn)
                 for att in conn.live_capture(new_timeout=self.TICK_S):
                     if self._stop_flag.is_set():
                         conn.end_live_capture = True
                         continue
                     if att is None:
                         continue
-                    self.loop.call_soon_threadsafe(self.on_punch, self._raw(att))
-                with contextlib.suppress(Exception):
+                    raw = event_punch(att, sock.last_len - header)
+                    self.loop.call_soon_threadsafe(self.on_punch, raw)
+                session_id = conn._ZK__session_id
+                try:
                     conn.disconnect()
+                    if not conn.tcp:
+                        driver._ledger("closed", [session_id])
+                except Exception:
+                    if not conn.tcp:  # unanswered: once more, and it stays written down
+                        say_goodbye(driver.endpoint, [(session_id, _next_reply_id(conn))])
+                conn = None
             except Exception as e:
+                if conn is not None and not conn.tcp and conn._ZK__session_id:
+                    stale = [*stale[-(MAX_STALE - 1):], (conn._ZK__session_id,
+                                                         _next_reply_id(conn))]
                 if not self._stop_flag.is_set():
                     with contextlib.suppress(RuntimeError):
                         self.loop.call_soon_threadsafe(self.on_error, classify(e).args[0])
                 self._stop_flag.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:
-                if conn is not None:
-                    _close_socket(conn)
+                if zk is not None:
+                    _close_socket(zk)
+        say_goodbye(driver.endpoint, stale)  # stopping: they stay written down
 
-    def _raw(self, att: Any) -> RawPunch:
-        # pyzk names the two bytes after the user id by the 16-byte layout's order;
-        # in TFT (40-byte) events they are verify type then state
-        if self.driver.record_size == 16:
-            state, verify = att.status, att.punch
-        else:
-            state, verify = att.punch, att.status
-        return RawPunch(str(att.user_id), att.timestamp, int(state), int(verify))
+
+    def _tell_registration(self, conn: Any) -> None:
+        """Call ``on_registered`` as soon as the device has accepted the session's
+        REG_EVENT: from then on every punch comes as an event, those before it only in
+        the log. pyzk registers inside its generator, so its ``reg_event`` is wrapped."""
+        register = conn.reg_event
+
+        def reg_event(flags: int) -> None:
+            register(flags)  # raises unless the device said ACK_OK
+            if flags and self.on_registered is not None:
+                self.loop.call_soon_threadsafe(self.on_registered)
+
+        conn.reg_event = reg_event
+
+
+#: EF_ATTLOG payload lengths of black-and-white terminals (numeric user id, then state
+#: and verify type, as in their 16-byte records); TFT events (32, 36, 37, 52+ bytes) carry
+#: a 24-byte user id, then verify type and state, as in their 40-byte records
+BW_EVENT_LENGTHS = frozenset({10, 12, 14})
+
+
+def event_punch(att: Any, payload_len: int) -> RawPunch:
+    """A live event as a punch, its two code bytes read in the event's own layout.
+
+    pyzk names the two bytes after the user id ``status`` and ``punch``
+    whatever the layout, and the layout is told by the payload's length
+    alone (pyzk chooses its parse by it): what the device sent says what the
+    device is, so no event waits on a download to learn the record size.
+    """
+    if payload_len in BW_EVENT_LENGTHS:
+        state, verify = att.status, att.punch
+    else:
+        state, verify = att.punch, att.status
+    return RawPunch(str(att.user_id), att.timestamp, int(state), int(verify))
+
+
+class _RecordingSocket:
+    """A live session's socket as pyzk uses it, remembering the length of the last packet
+    received (pyzk reads one event per ``recv`` and keeps no trace of its length)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.last_len = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        """Receive, noting the length."""
+        data = self._sock.recv(bufsize)
+        self.last_len = len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 def _close_socket(conn: Any) -> None:

@@ -32,6 +32,7 @@ from fleettui.domain import DeviceSpec, DeviceState, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
+from fleettui.engine.sessions import StoreSessionLedger
 from fleettui.engine.sync import SyncProgress
 from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_rows
 from fleettui.store import Store
@@ -105,8 +106,10 @@ class Engine:
 
     def _zk_driver(self, endpoint: Endpoint, pool: ThreadPoolExecutor) -> Driver:
         poll = self.config.poll
+        ledger = StoreSessionLedger(self.store, endpoint.device_id, asyncio.get_running_loop(),
+                                    self.clock)
         return ZkDriver(endpoint, pool, timeout_s=poll.timeout_s,
-                        bulk_timeout_s=poll.bulk_timeout_s)
+                        bulk_timeout_s=poll.bulk_timeout_s, sessions=ledger)
 
     # --- lifecycle ------------------------------------------------------
 

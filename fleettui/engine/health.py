@@ -54,6 +54,11 @@ class Health:
             return None
         return self._move(kind.status, reason, now)
 
+    def stalled(self, reason: str, now: datetime) -> StatusChange | None:
+        """A device counted online has not been read for too long (see the poller's
+        watchdog): it is in error with ``reason`` until a check answers again."""
+        return self._move(DeviceStatus.ERROR, reason, now)
+
     def _move(self, status: DeviceStatus, reason: str, now: datetime) -> StatusChange | None:
         if status == self.status and reason == self.reason:
             return None

@@ -43,6 +43,11 @@ class PollPolicy:
     sync_batch: int = 5000
     #: how long a device we restarted may stay silent before it counts as offline
     reboot_window_s: float = 120.0
+    #: checks' worth of time an online device may go without its counts read (watchdog)
+    stall_after_checks: int = 3
+    #: the same allowance while an attendance download runs (100,000 records on a
+    #: slow link take minutes)
+    sync_stall_s: float = 900.0
 
 
 class DevicePoller:
@@ -82,7 +87,15 @@ class DevicePoller:
         self._last_clock_check: datetime | None = None
         self._drift: float | None = None
         self._synced_count: int | None = None
+        #: when the device's counts were last read and checked (the watchdog's reference)
+        self.counts_read_at: datetime | None = None
+        self._first_check_at: datetime | None = None
         self._live_started = False
+        #: live punches held until the catch-up sync after live capture (re)registered
+        #: (None: not holding; see _on_live_registered)
+        self.live_held: list[RawPunch] | None = None
+        self._live_epoch = 0
+        self._catch_up_pending = False
         self.last_sync: SyncResult | None = None
         #: the sync in progress, if any (read by views; None when idle)
         self.sync_progress: SyncProgress | None = None
@@ -99,21 +112,31 @@ class DevicePoller:
 
     async def check(self) -> None:
         """One liveness check, and whatever it calls for (sync, clock, live capture)."""
-        if self.busy or self.retired:
+        if self.retired:
+            return
+        if self._first_check_at is None:
+            self._first_check_at = self.clock()
+        if self.busy:
+            await self._watch()
             return
         self.busy = True
         try:
             await self._check()
         finally:
             self.busy = False
+        if self._catch_up_pending and not self.retired and self.spawn is not None:
+            self._catch_up_pending = False  # live capture registered during that check
+            self.spawn(self.check())
 
     async def _check(self) -> None:
+        epoch = self._live_epoch
         try:
             sizes = await self.driver.check()
         except DeviceFailure as failure:
             await self._failed(failure)
             return
         now = self.clock()
+        self.counts_read_at = now
         was = self.health.status
         await self._transition(self.health.success(now))
         self.interval_s = self.policy.check_interval_s
@@ -130,15 +153,42 @@ class DevicePoller:
         try:
             if sizes.records != self._synced_count:
                 await self.sync()
+            elif self.live_held is not None and epoch == self._live_epoch:
+                # counted after live capture registered and nothing new since the last
+                # sync: no punch fell between the two, nothing to catch up
+                await self._release_live()
             elif self._clock_due(now):
                 await self._read_clock()
         except DeviceFailure as failure:
             await self._failed(failure)
             return
         if self.live and not self._live_started:
-            self.driver.start_live(self._on_live_punch, self._on_live_error)
+            self.driver.start_live(self._on_live_punch, self._on_live_error,
+                                   self._on_live_registered)
             self._live_started = True
         await self.run_commands()
+
+    async def _watch(self) -> None:
+        """The stale-count watchdog: a check is still running (a device holding a reply,
+        a download crawling), so the status was not refreshed. A device that counts as
+        online but whose counts have not been read for a few check intervals is put in
+        error, saying so, rather than shown healthy while nothing syncs; the next check
+        that answers brings it back online."""
+        health = self.health
+        if health.status is not DeviceStatus.ONLINE:
+            return
+        now = self.clock()
+        if health.rebooting_until is not None and now < health.rebooting_until:
+            return  # silent on purpose: we restarted it
+        since = self.counts_read_at or self._first_check_at
+        if since is None:
+            return
+        allowed = self.policy.stall_after_checks * self.policy.check_interval_s
+        if self.sync_progress is not None:
+            allowed = max(allowed, self.policy.sync_stall_s)
+        if (now - since).total_seconds() > allowed:
+            await self._transition(health.stalled(
+                f"stalled: record count not read for over {allowed:g} s", now))
 
     async def run_commands(self) -> None:
         """Run the device's queued commands, in order; stop at one the device did not answer."""
@@ -184,6 +234,7 @@ class DevicePoller:
     async def sync(self) -> SyncResult:
         """Read the clock, download the attendance log, store what is new, oldest first."""
         started = self.clock()
+        epoch = self._live_epoch
         self.sync_progress = SyncProgress(0, None, started)
         try:
             await self._read_clock()  # drift recorded at every sync, and kept with its punches
@@ -199,7 +250,10 @@ class DevicePoller:
             )
         finally:
             self.sync_progress = None
-        self._synced_count = result.read + result.bad_records
+        if epoch == self._live_epoch:
+            self._synced_count = result.read + result.bad_records
+        else:
+            self._synced_count = None  # live capture re-registered meanwhile: catch up again
         self.last_sync = result
         if result.new or result.bad_records:
             message = f"{self.device_id}: {result.new} new punch(es) stored"
@@ -210,6 +264,8 @@ class DevicePoller:
                 data={"new": result.new, "read": result.read, "bad": result.bad_records},
             )
             self.publish(event)
+        if epoch == self._live_epoch and self.live_held is not None:
+            await self._release_live()
         return result
 
     async def _failed(self, failure: DeviceFailure) -> None:
@@ -238,9 +294,40 @@ class DevicePoller:
 
     # --- live capture ---------------------------------------------------
 
+    def _on_live_registered(self) -> None:
+        """A live session registered (at start, or after a reconnect).
+
+        Punches made while it was (re)registering are only in the device's log,
+        and the next sync would store them after the live punches that follow:
+        ``punch.created`` out of time order. So live punches are held from here
+        until a sync that started after this registration has stored the log,
+        then released in device-time order (those the sync stored are dropped
+        as duplicates). A check is asked for at once; it downloads only if the
+        record count moved since the last sync, as always.
+        """
+        self._live_epoch += 1
+        if self.live_held is None:
+            self.live_held = []
+        if self.busy:
+            self._catch_up_pending = True
+        elif self.spawn is not None and not self.retired:
+            self.spawn(self.check())
+
     def _on_live_punch(self, raw: RawPunch) -> None:
-        if self.spawn is not None:
+        if self.live_held is not None:
+            self.live_held.append(raw)
+        elif self.spawn is not None:
             self.spawn(self._store_live(raw))
+
+    async def _release_live(self) -> None:
+        """Store the held live punches oldest first, then let live punches through again
+        (any arriving meanwhile join the queue, so the order holds)."""
+        epoch, held = self._live_epoch, self.live_held
+        while held and epoch == self._live_epoch:
+            held.sort(key=lambda r: r.local_time)
+            await self._store_live(held.pop(0))
+        if epoch == self._live_epoch:  # else re-registered meanwhile: hold for its catch-up
+            self.live_held = None
 
     async def _store_live(self, raw: RawPunch) -> None:
         now = self.clock()

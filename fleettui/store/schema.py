@@ -208,4 +208,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT NOT NULL DEFAULT '';
     ALTER TABLE webhook_endpoints ADD COLUMN previous_secret_until TEXT;
     """,
+    # 5: UDP sessions a poller opened on its devices and has not closed yet: a UDP
+    # session ends only with CMD_EXIT, so a poller killed without one holds the
+    # terminal's few session slots; the next poller says the goodbyes at start
+    """
+    CREATE TABLE device_sessions (
+        device_id TEXT NOT NULL,
+        session_id INTEGER NOT NULL,
+        opened_at TEXT NOT NULL,
+        PRIMARY KEY (device_id, session_id)
+    );
+    """,
 ]
