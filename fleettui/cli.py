@@ -614,7 +614,7 @@ async def _command(args: argparse.Namespace) -> int:
     from fleettui.commands import CommandError
     from fleettui.engine.enqueue import enqueue, read_employees
     from fleettui.report import request_record, request_text
-    from fleettui.store.store import IdempotencyConflict
+    from fleettui.store import IdempotencyConflict
 
     if args.command == "sync-employees":
         target = args.site or args.device

@@ -22,8 +22,7 @@ from fleettui.domain import CommandState, DeviceStatus
 from fleettui.emulator.device import Profile, Punch
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue, read_employees
-from fleettui.store import Store
-from fleettui.store.store import IdempotencyConflict
+from fleettui.store import IdempotencyConflict, Store
 from tests.conftest import Emulated, FakeClock, device_config, sample_users
 from tests.test_engine import Clock, fleet_toml
 

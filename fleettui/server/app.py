@@ -65,8 +65,7 @@ from fleettui.server.base import (
 )
 from fleettui.server.key_use import KeyUseNotes
 from fleettui.server.protocol import KEEPALIVE_TIMEOUT_S, ApiRunner, handler_options
-from fleettui.store import Store
-from fleettui.store.store import FleetConflict, IdempotencyConflict
+from fleettui.store import FleetConflict, IdempotencyConflict, Store
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from fleettui.server.base import (
     requires,
     store_of,
 )
-from fleettui.store.store import FleetConflict
+from fleettui.store import FleetConflict
 
 #: a device as the API writes it; ``serial_number`` is the article's name for the serial
 DEVICE_FIELDS: dict[str, type] = {

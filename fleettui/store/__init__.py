@@ -1,5 +1,13 @@
-"""fleettui's store: the source of truth and the integration point (see store.py)."""
+"""fleettui's store: the source of truth and the integration point.
 
-from fleettui.store.store import Store
+Every SQL statement of fleettui lives in this package, one subpackage per
+backend (``sqlite/`` today), so that a PostgreSQL store can take its place.
+"""
 
-__all__ = ["Store"]
+from fleettui.store.errors import FleetConflict, IdempotencyConflict
+from fleettui.store.sqlite import SqliteStore
+
+#: the store every caller uses (SQLite, the embedded default)
+Store = SqliteStore
+
+__all__ = ["FleetConflict", "IdempotencyConflict", "SqliteStore", "Store"]

@@ -32,8 +32,7 @@ from textual.widgets import Button, Checkbox, Input, Static
 from fleettui.commands import CommandError, validate
 from fleettui.domain import CommandRequest, CommandState
 from fleettui.engine.enqueue import enqueue, read_employees
-from fleettui.store import Store
-from fleettui.store.store import IdempotencyConflict
+from fleettui.store import IdempotencyConflict, Store
 
 #: a preview that no device took within this time expires (an offline device, say)
 PREVIEW_TTL = timedelta(minutes=10)

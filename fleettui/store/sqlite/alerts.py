@@ -1,0 +1,228 @@
+"""Alerts (opened, escalated, reminded, resolved, acknowledged) and silences."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from fleettui.domain import (
+    Alert,
+    AlertKind,
+    Silence,
+)
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.events import write_event
+from fleettui.store.sqlite.outbox import write_device_fact
+
+_ALERT_COLUMNS = (
+    "id, target_kind, target, site_id, kind, severity, state, reason, since, opened_at,"
+    " resolved_at, escalated_at, acknowledged_at, acknowledged_by, notified, last_notified_at,"
+    " notifications"
+)
+_SILENCE_COLUMNS = "id, target, until, reason, created_by, created_at, ended_at"
+
+
+class AlertQueries(SqliteConnection):
+    """Alerts and silences, each change with its event and outbox rows."""
+
+    async def open_alert(
+        self,
+        *,
+        target_kind: str,
+        target: str,
+        site_id: str | None,
+        kind: AlertKind,
+        severity: str,
+        reason: str,
+        since: datetime,
+        now: datetime,
+        notify: bool,
+    ) -> Alert:
+        """Open an alert (event, and webhook outbox row when notified, in one transaction)."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO alerts (target_kind, target, site_id, kind, severity, reason, since,"
+                " opened_at, notified, last_notified_at, notifications)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (target_kind, target, site_id, kind.value, severity, reason, ts(since), ts(now),
+                 int(notify), ts(now) if notify else None, int(notify)),
+            )
+            alert = await read_alert(db, int(cur.lastrowid or 0))
+            await self._alert_fact(db, alert, "alert.opened", now, notify)
+            return alert
+
+    async def update_alert(
+        self,
+        alert: Alert,
+        now: datetime,
+        *,
+        change: str,
+        notify: bool,
+        severity: str | None = None,
+    ) -> Alert:
+        """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder"."""
+        async with self._tx() as db:
+            sets = ["last_notified_at = CASE WHEN ? THEN ? ELSE last_notified_at END",
+                    "notifications = notifications + ?"]
+            args: list[Any] = [int(notify), ts(now), int(notify)]
+            if change == "resolved":
+                sets.append("state = 'resolved', resolved_at = ?")
+                args.append(ts(now))
+            elif change == "escalated":
+                sets.append("severity = ?, escalated_at = ?")
+                args += [severity or "critical", ts(now)]
+            elif change == "notified":
+                sets.append("notified = 1")
+            args.append(alert.id)
+            await db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
+            fresh = await read_alert(db, alert.id)
+            kind = {"resolved": "alert.resolved", "escalated": "alert.escalated",
+                    "reminder": "alert.reminder", "notified": "alert.opened"}[change]
+            await self._alert_fact(db, fresh, kind, now, notify)
+            return fresh
+
+    async def acknowledge_alert(self, alert_id: int, by: str, now: datetime) -> Alert | None:
+        """Acknowledge an open alert (stops its reminders); None if no such open alert."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?"
+                " WHERE id = ? AND state = 'open'",
+                (ts(now), by, alert_id),
+            )
+            if not cur.rowcount:
+                return None
+            alert = await read_alert(db, alert_id)
+            await write_event(db, now, "alert.acknowledged",
+                              f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""),
+                              device_id=alert.target if alert.target_kind == "device" else None,
+                              site_id=alert.site_id, data={"alert_id": alert_id})
+            return alert
+
+    async def alerts(self, *, open_only: bool = True, limit: int = 500) -> list[Alert]:
+        """Alerts, newest first (only open ones by default)."""
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        if open_only:
+            sql += " WHERE state = 'open'"
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [_alert(r) for r in await fetch(self._db, sql, (limit,))]
+
+    async def _alert_fact(
+        self, db: aiosqlite.Connection, alert: Alert, kind: str, now: datetime, notify: bool
+    ) -> None:
+        """An alert's change told: its event, the device fact of a flap, its outbox row."""
+        payload = {
+            "event": kind,
+            "alert": {
+                "id": alert.id, "kind": alert.kind.value, "severity": alert.severity,
+                "target": alert.target, "target_kind": alert.target_kind, "site": alert.site_id,
+                "reason": alert.reason, "since": ts(alert.since),
+                "acknowledged": alert.acknowledged_at is not None,
+            },
+            "timestamp": ts(now),
+        }
+        await write_event(
+            db, now, kind, f"{alert.kind.value} {alert.target_kind} {alert.target}: {kind}"
+            + (f" ({alert.reason})" if alert.reason else ""),
+            device_id=alert.target if alert.target_kind == "device" else None,
+            site_id=alert.site_id, data={"alert_id": alert.id, "notified": notify},
+        )
+        if alert.kind is AlertKind.FLAPPING and kind in ("alert.opened", "alert.resolved"):
+            await write_device_fact(
+                db, alert.target, "device.flapping" if kind == "alert.opened" else "device.stable",
+                now, {"reason": alert.reason} if kind == "alert.opened" else {},
+            )
+        if notify and kind != "alert.reminder":
+            await db.execute(
+                "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (kind, alert.target if alert.target_kind == "device" else None,
+                 json.dumps(payload), ts(now)),
+            )
+
+    # --- silences -------------------------------------------------------
+
+    async def add_silence(
+        self, target: str, until: datetime, reason: str, by: str, now: datetime
+    ) -> Silence:
+        """Silence a device or a site until ``until``."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO silences (target, until, reason, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (target, ts(until), reason, by, ts(now)),
+            )
+            await write_event(db, now, "silence.added",
+                              f"{target} silenced until {ts(until)}: {reason}",
+                              data={"silence_id": cur.lastrowid})
+            rows = await fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
+                                (cur.lastrowid,))
+            return _silence(rows[0])
+
+    async def end_silence(self, silence_id: int, now: datetime) -> Silence | None:
+        """End a silence in force now; None if there is no such silence in force."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE silences SET ended_at = ? WHERE id = ? AND ended_at IS NULL"
+                " AND until > ?",
+                (ts(now), silence_id, ts(now)),
+            )
+            if not cur.rowcount:
+                return None
+            rows = await fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
+                                (silence_id,))
+            silence = _silence(rows[0])
+            await write_event(db, now, "silence.ended", f"silence of {silence.target} ended",
+                              data={"silence_id": silence_id})
+            return silence
+
+    async def active_silences(self, now: datetime) -> list[Silence]:
+        """Silences in force; those past their end are closed (with an event) first."""
+        async with self._tx() as db:
+            ended = await fetch(
+                db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
+                " AND until <= ?", (ts(now),),
+            )
+            for row in ended:
+                await db.execute("UPDATE silences SET ended_at = ? WHERE id = ?",
+                                 (ts(now), row["id"]))
+                await write_event(db, now, "silence.expired",
+                                  f"silence of {row['target']} ended",
+                                  data={"silence_id": row["id"]})
+            rows = await fetch(
+                db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
+                " ORDER BY id",
+            )
+        return [_silence(r) for r in rows]
+
+
+async def read_alert(db: aiosqlite.Connection, alert_id: int) -> Alert:
+    """One alert as it stands on ``db`` (inside a transaction: with its changes)."""
+    rows = await fetch(db, f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+    return _alert(rows[0])
+
+
+def _alert(r: Any) -> Alert:
+    """An alerts row as an Alert."""
+    return Alert(
+        id=r["id"], target_kind=r["target_kind"], target=r["target"], site_id=r["site_id"],
+        kind=AlertKind(r["kind"]), severity=r["severity"], state=r["state"], reason=r["reason"],
+        since=from_ts(r["since"]),  # type: ignore[arg-type]
+        opened_at=from_ts(r["opened_at"]),  # type: ignore[arg-type]
+        resolved_at=from_ts(r["resolved_at"]), escalated_at=from_ts(r["escalated_at"]),
+        acknowledged_at=from_ts(r["acknowledged_at"]), acknowledged_by=r["acknowledged_by"],
+        notified=bool(r["notified"]), last_notified_at=from_ts(r["last_notified_at"]),
+        notifications=r["notifications"],
+    )
+
+
+def _silence(r: Any) -> Silence:
+    """A silences row as a Silence."""
+    return Silence(
+        id=r["id"], target=r["target"], until=from_ts(r["until"]),  # type: ignore[arg-type]
+        reason=r["reason"], created_by=r["created_by"],
+        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+        ended_at=from_ts(r["ended_at"]),
+    )

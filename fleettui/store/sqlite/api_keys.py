@@ -1,0 +1,73 @@
+"""API keys: made, checked by hash, used, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any
+
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, ts
+
+#: API roles, each allowed what the ones before it are
+API_ROLES = ("viewer", "operator", "admin")
+
+
+class ApiKeyQueries(SqliteConnection):
+    """API keys; only their SHA-256 is stored."""
+
+    async def create_api_key(self, role: str, name: str, now: datetime) -> tuple[int, str]:
+        """Make a key; returns (id, the key). Only its SHA-256 is stored: show it once."""
+        if role not in API_ROLES:
+            raise ValueError(f"role: expected one of {', '.join(API_ROLES)}")
+        key = "ftk_" + secrets.token_urlsafe(32)
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO api_keys (name, role, prefix, hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, role, key[:8], _key_hash(key), ts(now)),
+            )
+            return int(cur.lastrowid or 0), key
+
+    async def api_key_role(self, key: str, now: datetime, *,
+                           record_use: bool = True) -> tuple[int, str] | None:
+        """(id, role) of a live key, or None; records its use unless ``record_use`` is False
+        (a read only: the HTTP API records uses itself, at most once a minute)."""
+        rows = await fetch(
+            self._db, "SELECT id, role FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
+            (_key_hash(key),),
+        )
+        if not rows:
+            return None
+        if record_use:
+            await self.record_api_key_use(int(rows[0]["id"]), now)
+        return int(rows[0]["id"]), str(rows[0]["role"])
+
+    async def record_api_key_use(self, key_id: int, now: datetime) -> None:
+        """Write that key ``key_id`` was used at ``now`` (its ``last_used_at``)."""
+        async with self._tx() as db:
+            await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
+                             (ts(now), key_id))
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Every key's id, name, role, prefix and dates (never the key)."""
+        rows = await fetch(
+            self._db, "SELECT id, name, role, prefix, created_at, last_used_at, revoked_at"
+            " FROM api_keys ORDER BY id",
+        )
+        return [dict(r) for r in rows]
+
+    async def revoke_api_key(self, key_id: int, now: datetime) -> bool:
+        """Revoke a key; False if there is no such live key."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (ts(now), key_id),
+            )
+            return cur.rowcount > 0
+
+
+def _key_hash(key: str) -> str:
+    """What is stored of an API key."""
+    # API keys are 256 random bits: a plain SHA-256 is enough (no password stretching)
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,176 @@
+"""Webhook endpoints: mirrored from the config, or the store's own (API-created)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from fleettui.egress import redacted_url
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.events import write_event
+
+_ENDPOINT_COLUMNS = (
+    "id, origin, delivery_key, url, events, secret, enabled, hex_signature_header, timeout_s,"
+    " created_at, previous_secret, previous_secret_until"
+)
+
+
+class WebhookEndpointQueries(SqliteConnection):
+    """Webhook endpoints, their secrets and rotation."""
+
+    async def sync_webhook_endpoints(self, endpoints: Sequence[dict[str, Any]],
+                                     now: datetime) -> None:
+        """Mirror the config's endpoints (dicts with id, url, events, enabled,
+        hex_signature_header, timeout_s; their queue is keyed by URL) so that
+        every view lists them. Their secrets stay in the config file."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM webhook_endpoints WHERE origin = 'config'")
+            await db.executemany(
+                "INSERT OR IGNORE INTO webhook_endpoints (id, origin, delivery_key, url, events,"
+                " enabled, hex_signature_header, timeout_s, created_at)"
+                " VALUES (?, 'config', ?, ?, ?, ?, ?, ?, ?)",
+                [(e["id"], e["url"], e["url"], json.dumps(list(e["events"])), int(e["enabled"]),
+                  e.get("hex_signature_header"), float(e.get("timeout_s", 10.0)), ts(now))
+                 for e in endpoints],
+            )
+
+    async def create_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str,
+        events: Sequence[str],
+        secret: str,
+        enabled: bool,
+        hex_signature_header: str | None,
+        timeout_s: float,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Add an endpoint of the store's own. It hears events from now on: its
+        cursor starts at the newest outbox row (no replay of the whole history)."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO webhook_endpoints (id, origin, delivery_key, url, events, secret,"
+                " enabled, hex_signature_header, timeout_s, created_at)"
+                " VALUES (?, 'api', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint_id, endpoint_id, url, json.dumps(list(events)), secret, int(enabled),
+                 hex_signature_header, timeout_s, ts(now)),
+            )
+            await db.execute(
+                "INSERT INTO webhook_cursors (endpoint, last_outbox_id)"
+                " SELECT ?, COALESCE(MAX(id), 0) FROM webhook_outbox WHERE true"
+                " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
+                (endpoint_id,),
+            )
+            await write_event(db, now, "webhook.created",
+                              f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
+            rows = await fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                                " WHERE id = ?", (endpoint_id,))
+            return _endpoint(rows[0])
+
+    async def webhook_endpoints(self, *, with_secrets: bool = False,
+                                origin: str | None = None) -> list[dict[str, Any]]:
+        """Every endpoint the store knows, by creation; the secret only if asked
+        (the dispatcher asks; views never do)."""
+        sql = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+        args: tuple[Any, ...] = ()
+        if origin is not None:
+            sql += " WHERE origin = ?"
+            args = (origin,)
+        rows = await fetch(self._db, sql + " ORDER BY created_at, id", args)
+        return [_endpoint(r, with_secrets) for r in rows]
+
+    async def webhook_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        """One endpoint (never its secret), or None."""
+        rows = await fetch(self._db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                            " WHERE id = ?", (endpoint_id,))
+        return _endpoint(rows[0]) if rows else None
+
+    async def update_webhook_endpoint(
+        self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
+        new_secret: str | None = None, previous_until: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Change an API-created endpoint's url, events, enabled, hex_signature_header or
+        timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
+        disabled endpoint enabled again hears what was committed meanwhile.
+
+        With ``new_secret`` the secret is rotated in the same transaction: the
+        current one becomes the previous secret, which keeps signing next to the
+        new one until ``previous_until`` (None or not after ``now``: not at all).
+        A secret rotated again during an overlap replaces the older previous one.
+        """
+        allowed = {"url", "events", "enabled", "hex_signature_header", "timeout_s"}
+        if set(changes) - allowed:
+            raise ValueError(f"cannot change {', '.join(sorted(set(changes) - allowed))}")
+        values = {k: json.dumps(list(v)) if k == "events" else int(v) if k == "enabled" else v
+                  for k, v in changes.items()}
+        async with self._tx() as db:
+            rows = await fetch(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
+                                " AND origin = 'api'", (endpoint_id,))
+            if not rows:
+                return None
+            said = sorted(values)
+            if values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                await db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
+                                 (*values.values(), endpoint_id))
+            if new_secret is not None:
+                until = (ts(previous_until) if previous_until is not None
+                         and previous_until > now else None)
+                # the right-hand sides read the row as it was: the old secret moves over
+                await db.execute(
+                    "UPDATE webhook_endpoints SET previous_secret = CASE WHEN ? IS NULL"
+                    " THEN '' ELSE secret END, previous_secret_until = ?, secret = ?"
+                    " WHERE id = ?", (until, until, new_secret, endpoint_id),
+                )
+                said.append(f"secret rotated (the previous one also signs until {until})"
+                            if until else "secret rotated (the previous one no longer signs)")
+            if said:
+                await write_event(db, now, "webhook.updated",
+                                  f"webhook endpoint {endpoint_id} changed: " + ", ".join(said))
+            rows = await fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                                " WHERE id = ?", (endpoint_id,))
+            return _endpoint(rows[0])
+
+    async def webhook_forget_previous_secrets(self, now: datetime) -> int:
+        """Clear the previous secrets whose overlap is over (rotation done); returns how many."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE webhook_endpoints SET previous_secret = '', previous_secret_until = NULL"
+                " WHERE previous_secret_until IS NOT NULL AND previous_secret_until <= ?",
+                (ts(now),),
+            )
+            return cur.rowcount
+
+    async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
+        """Remove an API-created endpoint with its queue (pending and dead deliveries
+        are dropped); False if there is no such API endpoint."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM webhook_endpoints WHERE id = ? AND origin = 'api'", (endpoint_id,)
+            )
+            if not cur.rowcount:
+                return False
+            await db.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
+            await db.execute("DELETE FROM webhook_cursors WHERE endpoint = ?", (endpoint_id,))
+            await write_event(db, now, "webhook.deleted",
+                              f"webhook endpoint {endpoint_id} deleted")
+            return True
+
+
+def _endpoint(r: Any, with_secret: bool = False) -> dict[str, Any]:
+    """A webhook_endpoints row as the dict callers read (secrets only if asked)."""
+    out = {
+        "id": r["id"], "origin": r["origin"], "delivery_key": r["delivery_key"],
+        "url": r["url"], "events": json.loads(r["events"]), "enabled": bool(r["enabled"]),
+        "hex_signature_header": r["hex_signature_header"], "timeout_s": r["timeout_s"],
+        "created_at": from_ts(r["created_at"]),
+        # when the previous secret stops signing (not a secret itself; None: no rotation)
+        "previous_secret_until": from_ts(r["previous_secret_until"]),
+    }
+    if with_secret:
+        out["secret"] = r["secret"]
+        out["previous_secret"] = r["previous_secret"]
+    return out

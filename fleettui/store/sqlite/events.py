@@ -1,0 +1,82 @@
+"""The event log: appended in the transaction of the fact it tells, tailed by views."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from fleettui.domain import (
+    Event,
+)
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+
+
+class EventQueries(SqliteConnection):
+    """The event log, appended and tailed."""
+
+    async def add_event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        at: datetime,
+        device_id: str | None = None,
+        site_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append one line to the event log."""
+        async with self._tx() as db:
+            return await write_event(
+                db, at, kind, message, device_id=device_id, site_id=site_id, data=data
+            )
+
+    async def last_event_id(self) -> int:
+        """The id of the newest event (0 when the log is empty)."""
+        rows = await fetch(self._db, "SELECT COALESCE(MAX(id), 0) FROM events")
+        return int(rows[0][0])
+
+    async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with an id above ``last_id``, in order: how views tail the log."""
+        rows = await fetch(
+            self._db,
+            "SELECT id, at, kind, device_id, site_id, message, data FROM events WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (last_id, limit),
+        )
+        return [
+            Event(
+                r["id"],
+                from_ts(r["at"]),  # type: ignore[arg-type]
+                r["kind"],
+                r["message"],
+                r["device_id"],
+                r["site_id"],
+                json.loads(r["data"]),
+            )
+            for r in rows
+        ]
+
+
+async def write_event(
+    db: aiosqlite.Connection,
+    at: datetime,
+    kind: str,
+    message: str,
+    *,
+    device_id: str | None = None,
+    site_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Append one line to the event log, in the transaction of ``db``."""
+    if site_id is None and device_id is not None:
+        rows = await fetch(db, "SELECT site_id FROM devices WHERE id = ?", (device_id,))
+        site_id = rows[0][0] if rows else None
+    cur = await db.execute(
+        "INSERT INTO events (at, kind, device_id, site_id, message, data)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (ts(at), kind, device_id, site_id, message, json.dumps(data or {})),
+    )
+    return Event(int(cur.lastrowid or 0), at, kind, message, device_id, site_id, data or {})
