@@ -35,7 +35,7 @@ from fleettui.server.base import (
     requires,
     store_of,
 )
-from fleettui.store import FleetConflict
+from fleettui.store import ConflictKind, FleetConflict
 
 #: a device as the API writes it; ``serial_number`` is the article's name for the serial
 DEVICE_FIELDS: dict[str, type] = {
@@ -76,11 +76,20 @@ def device_spec(body: dict[str, Any], index: int | None = None) -> DeviceSpec:
                       name=d.name, enabled=d.enabled, origin="api")
 
 
+#: the HTTP status and error code that say each of the store's refusals
+_CONFLICT_ANSWERS: dict[ConflictKind, tuple[int, str]] = {
+    ConflictKind.BAD_REFERENCE: (400, "invalid_field"),
+    ConflictKind.NOT_FOUND: (404, "not_found"),
+    ConflictKind.TAKEN: (409, "conflict"),
+    ConflictKind.CONFIG_OWNED: (409, "conflict"),
+}
+
+
 def conflict_error(e: FleetConflict) -> ApiError:
     """The store's refusal as an answer naming the field."""
-    code = {400: "invalid_field", 404: "not_found", 409: "conflict"}[e.status]
+    status, code = _CONFLICT_ANSWERS[e.kind]
     field = _at(e.index, e.field)
-    return ApiError(e.status, code, f"{field}: {e.message}" if e.status != 404 else e.message)
+    return ApiError(status, code, f"{field}: {e.message}" if status != 404 else e.message)
 
 
 @requires("admin")

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class ConflictKind(StrEnum):
+    """Why the store refused a change to the fleet (each view says it its own way)."""
+
+    #: the change names something that does not exist (a site, a device to move)
+    BAD_REFERENCE = "bad_reference"
+    #: the device the change is about is not in the fleet
+    NOT_FOUND = "not_found"
+    #: an id, serial or address is already another site's or device's
+    TAKEN = "taken"
+    #: the device is declared in the config file: it is changed there, not here
+    CONFIG_OWNED = "config_owned"
+
 
 class FleetConflict(ValueError):
     """A change to the fleet the store refuses, and why: nothing of it was written.
 
-    ``status`` is what an HTTP answer would say (400 bad reference, 404 unknown
-    device, 409 taken or owned by the config file); ``index`` is the device's
-    place in a batch (None for a single device) and ``field`` the field at fault.
+    ``kind`` says why; ``index`` is the device's place in a batch (None for a
+    single device) and ``field`` the field at fault.
     """
 
-    def __init__(self, status: int, field: str, message: str, index: int | None = None) -> None:
+    def __init__(self, kind: ConflictKind, field: str, message: str,
+                 index: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.field = field
         self.message = message
         self.index = index

@@ -14,7 +14,7 @@ from fleettui.domain import (
     DeviceStatus,
     Site,
 )
-from fleettui.store.errors import FleetConflict
+from fleettui.store.errors import ConflictKind, FleetConflict
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts
 from fleettui.store.sqlite.events import write_event
 
@@ -97,14 +97,16 @@ class FleetQueries(SqliteConnection):
         async with self._tx() as db:
             if site is not None:
                 if await self._device_row(db, site.id) is not None:
-                    raise FleetConflict(409, "id", f"id {site.id!r} is already taken")
+                    raise FleetConflict(ConflictKind.TAKEN, "id",
+                                        f"id {site.id!r} is already taken")
                 cur = await db.execute(
                     "INSERT OR IGNORE INTO sites (id, name, timezone, address, removed, origin)"
                     " VALUES (?, ?, ?, ?, 0, 'api')",
                     (site.id, site.name, site.timezone, site.address),
                 )
                 if not cur.rowcount:
-                    raise FleetConflict(409, "id", f"id {site.id!r} is already taken")
+                    raise FleetConflict(ConflictKind.TAKEN, "id",
+                                        f"id {site.id!r} is already taken")
                 await write_event(db, now, "site.created", f"site {site.id} created ({site.name})",
                                   site_id=site.id)
             ids: list[str] = []
@@ -129,10 +131,12 @@ class FleetQueries(SqliteConnection):
                 assert site is not None, "devices move into a new site only"
                 row = await self._device_row(db, device_id)
                 if row is None or row["removed"]:
-                    raise FleetConflict(400, "id", f"no device {device_id!r}", j)
+                    raise FleetConflict(ConflictKind.BAD_REFERENCE, "id",
+                                        f"no device {device_id!r}", j)
                 if row["origin"] != "api":
                     raise FleetConflict(
-                        409, "id", f"{device_id!r} is placed by the config file (site "
+                        ConflictKind.CONFIG_OWNED, "id",
+                        f"{device_id!r} is placed by the config file (site "
                         f"{row['site_id']!r}): change its site there", j)
                 await db.execute("UPDATE devices SET site_id = ? WHERE id = ?",
                                  (site.id, device_id))
@@ -198,9 +202,10 @@ class FleetQueries(SqliteConnection):
         """The row of a live device of the store's own; FleetConflict otherwise."""
         row = await self._device_row(db, device_id)
         if row is None or row["removed"]:
-            raise FleetConflict(404, "id", f"no device {device_id!r}")
+            raise FleetConflict(ConflictKind.NOT_FOUND, "id", f"no device {device_id!r}")
         if row["origin"] != "api":
-            raise FleetConflict(409, "id", f"{device_id!r} is declared in the config file: "
+            raise FleetConflict(ConflictKind.CONFIG_OWNED, "id",
+                                f"{device_id!r} is declared in the config file: "
                                 "change or remove it there")
         return row
 
@@ -209,11 +214,12 @@ class FleetQueries(SqliteConnection):
         """Refuse a device whose site is unknown or whose id, serial or address is taken
         (``creating``: a new device, or one removed coming back with its serial)."""
         def taken(field: str, message: str) -> FleetConflict:
-            return FleetConflict(409, field, message, index)
+            return FleetConflict(ConflictKind.TAKEN, field, message, index)
 
         if not await fetch(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0",
                             (spec.site_id,)):
-            raise FleetConflict(400, "site", f"no site {spec.site_id!r}", index)
+            raise FleetConflict(ConflictKind.BAD_REFERENCE, "site",
+                                f"no site {spec.site_id!r}", index)
         row = await self._device_row(db, spec.id)
         if row is not None and not creating:
             if row["serial"] != spec.serial:
