@@ -27,7 +27,7 @@ from _emulator import machine, percentile
 from fleettui.config import AlertSettings
 from fleettui.domain import DeviceState, DeviceStatus, Site, StatusChange
 from fleettui.engine.alerts import AlertEngine, Notification
-from fleettui.store import Store
+from fleettui.store import open_store
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -35,7 +35,7 @@ T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 async def run(devices: int, share: float, hours: float) -> None:
     """Simulate and print the table."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = await Store.open(Path(tmp) / "fleet.db")
+        store = await open_store(Path(tmp) / "fleet.db")
         sites = [Site(f"site-{i:02d}", f"Site {i}", "UTC") for i in range(25)]
         ids = [f"dev_{i:04d}" for i in range(devices)]
         await store.sync_fleet(sites, [

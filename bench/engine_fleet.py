@@ -31,7 +31,7 @@ from _emulator import emulator, machine, percentile
 from fleettui.config import load_config
 from fleettui.domain import DeviceStatus
 from fleettui.engine.engine import Engine
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 
 
 def _rss_mb() -> float:
@@ -56,7 +56,7 @@ async def bench_size(n: int, cuts: int, base: str, window: float) -> dict[str, s
         config_path = Path(tmp) / "fleet.toml"
         config_path.write_text(_config_text(fleet.config))
         config = load_config(config_path)
-        store = await Store.open(Path(tmp) / "fleet.db")
+        store = await open_store(Path(tmp) / "fleet.db")
         engine = Engine(config, store)
         await engine.prepare()
         t0 = time.perf_counter()
@@ -151,7 +151,7 @@ async def first_sync_100k() -> tuple[float, float]:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "fleet.toml"
                 path.write_text(_config_text(fleet.config))
-                store = await Store.open(Path(tmp) / "fleet.db")
+                store = await open_store(Path(tmp) / "fleet.db")
                 engine = Engine(load_config(path), store)
                 await engine.prepare()
                 t0 = time.perf_counter()

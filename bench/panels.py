@@ -23,7 +23,7 @@ from pathlib import Path
 from _emulator import machine, median, percentile, table
 
 from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.tui.model import DeviceRow
 from fleettui.tui.panel_data import PanelReader
 
@@ -67,7 +67,7 @@ async def timed(rounds: int, call: Callable[[datetime], Awaitable[object]]) -> l
 
 async def run(punches: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await Store.open(Path(tmp) / "bench.db")
+        store = await open_store(Path(tmp) / "bench.db")
         try:
             site, rows = await fill(store, punches)
             device = rows[0].device

@@ -24,7 +24,7 @@ from fleettui.config import load_config
 from fleettui.domain import CommandState
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
-from fleettui.store import Store
+from fleettui.store import open_store
 
 
 async def run(devices: int, employees: int, workers: int) -> None:
@@ -35,7 +35,7 @@ async def run(devices: int, employees: int, workers: int) -> None:
     ) as fleet, tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fleet.toml"
         path.write_text(f"[poll]\nworkers = {workers}\n\n" + _config_text(fleet.config))
-        store = await Store.open(Path(tmp) / "fleet.db")
+        store = await open_store(Path(tmp) / "fleet.db")
         engine = Engine(load_config(path), store)
         await engine.prepare()
         await engine.sweep()  # connect and sync once, so only the command is timed

@@ -64,7 +64,7 @@ from fleettui.domain import (
     TzFlag,
 )
 from fleettui.engine.enqueue import enqueue
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.tui.app import FleetApp, FleetChanged
 from fleettui.tui.model import DeviceRow
 from fleettui.tui.tree import SiteTree
@@ -147,7 +147,7 @@ def count_refreshes(app: FleetApp, out: list[float]) -> None:
 
 async def make_store(path: Path, n: int, clock: SimClock) -> tuple[Store, list[str]]:
     """A store with ``n`` devices on n/20 sites, all online."""
-    store = await Store.open(path)
+    store = await open_store(path)
     n_sites = max(1, n // 20)
     sites = [Site(f"site-{i:02d}", f"Site {i:02d}", ZONES[i % len(ZONES)]) for i in range(n_sites)]
     devices = [

@@ -35,7 +35,7 @@ from fleettui.config import load_config
 from fleettui.domain import DeviceState, Punch, Site, TzFlag
 from fleettui.engine.engine import Engine
 from fleettui.engine.webhooks import WebhookDispatcher
-from fleettui.store import Store
+from fleettui.store import open_store
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
@@ -87,7 +87,7 @@ async def latency(devices: int, punches: int) -> tuple[float, float, int]:
             + _config_text(fleet.config)
             + f'\n[[webhooks]]\nurl = "{url}"\nsecret = "{SECRET}"\nevents = ["punch.*"]\n'
         )
-        store = await Store.open(Path(tmp) / "fleet.db")
+        store = await open_store(Path(tmp) / "fleet.db")
         engine = Engine(load_config(path), store)
         await engine.start()
         try:
@@ -161,7 +161,7 @@ async def backlog(n: int) -> tuple[float, float]:
     port = parent.recv()
     url = f"http://127.0.0.1:{port}/hook"
     with tempfile.TemporaryDirectory() as tmp:
-        store = await Store.open(Path(tmp) / "fleet.db")
+        store = await open_store(Path(tmp) / "fleet.db")
         devices = [f"d{i:03d}" for i in range(50)]
         await store.sync_fleet([Site("s", "S", "UTC")], [
             DeviceState(d, f"S{d}", "s", f"127.86.0.{i + 1}", 4370, "tcp")

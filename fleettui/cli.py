@@ -487,12 +487,12 @@ class StoreUnavailable(Exception):
 
 
 async def _open_store(args: argparse.Namespace, *, create: bool = False) -> Store:
-    from fleettui.store import Store
+    from fleettui.store import open_store
 
     db = resolve_db_path(args.db, _optional_config(args.config))
     if not create and not db.exists():
         raise FileNotFoundError(f"no database at {db}: run fleettui run --headless first")
-    return await Store.open(db)
+    return await open_store(db)
 
 
 async def _status(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from fleettui.config import Config
 from fleettui.domain import Event
 from fleettui.engine.engine import Engine
 from fleettui.printable import PrintableFormatter
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.store.lock import PollerLock
 
 log = logging.getLogger("fleettui")
@@ -93,7 +93,7 @@ async def run_headless(
             loop.add_signal_handler(sig, stop.set)
     lock = PollerLock(db_path).acquire()
     try:
-        store = await Store.open(db_path)
+        store = await open_store(db_path)
         try:
             engine = Engine(config, store)
             engine.listeners.append(log_event)

@@ -21,7 +21,7 @@ from fleettui.domain import AlertKind, DeviceState, DeviceStatus, Site, StatusCh
 from fleettui.engine.alerts import AlertEngine, Notification, RateLimitedSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.flapping import FlapChange, WeightedFlapDetector
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from tests.conftest import Emulated, FakeClock, device_config, sample_users
 from tests.test_engine import Clock, fleet_toml
 
@@ -45,7 +45,7 @@ class Heard:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     yield store
     await store.close()
 

@@ -30,7 +30,7 @@ from fleettui.config import parse_config
 from fleettui.emulator.device import Profile
 from fleettui.engine.engine import Engine
 from fleettui.server import start_server
-from fleettui.store import Store
+from fleettui.store import open_store
 from tests import article_client, test_webhooks
 from tests.conftest import Emulated, FakeClock, device_config, sample_users
 from tests.test_engine import fleet_toml
@@ -77,7 +77,7 @@ async def test_the_articles_script_restarts_a_site_and_webhooks_follow(
     fake = FakeClock()  # the devices' own clock: a reboot lasts until the test moves it
     cfgs = [device_config(f"dev_art_{i}", profile=Profile(reboot_s=10)) for i in range(3)]
     em = emulate(cfgs, users={c.id: sample_users(5) for c in cfgs}, clock=fake)
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     # the receiver is on loopback: the config lets webhooks reach it
     text = fleet_toml(cfgs, timeout_s=2) + "\n[security]\nallow_private_webhook_targets = true\n"
     engine = Engine(parse_config(text), store)

@@ -18,7 +18,7 @@ import pytest
 
 from fleettui.domain import AlertKind, DeviceState, DeviceStatus, Site, StatusChange
 from fleettui.printable import PrintableFormatter, printable
-from fleettui.store import Store
+from fleettui.store import open_store
 
 
 def _fleettui(*args: str | Path, stdout: int | None = subprocess.PIPE,
@@ -34,7 +34,7 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "fleet.db"
 
     async def make() -> None:
-        store = await Store.open(path)
+        store = await open_store(path)
         await store.close()
 
     asyncio.run(make())
@@ -98,7 +98,7 @@ def test_stored_text_reaches_the_terminal_with_its_controls_made_visible(
     now = datetime.now(UTC)
 
     async def seed() -> None:
-        store = await Store.open(db)
+        store = await open_store(db)
         try:
             await store.sync_fleet([Site("s1", "Site 1", "UTC")],
                                    [DeviceState("d1", "S1", "s1", "127.0.0.1", 4370, "tcp")])

@@ -22,7 +22,7 @@ from fleettui.domain import CommandState, DeviceStatus
 from fleettui.emulator.device import Profile, Punch
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue, read_employees
-from fleettui.store import IdempotencyConflict, Store
+from fleettui.store import IdempotencyConflict, Store, open_store
 from tests.conftest import Emulated, FakeClock, device_config, sample_users
 from tests.test_engine import Clock, fleet_toml
 
@@ -31,7 +31,7 @@ NOW = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     yield store
     await store.close()
 
@@ -371,7 +371,7 @@ async def test_cli_site_employee_sync_runs_once_per_device_through_the_poller(
     cfgs = [device_config(f"dev_cli_{i}") for i in range(3)]
     em = emulate(cfgs)
     db_path = tmp_path / "fleet.db"
-    store = await Store.open(db_path)
+    store = await open_store(db_path)
     engine = await _engine(em, store)
     await engine.sweep()
     em.emu.run(em.fleet.set_faults(cfgs[1].id, {"offline": True}))

@@ -24,7 +24,7 @@ from fleettui.emulator.device import DeviceConfig, Profile
 from fleettui.engine.engine import Engine
 from fleettui.engine.poller import DevicePoller
 from fleettui.engine.sync import to_utc
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from tests.conftest import Emulated, device_config, sample_users
 
 FAST_POLL = {
@@ -61,7 +61,7 @@ class Clock:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     yield store
     await store.close()
 

@@ -35,7 +35,7 @@ import pytest
 
 from fleettui.domain import DeviceState, Punch, Site, TzFlag
 from fleettui.emulator.device import DeviceConfig
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.store.schema import MIGRATIONS
 from tests.conftest import Emulated, device_config, sample_users
 from tests.fleet_config import SiteEntry, write_fleet_config
@@ -699,7 +699,7 @@ async def test_processes_opening_a_new_database_at_once_migrate_it_once(
     """
     for round_ in range(20):
         db = tmp_path / f"fleet{round_}.db"
-        stores = await asyncio.gather(Store.open(db), Store.open(db))
+        stores = await asyncio.gather(open_store(db), open_store(db))
         try:
             assert [await s.schema_version() for s in stores] == [len(MIGRATIONS)] * 2
         finally:
@@ -711,7 +711,7 @@ async def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """``fleettui export punches --db DB | head -1``: the reader going away early is normal
     for a CLI that writes to a pipe; fleettui stops writing, without a traceback."""
     db = tmp_path / "fleet.db"
-    store = await Store.open(db)
+    store = await open_store(db)
     try:
         await store.sync_fleet([Site("paris", "Paris", "Europe/Paris")],
                                [DeviceState("d1", "S1", "paris", "127.20.250.2", 4370, "tcp")])

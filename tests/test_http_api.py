@@ -22,7 +22,7 @@ import pytest
 from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
 from fleettui.server import start_server
 from fleettui.server.app import MAX_BODY, OPENAPI
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 
 #: 16:00 UTC is already 01:00 on the 29th in Tokyo (UTC+9, no DST)
 NOW = datetime(2026, 3, 28, 16, 0, tzinfo=UTC)
@@ -99,7 +99,7 @@ async def serving(db: Path, clock: Callable[[], datetime] = lambda: NOW, *,
                   allow_private_webhook_targets: bool = True) -> AsyncIterator[Api]:
     """The API over a filled store at ``db``, its clock ``clock``, with a key per role
     (webhooks to private targets allowed unless told: the tests' receivers are local)."""
-    store = await Store.open(db)
+    store = await open_store(db)
     await _fill(store)
     keys = {role: (await store.create_api_key(role, f"{role} key", NOW))[1]
             for role in ("viewer", "operator", "admin")}

@@ -20,7 +20,7 @@ import pytest
 from fleettui.config import parse_config
 from fleettui.engine.engine import Engine
 from fleettui.server import start_server
-from fleettui.store import Store
+from fleettui.store import open_store
 from tests import test_http_api
 from tests.conftest import Emulated, device_config, sample_users
 from tests.test_article_script import _until
@@ -47,7 +47,7 @@ async def test_a_site_created_with_devices_is_polled_at_once_and_kept(
     for c in new:
         em.emu.call(em.fleet.generate_punches, c.id, 7)
     config = parse_config(fleet_toml([known], timeout_s=2))
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     admin = (await store.create_api_key("admin", "lead", datetime.now(UTC)))[1]
     engine = Engine(config, store)
     await engine.start()
@@ -128,11 +128,11 @@ async def test_a_device_registered_by_another_process_is_picked_up(
     known = device_config("dev_conf_2")
     other = device_config("dev_other_1")
     emulate([known, other], users={c.id: sample_users(2) for c in (known, other)})
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     engine = Engine(parse_config(fleet_toml([known], timeout_s=2)), store)
     await engine.start()
     # a viewer's server: no engine in its process, so no hook
-    viewer_store = await Store.open(tmp_path / "fleet.db")
+    viewer_store = await open_store(tmp_path / "fleet.db")
     admin = (await viewer_store.create_api_key("admin", "a", datetime.now(UTC)))[1]
     runner = await start_server(viewer_store, "127.0.0.1", 0)
     try:
@@ -284,7 +284,7 @@ async def test_the_control_room_shows_a_site_and_device_registered_over_http(
     known = device_config("dev_conf_3")
     new = device_config("dev_api_tui")
     emulate([known, new], users={c.id: sample_users(2) for c in (known, new)})
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     admin = (await store.create_api_key("admin", "a", datetime.now(UTC)))[1]
     engine = Engine(parse_config(fleet_toml([known], timeout_s=2)), store)
     app = FleetApp(store, engine, refresh_s=0.2, http=("127.0.0.1", 0))
@@ -326,7 +326,7 @@ async def test_an_api_device_that_is_also_in_the_config_is_polled_once(
 
     known = replace(device_config("dev_conf_4"), port=4370)  # never contacted
     config = parse_config(fleet_toml([known], timeout_s=2))
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a, no device
         now = datetime.now(UTC)
@@ -348,7 +348,7 @@ async def test_a_site_the_config_drops_stays_while_api_devices_stand_there(
 ) -> None:
     from fleettui.domain import DeviceSpec
 
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a
         await store.register_devices([DeviceSpec("api_9", "API9", "site-a", "10.0.0.9", 4370)],

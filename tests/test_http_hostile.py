@@ -24,7 +24,7 @@ import pytest
 
 from fleettui.server import make_app, start_server
 from fleettui.server.app import OPENAPI, PUBLIC_PATHS
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from tests.test_http_api import NOW, _fill
 
 #: a marker in every attack's bytes: an answer or a log line quoting it echoes the attack
@@ -66,7 +66,7 @@ class Hostile:
 
 @pytest.fixture
 async def hostile(tmp_path: Path) -> AsyncIterator[Hostile]:
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     await _fill(store)
     admin = (await store.create_api_key("admin", "admin key", NOW))[1]
     endpoint = await store.create_webhook_endpoint(
@@ -302,7 +302,7 @@ async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
 async def test_half_open_connections_are_closed_after_a_bounded_time(tmp_path: Path) -> None:
     """A connection that sends nothing, half a request head or half a body is closed by
     the server once its timeout passes (0.3 s here; 30 s by default), not held forever."""
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     await _fill(store)
     key = (await store.create_api_key("admin", "admin key", NOW))[1]
     runner = await start_server(store, "127.0.0.1", 0, clock=lambda: NOW,

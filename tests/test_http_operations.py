@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fleettui.domain import AlertKind, DeviceState, Site
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from tests import test_http_api
 from tests.test_http_api import NOW, Api, _err
 
@@ -152,11 +152,11 @@ async def test_create_a_site_in_the_articles_shape(api: Api, tmp_path: Path) -> 
 
 
 async def test_site_creation_survives_a_restart(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "s.db")
+    store = await open_store(tmp_path / "s.db")
     assert await store.create_site(Site("x", "X", "UTC", "addr"), NOW)
     assert not await store.create_site(Site("x", "Other", "UTC", ""), NOW)
     await store.close()
-    store = await Store.open(tmp_path / "s.db")
+    store = await open_store(tmp_path / "s.db")
     await store.sync_fleet([], [])
     assert [s.id for s in await store.sites()] == ["x"]
     await store.close()
@@ -174,7 +174,7 @@ async def test_a_version_1_database_gains_the_new_tables_and_keeps_its_sites(
         db.executescript(MIGRATIONS[0])
         db.execute("INSERT INTO sites (id, name, timezone) VALUES ('old', 'Old', 'UTC')")
         db.execute("PRAGMA user_version = 1")
-    store = await Store.open(path)
+    store = await open_store(path)
     assert await store.schema_version() == len(MIGRATIONS) >= 2
     assert await store.webhook_endpoints() == []
     await store.sync_fleet([], [])  # a config site: removed when the config drops it

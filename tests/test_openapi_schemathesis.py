@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from fleettui.domain import AlertKind
 from fleettui.server import start_server
 from fleettui.server.app import OPENAPI
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from tests.test_http_api import NOW, _fill
 
 EXAMPLES_PER_OPERATION = 12
@@ -77,7 +77,7 @@ class LiveServer:
         self.loop.close()
 
     async def _start(self) -> tuple[Store, object]:
-        store = await Store.open(self.db)
+        store = await open_store(self.db)
         await _fill(store)
         await store.open_alert(target_kind="device", target="tk2", site_id="tokyo",
                                kind=AlertKind.OFFLINE, severity="warning", reason="timeout",

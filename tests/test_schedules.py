@@ -15,7 +15,7 @@ import pytest
 from fleettui.config import ConfigError, parse_config
 from fleettui.domain import CommandState, DeviceState, Site
 from fleettui.engine.schedules import fire, next_runs
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 
 BASE = """
 [[sites]]
@@ -95,7 +95,7 @@ def test_each_site_reads_its_cron_in_its_own_zone() -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "fleet.db")
+    s = await open_store(tmp_path / "fleet.db")
     await s.sync_fleet(
         [Site("paris", "Paris", "Europe/Paris"), Site("kolkata", "Kolkata", "Asia/Kolkata")],
         [DeviceState("p1", "S1", "paris", "127.20.200.1", 4370, "tcp"),

@@ -18,7 +18,7 @@ import pytest_textual_snapshot as _pts
 
 from fleettui.config import parse_config
 from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.tui.app import FleetApp
 
 SNAPSHOT_ROOT = Path(__file__).resolve().parent.parent / "snapshots"
@@ -37,7 +37,7 @@ _pts.SVGImageExtension = _TopLevelSVG  # snap_compare looks the name up at call 
 
 
 async def _fill(path: Path) -> None:
-    store = await Store.open(path)
+    store = await open_store(path)
     sites = [Site("wh-a", "Warehouse - Gate A", "Africa/Casablanca"),
              Site("farm-b", "Farm B", "Africa/Nairobi")]
     devices = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.store.schema import MIGRATIONS
 
 T0 = datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ def _punch(user: str, minute: int, *, device: str = "dev_a1", source: str = "syn
 
 @pytest.fixture
 async def store(tmp_path: Path) -> Store:
-    s = await Store.open(tmp_path / "sub" / "fleet.db")
+    s = await open_store(tmp_path / "sub" / "fleet.db")
     await s.sync_fleet(*_fleet())
     yield s  # type: ignore[misc]
     await s.close()
@@ -43,13 +43,13 @@ async def store(tmp_path: Path) -> Store:
 
 async def test_new_database_is_private_migrated_and_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "fleet.db"
-    s = await Store.open(path)
+    s = await open_store(path)
     assert await s.schema_version() == len(MIGRATIONS)
     await s.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    s = await Store.open(path)  # reopening runs no migration twice
+    s = await open_store(path)  # reopening runs no migration twice
     assert await s.schema_version() == len(MIGRATIONS)
     await s.close()
 
@@ -150,7 +150,7 @@ async def test_a_read_never_sees_a_transaction_that_is_rolled_back(tmp_path: Pat
     then rolled back, and the next committed event got the same id (events count from
     the last committed one), so the control room's tail, which had taken the phantom's id,
     skipped the real event."""
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         seen: list[int] = []
         inside = asyncio.Event()
@@ -189,7 +189,7 @@ async def test_a_read_never_sees_a_transaction_that_is_rolled_back(tmp_path: Pat
 async def test_the_read_connection_refuses_writes(tmp_path: Path) -> None:
     """Every write goes through a transaction of the writer; one sent to the read
     connection is a bug, and SQLite refuses it (query_only)."""
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             await store._db.execute("DELETE FROM events")

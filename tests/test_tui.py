@@ -18,7 +18,7 @@ from fleettui.config import parse_config
 from fleettui.domain import CommandState, DeviceStatus
 from fleettui.emulator.device import DeviceConfig, Profile
 from fleettui.engine.engine import Engine
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.model import DeviceRow, arrange, gauge
 from fleettui.tui.panel import DevicePanel
@@ -55,7 +55,7 @@ async def app(
     em = emulate(configs, users={c.id: sample_users(3) for c in configs})
     em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
     config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         yield FleetApp(store, Engine(config, store), refresh_s=0.2)
     finally:
@@ -188,10 +188,10 @@ async def test_viewer_reads_another_pollers_store_and_queues_for_it(
     em = emulate(configs, users={c.id: sample_users(3) for c in configs})
     em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
     config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
-    owner_store = await Store.open(tmp_path / "fleet.db")
+    owner_store = await open_store(tmp_path / "fleet.db")
     engine = Engine(config, owner_store)
     await engine.start()
-    viewer_store = await Store.open(tmp_path / "fleet.db")
+    viewer_store = await open_store(tmp_path / "fleet.db")
     try:
         app = FleetApp(viewer_store, refresh_s=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
@@ -339,7 +339,7 @@ async def test_opening_on_a_long_history_shows_only_the_last_events(tmp_path: Pa
 
     from fleettui.domain import DeviceState, Site
 
-    store = await Store.open(tmp_path / "old.db")
+    store = await open_store(tmp_path / "old.db")
     try:
         await store.sync_fleet([Site("s", "S", "UTC")],
                                [DeviceState("d1", "S1", "s", "127.20.230.1", 4370, "tcp")])
@@ -376,10 +376,10 @@ async def test_a_viewer_hears_of_alerts_the_owning_poller_raises(
     em = emulate(configs, users={c.id: sample_users(3) for c in configs})
     toml = two_site_toml(configs) + "\n[alerts]\nconfirm_after_s = 0\n"
     config = parse_config(toml, tmp_path / "fleet.toml")
-    owner_store = await Store.open(tmp_path / "fleet.db")
+    owner_store = await open_store(tmp_path / "fleet.db")
     engine = Engine(config, owner_store)
     await engine.start()
-    viewer_store = await Store.open(tmp_path / "fleet.db")
+    viewer_store = await open_store(tmp_path / "fleet.db")
     try:
         app = FleetApp(viewer_store, config=config, embed=False, refresh_s=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
@@ -477,7 +477,7 @@ async def test_a_burst_of_events_is_summed_up_in_the_log(tmp_path: Path) -> None
     from fleettui.domain import DeviceState, Site
     from fleettui.tui.app import LOG_BURST
 
-    store = await Store.open(tmp_path / "burst.db")
+    store = await open_store(tmp_path / "burst.db")
     try:
         await store.sync_fleet([Site("s", "S", "UTC")],
                                [DeviceState("d1", "S1", "s", "127.20.230.1", 4370, "tcp")])
@@ -518,7 +518,7 @@ async def test_devices_and_sites_added_while_running_appear_in_the_tree(tmp_path
     app started (the store is the integration point: the app just reads it)."""
     from fleettui.domain import DeviceState, Site
 
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     site_a, site_b = Site("site-a", "Site A", "UTC"), Site("site-b", "Site B", "UTC")
 
     def device(device_id: str, site: Site, n: int) -> DeviceState:

@@ -19,7 +19,7 @@ from fleettui.config import parse_config
 from fleettui.domain import CommandState
 from fleettui.emulator.device import Profile
 from fleettui.engine.engine import Engine
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.employees import EmployeeSync, load_employees
 from tests.conftest import Emulated, device_config, sample_users
@@ -42,7 +42,7 @@ async def fleet(
     em = emulate(configs, users={c.id: sample_users(3) for c in configs})
     em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
     config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         yield FleetApp(store, Engine(config, store), refresh_s=0.2), em
     finally:
@@ -188,10 +188,10 @@ async def test_a_viewer_previews_and_applies_through_the_owning_poller(
     em = emulate(configs, users={c.id: sample_users(3) for c in configs})
     em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
     config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
-    owner_store = await Store.open(tmp_path / "fleet.db")
+    owner_store = await open_store(tmp_path / "fleet.db")
     engine = Engine(config, owner_store)
     await engine.start()
-    viewer_store = await Store.open(tmp_path / "fleet.db")
+    viewer_store = await open_store(tmp_path / "fleet.db")
     path = tmp_path / "employees.json"
     path.write_text('[{"user_id": "1001", "name": "Worker 1", "card": 5000001},'
                     ' {"user_id": "3001", "name": "Via Viewer", "card": 9}]')

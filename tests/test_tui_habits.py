@@ -20,7 +20,7 @@ from fleettui.cli import build_parser
 from fleettui.config import parse_config
 from fleettui.emulator.device import Profile
 from fleettui.engine.engine import Engine
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.help import HelpScreen
 from fleettui.tui.palette import palette_actions
@@ -123,7 +123,7 @@ async def _api_app(
     em = emulate(configs, users={c.id: sample_users(3) for c in configs})
     em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
     config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     return FleetApp(store, Engine(config, store), refresh_s=0.2, http=http), store
 
 

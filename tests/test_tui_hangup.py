@@ -36,7 +36,7 @@ import pytest
 
 from fleettui.config import load_config
 from fleettui.headless import run_headless
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.store.lock import PollerLock
 from fleettui.tui.terminal import HOLD_ENV
 from tests.conftest import Emulated, device_config, free_port, next_host, sample_users
@@ -252,7 +252,7 @@ async def _catch_up(cfg: Path, db: Path, device_id: str, total: int,
     them as (user, local time, state, verify)."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_headless(load_config(cfg), db, stop=stop))
-    store = await Store.open(db)
+    store = await open_store(db)
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30

@@ -14,7 +14,7 @@ from pathlib import Path
 from textual.widgets import RichLog
 
 from fleettui.domain import DeviceState, DeviceStatus, Site, StatusChange
-from fleettui.store import Store
+from fleettui.store import open_store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.panel import DevicePanel
 from fleettui.tui.tree import SiteTree
@@ -31,7 +31,7 @@ def _raw(text: str) -> bool:
 
 
 async def test_names_reasons_and_events_are_drawn_escaped(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "hostile.db")
+    store = await open_store(tmp_path / "hostile.db")
     now = datetime.now(UTC)
     try:
         await store.sync_fleet(

@@ -38,7 +38,7 @@ from fleettui.emulator.device import Profile
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.engine.sync import store_dump
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.charts import (
     heartbeat,
@@ -215,7 +215,7 @@ def _punch(device: str, utc: datetime, user: str = "1") -> Punch:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     """A store with two sites: s1 (d1, d2) in Auckland and s2 (d3) in UTC."""
-    s = await Store.open(tmp_path / "panels.db")
+    s = await open_store(tmp_path / "panels.db")
     await s.sync_fleet(
         [Site("s1", "One", "Pacific/Auckland"), Site("s2", "Two", "UTC")],
         [DeviceState("d1", "S1", "s1", "h", 1, "tcp"), DeviceState("d2", "S2", "s1", "h", 2, "tcp"),
@@ -341,7 +341,7 @@ async def fleet(emulate: Callable[..., Emulated], tmp_path: Path) -> AsyncIterat
     em.emu.run(em.fleet.set_faults(OFFLINE, {"offline": True}))
     em.emu.call(em.fleet.generate_punches, "dev_a_01", 40)
     config = parse_config(two_site_toml(configs), tmp_path / "fleet.toml")
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     try:
         yield Running(FleetApp(store, Engine(config, store), refresh_s=0.2), em, store)
     finally:
@@ -479,7 +479,7 @@ async def test_first_sync_of_20000_records_shows_progress_then_completes(
     em = emulate([cfg], users={cfg.id: sample_users(5)})
     em.emu.call(em.fleet.generate_punches, cfg.id, 20_000)
     config = parse_config(fleet_toml([cfg], sync_batch=1000), tmp_path / "fleet.toml")
-    store = await Store.open(tmp_path / "big.db")
+    store = await open_store(tmp_path / "big.db")
     # hold the sync after its first batch until the screen has shown it (a gate, not a mock:
     # the real insert runs)
     gate = asyncio.Event()
@@ -550,7 +550,7 @@ async def test_a_viewer_sees_another_pollers_long_sync_from_the_store(
     em = emulate([cfg], users={cfg.id: sample_users(5)})
     em.emu.call(em.fleet.generate_punches, cfg.id, 5_000)
     config = parse_config(fleet_toml([cfg], sync_batch=1000), tmp_path / "fleet.toml")
-    owner = await Store.open(tmp_path / "big.db")
+    owner = await open_store(tmp_path / "big.db")
     gate = asyncio.Event()
     real = owner.insert_punches
     batches = 0
@@ -566,7 +566,7 @@ async def test_a_viewer_sees_another_pollers_long_sync_from_the_store(
     monkeypatch.setattr(owner, "insert_punches", gated)
     engine = Engine(config, owner)
     await engine.start()
-    viewer = await Store.open(tmp_path / "big.db")
+    viewer = await open_store(tmp_path / "big.db")
     try:
         app = FleetApp(viewer, refresh_s=0.2)
         async with app.run_test(size=(120, 40)) as pilot:

@@ -27,7 +27,7 @@ from fleettui.config import WebhookConfig, parse_config
 from fleettui.domain import DeviceState, Punch, Site, TzFlag
 from fleettui.engine.engine import Engine
 from fleettui.engine.webhooks import WebhookDispatcher, sign
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from tests.conftest import Emulated
 from tests.test_engine import Clock, fleet_toml
 
@@ -96,7 +96,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "fleet.db")
+    s = await open_store(tmp_path / "fleet.db")
     await s.sync_fleet([Site("s", "S", "UTC")], [
         DeviceState(f"d{i}", f"S{i}", "s", f"127.20.220.{i}", 4370, "tcp") for i in range(1, 4)
     ])
@@ -232,7 +232,7 @@ async def test_the_engine_delivers_synced_punches(one_device: Emulated, tmp_path
     text = fleet_toml([cfg]) + (  # the receiver is on loopback
         "\n[security]\nallow_private_webhook_targets = true\n"
         f'\n[[webhooks]]\nurl = "{receiver.url}"\nsecret = "{SECRET}"\n')
-    store = await Store.open(tmp_path / "e.db")
+    store = await open_store(tmp_path / "e.db")
     engine = Engine(parse_config(text), store)
     await engine.prepare()
     await engine.sweep()
@@ -292,7 +292,7 @@ async def test_devices_go_in_parallel_within_the_endpoints_bound_each_in_order(
 ) -> None:
     """At most ``concurrency`` requests in flight to an endpoint, one per device, over at
     most ``concurrency`` kept-alive connections (the dispatcher's own client)."""
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     devices = [f"p{i:02d}" for i in range(12)]
     await store.sync_fleet([Site("s", "S", "UTC")], [
         DeviceState(d, f"S{d}", "s", f"127.20.221.{i + 1}", 4370, "tcp")

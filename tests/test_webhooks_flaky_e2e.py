@@ -48,7 +48,7 @@ from fleettui.devices.base import Endpoint
 from fleettui.devices.zk import ZkDriver
 from fleettui.emulator.device import DeviceConfig
 from fleettui.engine.engine import Engine
-from fleettui.store import Store
+from fleettui.store import open_store
 from tests.conftest import Emulated, device_config, sample_users
 from tests.test_engine import FAST_POLL
 
@@ -227,7 +227,7 @@ async def test_a_flaky_network_run_delivers_every_punch_once_in_order(
 
     receiver = FlakyReceiver()
     await receiver.start()
-    store = await Store.open(tmp_path / "fleet.db")
+    store = await open_store(tmp_path / "fleet.db")
     engine = Engine(parse_config(_toml(configs, receiver.url), tmp_path / "fleet.toml"), store)
     assert engine.webhooks is not None
     clock = WarpClock()

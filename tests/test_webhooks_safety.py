@@ -30,7 +30,7 @@ from fleettui.domain import Punch, TzFlag
 from fleettui.engine.transport import GuardedBackend, RefusedTarget
 from fleettui.engine.webhooks import WebhookDispatcher
 from fleettui.headless import JsonFormatter, run_headless
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.tui.deadletters import dead_table
 from tests import test_http_api
 from tests.test_engine import Clock
@@ -119,7 +119,7 @@ async def test_headless_logs_no_token_of_a_receiver_url(
     stop = asyncio.Event()
     task = asyncio.get_running_loop().create_task(run_headless(config, db, stop=stop))
     await _until(lambda: any("polling" in r.getMessage() for r in caplog.records), "started")
-    writer = await Store.open(db)
+    writer = await open_store(db)
     start = datetime(2026, 3, 2, 8, 0)
     await writer.insert_punches("d1", [
         Punch("d1", str(1000 + n), start + timedelta(minutes=n), "UTC",

@@ -44,7 +44,7 @@ from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.printable import printable, printable_fields
-from fleettui.store import Store
+from fleettui.store import Store, open_store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
@@ -231,7 +231,7 @@ class FleetApp(App[None]):
             self._take_stop_signals()
         if self.store_ is None:
             assert self.db_path is not None and self.config is not None
-            self.store_ = await Store.open(self.db_path)
+            self.store_ = await open_store(self.db_path)
         if self._stopping.is_set():
             return
         if self.engine is None and self.config is not None and self.embed:

@@ -34,7 +34,7 @@ class SqliteStore(
     EventQueries,
     PanelQueries,
 ):
-    """fleettui's database in one SQLite file. Open with ``await SqliteStore.open(path)``."""
+    """fleettui's database in one SQLite file, the ``Store`` of ``fleettui.store.open_store``."""
 
 
 __all__ = ["SqliteStore"]

@@ -1,0 +1,517 @@
+"""The store's one typed interface: what every backend answers, in domain objects.
+
+Callers (engine, views, CLI) hold a ``Store`` and open one with
+``fleettui.store.open_store``; they never see rows, SQL or a backend's time
+text. Every write is a transaction of its own: what it writes is committed
+whole or not at all, and no read sees it before it commits. Times go in and
+come out as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from fleettui.domain import (
+    Alert,
+    AlertKind,
+    Command,
+    CommandRequest,
+    CommandState,
+    DeviceSpec,
+    DeviceState,
+    Event,
+    Punch,
+    Silence,
+    Site,
+    StatusChange,
+)
+
+
+class Store(Protocol):
+    """fleettui's database: the source of truth and the integration point.
+
+    Open one with ``open_store(path)``; close it with ``close()``. Refusals
+    raise the errors of ``fleettui.store.errors``.
+    """
+
+    @property
+    def path(self) -> Path:
+        """Where the database lives (the poller's lock file sits next to it)."""
+        ...
+
+    # --- the database ----------------------------------------------------------
+    async def close(self) -> None:
+        """Close both connections (waits for the write in progress)."""
+        ...
+
+    async def schema_version(self) -> int:
+        """How many migrations have run."""
+        ...
+
+    # --- fleet: sites and devices ----------------------------------------------
+    async def sync_fleet(self, sites: Iterable[Site], devices: Iterable[DeviceState]) -> None:
+        """Make the store's sites and devices match the configuration.
+
+        Configuration fields are updated; what the poller learned (status,
+        identity, counters, sync cursor) is kept. Devices no longer
+        configured are marked removed, never deleted (their punches stay).
+        Sites and devices created through the API (origin "api") are the store's
+        own and are kept; a configured one of the same id takes such a one over.
+        """
+        ...
+
+    async def create_site(self, site: Site, now: datetime) -> bool:
+        """Add a site of the store's own (origin "api"); False if the id is taken.
+
+        A site once configured and since removed keeps its id (its punches
+        and history still name it), so that id is taken too; so is a device's.
+        """
+        ...
+
+    async def register_devices(
+        self, devices: Sequence[DeviceSpec], now: datetime, *, site: Site | None = None,
+        move: Sequence[str] = (),
+    ) -> list[DeviceState]:
+        """Add devices of the store's own (origin "api"), all or none.
+
+        With ``site``, the site is created first (origin "api") and every device
+        is placed there, including the existing API devices named in ``move``.
+        A device whose id was removed comes back (history and sync cursor kept)
+        only with the same serial. Raises FleetConflict for a taken id, serial
+        or address, an unknown site, or a device the config file places.
+        """
+        ...
+
+    async def update_api_device(self, device_id: str, changes: dict[str, Any],
+                                now: datetime) -> DeviceState:
+        """Change a device of the store's own: any of site_id, host, port, transport,
+        comm_key, live_capture, name, enabled. FleetConflict: unknown (404), placed
+        by the config file (409), or the change collides with another device."""
+        ...
+
+    async def remove_api_device(self, device_id: str, now: datetime) -> None:
+        """Stop knowing a device of the store's own: marked removed, never deleted (its
+        punches and history stay). FleetConflict: unknown (404), or the config's (409)."""
+        ...
+
+    async def api_device_specs(self) -> list[DeviceSpec]:
+        """The devices of the store's own that are enabled, with their site's time zone."""
+        ...
+
+    async def sites(self) -> list[Site]:
+        """Every configured site."""
+        ...
+
+    async def devices(self, site_id: str | None = None) -> list[DeviceState]:
+        """Every configured device (of one site, if given), in id order."""
+        ...
+
+    async def device(self, device_id: str, *, removed: bool = True) -> DeviceState | None:
+        """One device, or None; ``removed=False``: None for a device no longer in the fleet."""
+        ...
+
+    # --- health ----------------------------------------------------------------
+    async def record_status(self, change: StatusChange) -> Event:
+        """A status transition: device row, history and event log, in one transaction."""
+        ...
+
+    async def record_seen(
+        self,
+        device_id: str,
+        at: datetime,
+        *,
+        users: int | None = None,
+        users_cap: int | None = None,
+        records: int | None = None,
+        records_cap: int | None = None,
+    ) -> None:
+        """A successful check: last seen, and the device's counters."""
+        ...
+
+    async def record_identity(
+        self, device_id: str, *, model: str, firmware: str, platform: str, mac: str
+    ) -> None:
+        """What the device said it is, read on connect."""
+        ...
+
+    async def record_clock(self, device_id: str, drift_s: float, at: datetime) -> None:
+        """The device clock's offset from true local time, measured at ``at``."""
+        ...
+
+    async def status_history(
+        self, device_id: str, since: datetime | None = None
+    ) -> list[StatusChange]:
+        """Transitions of a device, oldest first; with ``since``, the one in force then too."""
+        ...
+
+    async def uptime(self, device_id: str, window: timedelta, now: datetime) -> float | None:
+        """Share of ``window`` before ``now`` the device was online, 0..1.
+
+        Time before its first known status (or while unknown) does not count;
+        None when nothing is known in the window.
+        """
+        ...
+
+    async def flap_states(self) -> dict[str, tuple[str, bool, float]]:
+        """Per device: (history as a string of 0/1, flapping, percent)."""
+        ...
+
+    async def save_flap_states(
+        self, states: Sequence[tuple[str, str, bool, float]], now: datetime
+    ) -> None:
+        """Remember each device's flap history (device id, history, flapping, percent)."""
+        ...
+
+    # --- punches ---------------------------------------------------------------
+    async def insert_punches(
+        self,
+        device_id: str,
+        punches: Sequence[Punch],
+        *,
+        cursor: tuple[int, str] | None = None,
+        synced_at: datetime | None = None,
+    ) -> int:
+        """Store punches not stored yet, with their webhook outbox rows, in one transaction.
+
+        Duplicates (same device, user, local time, state and verify type) are
+        ignored. ``cursor`` (records now stored, fingerprint of the last one)
+        advances the device's sync cursor in the same transaction, so a crash
+        can never leave the cursor ahead of the punches. Returns how many
+        punches were new.
+        """
+        ...
+
+    async def sync_cursor(self, device_id: str) -> tuple[int, str]:
+        """(records already stored from the device, fingerprint of the last one)."""
+        ...
+
+    async def punches(
+        self,
+        *,
+        since: datetime | None = None,
+        site_id: str | None = None,
+        device_id: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Punch]:
+        """Stored punches in UTC order (then id), filtered."""
+        ...
+
+    async def punch_count(self, device_id: str | None = None) -> int:
+        """How many punches are stored (for one device, if given)."""
+        ...
+
+    async def outbox_count(self) -> int:
+        """Rows waiting in the webhook outbox."""
+        ...
+
+    # --- commands --------------------------------------------------------------
+    async def submit_command(
+        self,
+        *,
+        target: str,
+        target_kind: str,
+        device_ids: Sequence[str],
+        command: str,
+        params: dict[str, Any],
+        fingerprint: str,
+        source: str,
+        now: datetime,
+        idempotency_key: str | None = None,
+        ttl: timedelta | None = None,
+    ) -> tuple[CommandRequest, bool]:
+        """Queue one command per device as one request; returns (request, created).
+
+        With an idempotency key already used for the same request, nothing is
+        queued and the existing request comes back (created False); used for a
+        different request, IdempotencyConflict. Keys older than
+        IDEMPOTENCY_WINDOW are forgotten, so the key can be used again.
+        """
+        ...
+
+    async def command_request(self, request_id: int) -> CommandRequest | None:
+        """A request with its commands."""
+        ...
+
+    async def due_commands(self, device_id: str, now: datetime) -> list[Command]:
+        """A device's queued commands in order, after expiring those past their time to live."""
+        ...
+
+    async def start_command(self, command_id: int, now: datetime) -> None:
+        """The poller is about to run a command on its device."""
+        ...
+
+    async def finish_command(
+        self,
+        command: Command,
+        state: CommandState,
+        now: datetime,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str = "",
+    ) -> Event:
+        """A command ended (done or failed): state, result and an event, in one transaction."""
+        ...
+
+    async def interrupt_sent_commands(self, now: datetime) -> int:
+        """Commands left 'sent' by a poller that died: failed, never run a second time."""
+        ...
+
+    async def commands(
+        self, *, device_id: str | None = None, limit: int = 100
+    ) -> list[Command]:
+        """The newest commands (of one device, if given), newest first."""
+        ...
+
+    # --- alerts and silences ---------------------------------------------------
+    async def open_alert(
+        self,
+        *,
+        target_kind: str,
+        target: str,
+        site_id: str | None,
+        kind: AlertKind,
+        severity: str,
+        reason: str,
+        since: datetime,
+        now: datetime,
+        notify: bool,
+    ) -> Alert:
+        """Open an alert (event, and webhook outbox row when notified, in one transaction)."""
+        ...
+
+    async def update_alert(
+        self,
+        alert: Alert,
+        now: datetime,
+        *,
+        change: str,
+        notify: bool,
+        severity: str | None = None,
+    ) -> Alert:
+        """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder"."""
+        ...
+
+    async def acknowledge_alert(self, alert_id: int, by: str, now: datetime) -> Alert | None:
+        """Acknowledge an open alert (stops its reminders); None if no such open alert."""
+        ...
+
+    async def alerts(self, *, open_only: bool = True, limit: int = 500) -> list[Alert]:
+        """Alerts, newest first (only open ones by default)."""
+        ...
+
+    async def add_silence(
+        self, target: str, until: datetime, reason: str, by: str, now: datetime
+    ) -> Silence:
+        """Silence a device or a site until ``until``."""
+        ...
+
+    async def end_silence(self, silence_id: int, now: datetime) -> Silence | None:
+        """End a silence in force now; None if there is no such silence in force."""
+        ...
+
+    async def active_silences(self, now: datetime) -> list[Silence]:
+        """Silences in force; those past their end are closed (with an event) first."""
+        ...
+
+    # --- webhook deliveries ----------------------------------------------------
+    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime, *,
+                              registered: bool = False) -> int:
+        """Give an endpoint every outbox row it has not seen and wants; returns how many.
+
+        ``registered``: the endpoint is one of the store's own (API-created), and
+        nothing is queued unless it still exists: a dispatcher round that began
+        before a delete must not find the cursor gone and start again from 0.
+        """
+        ...
+
+    async def webhook_due(
+        self, endpoint: str, now: datetime, per_device: int = 100
+    ) -> list[dict[str, Any]]:
+        """Deliveries to attempt now, oldest first: for each device whose oldest pending
+        event is due, up to ``per_device`` of its pending events, to send in order."""
+        ...
+
+    async def webhook_results(
+        self, endpoint: str, results: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        """Record delivery attempts in one transaction; each result is a dict with
+        outbox_id, ok, and latency_ms, or error with retry_at or dead (and
+        error_class: what the webhook.dead event, readable by anyone, says)."""
+        ...
+
+    async def webhook_replay(
+        self, endpoint: str | None, now: datetime, outbox_ids: Sequence[int] | None = None
+    ) -> int:
+        """Put dead deliveries (of one endpoint, or all; only ``outbox_ids`` if given)
+        back in the queue; returns how many."""
+        ...
+
+    async def webhook_deliveries(
+        self, endpoint: str, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """One endpoint's deliveries (in ``state`` if given), newest first."""
+        ...
+
+    async def webhook_dead_count(self) -> int:
+        """How many deliveries, of every endpoint, are dead (gave up; waiting for a replay)."""
+        ...
+
+    async def webhook_dead(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead deliveries of every endpoint, newest first, each with its endpoint's
+        id and URL (None for a queue whose endpoint is gone from the config)."""
+        ...
+
+    async def webhook_stats(self, endpoint: str | None = None) -> dict[str, Any]:
+        """Deliveries by state, and the mean latency of delivered ones (ms)."""
+        ...
+
+    # --- webhook endpoints -----------------------------------------------------
+    async def sync_webhook_endpoints(self, endpoints: Sequence[dict[str, Any]],
+                                     now: datetime) -> None:
+        """Mirror the config's endpoints (dicts with id, url, events, enabled,
+        hex_signature_header, timeout_s; their queue is keyed by URL) so that
+        every view lists them. Their secrets stay in the config file."""
+        ...
+
+    async def create_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str,
+        events: Sequence[str],
+        secret: str,
+        enabled: bool,
+        hex_signature_header: str | None,
+        timeout_s: float,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Add an endpoint of the store's own. It hears events from now on: its
+        cursor starts at the newest outbox row (no replay of the whole history)."""
+        ...
+
+    async def webhook_endpoints(self, *, with_secrets: bool = False,
+                                origin: str | None = None) -> list[dict[str, Any]]:
+        """Every endpoint the store knows, by creation; the secret only if asked
+        (the dispatcher asks; views never do)."""
+        ...
+
+    async def webhook_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        """One endpoint (never its secret), or None."""
+        ...
+
+    async def update_webhook_endpoint(
+        self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
+        new_secret: str | None = None, previous_until: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Change an API-created endpoint's url, events, enabled, hex_signature_header or
+        timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
+        disabled endpoint enabled again hears what was committed meanwhile.
+
+        With ``new_secret`` the secret is rotated in the same transaction: the
+        current one becomes the previous secret, which keeps signing next to the
+        new one until ``previous_until`` (None or not after ``now``: not at all).
+        A secret rotated again during an overlap replaces the older previous one.
+        """
+        ...
+
+    async def webhook_forget_previous_secrets(self, now: datetime) -> int:
+        """Clear the previous secrets whose overlap is over (rotation done); returns how many."""
+        ...
+
+    async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
+        """Remove an API-created endpoint with its queue (pending and dead deliveries
+        are dropped); False if there is no such API endpoint."""
+        ...
+
+    # --- API keys --------------------------------------------------------------
+    async def create_api_key(self, role: str, name: str, now: datetime) -> tuple[int, str]:
+        """Make a key; returns (id, the key). Only its SHA-256 is stored: show it once."""
+        ...
+
+    async def api_key_role(self, key: str, now: datetime, *,
+                           record_use: bool = True) -> tuple[int, str] | None:
+        """(id, role) of a live key, or None; records its use unless ``record_use`` is False
+        (a read only: the HTTP API records uses itself, at most once a minute)."""
+        ...
+
+    async def record_api_key_use(self, key_id: int, now: datetime) -> None:
+        """Write that key ``key_id`` was used at ``now`` (its ``last_used_at``)."""
+        ...
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Every key's id, name, role, prefix and dates (never the key)."""
+        ...
+
+    async def revoke_api_key(self, key_id: int, now: datetime) -> bool:
+        """Revoke a key; False if there is no such live key."""
+        ...
+
+    # --- device sessions -------------------------------------------------------
+    async def remember_session(self, device_id: str, session_id: int, at: datetime) -> None:
+        """A UDP session was opened on a device (it holds a slot until CMD_EXIT)."""
+        ...
+
+    async def forget_sessions(self, device_id: str, session_ids: Iterable[int]) -> None:
+        """Sessions of a device that were said goodbye to."""
+        ...
+
+    async def open_sessions(self, device_id: str) -> list[int]:
+        """The device's sessions not known to be closed, oldest first."""
+        ...
+
+    # --- events ----------------------------------------------------------------
+    async def add_event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        at: datetime,
+        device_id: str | None = None,
+        site_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append one line to the event log."""
+        ...
+
+    async def last_event_id(self) -> int:
+        """The id of the newest event (0 when the log is empty)."""
+        ...
+
+    async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with an id above ``last_id``, in order: how views tail the log."""
+        ...
+
+    # --- panel queries (the control room's device and site panels) -------------
+    async def punches_per_minute(
+        self, start: datetime, end: datetime, *, device_id: str | None = None,
+        site_id: str | None = None,
+    ) -> dict[datetime, int]:
+        """Punches with a UTC time in [start, end), counted per UTC minute.
+
+        ``device_id`` / ``site_id`` narrow it; the unary ``+`` keeps SQLite on
+        the time index (one day of the fleet's punches) instead of the unique
+        key's device prefix (all of a device's history).
+        """
+        ...
+
+    async def site_status_history(
+        self, site_id: str, since: datetime
+    ) -> dict[str, list[StatusChange]]:
+        """Each device of a site's transitions since ``since``, with the one in force then.
+
+        (CROSS JOIN keeps the site's few devices as the outer loop, so each
+        device's history is a range of the (device_id, at) index.)
+        """
+        ...
+
+    async def site_requests(self, site_id: str, limit: int = 3) -> list[CommandRequest]:
+        """The newest requests aimed at a whole site, newest first, with their commands."""
+        ...
+
+    async def site_commands_in_flight(self, site_id: str, limit: int = 50) -> list[Command]:
+        """Commands queued for or running on a site's devices, oldest first."""
+        ...
