@@ -796,6 +796,11 @@ async def _webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc_text(dt: datetime) -> str:
+    """A time as a person reads it in UTC: 2026-03-28 16:00:59 UTC."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 async def _api_key(args: argparse.Namespace) -> int:
     # a service is set up with its key before it first starts: create makes the database
     async with _store(args, create=args.action == "create") as store:
@@ -807,9 +812,10 @@ async def _api_key(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         elif args.action == "list":
             for k in await store.api_keys():
-                state = "revoked" if k["revoked_at"] else "live"
-                _show(f"{k['id']:>4}  {k['role']:<9} {k['prefix']}…  {state:<8} "
-                      f"last used {k['last_used_at'] or 'never'}  {k['name']}")
+                state = "live" if k.live else "revoked"
+                used = _utc_text(k.last_used_at) if k.last_used_at else "never"
+                _show(f"{k.id:>4}  {k.role:<9} {k.prefix}…  {state:<8} "
+                      f"last used {used}  {k.name}")
         elif not await store.revoke_api_key(args.key_id, now):
             return _fail(f"no live key {args.key_id}")
     return 0

@@ -276,3 +276,21 @@ class Silence:
     created_by: str
     created_at: datetime
     ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An HTTP API key as the store knows it: never the key, only its first characters."""
+
+    id: int
+    name: str
+    role: str  # "viewer", "operator" or "admin"
+    prefix: str  # the key's first 8 characters, to tell keys apart
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether the key still opens the API (not revoked)."""
+        return self.revoked_at is None

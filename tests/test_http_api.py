@@ -428,7 +428,8 @@ async def test_a_keys_use_is_written_at_most_once_a_minute(tmp_path: Path) -> No
 
         async def last_used(role: str) -> str | None:
             rows = await api.store.api_keys()
-            return next(str(k["last_used_at"]) for k in rows if k["name"] == f"{role} key")
+            used = next(k.last_used_at for k in rows if k.name == f"{role} key")
+            return used.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if used else None
 
         try:
             assert (await api.get("/v1/sites")).status_code == 200
@@ -447,8 +448,8 @@ async def test_a_keys_use_is_written_at_most_once_a_minute(tmp_path: Path) -> No
             assert (await api.get("/v1/sites")).status_code == 200
             assert await last_used("viewer") == "2026-03-28T16:01:01.000000Z"
             # the note spares the write, never the check: a revoked key is refused at once
-            viewer_id = next(k["id"] for k in await api.store.api_keys()
-                             if k["name"] == "viewer key")
+            viewer_id = next(k.id for k in await api.store.api_keys()
+                             if k.name == "viewer key")
             await api.store.revoke_api_key(viewer_id, now[0])
             _err(await api.get("/v1/sites"), 401, "unauthorized")
         finally:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from fleettui.domain import (
     Alert,
     AlertKind,
+    ApiKey,
     Command,
     CommandRequest,
     CommandState,
@@ -442,7 +443,7 @@ class Store(Protocol):
         """Write that key ``key_id`` was used at ``now`` (its ``last_used_at``)."""
         ...
 
-    async def api_keys(self) -> list[dict[str, Any]]:
+    async def api_keys(self) -> list[ApiKey]:
         """Every key's id, name, role, prefix and dates (never the key)."""
         ...
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any
 
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, ts
+from fleettui.domain import ApiKey
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 
 #: API roles, each allowed what the ones before it are
 API_ROLES = ("viewer", "operator", "admin")
@@ -49,13 +49,18 @@ class ApiKeyQueries(SqliteConnection):
             await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
                              (ts(now), key_id))
 
-    async def api_keys(self) -> list[dict[str, Any]]:
+    async def api_keys(self) -> list[ApiKey]:
         """Every key's id, name, role, prefix and dates (never the key)."""
         rows = await fetch(
             self._db, "SELECT id, name, role, prefix, created_at, last_used_at, revoked_at"
             " FROM api_keys ORDER BY id",
         )
-        return [dict(r) for r in rows]
+        return [
+            ApiKey(id=r["id"], name=r["name"], role=r["role"], prefix=r["prefix"],
+                   created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+                   last_used_at=from_ts(r["last_used_at"]), revoked_at=from_ts(r["revoked_at"]))
+            for r in rows
+        ]
 
     async def revoke_api_key(self, key_id: int, now: datetime) -> bool:
         """Revoke a key; False if there is no such live key."""
