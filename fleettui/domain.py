@@ -294,3 +294,13 @@ class ApiKey:
     def live(self) -> bool:
         """Whether the key still opens the API (not revoked)."""
         return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class FlapState:
+    """What the flap detector remembers of a device between runs."""
+
+    device_id: str
+    history: str  # the recent checks, oldest first: "1" online, "0" not
+    flapping: bool
+    percent: float  # the weighted percent state change over ``history``

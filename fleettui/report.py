@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from fleettui.domain import Alert, Command, CommandRequest, DeviceState, Punch, Silence
+from fleettui.domain import Alert, Command, CommandRequest, DeviceState, FlapState, Punch, Silence
 from fleettui.store import Store
 from fleettui.store.lock import PollerLock
 
@@ -42,6 +42,7 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
     flaps = await store.flap_states()
     for d in await store.devices():
         fill = d.buffer_fill
+        flap = flaps.get(d.id) or FlapState(d.id, "", False, 0.0)
         rows.append(
             {
                 "id": d.id,
@@ -57,8 +58,8 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
                 "records_capacity": d.records_cap,
                 "buffer_fill": round(fill, 4) if fill is not None else None,
                 "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
-                "flapping": flaps.get(d.id, ("", False, 0.0))[1],
-                "flap_percent": round(flaps.get(d.id, ("", False, 0.0))[2], 1),
+                "flapping": flap.flapping,
+                "flap_percent": round(flap.percent, 1),
                 "uptime_24h": _pct(await store.uptime(d.id, timedelta(hours=24), now)),
                 "uptime_30d": _pct(await store.uptime(d.id, timedelta(days=30), now)),
                 "enabled": d.enabled,

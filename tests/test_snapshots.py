@@ -17,7 +17,7 @@ import pytest
 import pytest_textual_snapshot as _pts
 
 from fleettui.config import parse_config
-from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
+from fleettui.domain import DeviceState, DeviceStatus, FlapState, Punch, Site, StatusChange, TzFlag
 from fleettui.store import open_store
 from fleettui.tui.app import FleetApp
 
@@ -75,7 +75,7 @@ async def _fill(path: Path) -> None:
         await store.record_status(StatusChange(
             "dev_wh_a_03", DeviceStatus.ONLINE, "", at + timedelta(minutes=2),
             DeviceStatus.OFFLINE))
-    await store.save_flap_states([("dev_wh_a_03", "0101010101010", True, 62.0)], NOW)
+    await store.save_flap_states([FlapState("dev_wh_a_03", "0101010101010", True, 62.0)], NOW)
     await store.close()
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from fleettui.config import AlertSettings
-from fleettui.domain import Alert, AlertKind, DeviceState, DeviceStatus, Silence
+from fleettui.domain import Alert, AlertKind, DeviceState, DeviceStatus, FlapState, Silence
 from fleettui.engine.flapping import (
     CountFlapDetector,
     FlapChange,
@@ -129,8 +129,8 @@ class AlertEngine:
 
     async def load(self, now: datetime) -> None:
         """Restore flap histories; add the config's maintenance windows once."""
-        for device_id, (history, flapping, _pct) in (await self.store.flap_states()).items():
-            self._flap[device_id] = self._detector(history, flapping)
+        for device_id, state in (await self.store.flap_states()).items():
+            self._flap[device_id] = self._detector(state.history, state.flapping)
         if not self._config_silences_added:
             existing = {(s.target, s.until) for s in await self.store.active_silences(now)}
             for sc in self.settings.silences:
@@ -150,7 +150,7 @@ class AlertEngine:
         devices = [d for d in await self.store.devices() if d.enabled]
         silences = await self.store.active_silences(now)
         open_alerts = {(a.target, a.kind): a for a in await self.store.alerts()}
-        changed: list[tuple[str, str, bool, float]] = []
+        changed: list[FlapState] = []
         self._samples += 1
         persist_all = self._samples % PERSIST_EVERY == 0
         for d in devices:
@@ -159,7 +159,7 @@ class AlertEngine:
             det = self._flap.setdefault(d.id, self._detector())
             change = det.sample(d.status is DeviceStatus.ONLINE)
             if persist_all or change is not None:
-                changed.append((d.id, det.history(), det.flapping, det.percent))
+                changed.append(FlapState(d.id, det.history(), det.flapping, det.percent))
             if change is FlapChange.STARTED:
                 notify = not self._silenced(d.id, d.site_id, silences)
                 alert = await self.store.open_alert(

@@ -24,6 +24,7 @@ from fleettui.domain import (
     DeviceSpec,
     DeviceState,
     Event,
+    FlapState,
     Punch,
     Silence,
     Site,
@@ -156,14 +157,14 @@ class Store(Protocol):
         """
         ...
 
-    async def flap_states(self) -> dict[str, tuple[str, bool, float]]:
-        """Per device: (history as a string of 0/1, flapping, percent)."""
+    async def flap_states(self) -> dict[str, FlapState]:
+        """Each device's remembered flap state, by device id."""
         ...
 
     async def save_flap_states(
-        self, states: Sequence[tuple[str, str, bool, float]], now: datetime
+        self, states: Sequence[FlapState], now: datetime
     ) -> None:
-        """Remember each device's flap history (device id, history, flapping, percent)."""
+        """Remember each device's flap state (changed at ``now``)."""
         ...
 
     # --- punches ---------------------------------------------------------------

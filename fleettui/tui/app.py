@@ -462,7 +462,7 @@ class FleetApp(App[None]):
     async def _flapping(self) -> dict[str, tuple[bool, float]]:
         if self.engine is not None:
             return {d: self.engine.alerts.flapping(d) for d in self.rows}
-        return {d: (f, p) for d, (_h, f, p) in (await self.store.flap_states()).items()}
+        return {d: (s.flapping, s.percent) for d, s in (await self.store.flap_states()).items()}
 
     async def _refresh_once(self) -> None:
         if self.store_ is None:

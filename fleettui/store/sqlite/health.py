@@ -9,6 +9,7 @@ from typing import Any
 from fleettui.domain import (
     DeviceStatus,
     Event,
+    FlapState,
     StatusChange,
 )
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
@@ -136,22 +137,23 @@ class HealthQueries(SqliteConnection):
                 online += span
         return online / known if known else None
 
-    async def flap_states(self) -> dict[str, tuple[str, bool, float]]:
-        """Per device: (history as a string of 0/1, flapping, percent)."""
+    async def flap_states(self) -> dict[str, FlapState]:
+        """Each device's remembered flap state, by device id."""
         rows = await fetch(
             self._db, "SELECT device_id, history, flapping, percent FROM flap_state"
         )
-        return {r["device_id"]: (r["history"], bool(r["flapping"]), r["percent"]) for r in rows}
+        return {r["device_id"]: FlapState(r["device_id"], r["history"], bool(r["flapping"]),
+                                          r["percent"]) for r in rows}
 
     async def save_flap_states(
-        self, states: Sequence[tuple[str, str, bool, float]], now: datetime
+        self, states: Sequence[FlapState], now: datetime
     ) -> None:
-        """Remember each device's flap history (device id, history, flapping, percent)."""
+        """Remember each device's flap state (changed at ``now``)."""
         async with self._tx() as db:
             await db.executemany(
                 "INSERT INTO flap_state (device_id, history, flapping, percent, changed_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET"
                 " history = excluded.history, flapping = excluded.flapping,"
                 " percent = excluded.percent, changed_at = excluded.changed_at",
-                [(d, h, int(f), p, ts(now)) for d, h, f, p in states],
+                [(s.device_id, s.history, int(s.flapping), s.percent, ts(now)) for s in states],
             )
