@@ -758,10 +758,14 @@ async def _webhooks(args: argparse.Namespace) -> int:
     async with _store(args) as store:
         now = datetime.now(UTC)
         if args.action == "list":
-            endpoints = await store.webhook_endpoints()
-            for e in endpoints:
-                e["deliveries"] = await store.webhook_stats(e["delivery_key"])
-                del e["delivery_key"]
+            endpoints: list[dict[str, Any]] = [
+                {"id": e.id, "origin": e.origin, "url": e.url, "events": list(e.events),
+                 "enabled": e.enabled, "hex_signature_header": e.hex_signature_header,
+                 "timeout_s": e.timeout_s, "created_at": e.created_at,
+                 "previous_secret_until": e.previous_secret_until,
+                 "deliveries": await store.webhook_stats(e.delivery_key)}
+                for e in await store.webhook_endpoints()
+            ]
             if args.json:
                 print(json.dumps({"webhooks": endpoints}, indent=2, default=str))
             elif not endpoints:
@@ -789,7 +793,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
                 if endpoint is None:
                     return _fail(f"no webhook endpoint {args.endpoint_id!r} "
                                  "(see fleettui webhooks list)", 2)
-                key = endpoint["delivery_key"]
+                key = endpoint.delivery_key
             count = await store.webhook_replay(key, now, args.outbox_ids)
             print(f"{count:,} dead deliveries queued again"
                   + ("" if count else " (none matched)"))

@@ -304,3 +304,26 @@ class FlapState:
     history: str  # the recent checks, oldest first: "1" online, "0" not
     flapping: bool
     percent: float  # the weighted percent state change over ``history``
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """A receiver of webhooks the store knows: mirrored from the config, or its own.
+
+    ``secret`` and ``previous_secret`` are filled only when asked for (the
+    dispatcher asks; views never do), and a config endpoint's stay in the file.
+    """
+
+    id: str
+    origin: str  # "config" (mirrored at start) or "api" (the store's own)
+    delivery_key: str  # names the endpoint's delivery queue
+    url: str
+    events: tuple[str, ...]  # event types wanted; "*" or a "prefix.*" pattern matches many
+    enabled: bool
+    hex_signature_header: str | None
+    timeout_s: float
+    created_at: datetime
+    #: when the previous secret stops signing (not a secret itself; None: no rotation)
+    previous_secret_until: datetime | None = None
+    secret: str = field(default="", repr=False)
+    previous_secret: str = field(default="", repr=False)

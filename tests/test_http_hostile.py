@@ -76,7 +76,7 @@ async def hostile(tmp_path: Path) -> AsyncIterator[Hostile]:
     runner = await start_server(store, "127.0.0.1", 0, clock=lambda: NOW,
                                 body_timeout=BODY_TIMEOUT)
     try:
-        yield Hostile(runner.addresses[0][1], store, admin, endpoint["id"])
+        yield Hostile(runner.addresses[0][1], store, admin, endpoint.id)
     finally:
         await runner.cleanup()
         await store.close()

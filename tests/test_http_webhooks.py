@@ -333,7 +333,7 @@ async def test_a_rotated_secret_signs_next_to_the_old_one_until_the_overlap_ends
     assert len(headers["webhook-signature"].split(" ")) == 1
     assert _verifies(new, headers, body) and not _verifies(GIVEN_SECRET, headers, body)
     [row] = await api.store.webhook_endpoints(with_secrets=True, origin="api")
-    assert (row["secret"], row["previous_secret"], row["previous_secret_until"]) == (new, "",
+    assert (row.secret, row.previous_secret, row.previous_secret_until) == (new, "",
                                                                                       None)
     listed = (await api.get("/v1/webhooks", role="admin")).json()["webhooks"]
     assert [h["previous_secret_until"] for h in listed if h["id"] == made["id"]] == [None]
@@ -415,7 +415,7 @@ async def test_rotation_errors_change_nothing(
     assert len(headers["webhook-signature"].split(" ")) == 1
     assert _verifies(GIVEN_SECRET, headers, body)
     [row] = await api.store.webhook_endpoints(with_secrets=True, origin="api")
-    assert (row["secret"], row["previous_secret"]) == (GIVEN_SECRET, "")
+    assert (row.secret, row.previous_secret) == (GIVEN_SECRET, "")
     # rotate_secret: false alone is no rotation (and shows no secret)
     r = await patch({"rotate_secret": False})
     assert r.status_code == 200 and "secret" not in r.json()

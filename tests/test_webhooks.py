@@ -240,7 +240,7 @@ async def test_the_engine_delivers_synced_punches(one_device: Emulated, tmp_path
     await _drain(engine.webhooks)
     # the config's endpoint is mirrored in the store (for the API and other views), secretless
     mirrored = await store.webhook_endpoints(with_secrets=True)
-    assert [(e["origin"], e["url"], e["secret"]) for e in mirrored] == [
+    assert [(e.origin, e.url, e.secret) for e in mirrored] == [
         ("config", receiver.url, "")]
     await engine.stop()
     await store.close()

@@ -54,6 +54,7 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
+from fleettui.domain import WebhookEndpoint
 from fleettui.engine.transport import GuardedBackend, RefusedTarget, Resolver, SpreadTransport
 from fleettui.store import Store
 
@@ -144,13 +145,13 @@ class Target:
                    endpoint.timeout_s, previous)
 
     @classmethod
-    def from_store(cls, row: dict[str, Any], now: datetime) -> Target:
-        """An endpoint created through the API (a ``store.webhook_endpoints`` row with
-        secrets), with its previous secret if its overlap is not over at ``now``."""
-        until = row["previous_secret_until"]
-        previous = row["previous_secret"] if until is not None and now < until else ""
-        return cls(row["delivery_key"], row["url"], tuple(row["events"]), row["secret"],
-                   row["hex_signature_header"], row["timeout_s"], previous, origin="api")
+    def from_store(cls, endpoint: WebhookEndpoint, now: datetime) -> Target:
+        """An endpoint created through the API (read from the store with its secrets),
+        with its previous secret if its overlap is not over at ``now``."""
+        until = endpoint.previous_secret_until
+        previous = endpoint.previous_secret if until is not None and now < until else ""
+        return cls(endpoint.delivery_key, endpoint.url, endpoint.events, endpoint.secret,
+                   endpoint.hex_signature_header, endpoint.timeout_s, previous, origin="api")
 
     @property
     def signing_secrets(self) -> tuple[str, ...]:
@@ -342,8 +343,8 @@ class WebhookDispatcher:
         the store still has it, enabled, at the same URL."""
         if endpoint.origin != "api":
             return True
-        row = await self.store.webhook_endpoint(endpoint.key)
-        return row is not None and row["enabled"] and row["url"] == endpoint.url
+        known = await self.store.webhook_endpoint(endpoint.key)
+        return known is not None and known.enabled and known.url == endpoint.url
 
     async def targets(self) -> list[Target]:
         """The config's enabled endpoints, then the store's (read now: one query).
@@ -351,13 +352,13 @@ class WebhookDispatcher:
         A previous secret whose overlap is over stops signing at once and is
         cleared from the store here (lazily: the first round that sees it).
         """
-        rows = await self.store.webhook_endpoints(with_secrets=True, origin="api")
+        known = await self.store.webhook_endpoints(with_secrets=True, origin="api")
         now = self.clock()
-        if any(r["previous_secret_until"] is not None and r["previous_secret_until"] <= now
-               for r in rows):
+        if any(e.previous_secret_until is not None and e.previous_secret_until <= now
+               for e in known):
             await self.store.webhook_forget_previous_secrets(now)
         return [Target.from_config(e, now) for e in self.endpoints] + [
-            Target.from_store(r, now) for r in rows if r["enabled"]]
+            Target.from_store(e, now) for e in known if e.enabled]
 
     async def _deliver_in_order(
         self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore

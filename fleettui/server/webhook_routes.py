@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from fleettui.domain import WebhookEndpoint
 from fleettui.egress import url_refusal
 from fleettui.engine.webhooks import (
     EVENT_TYPES,
@@ -71,19 +72,20 @@ RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "user-ag
                               "webhook-id", "webhook-timestamp", "webhook-signature"})
 
 
-def endpoint_record(e: dict[str, Any], stats: dict[str, Any], now: datetime) -> dict[str, Any]:
+def endpoint_record(e: WebhookEndpoint, stats: dict[str, Any], now: datetime
+                    ) -> dict[str, Any]:
     """An endpoint as the API shows it: never its secret (nor the previous one)."""
     latency = stats.get("avg_latency_ms")
-    until = e["previous_secret_until"]
+    until = e.previous_secret_until
     return {
-        "id": e["id"],
-        "origin": e["origin"],
-        "url": e["url"],
-        "events": e["events"],
-        "enabled": e["enabled"],
-        "hex_signature_header": e["hex_signature_header"],
-        "timeout_s": e["timeout_s"],
-        "created_at": iso(e["created_at"]),
+        "id": e.id,
+        "origin": e.origin,
+        "url": e.url,
+        "events": list(e.events),
+        "enabled": e.enabled,
+        "hex_signature_header": e.hex_signature_header,
+        "timeout_s": e.timeout_s,
+        "created_at": iso(e.created_at),
         "previous_secret_until": iso(until) if until is not None and until > now else None,
         "deliveries": {"pending": stats["pending"], "delivered": stats["delivered"],
                        "dead": stats["dead"],
@@ -210,13 +212,13 @@ def _check_timeout(value: float) -> float:
 async def _no_other_for(request: web.Request, url: str, itself: str | None) -> None:
     """409 if an endpoint other than ``itself`` already delivers to ``url``."""
     for e in await store_of(request).webhook_endpoints():
-        if e["url"] == url and e["id"] != itself:
-            where = "the config file" if e["origin"] == "config" else "the API"
+        if e.url == url and e.id != itself:
+            where = "the config file" if e.origin == "config" else "the API"
             raise ApiError(409, "duplicate",
-                           f"endpoint {e['id']} ({where}) already delivers to this url")
+                           f"endpoint {e.id} ({where}) already delivers to this url")
 
 
-async def _endpoint_or_404(request: web.Request) -> dict[str, Any]:
+async def _endpoint_or_404(request: web.Request) -> WebhookEndpoint:
     endpoint_id = request.match_info["id"]
     e = await store_of(request).webhook_endpoint(endpoint_id)
     if e is None:
@@ -231,7 +233,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     now = now_of(request)
     out = []
     for e in await store.webhook_endpoints():
-        out.append(endpoint_record(e, await store.webhook_stats(e["delivery_key"]), now))
+        out.append(endpoint_record(e, await store.webhook_stats(e.delivery_key), now))
     return web.json_response({"webhooks": out})
 
 
@@ -254,7 +256,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         enabled=True if enabled is None else enabled, hex_signature_header=header,
         timeout_s=float(timeout_s), now=now,
     )
-    record = endpoint_record(created, await store.webhook_stats(created["delivery_key"]), now)
+    record = endpoint_record(created, await store.webhook_stats(created.delivery_key), now)
     return web.json_response({**record, "secret": secret}, status=201)
 
 
@@ -266,16 +268,16 @@ async def update_webhook(request: web.Request) -> web.Response:
     """
     e = await _endpoint_or_404(request)
     body = await json_object(request, PATCH_FIELDS)
-    if e["origin"] == "config":
+    if e.origin == "config":
         raise ApiError(409, "config_endpoint",
-                       f"endpoint {e['id']} is defined in the config file ([[webhooks]]): "
+                       f"endpoint {e.id} is defined in the config file ([[webhooks]]): "
                        "change it (and its secret) there")
     now = now_of(request)
     new_secret, previous_until = _check_rotation(body, now)
     changes: dict[str, Any] = {}
     if body.get("url") is not None:
         changes["url"] = _check_url(request, body["url"])
-        await _no_other_for(request, changes["url"], e["id"])
+        await _no_other_for(request, changes["url"], e.id)
     if body.get("events") is not None:
         changes["events"] = _check_events(body["events"])
     if "hex_signature_header" in body:  # null removes it
@@ -285,11 +287,11 @@ async def update_webhook(request: web.Request) -> web.Response:
     if body.get("enabled") is not None:
         changes["enabled"] = body["enabled"]
     store = store_of(request)
-    updated = await store.update_webhook_endpoint(e["id"], changes, now, new_secret=new_secret,
+    updated = await store.update_webhook_endpoint(e.id, changes, now, new_secret=new_secret,
                                                   previous_until=previous_until)
     if updated is None:  # deleted meanwhile
-        raise ApiError(404, "not_found", f"no webhook endpoint {e['id']!r}")
-    record = endpoint_record(updated, await store.webhook_stats(updated["delivery_key"]), now)
+        raise ApiError(404, "not_found", f"no webhook endpoint {e.id!r}")
+    record = endpoint_record(updated, await store.webhook_stats(updated.delivery_key), now)
     if new_secret is not None:
         record["secret"] = new_secret
     return web.json_response(record)
@@ -299,11 +301,11 @@ async def update_webhook(request: web.Request) -> web.Response:
 async def delete_webhook(request: web.Request) -> web.Response:
     """Remove an API-created endpoint with its queue; a config one is 409."""
     e = await _endpoint_or_404(request)
-    if e["origin"] == "config":
+    if e.origin == "config":
         raise ApiError(409, "config_endpoint",
-                       f"endpoint {e['id']} is defined in the config file ([[webhooks]]): "
+                       f"endpoint {e.id} is defined in the config file ([[webhooks]]): "
                        "remove or disable it there")
-    await store_of(request).delete_webhook_endpoint(e["id"], now_of(request))
+    await store_of(request).delete_webhook_endpoint(e.id, now_of(request))
     return web.Response(status=204)
 
 
@@ -325,7 +327,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
             raise ApiError(400, "invalid_parameter",
                            f"limit: expected an integer from 1 to {MAX_DELIVERIES}")
         limit = int(text)
-    rows = await store_of(request).webhook_deliveries(e["delivery_key"], state, limit)
+    rows = await store_of(request).webhook_deliveries(e.delivery_key, state, limit)
     detail = ROLE_RANK.get(role_of(request), 0) >= ROLE_RANK["admin"]
     return web.json_response({"deliveries": [delivery_record(d, detail) for d in rows]})
 
@@ -343,7 +345,7 @@ async def replay_webhook(request: web.Request) -> web.Response:
         if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63
                    for i in ids):
             raise ApiError(400, "invalid_field", "outbox_ids: expected positive integers")
-    n = await store_of(request).webhook_replay(e["delivery_key"], now_of(request), ids)
+    n = await store_of(request).webhook_replay(e.delivery_key, now_of(request), ids)
     return web.json_response({"replayed": n})
 
 

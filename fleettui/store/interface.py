@@ -29,6 +29,7 @@ from fleettui.domain import (
     Silence,
     Site,
     StatusChange,
+    WebhookEndpoint,
 )
 
 
@@ -390,25 +391,25 @@ class Store(Protocol):
         hex_signature_header: str | None,
         timeout_s: float,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> WebhookEndpoint:
         """Add an endpoint of the store's own. It hears events from now on: its
         cursor starts at the newest outbox row (no replay of the whole history)."""
         ...
 
     async def webhook_endpoints(self, *, with_secrets: bool = False,
-                                origin: str | None = None) -> list[dict[str, Any]]:
+                                origin: str | None = None) -> list[WebhookEndpoint]:
         """Every endpoint the store knows, by creation; the secret only if asked
         (the dispatcher asks; views never do)."""
         ...
 
-    async def webhook_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+    async def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
         """One endpoint (never its secret), or None."""
         ...
 
     async def update_webhook_endpoint(
         self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
         new_secret: str | None = None, previous_until: datetime | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> WebhookEndpoint | None:
         """Change an API-created endpoint's url, events, enabled, hex_signature_header or
         timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
         disabled endpoint enabled again hears what was committed meanwhile.

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from fleettui.domain import WebhookEndpoint
 from fleettui.egress import redacted_url
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -47,7 +48,7 @@ class WebhookEndpointQueries(SqliteConnection):
         hex_signature_header: str | None,
         timeout_s: float,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> WebhookEndpoint:
         """Add an endpoint of the store's own. It hears events from now on: its
         cursor starts at the newest outbox row (no replay of the whole history)."""
         async with self._tx() as db:
@@ -71,7 +72,7 @@ class WebhookEndpointQueries(SqliteConnection):
             return _endpoint(rows[0])
 
     async def webhook_endpoints(self, *, with_secrets: bool = False,
-                                origin: str | None = None) -> list[dict[str, Any]]:
+                                origin: str | None = None) -> list[WebhookEndpoint]:
         """Every endpoint the store knows, by creation; the secret only if asked
         (the dispatcher asks; views never do)."""
         sql = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
@@ -82,7 +83,7 @@ class WebhookEndpointQueries(SqliteConnection):
         rows = await fetch(self._db, sql + " ORDER BY created_at, id", args)
         return [_endpoint(r, with_secrets) for r in rows]
 
-    async def webhook_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+    async def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
         """One endpoint (never its secret), or None."""
         rows = await fetch(self._db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                             " WHERE id = ?", (endpoint_id,))
@@ -91,7 +92,7 @@ class WebhookEndpointQueries(SqliteConnection):
     async def update_webhook_endpoint(
         self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
         new_secret: str | None = None, previous_until: datetime | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> WebhookEndpoint | None:
         """Change an API-created endpoint's url, events, enabled, hex_signature_header or
         timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
         disabled endpoint enabled again hears what was committed meanwhile.
@@ -160,17 +161,14 @@ class WebhookEndpointQueries(SqliteConnection):
             return True
 
 
-def _endpoint(r: Any, with_secret: bool = False) -> dict[str, Any]:
-    """A webhook_endpoints row as the dict callers read (secrets only if asked)."""
-    out = {
-        "id": r["id"], "origin": r["origin"], "delivery_key": r["delivery_key"],
-        "url": r["url"], "events": json.loads(r["events"]), "enabled": bool(r["enabled"]),
-        "hex_signature_header": r["hex_signature_header"], "timeout_s": r["timeout_s"],
-        "created_at": from_ts(r["created_at"]),
-        # when the previous secret stops signing (not a secret itself; None: no rotation)
-        "previous_secret_until": from_ts(r["previous_secret_until"]),
-    }
-    if with_secret:
-        out["secret"] = r["secret"]
-        out["previous_secret"] = r["previous_secret"]
-    return out
+def _endpoint(r: Any, with_secret: bool = False) -> WebhookEndpoint:
+    """A webhook_endpoints row as a WebhookEndpoint (its secrets only if asked)."""
+    return WebhookEndpoint(
+        id=r["id"], origin=r["origin"], delivery_key=r["delivery_key"], url=r["url"],
+        events=tuple(json.loads(r["events"])), enabled=bool(r["enabled"]),
+        hex_signature_header=r["hex_signature_header"], timeout_s=r["timeout_s"],
+        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+        previous_secret_until=from_ts(r["previous_secret_until"]),
+        secret=r["secret"] if with_secret else "",
+        previous_secret=r["previous_secret"] if with_secret else "",
+    )
