@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -763,7 +764,7 @@ async def _webhooks(args: argparse.Namespace) -> int:
                  "enabled": e.enabled, "hex_signature_header": e.hex_signature_header,
                  "timeout_s": e.timeout_s, "created_at": e.created_at,
                  "previous_secret_until": e.previous_secret_until,
-                 "deliveries": await store.webhook_stats(e.delivery_key)}
+                 "deliveries": asdict(await store.webhook_stats(e.delivery_key))}
                 for e in await store.webhook_endpoints()
             ]
             if args.json:

@@ -327,3 +327,13 @@ class WebhookEndpoint:
     previous_secret_until: datetime | None = None
     secret: str = field(default="", repr=False)
     previous_secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """Webhook deliveries (of one endpoint, or all) by state, and how fast they went."""
+
+    pending: int = 0
+    delivered: int = 0
+    dead: int = 0
+    avg_latency_ms: float | None = None  # mean of the delivered ones; None: none yet

@@ -252,7 +252,7 @@ async def test_metrics_prometheus_text(api: Api) -> None:
     assert 'fleettui_devices{status="unknown"} 1' in lines
     assert "fleettui_punches_total 3" in lines
     assert 'fleettui_webhook_deliveries{state="delivered"} 2' in lines
-    pending = (await api.store.webhook_stats())["pending"]
+    pending = (await api.store.webhook_stats()).pending
     assert pending >= 1
     assert f'fleettui_webhook_deliveries{{state="pending"}} {pending}' in lines
     assert 'fleettui_webhook_deliveries{state="dead"} 0' in lines

@@ -152,8 +152,8 @@ async def test_every_punch_arrives_signed_once_and_in_order(store: Store,
         users = [e["punch"]["user_id"] for e in events if e["punch"]["device_id"] == dev]
         assert users == [str(1000 + n) for n in range(20)]
     stats = await store.webhook_stats(receiver.url)
-    assert (stats["delivered"], stats["pending"]) == (60, 0)
-    assert stats["avg_latency_ms"] is not None and stats["avg_latency_ms"] > 0
+    assert (stats.delivered, stats.pending) == (60, 0)
+    assert stats.avg_latency_ms is not None and stats.avg_latency_ms > 0
 
 
 async def test_a_flaky_then_absent_receiver_still_gets_everything_in_order(
@@ -172,7 +172,7 @@ async def test_a_flaky_then_absent_receiver_still_gets_everything_in_order(
         await dispatcher.run_once()
         clock.now += timedelta(minutes=10)
     refused = await store.webhook_stats(receiver.url)
-    assert refused["pending"] > 0 and refused["dead"] == 0
+    assert refused.pending > 0 and refused.dead == 0
     await receiver.come_back()
     await _drain(dispatcher, clock, rounds=200)
     await dispatcher.close()
@@ -199,13 +199,13 @@ async def test_after_24_hours_a_delivery_is_dead_and_can_be_replayed(
         await dispatcher.run_once()
         clock.now += timedelta(hours=1)
     stats = await store.webhook_stats(receiver.url)
-    assert (stats["dead"], stats["delivered"]) == (3, 0)
+    assert (stats.dead, stats.delivered) == (3, 0)
     assert "webhook.dead" in [e.kind for e in await store.events_after(0)]
     receiver.always_fail = False
     assert await store.webhook_replay(receiver.url, clock.now) == 3
     await _drain(dispatcher)
     await dispatcher.close()
-    assert (await store.webhook_stats(receiver.url))["delivered"] == 3
+    assert (await store.webhook_stats(receiver.url)).delivered == 3
 
 
 async def test_event_filters_and_the_hex_signature_header(store: Store,

@@ -249,7 +249,7 @@ async def test_a_flaky_network_run_delivers_every_punch_once_in_order(
                 await asyncio.sleep(0.25)
 
         async def _pending_grows() -> bool:
-            return (await store.webhook_stats(receiver.url))["pending"] > 0
+            return (await store.webhook_stats(receiver.url)).pending > 0
 
         feeder = asyncio.create_task(feed(5.0))
         await asyncio.sleep(1.0)
@@ -257,7 +257,7 @@ async def test_a_flaky_network_run_delivers_every_punch_once_in_order(
         assert _refused(receiver.port)
         down_since = loop.time()
         await _until(_pending_grows, 5.0, "events to pile up while the receiver is down")
-        pending_while_down = (await store.webhook_stats(receiver.url))["pending"]
+        pending_while_down = (await store.webhook_stats(receiver.url)).pending
         await asyncio.sleep(max(0.0, 2.0 - (loop.time() - down_since)))
         await receiver.come_back()
         await feeder

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ async def test_a_token_in_a_receiver_url_is_in_no_log_line_nor_event(
     for _ in range(30):  # connection refused, hour after hour, until they die
         clock.now += timedelta(hours=1)
         await dispatcher.run_once()
-    assert (await store.webhook_stats(url))["dead"] == 3
+    assert (await store.webhook_stats(url)).dead == 3
     await store.create_webhook_endpoint(
         "wh_tokened", url=f"https://hooks.example/x?token={TOKEN}", events=["*"],
         secret=SECRET, enabled=True, hex_signature_header=None, timeout_s=5.0, now=clock.now)
@@ -208,7 +208,7 @@ async def test_an_endpoint_deleted_while_its_lane_delivers_hears_nothing_more(
         await dispatcher.close()
     assert len(hooked.got) == 10  # the one in flight at the delete, and nothing after
     # and nothing was queued for it again (its history from the first event)
-    assert await api.store.webhook_stats(endpoint_id) == {
+    assert asdict(await api.store.webhook_stats(endpoint_id)) == {
         "pending": 0, "delivered": 0, "dead": 0, "avg_latency_ms": None}
 
 

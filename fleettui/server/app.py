@@ -332,7 +332,7 @@ async def site_health(request: web.Request) -> web.Response:
     local_midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     today = await store.punches(since=local_midnight.astimezone(UTC), site_id=s.id)
     last = max((d.last_punch_at for d in devices if d.last_punch_at), default=None)
-    latency = (await store.webhook_stats())["avg_latency_ms"]
+    latency = (await store.webhook_stats()).avg_latency_ms
     return web.json_response(
         {
             "id": s.id,
@@ -496,14 +496,14 @@ async def metrics(request: web.Request) -> web.Response:
         f"fleettui_punches_total {await store.punch_count()}",
         "# HELP fleettui_webhook_deliveries Webhook deliveries by state.",
         "# TYPE fleettui_webhook_deliveries gauge",
-        *(f'fleettui_webhook_deliveries{{state="{k}"}} {stats.get(k, 0)}'
+        *(f'fleettui_webhook_deliveries{{state="{k}"}} {getattr(stats, k)}'
           for k in ("pending", "delivered", "dead")),
     ]
-    if stats.get("avg_latency_ms") is not None:
+    if stats.avg_latency_ms is not None:
         lines += [
             "# HELP fleettui_webhook_latency_ms_avg Mean latency of delivered webhooks (ms).",
             "# TYPE fleettui_webhook_latency_ms_avg gauge",
-            f"fleettui_webhook_latency_ms_avg {float(stats['avg_latency_ms']):.3f}",
+            f"fleettui_webhook_latency_ms_avg {float(stats.avg_latency_ms):.3f}",
         ]
     return web.Response(body=("\n".join(lines) + "\n").encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from fleettui.domain import WebhookEndpoint
+from fleettui.domain import DeliveryStats, WebhookEndpoint
 from fleettui.egress import url_refusal
 from fleettui.engine.webhooks import (
     EVENT_TYPES,
@@ -72,10 +72,10 @@ RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "user-ag
                               "webhook-id", "webhook-timestamp", "webhook-signature"})
 
 
-def endpoint_record(e: WebhookEndpoint, stats: dict[str, Any], now: datetime
+def endpoint_record(e: WebhookEndpoint, stats: DeliveryStats, now: datetime
                     ) -> dict[str, Any]:
     """An endpoint as the API shows it: never its secret (nor the previous one)."""
-    latency = stats.get("avg_latency_ms")
+    latency = stats.avg_latency_ms
     until = e.previous_secret_until
     return {
         "id": e.id,
@@ -87,8 +87,8 @@ def endpoint_record(e: WebhookEndpoint, stats: dict[str, Any], now: datetime
         "timeout_s": e.timeout_s,
         "created_at": iso(e.created_at),
         "previous_secret_until": iso(until) if until is not None and until > now else None,
-        "deliveries": {"pending": stats["pending"], "delivered": stats["delivered"],
-                       "dead": stats["dead"],
+        "deliveries": {"pending": stats.pending, "delivered": stats.delivered,
+                       "dead": stats.dead,
                        "avg_latency_ms": round(latency, 1) if latency is not None else None},
     }
 

@@ -21,6 +21,7 @@ from fleettui.domain import (
     Command,
     CommandRequest,
     CommandState,
+    DeliveryStats,
     DeviceSpec,
     DeviceState,
     Event,
@@ -368,7 +369,7 @@ class Store(Protocol):
         id and URL (None for a queue whose endpoint is gone from the config)."""
         ...
 
-    async def webhook_stats(self, endpoint: str | None = None) -> dict[str, Any]:
+    async def webhook_stats(self, endpoint: str | None = None) -> DeliveryStats:
         """Deliveries by state, and the mean latency of delivered ones (ms)."""
         ...
 

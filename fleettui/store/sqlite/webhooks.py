@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from fleettui.domain import DeliveryStats
 from fleettui.egress import redacted_url
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -172,7 +173,7 @@ class WebhookDeliveryQueries(SqliteConnection):
         sql = _DELIVERY_SELECT + " WHERE d.state = 'dead' ORDER BY d.outbox_id DESC LIMIT ?"
         return [_delivery(r) for r in await fetch(self._db, sql, (limit,))]
 
-    async def webhook_stats(self, endpoint: str | None = None) -> dict[str, Any]:
+    async def webhook_stats(self, endpoint: str | None = None) -> DeliveryStats:
         """Deliveries by state, and the mean latency of delivered ones (ms)."""
         where, args = ("WHERE endpoint = ?", (endpoint,)) if endpoint else ("", ())
         rows = await fetch(
@@ -181,12 +182,11 @@ class WebhookDeliveryQueries(SqliteConnection):
             " GROUP BY state",
             args,
         )
-        out: dict[str, Any] = {"pending": 0, "delivered": 0, "dead": 0, "avg_latency_ms": None}
-        for r in rows:
-            out[r[0]] = int(r[1])
-            if r[0] == "delivered":
-                out["avg_latency_ms"] = r[2]
-        return out
+        counts = {str(r[0]): int(r[1]) for r in rows}
+        latency = next((r[2] for r in rows if r[0] == "delivered"), None)
+        return DeliveryStats(pending=counts.get("pending", 0),
+                             delivered=counts.get("delivered", 0), dead=counts.get("dead", 0),
+                             avg_latency_ms=latency)
 
 
 def _delivery(r: Any) -> dict[str, Any]:
