@@ -780,13 +780,13 @@ async def _webhooks(args: argparse.Namespace) -> int:
         elif args.action == "dead":
             rows = await store.webhook_dead(args.limit)
             if args.json:
-                print(json.dumps({"dead": rows}, indent=2, default=str))
+                print(json.dumps({"dead": [asdict(r) for r in rows]}, indent=2, default=str))
             elif not rows:
                 print("no dead webhook deliveries")
             for r in [] if args.json else rows:
-                _show(f"{r['outbox_id']:>8}  {r['event_type']:<16} {r['device_id'] or '-':<16} "
-                      f"{r['endpoint_id'] or r['endpoint']}  tries {r['attempts']}  "
-                      f"{r['last_error']}")
+                _show(f"{r.outbox_id:>8}  {r.event_type:<16} {r.device_id or '-':<16} "
+                      f"{r.endpoint_id or r.endpoint}  tries {r.attempts}  "
+                      f"{r.last_error}")
         else:
             key = None
             if args.endpoint_id is not None:

@@ -337,3 +337,22 @@ class DeliveryStats:
     delivered: int = 0
     dead: int = 0
     avg_latency_ms: float | None = None  # mean of the delivered ones; None: none yet
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event's delivery to one endpoint: where it stands, and how its tries went."""
+
+    endpoint: str  # the queue's key (a config endpoint's URL, an API endpoint's id)
+    endpoint_id: str | None  # the endpoint's id; None when it is gone from the config
+    url: str | None  # the endpoint's URL; None when it is gone from the config
+    outbox_id: int  # the event's stable id (its webhook-id is msg_<outbox_id>)
+    event_type: str
+    device_id: str | None
+    state: str  # "pending", "delivered" or "dead"
+    attempts: int
+    last_error: str
+    created_at: datetime
+    next_attempt_at: datetime | None  # for a dead one: when it gave up
+    delivered_at: datetime | None
+    latency_ms: float | None

@@ -200,7 +200,7 @@ async def test_dead_deliveries_are_listed_and_replayed(api: Api, receiver: Recei
     assert {d["last_error"] for d in dead} == {"HTTP 503"}
     assert [d["outbox_id"] for d in dead] == sorted((d["outbox_id"] for d in dead), reverse=True)
     everywhere = await api.store.webhook_dead()
-    assert {(d["endpoint_id"], d["url"]) for d in everywhere} == {(made["id"], receiver.url)}
+    assert {(d.endpoint_id, d.url) for d in everywhere} == {(made["id"], receiver.url)}
     # replay one, then the rest
     receiver.always_fail = False
     oldest = dead[-1]["outbox_id"]

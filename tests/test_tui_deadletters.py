@@ -60,7 +60,7 @@ async def test_dead_deliveries_are_shown_and_replayed_from_the_control_room(
         await wait_for(pilot, lambda: isinstance(app.screen, DeadLetters))
         screen = app.screen
         assert isinstance(screen, DeadLetters)
-        assert [r["device_id"] for r in screen.rows] == ["d3", "d2", "d1"]
+        assert [r.device_id for r in screen.rows] == ["d3", "d2", "d1"]
         console = Console(width=140, record=True)
         console.print(dead_table(screen.rows, screen.total))
         shown = console.export_text()

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -325,17 +325,17 @@ async def test_a_name_rebound_to_a_refused_address_is_refused_when_delivering(
         clock.now += timedelta(minutes=11)
         await dispatcher.run_once()
         assert len(hooked.got) == 3
-        pending = [d for d in await store.webhook_deliveries(url, "pending") if d["attempts"]]
-        assert pending and all(d["last_error"].startswith("refused target: hooks.test (resolved"
+        pending = [d for d in await store.webhook_deliveries(url, "pending") if d.attempts]
+        assert pending and all(d.last_error.startswith("refused target: hooks.test (resolved"
                                                           " to ") for d in pending)
-        assert "always refused" in pending[0]["last_error"]
+        assert "always refused" in pending[0].last_error
     assert set(wire.asked) == {"127.0.0.1"}  # nothing else was ever connected to
 
     for _ in range(30):  # retried like any failure, then dead
         clock.now += timedelta(hours=1)
         await dispatcher.run_once()
     dead = await store.webhook_deliveries(url, "dead")
-    assert dead and all(d["last_error"].startswith("refused target") for d in dead)
+    assert dead and all(d.last_error.startswith("refused target") for d in dead)
     names.names["hooks.test"] = ["127.0.0.1"]  # the name is fixed: a replay goes through
     await store.webhook_replay(url, clock.now)
     for _ in range(5):
@@ -360,7 +360,7 @@ async def test_without_the_setting_loopback_is_refused_however_it_is_written(
     await dispatcher.run_once()
     assert hooked.got == [] and wire.asked == []  # refused before any connection
     for url in urls:
-        errors = {d["last_error"] for d in await store.webhook_deliveries(url, "pending")}
+        errors = {d.last_error for d in await store.webhook_deliveries(url, "pending")}
         assert len(errors) == 1, (url, errors)
         (error,) = errors
         assert error.startswith("refused target: ") and "allow_private_webhook_targets" in error
@@ -407,7 +407,7 @@ async def test_viewers_see_the_class_of_a_failure_admins_the_detail(
     assert "169.254.10.10" in admin["last_error"]  # the admin's detail names the address
     # the control room of a viewer shows the class too; the poller's own, the detail
     rows = await api.store.webhook_deliveries(made["rebound"])
-    shown = [{**r, "url": r["url"] or "", "next_attempt_at": None} for r in rows]
+    shown = [replace(r, url=r.url or "", next_attempt_at=None) for r in rows]
     assert "169.254" not in _text(dead_table(shown, 1, detail=False))
     assert "169.254" in _text(dead_table(shown, 1, detail=True))
 

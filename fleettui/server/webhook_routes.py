@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from fleettui.domain import DeliveryStats, WebhookEndpoint
+from fleettui.domain import DeliveryStats, WebhookDelivery, WebhookEndpoint
 from fleettui.egress import url_refusal
 from fleettui.engine.webhooks import (
     EVENT_TYPES,
@@ -93,23 +93,23 @@ def endpoint_record(e: WebhookEndpoint, stats: DeliveryStats, now: datetime
     }
 
 
-def delivery_record(d: dict[str, Any], detail: bool = False) -> dict[str, Any]:
+def delivery_record(d: WebhookDelivery, detail: bool = False) -> dict[str, Any]:
     """One delivery of one event to one endpoint; its ``last_error`` in full with
     ``detail`` (admin keys), else only its class ("timeout", "HTTP 500",
     "refused target"...), which tells nothing of the network behind."""
-    error = d["last_error"] or ""
+    error = d.last_error or ""
     return {
-        "outbox_id": d["outbox_id"],
-        "webhook_id": f"msg_{d['outbox_id']}",
-        "event_type": d["event_type"],
-        "device_id": d["device_id"],
-        "state": d["state"],
-        "attempts": d["attempts"],
+        "outbox_id": d.outbox_id,
+        "webhook_id": f"msg_{d.outbox_id}",
+        "event_type": d.event_type,
+        "device_id": d.device_id,
+        "state": d.state,
+        "attempts": d.attempts,
         "last_error": (error if detail else failure_class(error)) or None,
-        "created_at": iso(d["created_at"]),
-        "next_attempt_at": iso(d["next_attempt_at"]) if d["state"] == "pending" else None,
-        "delivered_at": iso(d["delivered_at"]),
-        "latency_ms": round(d["latency_ms"], 1) if d["latency_ms"] is not None else None,
+        "created_at": iso(d.created_at),
+        "next_attempt_at": iso(d.next_attempt_at) if d.state == "pending" else None,
+        "delivered_at": iso(d.delivered_at),
+        "latency_ms": round(d.latency_ms, 1) if d.latency_ms is not None else None,
     }
 
 

@@ -30,6 +30,7 @@ from fleettui.domain import (
     Silence,
     Site,
     StatusChange,
+    WebhookDelivery,
     WebhookEndpoint,
 )
 
@@ -356,7 +357,7 @@ class Store(Protocol):
 
     async def webhook_deliveries(
         self, endpoint: str, state: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[WebhookDelivery]:
         """One endpoint's deliveries (in ``state`` if given), newest first."""
         ...
 
@@ -364,7 +365,7 @@ class Store(Protocol):
         """How many deliveries, of every endpoint, are dead (gave up; waiting for a replay)."""
         ...
 
-    async def webhook_dead(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def webhook_dead(self, limit: int = 100) -> list[WebhookDelivery]:
         """Dead deliveries of every endpoint, newest first, each with its endpoint's
         id and URL (None for a queue whose endpoint is gone from the config)."""
         ...

@@ -7,8 +7,7 @@ replays them: they go back in their endpoint's queue, in order per device.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -18,6 +17,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from fleettui.domain import WebhookDelivery
 from fleettui.egress import redacted_url
 from fleettui.engine.webhooks import failure_class
 
@@ -25,7 +25,8 @@ from fleettui.engine.webhooks import failure_class
 SHOWN = 100
 
 
-def dead_table(rows: list[dict[str, Any]], total: int, detail: bool = True) -> Table | Text:
+def dead_table(rows: list[WebhookDelivery], total: int, detail: bool = True
+               ) -> Table | Text:
     """The dead deliveries as a table, newest first (or a line saying there are none).
 
     Endpoints show as scheme, host and port (a URL may hold a token); each last
@@ -43,12 +44,12 @@ def dead_table(rows: list[dict[str, Any]], total: int, detail: bool = True) -> T
         table.add_column(name, no_wrap=name not in ("endpoint", "last error"),
                          ratio=2 if name == "last error" else None)
     for r in rows:
-        died: datetime | None = r.get("next_attempt_at")
-        where: str = r["url"] or r["endpoint"]
-        table.add_row(str(r["outbox_id"]), r["event_type"], r["device_id"] or "-",
-                      redacted_url(where) if "://" in where else where, str(r["attempts"]),
+        died = r.next_attempt_at
+        where = r.url or r.endpoint
+        table.add_row(str(r.outbox_id), r.event_type, r.device_id or "-",
+                      redacted_url(where) if "://" in where else where, str(r.attempts),
                       f"{died:%m-%d %H:%M}" if died else "",
-                      Text((r["last_error"] if detail else failure_class(r["last_error"]))
+                      Text((r.last_error if detail else failure_class(r.last_error))
                            or "", style="red"))
     return table
 
@@ -66,7 +67,7 @@ class DeadLetters(ModalScreen[bool]):
                                    padding: 0 1; background: $surface; }
     """
 
-    def __init__(self, rows: list[dict[str, Any]], total: int, detail: bool = True) -> None:
+    def __init__(self, rows: list[WebhookDelivery], total: int, detail: bool = True) -> None:
         super().__init__()
         self.rows = rows
         self.total = total

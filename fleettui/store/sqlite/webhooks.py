@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from fleettui.domain import DeliveryStats
+from fleettui.domain import DeliveryStats, WebhookDelivery
 from fleettui.egress import redacted_url
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -150,7 +150,7 @@ class WebhookDeliveryQueries(SqliteConnection):
 
     async def webhook_deliveries(
         self, endpoint: str, state: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[WebhookDelivery]:
         """One endpoint's deliveries (in ``state`` if given), newest first."""
         sql = _DELIVERY_SELECT + " WHERE d.endpoint = ?"
         args: list[Any] = [endpoint]
@@ -167,7 +167,7 @@ class WebhookDeliveryQueries(SqliteConnection):
                             "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'")
         return int(rows[0][0])
 
-    async def webhook_dead(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def webhook_dead(self, limit: int = 100) -> list[WebhookDelivery]:
         """Dead deliveries of every endpoint, newest first, each with its endpoint's
         id and URL (None for a queue whose endpoint is gone from the config)."""
         sql = _DELIVERY_SELECT + " WHERE d.state = 'dead' ORDER BY d.outbox_id DESC LIMIT ?"
@@ -189,13 +189,13 @@ class WebhookDeliveryQueries(SqliteConnection):
                              avg_latency_ms=latency)
 
 
-def _delivery(r: Any) -> dict[str, Any]:
-    """A delivery row (``_DELIVERY_SELECT``) as the dict callers read."""
-    return {
-        "endpoint": r["endpoint"], "endpoint_id": r["endpoint_id"], "url": r["url"],
-        "outbox_id": r["outbox_id"], "event_type": r["event_type"],
-        "device_id": r["device_id"], "state": r["state"], "attempts": r["attempts"],
-        "last_error": r["last_error"], "created_at": from_ts(r["created_at"]),
-        "next_attempt_at": from_ts(r["next_attempt_at"]),
-        "delivered_at": from_ts(r["delivered_at"]), "latency_ms": r["latency_ms"],
-    }
+def _delivery(r: Any) -> WebhookDelivery:
+    """A delivery row (``_DELIVERY_SELECT``) as a WebhookDelivery."""
+    return WebhookDelivery(
+        endpoint=r["endpoint"], endpoint_id=r["endpoint_id"], url=r["url"],
+        outbox_id=r["outbox_id"], event_type=r["event_type"], device_id=r["device_id"],
+        state=r["state"], attempts=r["attempts"], last_error=r["last_error"],
+        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
+        next_attempt_at=from_ts(r["next_attempt_at"]),
+        delivered_at=from_ts(r["delivered_at"]), latency_ms=r["latency_ms"],
+    )
