@@ -356,3 +356,28 @@ class WebhookDelivery:
     next_attempt_at: datetime | None  # for a dead one: when it gave up
     delivered_at: datetime | None
     latency_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """An event due to be sent to one endpoint now, with what sending it needs."""
+
+    outbox_id: int  # the event's stable id (its webhook-id is msg_<outbox_id>)
+    device_id: str | None
+    event_type: str
+    payload: str  # the JSON body, as it was stored with the fact
+    attempts: int  # tries so far
+    created_at: datetime  # when it was queued for the endpoint (its age decides "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """How one attempt at a delivery went, for the store to record."""
+
+    outbox_id: int
+    ok: bool
+    latency_ms: float | None = None
+    error: str = ""  # what failed, in full (admins read it)
+    error_class: str = ""  # what failed in a word ("timeout"): all a webhook.dead event says
+    dead: bool = False  # gave up: no more retries until a replay
+    retry_at: datetime | None = None  # when to try again (not dead)

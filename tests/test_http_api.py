@@ -19,7 +19,15 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from fleettui.domain import DeviceState, DeviceStatus, Punch, Site, StatusChange, TzFlag
+from fleettui.domain import (
+    DeliveryResult,
+    DeviceState,
+    DeviceStatus,
+    Punch,
+    Site,
+    StatusChange,
+    TzFlag,
+)
 from fleettui.server import start_server
 from fleettui.server.app import MAX_BODY, OPENAPI
 from fleettui.store import Store, open_store
@@ -89,7 +97,7 @@ async def _fill(store: Store) -> None:
     # two delivered webhooks (40 and 60 ms) and the rest pending
     await store.webhook_enqueue("https://hooks.example/x", ["*"], NOW)
     due = await store.webhook_due("https://hooks.example/x", NOW)
-    results = [{"outbox_id": row["outbox_id"], "ok": True, "latency_ms": ms}
+    results = [DeliveryResult(outbox_id=row.outbox_id, ok=True, latency_ms=ms)
                for row, ms in zip(due[:2], (40.0, 60.0), strict=True)]
     await store.webhook_results("https://hooks.example/x", results, NOW)
 

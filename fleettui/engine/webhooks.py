@@ -54,7 +54,7 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
-from fleettui.domain import WebhookEndpoint
+from fleettui.domain import DeliveryResult, DueDelivery, WebhookEndpoint
 from fleettui.engine.transport import GuardedBackend, RefusedTarget, Resolver, SpreadTransport
 from fleettui.store import Store
 
@@ -321,9 +321,9 @@ class WebhookDispatcher:
         now = self.clock()
         await self.store.webhook_enqueue(endpoint.key, endpoint.events, now,
                                          registered=endpoint.origin == "api")
-        by_device: dict[str | None, list[dict[str, Any]]] = {}
+        by_device: dict[str | None, list[DueDelivery]] = {}
         for d in await self.store.webhook_due(endpoint.key, now):
-            by_device.setdefault(d["device_id"], []).append(d)
+            by_device.setdefault(d.device_id, []).append(d)
         if not by_device:
             return 0
         limit = self._limits.setdefault(endpoint.key, asyncio.Semaphore(self._concurrency))
@@ -361,15 +361,15 @@ class WebhookDispatcher:
             Target.from_store(e, now) for e in known if e.enabled]
 
     async def _deliver_in_order(
-        self, endpoint: Target, queue: list[dict[str, Any]], limit: asyncio.Semaphore
-    ) -> list[dict[str, Any] | None]:
+        self, endpoint: Target, queue: list[DueDelivery], limit: asyncio.Semaphore
+    ) -> list[DeliveryResult | None]:
         """One device's due deliveries, one after the other, up to the first failure (or
         None: the endpoint is gone or changed, and nothing more is sent)."""
-        out: list[dict[str, Any] | None] = []
+        out: list[DeliveryResult | None] = []
         for delivery in queue:
             result = await self._deliver(endpoint, delivery, limit)
             out.append(result)
-            if result is None or not result["ok"]:
+            if result is None or not result.ok:
                 break
         return out
 
@@ -424,12 +424,12 @@ class WebhookDispatcher:
             self._lane_kicks.pop(key, None)
 
     async def _deliver(
-        self, endpoint: Target, delivery: dict[str, Any], limit: asyncio.Semaphore
-    ) -> dict[str, Any] | None:
+        self, endpoint: Target, delivery: DueDelivery, limit: asyncio.Semaphore
+    ) -> DeliveryResult | None:
         """One attempt at one delivery: its result for the store (None: not attempted,
         the endpoint being gone or changed)."""
-        body = delivery["payload"].encode()
-        msg_id = f"msg_{delivery['outbox_id']}"
+        body = delivery.payload.encode()
+        msg_id = f"msg_{delivery.outbox_id}"
         now = self.clock()
         stamp = int(now.timestamp())
         headers = {"content-type": "application/json", "webhook-id": msg_id,
@@ -457,14 +457,13 @@ class WebhookDispatcher:
                 error = failure_text(e)
         done = self.clock()
         if not error:
-            return {"outbox_id": delivery["outbox_id"], "ok": True, "latency_ms": latency_ms}
-        attempts = delivery["attempts"] + 1
-        dead = done - delivery["created_at"] >= self.max_age
-        return {
-            "outbox_id": delivery["outbox_id"], "ok": False, "error": error,
-            "error_class": failure_class(error), "dead": dead,
-            "retry_at": None if dead else done + backoff(attempts, self._rng),
-        }
+            return DeliveryResult(delivery.outbox_id, ok=True, latency_ms=latency_ms)
+        attempts = delivery.attempts + 1
+        dead = done - delivery.created_at >= self.max_age
+        return DeliveryResult(
+            delivery.outbox_id, ok=False, error=error, error_class=failure_class(error),
+            dead=dead, retry_at=None if dead else done + backoff(attempts, self._rng),
+        )
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

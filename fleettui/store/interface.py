@@ -21,9 +21,11 @@ from fleettui.domain import (
     Command,
     CommandRequest,
     CommandState,
+    DeliveryResult,
     DeliveryStats,
     DeviceSpec,
     DeviceState,
+    DueDelivery,
     Event,
     FlapState,
     Punch,
@@ -335,17 +337,16 @@ class Store(Protocol):
 
     async def webhook_due(
         self, endpoint: str, now: datetime, per_device: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[DueDelivery]:
         """Deliveries to attempt now, oldest first: for each device whose oldest pending
         event is due, up to ``per_device`` of its pending events, to send in order."""
         ...
 
     async def webhook_results(
-        self, endpoint: str, results: Sequence[dict[str, Any]], now: datetime
+        self, endpoint: str, results: Sequence[DeliveryResult], now: datetime
     ) -> None:
-        """Record delivery attempts in one transaction; each result is a dict with
-        outbox_id, ok, and latency_ms, or error with retry_at or dead (and
-        error_class: what the webhook.dead event, readable by anyone, says)."""
+        """Record delivery attempts in one transaction: delivered, to retry at their
+        ``retry_at``, or dead (each with a webhook.dead event saying its error class)."""
         ...
 
     async def webhook_replay(

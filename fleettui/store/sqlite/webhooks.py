@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from fleettui.domain import DeliveryStats, WebhookDelivery
+from fleettui.domain import DeliveryResult, DeliveryStats, DueDelivery, WebhookDelivery
 from fleettui.egress import redacted_url
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -70,7 +70,7 @@ class WebhookDeliveryQueries(SqliteConnection):
 
     async def webhook_due(
         self, endpoint: str, now: datetime, per_device: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[DueDelivery]:
         """Deliveries to attempt now, oldest first: for each device whose oldest pending
         event is due, up to ``per_device`` of its pending events, to send in order."""
         rows = await fetch(
@@ -89,24 +89,24 @@ class WebhookDeliveryQueries(SqliteConnection):
             (endpoint, endpoint, ts(now), endpoint, per_device),
         )
         return [
-            {"outbox_id": r["outbox_id"], "device_id": r["device_id"], "attempts": r["attempts"],
-             "created_at": from_ts(r["created_at"]), "event_type": r["event_type"],
-             "payload": r["payload"]}
+            DueDelivery(outbox_id=r["outbox_id"], device_id=r["device_id"],
+                        event_type=r["event_type"], payload=r["payload"],
+                        attempts=r["attempts"],
+                        created_at=from_ts(r["created_at"]))  # type: ignore[arg-type]
             for r in rows
         ]
 
     async def webhook_results(
-        self, endpoint: str, results: Sequence[dict[str, Any]], now: datetime
+        self, endpoint: str, results: Sequence[DeliveryResult], now: datetime
     ) -> None:
-        """Record delivery attempts in one transaction; each result is a dict with
-        outbox_id, ok, and latency_ms, or error with retry_at or dead (and
-        error_class: what the webhook.dead event, readable by anyone, says)."""
+        """Record delivery attempts in one transaction: delivered, to retry at their
+        ``retry_at``, or dead (each with a webhook.dead event saying its error class)."""
         if not results:
             return
         rows = [
-            ("delivered" if r["ok"] else "dead" if r.get("dead") else "pending",
-             r.get("latency_ms"), r.get("error", ""), int(r["ok"]), ts(now),
-             ts(r["retry_at"]) if r.get("retry_at") else None, endpoint, r["outbox_id"])
+            ("delivered" if r.ok else "dead" if r.dead else "pending",
+             r.latency_ms, r.error, int(r.ok), ts(now),
+             ts(r.retry_at) if r.retry_at else None, endpoint, r.outbox_id)
             for r in results
         ]
         async with self._tx() as db:
@@ -120,12 +120,12 @@ class WebhookDeliveryQueries(SqliteConnection):
                 rows,
             )
             for r in results:
-                if r.get("dead"):
+                if r.dead:
                     await write_event(
                         db, now, "webhook.dead",
                         f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
-                        f" gave up on event {r['outbox_id']}: {r.get('error_class', r['error'])}",
-                        data={"outbox_id": r["outbox_id"]},
+                        f" gave up on event {r.outbox_id}: {r.error_class or r.error}",
+                        data={"outbox_id": r.outbox_id},
                     )
 
     async def webhook_replay(
