@@ -21,24 +21,21 @@ from fleettui.domain import (
     Command,
     CommandRequest,
     CommandState,
-    DeliveryResult,
-    DeliveryStats,
     DeviceSpec,
     DeviceState,
-    DueDelivery,
     Event,
     FlapState,
     Punch,
     Silence,
     Site,
     StatusChange,
-    WebhookDelivery,
-    WebhookEndpoint,
 )
+from fleettui.store.webhook_interface import WebhookStore
 
 
-class Store(Protocol):
-    """fleettui's database: the source of truth and the integration point.
+class Store(WebhookStore, Protocol):
+    """fleettui's database: the source of truth and the integration point (its webhook
+    questions are those of ``WebhookStore``).
 
     Open one with ``open_store(path)``; close it with ``close()``. Refusals
     raise the errors of ``fleettui.store.errors``.
@@ -122,7 +119,8 @@ class Store(Protocol):
 
     # --- health ----------------------------------------------------------------
     async def record_status(self, change: StatusChange) -> Event:
-        """A status transition: device row, history and event log, in one transaction."""
+        """A status transition: the device's status, its history and the event log (and
+        the device.online/offline webhook event), in one transaction."""
         ...
 
     async def record_seen(
@@ -181,7 +179,7 @@ class Store(Protocol):
         cursor: tuple[int, str] | None = None,
         synced_at: datetime | None = None,
     ) -> int:
-        """Store punches not stored yet, with their webhook outbox rows, in one transaction.
+        """Store punches not stored yet, with their webhook events, in one transaction.
 
         Duplicates (same device, user, local time, state and verify type) are
         ignored. ``cursor`` (records now stored, fingerprint of the last one)
@@ -212,7 +210,7 @@ class Store(Protocol):
         ...
 
     async def outbox_count(self) -> int:
-        """Rows waiting in the webhook outbox."""
+        """Events waiting in the webhook outbox."""
         ...
 
     # --- commands --------------------------------------------------------------
@@ -287,7 +285,7 @@ class Store(Protocol):
         now: datetime,
         notify: bool,
     ) -> Alert:
-        """Open an alert (event, and webhook outbox row when notified, in one transaction)."""
+        """Open an alert (event, and webhook event when notified, in one transaction)."""
         ...
 
     async def update_alert(
@@ -322,115 +320,6 @@ class Store(Protocol):
 
     async def active_silences(self, now: datetime) -> list[Silence]:
         """Silences in force; those past their end are closed (with an event) first."""
-        ...
-
-    # --- webhook deliveries ----------------------------------------------------
-    async def webhook_enqueue(self, endpoint: str, events: Sequence[str], now: datetime, *,
-                              registered: bool = False) -> int:
-        """Give an endpoint every outbox row it has not seen and wants; returns how many.
-
-        ``registered``: the endpoint is one of the store's own (API-created), and
-        nothing is queued unless it still exists: a dispatcher round that began
-        before a delete must not find the cursor gone and start again from 0.
-        """
-        ...
-
-    async def webhook_due(
-        self, endpoint: str, now: datetime, per_device: int = 100
-    ) -> list[DueDelivery]:
-        """Deliveries to attempt now, oldest first: for each device whose oldest pending
-        event is due, up to ``per_device`` of its pending events, to send in order."""
-        ...
-
-    async def webhook_results(
-        self, endpoint: str, results: Sequence[DeliveryResult], now: datetime
-    ) -> None:
-        """Record delivery attempts in one transaction: delivered, to retry at their
-        ``retry_at``, or dead (each with a webhook.dead event saying its error class)."""
-        ...
-
-    async def webhook_replay(
-        self, endpoint: str | None, now: datetime, outbox_ids: Sequence[int] | None = None
-    ) -> int:
-        """Put dead deliveries (of one endpoint, or all; only ``outbox_ids`` if given)
-        back in the queue; returns how many."""
-        ...
-
-    async def webhook_deliveries(
-        self, endpoint: str, state: str | None = None, limit: int = 100
-    ) -> list[WebhookDelivery]:
-        """One endpoint's deliveries (in ``state`` if given), newest first."""
-        ...
-
-    async def webhook_dead_count(self) -> int:
-        """How many deliveries, of every endpoint, are dead (gave up; waiting for a replay)."""
-        ...
-
-    async def webhook_dead(self, limit: int = 100) -> list[WebhookDelivery]:
-        """Dead deliveries of every endpoint, newest first, each with its endpoint's
-        id and URL (None for a queue whose endpoint is gone from the config)."""
-        ...
-
-    async def webhook_stats(self, endpoint: str | None = None) -> DeliveryStats:
-        """Deliveries by state, and the mean latency of delivered ones (ms)."""
-        ...
-
-    # --- webhook endpoints -----------------------------------------------------
-    async def sync_webhook_endpoints(self, endpoints: Sequence[dict[str, Any]],
-                                     now: datetime) -> None:
-        """Mirror the config's endpoints (dicts with id, url, events, enabled,
-        hex_signature_header, timeout_s; their queue is keyed by URL) so that
-        every view lists them. Their secrets stay in the config file."""
-        ...
-
-    async def create_webhook_endpoint(
-        self,
-        endpoint_id: str,
-        *,
-        url: str,
-        events: Sequence[str],
-        secret: str,
-        enabled: bool,
-        hex_signature_header: str | None,
-        timeout_s: float,
-        now: datetime,
-    ) -> WebhookEndpoint:
-        """Add an endpoint of the store's own. It hears events from now on: its
-        cursor starts at the newest outbox row (no replay of the whole history)."""
-        ...
-
-    async def webhook_endpoints(self, *, with_secrets: bool = False,
-                                origin: str | None = None) -> list[WebhookEndpoint]:
-        """Every endpoint the store knows, by creation; the secret only if asked
-        (the dispatcher asks; views never do)."""
-        ...
-
-    async def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
-        """One endpoint (never its secret), or None."""
-        ...
-
-    async def update_webhook_endpoint(
-        self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
-        new_secret: str | None = None, previous_until: datetime | None = None,
-    ) -> WebhookEndpoint | None:
-        """Change an API-created endpoint's url, events, enabled, hex_signature_header or
-        timeout_s; None if there is no such API endpoint. Its queue and cursor stay: a
-        disabled endpoint enabled again hears what was committed meanwhile.
-
-        With ``new_secret`` the secret is rotated in the same transaction: the
-        current one becomes the previous secret, which keeps signing next to the
-        new one until ``previous_until`` (None or not after ``now``: not at all).
-        A secret rotated again during an overlap replaces the older previous one.
-        """
-        ...
-
-    async def webhook_forget_previous_secrets(self, now: datetime) -> int:
-        """Clear the previous secrets whose overlap is over (rotation done); returns how many."""
-        ...
-
-    async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
-        """Remove an API-created endpoint with its queue (pending and dead deliveries
-        are dropped); False if there is no such API endpoint."""
         ...
 
     # --- API keys --------------------------------------------------------------
@@ -496,22 +385,17 @@ class Store(Protocol):
         self, start: datetime, end: datetime, *, device_id: str | None = None,
         site_id: str | None = None,
     ) -> dict[datetime, int]:
-        """Punches with a UTC time in [start, end), counted per UTC minute.
-
-        ``device_id`` / ``site_id`` narrow it; the unary ``+`` keeps SQLite on
-        the time index (one day of the fleet's punches) instead of the unique
-        key's device prefix (all of a device's history).
+        """Punches with a UTC time in [start, end), counted per UTC minute (the
+        minute's start as the key); ``device_id`` / ``site_id`` narrow it. Cheap
+        enough to run every second: counted where the punches are, never loaded.
         """
         ...
 
     async def site_status_history(
         self, site_id: str, since: datetime
     ) -> dict[str, list[StatusChange]]:
-        """Each device of a site's transitions since ``since``, with the one in force then.
-
-        (CROSS JOIN keeps the site's few devices as the outer loop, so each
-        device's history is a range of the (device_id, at) index.)
-        """
+        """Each device of a site's transitions since ``since``, with the one in force then,
+        by device id (oldest first)."""
         ...
 
     async def site_requests(self, site_id: str, limit: int = 3) -> list[CommandRequest]:
