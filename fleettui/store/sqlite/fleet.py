@@ -23,7 +23,6 @@ _DEVICE_COLUMNS = (
     " status, status_reason, status_since, last_seen, users, users_cap, records, records_cap,"
     " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records, origin"
 )
-#: one punch.created outbox row per punch with an id above ?, payload built by SQLite
 
 
 class FleetQueries(SqliteConnection):

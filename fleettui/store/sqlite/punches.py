@@ -12,6 +12,7 @@ from fleettui.domain import (
 )
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, local_text, ts
 
+#: one punch.created outbox row per punch with an id above ?, payload built by SQLite
 _OUTBOX_FROM_NEW_PUNCHES = (
     "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
     " SELECT 'punch.created', device_id,"
