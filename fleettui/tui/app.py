@@ -244,8 +244,6 @@ class FleetApp(App[None]):
             return
         self.engine = await self.runtime.start_engine(alert_sinks=self._alert_sinks,
                                                       listeners=[self._on_engine_event])
-        if self.stop_signals is not None and self.stop_signals.hold("engine"):
-            await self._stopping.wait()
         if self.http is not None and not self._stopping.is_set():
             await self._serve_api(*self.http)
         if self._stopping.is_set():

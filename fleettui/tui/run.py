@@ -43,7 +43,6 @@ def run_tui(
             http = (config.server.host, config.server.port)
         try:
             log_to(db.with_name(db.name + ".tui.log"))
-            signals.hold_until_signalled("lock")
             if signals.received is None:
                 FleetApp(runtime=runtime, http=http, osc_notify=osc_notify,
                          stop_signals=signals).run(mouse=mouse)
