@@ -19,10 +19,8 @@ from typing import Any
 
 from fleettui.config import Config
 from fleettui.domain import Event
-from fleettui.engine.engine import Engine
 from fleettui.printable import PrintableFormatter
-from fleettui.store import open_store
-from fleettui.store.lock import PollerLock
+from fleettui.runtime import ApiUnavailable, Runtime
 
 log = logging.getLogger("fleettui")
 event_log = logging.getLogger("fleettui.events")
@@ -82,7 +80,8 @@ async def run_headless(
     """Poll until SIGTERM/SIGINT (or ``stop`` is set). Raises PollerRunning if not the owner.
 
     With ``http`` (or ``[server] enabled = true``) the HTTP API is served from the
-    same event loop.
+    same event loop; an address it cannot bind is an error line and exit code 1.
+    Start-up and shutdown are the runtime's (:mod:`fleettui.runtime`).
     """
     if http is None and config.server.enabled:
         http = (config.server.host, config.server.port)
@@ -91,48 +90,32 @@ async def run_headless(
     for sig in (signal.SIGINT, signal.SIGTERM):  # before anything else: a stop while
         with contextlib.suppress(NotImplementedError, RuntimeError):  # starting is clean too
             loop.add_signal_handler(sig, stop.set)
-    lock = PollerLock(db_path).acquire()
+    runtime = Runtime(config, db_path).claim()
     try:
-        store = await open_store(db_path)
-        try:
-            engine = Engine(config, store)
-            engine.listeners.append(log_event)
-            await engine.start()
-            if not engine.pollers:
-                # not an error: devices may be registered over the HTTP API, this process's
-                # or a viewer's (POST /v1/devices), and are polled at once when they are
-                log.warning("no devices to poll: %s declares no [[devices]] and none are "
-                            "registered over the HTTP API; add [[devices]] (fleettui emulate "
-                            "--config-out FILE writes an example) or register them with "
-                            "POST /v1/devices", config.source or "the config")
-            log.info(
-                "polling %d device(s) across %d site(s) into %s",
-                len(engine.pollers), len(config.sites), db_path,
-            )
-            api = None
-            if http is not None:
-                from fleettui.server import start_server
-
-                try:
-                    api = await start_server(
-                        store, *http, on_fleet_change=engine.reconcile_soon,
-                        allow_private_webhook_targets=(
-                            config.security.allow_private_webhook_targets))
-                except OSError as e:
-                    log.error("cannot serve the HTTP API on %s:%d: %s", http[0], http[1],
-                              e.strerror or e)
-                    await engine.stop()
-                    return 1
-                log.info("HTTP API on http://%s:%d/v1 (bearer API keys: fleettui api-key)",
-                         http[0], api.addresses[0][1])
-            await stop.wait()
-            log.info("stopping: letting current work finish")
-            if api is not None:
-                await api.cleanup()
-            await engine.stop()
-        finally:
-            await store.close()
+        engine = await runtime.start_engine(listeners=[log_event])
+        assert engine is not None  # a poller's runtime always embeds one
+        if not engine.pollers:
+            # not an error: devices may be registered over the HTTP API, this process's
+            # or a viewer's (POST /v1/devices), and are polled at once when they are
+            log.warning("no devices to poll: %s declares no [[devices]] and none are "
+                        "registered over the HTTP API; add [[devices]] (fleettui emulate "
+                        "--config-out FILE writes an example) or register them with "
+                        "POST /v1/devices", config.source or "the config")
+        log.info(
+            "polling %d device(s) across %d site(s) into %s",
+            len(engine.pollers), len(config.sites), db_path,
+        )
+        if http is not None:
+            try:
+                address = await runtime.serve_api(*http)
+            except ApiUnavailable as e:
+                log.error("%s", e)
+                return 1
+            log.info("HTTP API on %s/v1 (bearer API keys: fleettui api-key)", address)
+        await stop.wait()
+        log.info("stopping: letting current work finish")
     finally:
-        lock.release()
+        await runtime.stop()  # the API, the engine (its work in hand finishes), the store
+        runtime.release()
     log.info("stopped")
     return 0

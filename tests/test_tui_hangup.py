@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import select
 import signal
@@ -38,7 +39,6 @@ from fleettui.config import load_config
 from fleettui.headless import run_headless
 from fleettui.store import open_store
 from fleettui.store.lock import PollerLock
-from fleettui.tui.terminal import HOLD_ENV
 from tests.conftest import Emulated, device_config, free_port, next_host, sample_users
 from tests.test_engine import fleet_toml
 
@@ -112,7 +112,7 @@ def spawn_on_pty(args: list[str], cfg: Path | None, cwd: Path, *, ctty: bool = T
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {k: v for k, v in os.environ.items()
            if k not in ("DBUS_SESSION_BUS_ADDRESS", "FLEETTUI_OSC_NOTIFY", "TEXTUAL_DRIVER",
-                        "TMUX", "FLEETTUI_CONFIG", "FLEETTUI_DB", HOLD_ENV)}
+                        "TMUX", "FLEETTUI_CONFIG", "FLEETTUI_DB")}
     env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), **(env_extra or {}))
     if cfg is not None:
         env["FLEETTUI_CONFIG"] = str(cfg)
@@ -208,33 +208,84 @@ def test_an_ssh_drop_exits_cleanly_and_loses_nothing(
     assert sorted(stored_keys) == held
 
 
-@pytest.mark.parametrize(("stage", "sig"), [("lock", signal.SIGHUP), ("engine", signal.SIGHUP),
-                                          ("engine", signal.SIGTERM)])
+#: what Textual writes first when its driver takes the terminal, before the app mounts
+ALT_SCREEN = "\x1b[?1049h"
+
+
+class FifoReader(threading.Thread):
+    """Reads a named pipe to its end: the child's log, when the test makes it one."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.data = bytearray()
+
+    def run(self) -> None:
+        with open(self.path, "rb") as f:  # opens once the child opens its end for writing
+            while chunk := f.read(65536):
+                self.data += chunk
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def lock_owner_pid(db: Path) -> int | None:
+    """The pid the poller lock beside ``db`` names (read, never locked: probing the lock
+    itself could make the child find it taken)."""
+    try:
+        return int(json.loads((db.parent / (db.name + ".lock")).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@pytest.mark.parametrize(("stage", "sig"), [("lock", signal.SIGHUP), ("store", signal.SIGHUP),
+                                          ("store", signal.SIGTERM)])
 def test_a_hangup_while_starting_exits_cleanly(
     emulate: Callable[..., Emulated], tmp_path: Path, stage: str, sig: signal.Signals
 ) -> None:
-    """SIGHUP (or SIGTERM) before the app has mounted: with the poller lock taken and the
-    app not started yet ("lock"), or the engine started and polling ("engine"). Start-up
-    is held at that point by $FLEETTUI_TEST_HOLD (it writes a marker file and waits), so
-    the signal lands there every time. The signal's default would kill the process
-    (exit -1, no graceful stop); it must exit 0, stop the engine, free the lock."""
+    """SIGHUP (or SIGTERM) before the app has started: with the poller lock taken and the
+    app not started yet ("lock"), or the app started, its loop owning the signals, and
+    start-up waiting on the store ("store"). Start-up is held there for real, by what
+    the test controls: at "lock", the log file (opened after the lock, before the app) is
+    a named pipe the test opens for reading only after the signal; at "store", the test
+    holds the database's SQLite write lock, so opening the store waits (busy_timeout)
+    until the test lets go, after the signal. The signal's default would kill the process
+    (exit -1, no graceful stop); it must exit 0, say why it stopped, free the lock."""
     device = device_config("dev_pty_hold")
     emulate([device])
     cfg = tmp_path / "fleet.toml"
     cfg.write_text(fleet_toml([device]))
-    db, log, marker = tmp_path / "fleet.db", tmp_path / "fleet.db.tui.log", tmp_path / "held"
-    proc, master, reader = spawn_on_pty(["--db", str(db), "--no-mouse"], cfg, tmp_path,
-                                        env_extra={HOLD_ENV: f"{stage}:{marker}"})
+    db, log = tmp_path / "fleet.db", tmp_path / "fleet.db.tui.log"
+    writer: sqlite3.Connection | None = None
+    fifo: FifoReader | None = None
+    if stage == "lock":
+        os.mkfifo(log)
+        fifo = FifoReader(log)
+    else:
+        writer = sqlite3.connect(db, isolation_level=None)
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("BEGIN IMMEDIATE")  # another writer: the store cannot migrate yet
+    proc, master, reader = spawn_on_pty(["--db", str(db), "--no-mouse"], cfg, tmp_path)
     try:
-        wait_until(marker.exists, f"start-up held at {stage!r}", proc)
-        if stage == "engine":  # the engine is running: it polled the device
-            wait_until(lambda: db_rows(db, "SELECT status FROM devices") == [("online",)],
-                       "device polled", proc)
+        wait_until(lambda: lock_owner_pid(db) == proc.pid, "the poller lock taken", proc)
+        if stage == "store":  # the app runs (it took the terminal), the store cannot open
+            wait_until(lambda: ALT_SCREEN in reader.text(), "the app started", proc)
         os.kill(proc.pid, sig)
+        if fifo is not None:
+            fifo.start()  # the child's log opens: start-up goes on, and finds the signal
+        if writer is not None:
+            writer.execute("ROLLBACK")  # the store opens: start-up goes on, and stops
         assert wait_exit(proc, sig.name) == 0
     finally:
         end_child(proc, reader, master)
-    text = log.read_text()
+        if writer is not None:
+            writer.close()
+    if fifo is not None:
+        fifo.join(timeout=60)
+        assert not fifo.is_alive(), "the log pipe was not closed"
+        text = fifo.text()
+    else:
+        text = log.read_text()
     if stage == "lock":
         assert f"{sig.name} before the control room started: stopping" in text
     else:

@@ -24,7 +24,6 @@ class Health:
     reason: str = ""
     since: datetime | None = None
     failures: int = 0
-    last_kind: FailureKind | None = None
     #: a restart we asked for: failures until then are expected, not an outage
     rebooting_until: datetime | None = None
 
@@ -36,7 +35,6 @@ class Health:
     def success(self, now: datetime) -> StatusChange | None:
         """A check answered; returns the transition, if any."""
         self.failures = 0
-        self.last_kind = None
         self.rebooting_until = None
         return self._move(DeviceStatus.ONLINE, "", now)
 
@@ -47,7 +45,6 @@ class Health:
         (timeouts, then refused) transitions again so the reason stays true.
         """
         self.failures += 1
-        self.last_kind = kind
         if self.rebooting_until is not None and now < self.rebooting_until:
             return None  # we restarted it: gone for its reboot window is expected
         if self.failures < self.offline_after:

@@ -343,8 +343,3 @@ class DevicePoller:
 
     def _on_live_error(self, reason: str) -> None:
         log.debug("%s live capture: %s", self.device_id, reason)
-
-
-def next_delay(poller: DevicePoller) -> timedelta:
-    """How long until a device's next regular check."""
-    return timedelta(seconds=poller.interval_s)

@@ -44,7 +44,8 @@ from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.printable import printable, printable_fields
-from fleettui.store import Store, open_store
+from fleettui.runtime import ApiUnavailable, Runtime
+from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
@@ -139,10 +140,13 @@ class FleetApp(App[None]):
         osc_notify: str | None = None,
         min_refresh_gap_s: float = 0.2,
         stop_signals: StopSignals | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         """Either give a ``store`` (and optionally an ``engine`` to own), or a
         ``config`` and ``db_path``: the store is opened on mount, with an engine
-        embedded if ``embed`` (else the app is a viewer of another poller's store).
+        embedded if ``embed`` (else the app is a viewer of another poller's store),
+        or a ``runtime`` that already holds the poller lock (``run_tui``'s): its
+        store, engine and API are started on mount and stopped on unmount.
 
         ``http`` (host, port) serves the HTTP API from the app's event loop;
         ``osc_notify`` ("777" or "9") also sends alert notifications to the
@@ -153,17 +157,19 @@ class FleetApp(App[None]):
         (``run_tui`` notes them from before the poller lock is taken)."""
         super().__init__()
         self._clock = clock
-        if store is None and (config is None or db_path is None):
-            raise ValueError("FleetApp needs a store, or a config and a database path")
-        self.store_: Store | None = store
-        self.engine: Engine | None = engine
-        self.config = config
-        self.db_path = db_path
+        if runtime is None:
+            if store is None and (config is None or db_path is None):
+                raise ValueError("FleetApp needs a store, or a config and a database path")
+            runtime = Runtime(config, db_path, store=store, engine=engine, embed=embed)
+        #: start-up and shutdown of the store, the engine and the API (fleettui.runtime)
+        self.runtime = runtime
+        self.store_: Store | None = runtime.store
+        self.engine: Engine | None = runtime.engine
+        self.config = runtime.config
+        self.db_path = runtime.db_path
         self.refresh_s = refresh_s
         self.banner = banner
         self.short_banner = short_banner
-        self.owns_store = store is None
-        self.embed = embed
         self.site_list: list[Site] = []
         self.open_alerts: list[Alert] = []
         self.dead_webhooks = 0
@@ -182,7 +188,6 @@ class FleetApp(App[None]):
         self._refresh_lock = asyncio.Lock()
         self._dirty = False
         self.http = http
-        self.api: web.AppRunner | None = None
         self.api_address = ""
         self.osc = (OscSink(self.write_terminal, osc_notify, tmux=bool(os.environ.get("TMUX")))
                     if osc_notify else None)
@@ -208,6 +213,11 @@ class FleetApp(App[None]):
         yield Footer()
 
     @property
+    def api(self) -> web.AppRunner | None:
+        """The HTTP API's runner while the app serves it."""
+        return self.runtime.api
+
+    @property
     def store(self) -> Store:
         """The store this app views."""
         if self.store_ is None:
@@ -229,21 +239,11 @@ class FleetApp(App[None]):
         self.query_one("#panel", DevicePanel).border_title = "Device"
         if not self.is_headless:
             self._take_stop_signals()
-        if self.store_ is None:
-            assert self.db_path is not None and self.config is not None
-            self.store_ = await open_store(self.db_path)
+        self.store_ = await self.runtime.open()
         if self._stopping.is_set():
             return
-        if self.engine is None and self.config is not None and self.embed:
-            sinks: list[Sink] = [log_sink, self.toast_alert, DesktopSink()]
-            if self.osc is not None:
-                sinks.append(self.osc)
-            self.engine = Engine(self.config, self.store_, alert_sinks=sinks)
-        if self.engine is not None:
-            self.engine.listeners.append(self._on_engine_event)
-            await self.engine.start()
-        if self.stop_signals is not None and self.stop_signals.hold("engine"):
-            await self._stopping.wait()
+        self.engine = await self.runtime.start_engine(alert_sinks=self._alert_sinks,
+                                                      listeners=[self._on_engine_event])
         if self.http is not None and not self._stopping.is_set():
             await self._serve_api(*self.http)
         if self._stopping.is_set():
@@ -257,20 +257,24 @@ class FleetApp(App[None]):
         self.set_interval(self.refresh_s, self._tick)
 
     async def on_unmount(self) -> None:
-        """Stop the API and the embedded engine (its in-flight work finishes), close the store."""
-        if self.api is not None:
-            await self.api.cleanup()
-            self.api = None
-        if self.engine is not None:
-            if self._on_engine_event in self.engine.listeners:
-                self.engine.listeners.remove(self._on_engine_event)
-            await self.engine.stop()
-        if self.owns_store and self.store_ is not None:
-            await self.store_.close()
+        """Stop the API and the embedded engine (its in-flight work finishes), close the store
+        (the runtime's ``stop``; the poller lock is the caller's to release)."""
+        if self.engine is not None and self._on_engine_event in self.engine.listeners:
+            self.engine.listeners.remove(self._on_engine_event)
+        await self.runtime.stop()
+        if self.runtime.store is None:
             self.store_ = None
         gc.unfreeze()
         if not self.is_headless:
             self._give_back_stop_signals()
+
+    def _alert_sinks(self) -> list[Sink]:
+        """Where an embedded engine's alert notifications go: the log, toasts, the desktop
+        and, if asked for, the terminal (OSC)."""
+        sinks: list[Sink] = [log_sink, self.toast_alert, DesktopSink()]
+        if self.osc is not None:
+            sinks.append(self.osc)
+        return sinks
 
     def _take_stop_signals(self) -> None:
         """Handle SIGHUP and SIGTERM in the app's loop, first thing on mount (and one noted
@@ -296,23 +300,15 @@ class FleetApp(App[None]):
             self.stop_signals.take_back()
 
     async def _serve_api(self, host: str, port: int) -> None:
-        """Serve the HTTP API from this loop; a bind failure is a toast and a log line."""
-        from fleettui.server import start_server
-
+        """Serve the HTTP API from this loop (the runtime's); a bind failure is a toast and
+        a log line."""
         try:
-            hook = self.engine.reconcile_soon if self.engine is not None else None
-            allow = (self.config.security.allow_private_webhook_targets
-                     if self.config is not None else False)
-            self.api = await start_server(self.store, host, port, on_fleet_change=hook,
-                                          allow_private_webhook_targets=allow)
-        except OSError as e:
-            log.error("cannot serve the HTTP API on %s:%d: %s", host, port, e.strerror or e)
-            self.notify(f"cannot serve the HTTP API on {host}:{port}: {e.strerror or e}",
-                        title="HTTP API", severity="error", timeout=20)
+            self.api_address = await self.runtime.serve_api(host, port)
+        except ApiUnavailable as e:
+            log.error("%s", e)
+            self.notify(str(e), title="HTTP API", severity="error", timeout=20)
             return
-        bound = self.api.addresses[0][1] if self.api.addresses else port
-        shown = f"[{host}]" if ":" in host else host
-        self.api_address = f"http://{shown}:{bound}"
+        bound = self.api_address.rsplit(":", 1)[1]
         self.banner = f"{self.banner}   API {self.api_address}/v1".strip()
         self.short_banner = f"{self.short_banner}  API :{bound}".strip()
         log.info("HTTP API on %s/v1 (bearer API keys: fleettui api-key)", self.api_address)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from fleettui.config import Config
 from fleettui.printable import PrintableFormatter
-from fleettui.store.lock import PollerLock, PollerRunning
 
 #: environment variable that turns on terminal (OSC) notifications: 777, 9 or off
 OSC_ENV = "FLEETTUI_OSC_NOTIFY"
@@ -33,28 +32,24 @@ def run_tui(
     ``http`` serves the HTTP API from the app (``[server] enabled`` in the config does
     too, but only for the owning poller: a viewer would collide with the owner's port).
     """
+    from fleettui.runtime import Runtime
     from fleettui.tui.app import FleetApp
     from fleettui.tui.terminal import StopSignals
 
-    with StopSignals() as signals:
-        lock = PollerLock(db, mode="tui")
-        try:
-            lock.acquire()
-            embed = True
-        except PollerRunning:
-            embed = False
+    with StopSignals() as signals:  # before the lock: a hang-up while starting is clean too
+        runtime = Runtime(config, db, lock_mode="tui")
+        embed = runtime.claim_or_view()
         if http is None and embed and config.server.enabled:
             http = (config.server.host, config.server.port)
         try:
             log_to(db.with_name(db.name + ".tui.log"))
-            signals.hold_until_signalled("lock")
             if signals.received is None:
-                FleetApp(config=config, db_path=db, embed=embed, http=http,
-                         osc_notify=osc_notify, stop_signals=signals).run(mouse=mouse)
+                FleetApp(runtime=runtime, http=http, osc_notify=osc_notify,
+                         stop_signals=signals).run(mouse=mouse)
             else:  # hung up (or killed) before the app started: nothing to stop
                 signals.before_start("the control room")
         finally:
-            lock.release()
+            runtime.release()
     logging.getLogger("fleettui.tui").info("stopped")
     return 0
 

@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from types import FrameType
 from typing import Any
 
@@ -32,9 +31,6 @@ class TerminalGone(Message):
 
 #: the signals that stop the control room gracefully: the terminal hung up, or `kill`
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
-#: tests only: "<stage>:<file>" makes start-up write <file> at <stage> and wait there for
-#: SIGHUP or SIGTERM, so a test can hang up at a known point (see ``StopSignals.hold``)
-HOLD_ENV = "FLEETTUI_TEST_HOLD"
 
 
 class StopSignals:
@@ -79,22 +75,6 @@ class StopSignals:
         their default, fatal action)."""
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._note)
-
-    def hold(self, stage: str) -> bool:
-        """Tests only: at ``stage`` of start-up, if $FLEETTUI_TEST_HOLD names it, write
-        its file and return True (the caller then waits for a stop signal)."""
-        wanted, _, path = os.environ.get(HOLD_ENV, "").partition(":")
-        if wanted != stage or not path:
-            return False
-        with open(path, "w") as f:
-            f.write(stage)
-        return True
-
-    def hold_until_signalled(self, stage: str) -> None:
-        """``hold`` outside an event loop: wait (polling the note) for a stop signal."""
-        if self.hold(stage):
-            while self.received is None:
-                time.sleep(0.02)
 
 
 def terminal_alive(fd: int) -> bool:
