@@ -487,10 +487,19 @@ class StoreUnavailable(Exception):
     """The command needs a database it cannot open."""
 
 
+def _db_path(args: argparse.Namespace) -> Path:
+    """The database file --db/--config name, resolved once per command (the config is
+    read once, its warnings said once)."""
+    resolved: Path | None = getattr(args, "resolved_db", None)
+    if resolved is None:
+        resolved = args.resolved_db = resolve_db_path(args.db, _optional_config(args.config))
+    return resolved
+
+
 async def _open_store(args: argparse.Namespace, *, create: bool = False) -> Store:
     from fleettui.store import open_store
 
-    db = resolve_db_path(args.db, _optional_config(args.config))
+    db = _db_path(args)
     if not create and not db.exists():
         raise FileNotFoundError(f"no database at {db}: run fleettui run --headless first")
     return await open_store(db)
@@ -502,7 +511,7 @@ async def _status(args: argparse.Namespace) -> int:
     async with _store(args) as store:
         now = datetime.now(UTC)
         rows = await status_rows(store, now)
-        poller = poller_state(store.path)
+        poller = poller_state(_db_path(args))
         if args.json:
             print(json.dumps({"generated_at": now.isoformat(timespec="seconds"),
                               "poller": poller, "devices": rows}, indent=2))
@@ -658,7 +667,7 @@ async def _command(args: argparse.Namespace) -> int:
             print(json.dumps(request_record(request), indent=2))
         else:
             _show(request_text(request))
-        if not poller_running(store.path):
+        if not poller_running(_db_path(args)):
             print("no poller is running on this database: the command waits for one",
                   file=sys.stderr)
         summary = request.summary()

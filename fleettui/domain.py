@@ -5,10 +5,11 @@ Imports nothing of fleettui: these are the words every layer speaks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 
 class DeviceStatus(StrEnum):
@@ -65,6 +66,17 @@ class RawPunch:
     state: int
     #: 0 password, 1 fingerprint, 2 card, 15 face
     verify: int
+
+
+class SyncCursor(NamedTuple):
+    """How far a device's attendance log is stored: the next download starts after it.
+
+    ``tail`` is opaque to all but the sync that wrote it (a fingerprint of the last
+    record stored, to tell a log that was cleared or rewritten from one that grew).
+    """
+
+    stored: int  # records of the device's log already stored
+    tail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,19 @@ class DeviceSpec:
     timezone: str = ""
 
 
+class DeviceChanges(TypedDict, total=False):
+    """A change to a device of the store's own: only the fields given change."""
+
+    site_id: str
+    host: str
+    port: int
+    transport: str
+    comm_key: int
+    live_capture: bool | None
+    name: str
+    enabled: bool
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """One transition of a device's status."""
@@ -159,13 +184,84 @@ class StatusChange:
     previous: DeviceStatus | None = None
 
 
+class EventKind(StrEnum):
+    """What one line of the event log says happened: the only kinds the log holds."""
+
+    SITE_CREATED = "site.created"
+    DEVICE_REGISTERED = "device.registered"
+    DEVICE_MOVED = "device.moved"
+    DEVICE_UPDATED = "device.updated"
+    DEVICE_REMOVED = "device.removed"
+    # a status transition: one kind per DeviceStatus (see for_status)
+    DEVICE_UNKNOWN = "device.unknown"
+    DEVICE_ONLINE = "device.online"
+    DEVICE_OFFLINE = "device.offline"
+    DEVICE_ERROR = "device.error"
+    SYNC = "sync"  # a download of a device's attendance brought new punches
+    PUNCH = "punch"  # a punch heard live, as it was made
+    # a command's life: one kind per CommandState (see for_command)
+    COMMAND_QUEUED = "command.queued"
+    COMMAND_SENT = "command.sent"
+    COMMAND_DONE = "command.done"
+    COMMAND_FAILED = "command.failed"
+    COMMAND_EXPIRED = "command.expired"
+    ALERT_OPENED = "alert.opened"
+    ALERT_ESCALATED = "alert.escalated"
+    ALERT_REMINDER = "alert.reminder"
+    ALERT_RESOLVED = "alert.resolved"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"
+    SILENCE_ADDED = "silence.added"
+    SILENCE_ENDED = "silence.ended"
+    SILENCE_EXPIRED = "silence.expired"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_DEAD = "webhook.dead"
+    SCHEDULE_SKIPPED = "schedule.skipped"
+    # read back from a log written by another fleettui version, with a kind this one lacks
+    OTHER = "other"
+
+    @classmethod
+    def for_status(cls, status: DeviceStatus) -> EventKind:
+        """The kind of the event that says a device entered ``status``."""
+        return cls(f"device.{status.value}")
+
+    @classmethod
+    def for_command(cls, state: CommandState) -> EventKind:
+        """The kind of the event that says a command reached ``state``."""
+        return cls(f"command.{state.value}")
+
+    @classmethod
+    def read(cls, text: str) -> EventKind:
+        """The kind stored as ``text`` (OTHER if this version does not know it)."""
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.OTHER
+
+
+class WebhookEvent(StrEnum):
+    """The event types the webhook outbox carries, as receivers see them."""
+
+    PUNCH_CREATED = "punch.created"
+    DEVICE_ONLINE = "device.online"
+    DEVICE_OFFLINE = "device.offline"
+    DEVICE_FLAPPING = "device.flapping"
+    DEVICE_STABLE = "device.stable"
+    COMMAND_COMPLETED = "command.completed"
+    COMMAND_FAILED = "command.failed"
+    ALERT_OPENED = "alert.opened"
+    ALERT_RESOLVED = "alert.resolved"
+    ALERT_ESCALATED = "alert.escalated"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One line of the event log, in commit order (ids only grow)."""
 
     id: int
     at: datetime
-    kind: str
+    kind: EventKind
     message: str
     device_id: str | None = None
     site_id: str | None = None
@@ -185,6 +281,14 @@ class CommandState(StrEnum):
     def final(self) -> bool:
         """Whether the command will not change any more."""
         return self in (CommandState.DONE, CommandState.FAILED, CommandState.EXPIRED)
+
+
+class Submission(NamedTuple):
+    """A command request as queued, and whether this submission queued it (False: the
+    idempotency key had already queued the same request, which comes back)."""
+
+    request: CommandRequest
+    created: bool
 
 
 @dataclass(slots=True)
@@ -296,6 +400,20 @@ class ApiKey:
         return self.revoked_at is None
 
 
+class NewApiKey(NamedTuple):
+    """A key just made: the only time the key itself is seen (the store keeps its hash)."""
+
+    id: int
+    key: str
+
+
+class KeyGrant(NamedTuple):
+    """What a live key presented to the API is: its id and its role."""
+
+    id: int
+    role: str
+
+
 @dataclass(frozen=True, slots=True)
 class FlapState:
     """What the flap detector remembers of a device between runs."""
@@ -327,6 +445,31 @@ class WebhookEndpoint:
     previous_secret_until: datetime | None = None
     secret: str = field(default="", repr=False)
     previous_secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEndpoint:
+    """A webhook endpoint of the config file, as the store mirrors it for every view to list.
+
+    Its secret is not here: it stays in the file, read by the poller's dispatcher.
+    """
+
+    id: str
+    url: str  # also names the endpoint's delivery queue
+    events: tuple[str, ...]
+    enabled: bool = True
+    hex_signature_header: str | None = None
+    timeout_s: float = 10.0
+
+
+class EndpointChanges(TypedDict, total=False):
+    """A change to a webhook endpoint of the store's own: only the fields given change."""
+
+    url: str
+    events: Sequence[str]
+    enabled: bool
+    hex_signature_header: str | None  # None removes it
+    timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from fleettui.config import Config
-from fleettui.domain import Event
+from fleettui.domain import Event, EventKind
 from fleettui.printable import PrintableFormatter
 from fleettui.runtime import ApiUnavailable, Runtime
 
 log = logging.getLogger("fleettui")
 event_log = logging.getLogger("fleettui.events")
 
-_LEVELS = {"device.offline": logging.WARNING, "device.error": logging.WARNING}
+_LEVELS = {EventKind.DEVICE_OFFLINE: logging.WARNING, EventKind.DEVICE_ERROR: logging.WARNING}
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         event: Event | None = getattr(record, "event", None)
         if event is not None:
             out.update(
-                {"event_id": event.id, "kind": event.kind, "device": event.device_id,
+                {"event_id": event.id, "kind": event.kind.value, "device": event.device_id,
                  "site": event.site_id, "data": event.data}
             )
         if record.exc_info:

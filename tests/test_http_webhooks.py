@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fleettui.config import WebhookConfig
 from fleettui.domain import Punch, TzFlag
-from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_id, config_endpoint_rows
+from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_id, config_endpoints
 from tests import test_http_api, test_webhooks
 from tests.test_engine import Clock
 from tests.test_http_api import NOW, Api, _err, serving
@@ -40,7 +40,7 @@ GIVEN_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 async def _with_config_endpoint(api: Api) -> str:
     cfg = WebhookConfig(url=CONFIG_URL, secret=CONFIG_SECRET)  # type: ignore[arg-type]
-    await api.store.sync_webhook_endpoints(config_endpoint_rows([cfg]), NOW)
+    await api.store.sync_webhook_endpoints(config_endpoints([cfg]), NOW)
     return config_endpoint_id(CONFIG_URL)
 
 

@@ -34,7 +34,7 @@ from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.schedules import fire, trigger_for
 from fleettui.engine.sessions import StoreSessionLedger
 from fleettui.engine.sync import SyncProgress
-from fleettui.engine.webhooks import WebhookDispatcher, config_endpoint_rows
+from fleettui.engine.webhooks import WebhookDispatcher, config_endpoints
 from fleettui.store import Store
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,12 @@ class Engine:
         cfg = self.config
         await self.store.interrupt_sent_commands(self.clock())
         await self.alerts.load(self.clock())
-        await self.store.sync_webhook_endpoints(config_endpoint_rows(cfg.webhooks), self.clock())
+        await self.store.sync_webhook_endpoints(config_endpoints(cfg.webhooks), self.clock())
         await self.store.sync_fleet(
             [Site(s.id, s.name, s.timezone, s.address) for s in cfg.sites],
             [
-                DeviceState(id=d.id, serial=d.serial, site_id=d.site, host=d.host, port=d.port,
+                DeviceState(id=d.id, serial=d.serial, site_id=d.site, host=d.host or "",
+                            port=d.port,
                             transport=d.transport, name=d.name, enabled=d.enabled)
                 for d in cfg.devices
             ],
@@ -133,7 +134,7 @@ class Engine:
         for d in cfg.devices:
             if d.enabled:
                 await self._add(DeviceSpec(
-                    id=d.id, serial=d.serial, site_id=d.site, host=d.host, port=d.port,
+                    id=d.id, serial=d.serial, site_id=d.site, host=d.host or "", port=d.port,
                     transport=d.transport, comm_key=d.comm_key, live_capture=d.live_capture,
                     name=d.name, timezone=cfg.site(d.site).timezone))
         for spec in await self._api_specs():
@@ -144,7 +145,7 @@ class Engine:
         serial or address; two pollers on one device would fight over its sessions)."""
         taken = {d.serial: d.id for d in self.config.devices}
         taken.update({f"{d.host.lower()}:{d.port}/{d.transport}": d.id
-                      for d in self.config.devices})
+                      for d in self.config.devices if d.host})
         specs = []
         for spec in await self.store.api_device_specs():
             clash = taken.get(spec.serial) or taken.get(

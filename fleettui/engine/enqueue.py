@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fleettui.commands import CommandError, canonical, validate
-from fleettui.domain import CommandRequest
+from fleettui.domain import Submission
 from fleettui.store import Store
 
 #: a command not taken by its device within this time expires (unless told otherwise)
@@ -32,7 +32,7 @@ async def enqueue(
     source: str,
     idempotency_key: str | None = None,
     ttl: timedelta | None = DEFAULT_TTL,
-) -> tuple[CommandRequest, bool]:
+) -> Submission:
     """Queue ``command`` for a device, or for every enabled device of a site.
 
     Returns the request and whether it is new (False: the idempotency key

@@ -193,7 +193,7 @@ async def _clear_attendance(target: CommandTarget, _params: dict[str, Any]) -> d
     await drv.set_enabled(False)
     try:
         result = await target.sync()
-        stored, _tail = await target.store.sync_cursor(target.device_id)
+        stored = (await target.store.sync_cursor(target.device_id)).stored
         sizes = await drv.check()
         if result.bad_records:
             raise CommandRefused(

@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo
 
 from fleettui.commands import COMMANDS
 from fleettui.devices.base import DeviceFailure, Driver
-from fleettui.domain import CommandState, DeviceStatus, Event, FailureKind, RawPunch, StatusChange
+from fleettui.domain import (
+    CommandState,
+    DeviceStatus,
+    Event,
+    EventKind,
+    FailureKind,
+    RawPunch,
+    StatusChange,
+)
 from fleettui.engine.executor import CommandRefused, execute
 from fleettui.engine.health import Health
 from fleettui.engine.sync import (
@@ -260,7 +268,7 @@ class DevicePoller:
             if result.bad_records:
                 message += f", {result.bad_records} unreadable record(s) skipped"
             event = await self.store.add_event(
-                "sync", message, at=now, device_id=self.device_id,
+                EventKind.SYNC, message, at=now, device_id=self.device_id,
                 data={"new": result.new, "read": result.read, "bad": result.bad_records},
             )
             self.publish(event)
@@ -335,7 +343,8 @@ class DevicePoller:
                            clock_drift_s=self._drift)
         if await self.store.insert_punches(self.device_id, [punch]):
             event = await self.store.add_event(
-                "punch", f"{self.device_id}: user {raw.user_id} punched at {raw.local_time}",
+                EventKind.PUNCH,
+                f"{self.device_id}: user {raw.user_id} punched at {raw.local_time}",
                 at=now, device_id=self.device_id,
                 data={"user_id": raw.user_id, "local_time": raw.local_time.isoformat()},
             )

@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from fleettui.config import Config, ScheduleConfig
 from fleettui.cron import crontab_trigger
-from fleettui.domain import CommandRequest
+from fleettui.domain import CommandRequest, EventKind
 from fleettui.engine.enqueue import enqueue, read_employees
 from fleettui.store import Store
 
@@ -86,7 +86,7 @@ async def fire(
             params["employees"] = read_employees(path)
         except ValueError as e:
             await store.add_event(
-                "schedule.skipped", f"schedule {schedule.name}: {e}", at=now,
+                EventKind.SCHEDULE_SKIPPED, f"schedule {schedule.name}: {e}", at=now,
                 data={"schedule": schedule.name},
             )
             return None

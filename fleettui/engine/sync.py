@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from fleettui.devices.base import AttendanceDump
-from fleettui.domain import Punch, RawPunch, TzFlag
+from fleettui.domain import Punch, RawPunch, SyncCursor, TzFlag
 from fleettui.store import Store
 
 
@@ -121,7 +121,7 @@ async def store_dump(
                    clock_drift_s=clock_drift_s)
         for r in ordered
     ]
-    end_cursor = (len(dump.records), dump.fingerprints[-1] if dump.fingerprints else "")
+    end_cursor = SyncCursor(len(dump.records), dump.fingerprints[-1] if dump.fingerprints else "")
     new = 0
     if progress is not None:
         progress(0, len(punches))

@@ -54,7 +54,13 @@ from typing import Any
 import httpx
 
 from fleettui.config import WebhookConfig
-from fleettui.domain import DeliveryResult, DueDelivery, WebhookEndpoint
+from fleettui.domain import (
+    ConfigEndpoint,
+    DeliveryResult,
+    DueDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from fleettui.engine.transport import GuardedBackend, RefusedTarget, Resolver, SpreadTransport
 from fleettui.store import Store
 
@@ -77,12 +83,7 @@ quiet_http_client_logs()  # at import: before any client of this process sends a
 
 SECRET_PREFIX = "whsec_"
 #: every event type the outbox carries (an endpoint's ``events`` filter picks among them)
-EVENT_TYPES = (
-    "punch.created",
-    "device.online", "device.offline", "device.flapping", "device.stable",
-    "command.completed", "command.failed",
-    "alert.opened", "alert.resolved", "alert.escalated",
-)
+EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in WebhookEvent)
 
 
 def event_pattern_error(pattern: str) -> str | None:
@@ -164,12 +165,11 @@ def config_endpoint_id(url: str) -> str:
     return "cfg_" + hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
-def config_endpoint_rows(endpoints: Sequence[WebhookConfig]) -> list[dict[str, Any]]:
-    """The config's endpoints as ``store.sync_webhook_endpoints`` takes them (no secret)."""
+def config_endpoints(endpoints: Sequence[WebhookConfig]) -> list[ConfigEndpoint]:
+    """The config's endpoints as ``store.sync_webhook_endpoints`` mirrors them (no secret)."""
     return [
-        {"id": config_endpoint_id(e.url), "url": e.url, "events": list(e.events),
-         "enabled": e.enabled, "hex_signature_header": e.hex_signature_header,
-         "timeout_s": e.timeout_s}
+        ConfigEndpoint(config_endpoint_id(e.url), e.url, tuple(e.events), e.enabled,
+                       e.hex_signature_header, e.timeout_s)
         for e in endpoints
     ]
 

@@ -135,10 +135,10 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     found = await store.api_key_role(key, now, record_use=False)
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
-    if request.app[KEY_USE_KEY].due(found[0], now):  # at most once a minute per key
-        await store.record_api_key_use(found[0], now)
-    request[KEY_ID] = found[0]
-    role = found[1]
+    if request.app[KEY_USE_KEY].due(found.id, now):  # at most once a minute per key
+        await store.record_api_key_use(found.id, now)
+    request[KEY_ID] = found.id
+    role = found.role
     request[KEY_ROLE] = role
     needed = required_role(request)
     if ROLE_RANK.get(role, -1) < ROLE_RANK[needed]:

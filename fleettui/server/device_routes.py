@@ -12,12 +12,13 @@ The comm key is checked, stored (the poller needs it) and never shown.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from fleettui.config import DEVICE_ID_PATTERN, SERIAL_PATTERN, ConfigError, validate_device
-from fleettui.domain import DeviceSpec
+from fleettui.domain import DeviceChanges, DeviceSpec
 from fleettui.server.base import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -60,6 +61,9 @@ def device_spec(body: dict[str, Any], index: int | None = None) -> DeviceSpec:
     data = {_CONFIG_KEY.get(k, k): v for k, v in body.items() if v is not None}
     if "id" not in data and isinstance(data.get("serial"), str):
         data["id"] = data["serial"].lower()  # default: the serial, as the article's ids read
+    if data.get("transport", "tcp") != "push" and "host" not in data:
+        raise ApiError(400, "missing_field", f"{_at(index, 'host')}: required (the device's "
+                       'address), or transport "push" for a device that dials in')
     try:
         d = validate_device(data)
     except ConfigError as e:
@@ -71,8 +75,8 @@ def device_spec(body: dict[str, Any], index: int | None = None) -> DeviceSpec:
             else "invalid_field"
         message = problem.message.replace("required key is missing", "required")
         raise ApiError(400, code, f"{_at(index, field)}: {message}") from None
-    return DeviceSpec(id=d.id, serial=d.serial, site_id=d.site, host=d.host, port=d.port,
-                      transport=d.transport, comm_key=d.comm_key, live_capture=d.live_capture,
+    return DeviceSpec(id=d.id, serial=d.serial, site_id=d.site, host=d.host or "",
+                      port=d.port, transport=d.transport, comm_key=d.comm_key, live_capture=d.live_capture,
                       name=d.name, enabled=d.enabled, origin="api")
 
 
@@ -105,6 +109,28 @@ async def register_device(request: web.Request) -> web.Response:
     return web.json_response(device_record(state), status=201)
 
 
+def _changes(spec: DeviceSpec, given: Iterable[str]) -> DeviceChanges:
+    """The fields of ``spec`` (the device as it would be) that the request gave."""
+    changes: DeviceChanges = {}
+    if "site" in given:
+        changes["site_id"] = spec.site_id
+    if "host" in given:
+        changes["host"] = spec.host
+    if "port" in given:
+        changes["port"] = spec.port
+    if "transport" in given:
+        changes["transport"] = spec.transport
+    if "comm_key" in given:
+        changes["comm_key"] = spec.comm_key
+    if "live_capture" in given:
+        changes["live_capture"] = spec.live_capture
+    if "name" in given:
+        changes["name"] = spec.name
+    if "enabled" in given:
+        changes["enabled"] = spec.enabled
+    return changes
+
+
 @requires("admin")
 async def patch_device(request: web.Request) -> web.Response:
     """Change a registered device (site, address, comm key, name, enabled, live capture)."""
@@ -127,10 +153,9 @@ async def patch_device(request: web.Request) -> web.Response:
               "host": current.host, "port": current.port, "transport": current.transport,
               "name": current.name, "enabled": current.enabled, **given}
     spec = device_spec(merged)
-    changes = {("site_id" if k == "site" else k): getattr(spec, "site_id" if k == "site" else k)
-               for k in given}
     try:
-        state = await store.update_api_device(device_id, changes, now_of(request))
+        state = await store.update_api_device(device_id, _changes(spec, given),
+                                              now_of(request))
     except FleetConflict as e:
         raise conflict_error(e) from None
     fleet_changed(request)

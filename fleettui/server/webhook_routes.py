@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from fleettui.domain import DeliveryStats, WebhookDelivery, WebhookEndpoint
+from fleettui.domain import DeliveryStats, EndpointChanges, WebhookDelivery, WebhookEndpoint
 from fleettui.egress import url_refusal
 from fleettui.engine.webhooks import (
     EVENT_TYPES,
@@ -274,7 +274,7 @@ async def update_webhook(request: web.Request) -> web.Response:
                        "change it (and its secret) there")
     now = now_of(request)
     new_secret, previous_until = _check_rotation(body, now)
-    changes: dict[str, Any] = {}
+    changes: EndpointChanges = {}
     if body.get("url") is not None:
         changes["url"] = _check_url(request, body["url"])
         await _no_other_for(request, changes["url"], e.id)

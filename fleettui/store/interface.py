@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 from fleettui.domain import (
@@ -21,14 +20,20 @@ from fleettui.domain import (
     Command,
     CommandRequest,
     CommandState,
+    DeviceChanges,
     DeviceSpec,
     DeviceState,
     Event,
+    EventKind,
     FlapState,
+    KeyGrant,
+    NewApiKey,
     Punch,
     Silence,
     Site,
     StatusChange,
+    Submission,
+    SyncCursor,
 )
 from fleettui.store.webhook_interface import WebhookStore
 
@@ -40,11 +45,6 @@ class Store(WebhookStore, Protocol):
     Open one with ``open_store(path)``; close it with ``close()``. Refusals
     raise the errors of ``fleettui.store.errors``.
     """
-
-    @property
-    def path(self) -> Path:
-        """Where the database lives (the poller's lock file sits next to it)."""
-        ...
 
     # --- the database ----------------------------------------------------------
     async def close(self) -> None:
@@ -89,7 +89,7 @@ class Store(WebhookStore, Protocol):
         """
         ...
 
-    async def update_api_device(self, device_id: str, changes: dict[str, Any],
+    async def update_api_device(self, device_id: str, changes: DeviceChanges,
                                 now: datetime) -> DeviceState:
         """Change a device of the store's own: any of site_id, host, port, transport,
         comm_key, live_capture, name, enabled. FleetConflict: unknown (404), placed
@@ -176,7 +176,7 @@ class Store(WebhookStore, Protocol):
         device_id: str,
         punches: Sequence[Punch],
         *,
-        cursor: tuple[int, str] | None = None,
+        cursor: SyncCursor | None = None,
         synced_at: datetime | None = None,
     ) -> int:
         """Store punches not stored yet, with their webhook events, in one transaction.
@@ -189,8 +189,8 @@ class Store(WebhookStore, Protocol):
         """
         ...
 
-    async def sync_cursor(self, device_id: str) -> tuple[int, str]:
-        """(records already stored from the device, fingerprint of the last one)."""
+    async def sync_cursor(self, device_id: str) -> SyncCursor:
+        """How far the device's log is stored (nothing stored yet: 0 records)."""
         ...
 
     async def punches(
@@ -227,8 +227,8 @@ class Store(WebhookStore, Protocol):
         now: datetime,
         idempotency_key: str | None = None,
         ttl: timedelta | None = None,
-    ) -> tuple[CommandRequest, bool]:
-        """Queue one command per device as one request; returns (request, created).
+    ) -> Submission:
+        """Queue one command per device as one request.
 
         With an idempotency key already used for the same request, nothing is
         queued and the existing request comes back (created False); used for a
@@ -323,13 +323,13 @@ class Store(WebhookStore, Protocol):
         ...
 
     # --- API keys --------------------------------------------------------------
-    async def create_api_key(self, role: str, name: str, now: datetime) -> tuple[int, str]:
-        """Make a key; returns (id, the key). Only its SHA-256 is stored: show it once."""
+    async def create_api_key(self, role: str, name: str, now: datetime) -> NewApiKey:
+        """Make a key. Only its SHA-256 is stored: show the key once."""
         ...
 
     async def api_key_role(self, key: str, now: datetime, *,
-                           record_use: bool = True) -> tuple[int, str] | None:
-        """(id, role) of a live key, or None; records its use unless ``record_use`` is False
+                           record_use: bool = True) -> KeyGrant | None:
+        """The id and role of a live key, or None; records its use unless ``record_use`` is False
         (a read only: the HTTP API records uses itself, at most once a minute)."""
         ...
 
@@ -361,7 +361,7 @@ class Store(WebhookStore, Protocol):
     # --- events ----------------------------------------------------------------
     async def add_event(
         self,
-        kind: str,
+        kind: EventKind,
         message: str,
         *,
         at: datetime,

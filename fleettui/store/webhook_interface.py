@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from fleettui.domain import (
+    ConfigEndpoint,
     DeliveryResult,
     DeliveryStats,
     DueDelivery,
+    EndpointChanges,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -74,11 +76,10 @@ class WebhookStore(Protocol):
         ...
 
     # --- webhook endpoints -----------------------------------------------------
-    async def sync_webhook_endpoints(self, endpoints: Sequence[dict[str, Any]],
+    async def sync_webhook_endpoints(self, endpoints: Sequence[ConfigEndpoint],
                                      now: datetime) -> None:
-        """Mirror the config's endpoints (dicts with id, url, events, enabled,
-        hex_signature_header, timeout_s; their queue is keyed by URL) so that
-        every view lists them. Their secrets stay in the config file."""
+        """Mirror the config's endpoints (their queue is keyed by URL) so that every view
+        lists them. Their secrets stay in the config file."""
         ...
 
     async def create_webhook_endpoint(
@@ -108,7 +109,7 @@ class WebhookStore(Protocol):
         ...
 
     async def update_webhook_endpoint(
-        self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
+        self, endpoint_id: str, changes: EndpointChanges, now: datetime, *,
         new_secret: str | None = None, previous_until: datetime | None = None,
     ) -> WebhookEndpoint | None:
         """Change an API-created endpoint's url, events, enabled, hex_signature_header or

@@ -38,7 +38,7 @@ from fleettui.commands import COMMANDS as COMMAND_SPECS
 from fleettui.commands import CommandError
 from fleettui.commands import label as command_label
 from fleettui.config import AlertSettings, Config
-from fleettui.domain import Alert, Event, Site
+from fleettui.domain import Alert, Event, EventKind, Site
 from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
 from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
@@ -76,9 +76,12 @@ LOG_LINES = 500
 #: at most this many events drawn one per line in one refresh (the rest summed up)
 LOG_BURST = 60
 #: alert events in the store → the change a notification names
-ALERT_CHANGES = {"alert.opened": "opened", "alert.escalated": "escalated",
-                 "alert.reminder": "reminder", "alert.resolved": "resolved"}
-FINAL_COMMAND_EVENTS = ("command.done", "command.failed", "command.expired")
+ALERT_CHANGES = {EventKind.ALERT_OPENED: "opened", EventKind.ALERT_ESCALATED: "escalated",
+                 EventKind.ALERT_REMINDER: "reminder", EventKind.ALERT_RESOLVED: "resolved"}
+FINAL_COMMAND_EVENTS = (EventKind.COMMAND_DONE, EventKind.COMMAND_FAILED, EventKind.COMMAND_EXPIRED)
+#: how the event log colours a line's kind (cyan when not listed)
+KIND_STYLES = {EventKind.DEVICE_OFFLINE: "red", EventKind.DEVICE_ERROR: "red",
+               EventKind.DEVICE_ONLINE: "green"}
 
 
 def utc_now() -> datetime:
@@ -559,7 +562,7 @@ class FleetApp(App[None]):
             if len(events) > len(shown):
                 # a burst (a whole site going down): one line for the older part of it;
                 # drawing hundreds of lines at once held keys back (the store has them all)
-                kinds: dict[str, int] = {}
+                kinds: dict[EventKind, int] = {}
                 for e in events[:-LOG_BURST]:
                     kinds[e.kind] = kinds.get(e.kind, 0) + 1
                 summary = ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items()))
@@ -567,14 +570,12 @@ class FleetApp(App[None]):
                                style="dim italic"))
             for e in shown:
                 line = Text(f"{e.at:%H:%M:%S} ", style="dim")
-                style = "red" if e.kind in ("device.offline", "device.error") else (
-                    "green" if e.kind == "device.online" else "")
-                line.append(e.kind.ljust(16), style=style or "cyan")
+                line.append(e.kind.ljust(16), style=KIND_STYLES.get(e.kind, "cyan"))
                 line.append(e.message)
                 log.write(line)
             for e in events:
                 self._command_toast(e)
-                if e.kind == "site.created" and not first:
+                if e.kind == EventKind.SITE_CREATED and not first:
                     self.request_sites()
                 if not first:  # alerts of the past are in the log, not worth a toast now
                     self._viewer_alert(e)
@@ -616,7 +617,7 @@ class FleetApp(App[None]):
         """A toast when a command this app queued ends (done, failed or expired)."""
         if e.kind not in FINAL_COMMAND_EVENTS or e.data.get("request_id") not in self.my_requests:
             return
-        ok = e.kind == "command.done"
+        ok = e.kind == EventKind.COMMAND_DONE
         self.notify(e.message, title="command", severity="information" if ok else "error",
                     timeout=6 if ok else 12)
 

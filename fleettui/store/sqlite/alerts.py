@@ -11,7 +11,9 @@ import aiosqlite
 from fleettui.domain import (
     Alert,
     AlertKind,
+    EventKind,
     Silence,
+    WebhookEvent,
 )
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -23,6 +25,9 @@ _ALERT_COLUMNS = (
     " notifications"
 )
 _SILENCE_COLUMNS = "id, target, until, reason, created_by, created_at, ended_at"
+#: the event of each change update_alert makes ("notified": a delayed alert finally told)
+_CHANGE_EVENTS = {"resolved": EventKind.ALERT_RESOLVED, "escalated": EventKind.ALERT_ESCALATED,
+                  "reminder": EventKind.ALERT_REMINDER, "notified": EventKind.ALERT_OPENED}
 
 
 class AlertQueries(SqliteConnection):
@@ -51,7 +56,7 @@ class AlertQueries(SqliteConnection):
                  int(notify), ts(now) if notify else None, int(notify)),
             )
             alert = await read_alert(db, int(cur.lastrowid or 0))
-            await self._alert_fact(db, alert, "alert.opened", now, notify)
+            await self._alert_fact(db, alert, EventKind.ALERT_OPENED, now, notify)
             return alert
 
     async def update_alert(
@@ -79,9 +84,7 @@ class AlertQueries(SqliteConnection):
             args.append(alert.id)
             await db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
             fresh = await read_alert(db, alert.id)
-            kind = {"resolved": "alert.resolved", "escalated": "alert.escalated",
-                    "reminder": "alert.reminder", "notified": "alert.opened"}[change]
-            await self._alert_fact(db, fresh, kind, now, notify)
+            await self._alert_fact(db, fresh, _CHANGE_EVENTS[change], now, notify)
             return fresh
 
     async def acknowledge_alert(self, alert_id: int, by: str, now: datetime) -> Alert | None:
@@ -95,7 +98,7 @@ class AlertQueries(SqliteConnection):
             if not cur.rowcount:
                 return None
             alert = await read_alert(db, alert_id)
-            await write_event(db, now, "alert.acknowledged",
+            await write_event(db, now, EventKind.ALERT_ACKNOWLEDGED,
                               f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""),
                               device_id=alert.target if alert.target_kind == "device" else None,
                               site_id=alert.site_id, data={"alert_id": alert_id})
@@ -110,11 +113,12 @@ class AlertQueries(SqliteConnection):
         return [_alert(r) for r in await fetch(self._db, sql, (limit,))]
 
     async def _alert_fact(
-        self, db: aiosqlite.Connection, alert: Alert, kind: str, now: datetime, notify: bool
+        self, db: aiosqlite.Connection, alert: Alert, kind: EventKind, now: datetime,
+        notify: bool
     ) -> None:
         """An alert's change told: its event, the device fact of a flap, its outbox row."""
         payload = {
-            "event": kind,
+            "event": kind.value,
             "alert": {
                 "id": alert.id, "kind": alert.kind.value, "severity": alert.severity,
                 "target": alert.target, "target_kind": alert.target_kind, "site": alert.site_id,
@@ -129,16 +133,19 @@ class AlertQueries(SqliteConnection):
             device_id=alert.target if alert.target_kind == "device" else None,
             site_id=alert.site_id, data={"alert_id": alert.id, "notified": notify},
         )
-        if alert.kind is AlertKind.FLAPPING and kind in ("alert.opened", "alert.resolved"):
+        opened = kind is EventKind.ALERT_OPENED
+        if alert.kind is AlertKind.FLAPPING and (opened or kind is EventKind.ALERT_RESOLVED):
             await write_device_fact(
-                db, alert.target, "device.flapping" if kind == "alert.opened" else "device.stable",
-                now, {"reason": alert.reason} if kind == "alert.opened" else {},
+                db, alert.target,
+                WebhookEvent.DEVICE_FLAPPING if opened else WebhookEvent.DEVICE_STABLE,
+                now, {"reason": alert.reason} if opened else {},
             )
-        if notify and kind != "alert.reminder":
+        if notify and kind is not EventKind.ALERT_REMINDER:
+            # opened, escalated and resolved are told to receivers under the same names
             await db.execute(
                 "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
                 " VALUES (?, ?, ?, ?)",
-                (kind, alert.target if alert.target_kind == "device" else None,
+                (WebhookEvent(kind.value), alert.target if alert.target_kind == "device" else None,
                  json.dumps(payload), ts(now)),
             )
 
@@ -154,7 +161,7 @@ class AlertQueries(SqliteConnection):
                 " VALUES (?, ?, ?, ?, ?)",
                 (target, ts(until), reason, by, ts(now)),
             )
-            await write_event(db, now, "silence.added",
+            await write_event(db, now, EventKind.SILENCE_ADDED,
                               f"{target} silenced until {ts(until)}: {reason}",
                               data={"silence_id": cur.lastrowid})
             rows = await fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
@@ -174,8 +181,8 @@ class AlertQueries(SqliteConnection):
             rows = await fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
                                 (silence_id,))
             silence = _silence(rows[0])
-            await write_event(db, now, "silence.ended", f"silence of {silence.target} ended",
-                              data={"silence_id": silence_id})
+            await write_event(db, now, EventKind.SILENCE_ENDED,
+                              f"silence of {silence.target} ended", data={"silence_id": silence_id})
             return silence
 
     async def active_silences(self, now: datetime) -> list[Silence]:
@@ -188,7 +195,7 @@ class AlertQueries(SqliteConnection):
             for row in ended:
                 await db.execute("UPDATE silences SET ended_at = ? WHERE id = ?",
                                  (ts(now), row["id"]))
-                await write_event(db, now, "silence.expired",
+                await write_event(db, now, EventKind.SILENCE_EXPIRED,
                                   f"silence of {row['target']} ended",
                                   data={"silence_id": row["id"]})
             rows = await fetch(

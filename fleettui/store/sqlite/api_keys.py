@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from fleettui.domain import ApiKey
+from fleettui.domain import ApiKey, KeyGrant, NewApiKey
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 
 #: API roles, each allowed what the ones before it are
@@ -16,8 +16,8 @@ API_ROLES = ("viewer", "operator", "admin")
 class ApiKeyQueries(SqliteConnection):
     """API keys; only their SHA-256 is stored."""
 
-    async def create_api_key(self, role: str, name: str, now: datetime) -> tuple[int, str]:
-        """Make a key; returns (id, the key). Only its SHA-256 is stored: show it once."""
+    async def create_api_key(self, role: str, name: str, now: datetime) -> NewApiKey:
+        """Make a key. Only its SHA-256 is stored: show the key once."""
         if role not in API_ROLES:
             raise ValueError(f"role: expected one of {', '.join(API_ROLES)}")
         key = "ftk_" + secrets.token_urlsafe(32)
@@ -27,11 +27,11 @@ class ApiKeyQueries(SqliteConnection):
                 " VALUES (?, ?, ?, ?, ?)",
                 (name, role, key[:8], _key_hash(key), ts(now)),
             )
-            return int(cur.lastrowid or 0), key
+            return NewApiKey(int(cur.lastrowid or 0), key)
 
     async def api_key_role(self, key: str, now: datetime, *,
-                           record_use: bool = True) -> tuple[int, str] | None:
-        """(id, role) of a live key, or None; records its use unless ``record_use`` is False
+                           record_use: bool = True) -> KeyGrant | None:
+        """The id and role of a live key, or None; records its use unless ``record_use`` is False
         (a read only: the HTTP API records uses itself, at most once a minute)."""
         rows = await fetch(
             self._db, "SELECT id, role FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
@@ -41,7 +41,7 @@ class ApiKeyQueries(SqliteConnection):
             return None
         if record_use:
             await self.record_api_key_use(int(rows[0]["id"]), now)
-        return int(rows[0]["id"]), str(rows[0]["role"])
+        return KeyGrant(int(rows[0]["id"]), str(rows[0]["role"]))
 
     async def record_api_key_use(self, key_id: int, now: datetime) -> None:
         """Write that key ``key_id`` was used at ``now`` (its ``last_used_at``)."""

@@ -14,6 +14,9 @@ from fleettui.domain import (
     CommandRequest,
     CommandState,
     Event,
+    EventKind,
+    Submission,
+    WebhookEvent,
 )
 from fleettui.store.errors import IdempotencyConflict
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
@@ -43,8 +46,8 @@ class CommandQueries(SqliteConnection):
         now: datetime,
         idempotency_key: str | None = None,
         ttl: timedelta | None = None,
-    ) -> tuple[CommandRequest, bool]:
-        """Queue one command per device as one request; returns (request, created).
+    ) -> Submission:
+        """Queue one command per device as one request.
 
         With an idempotency key already used for the same request, nothing is
         queued and the existing request comes back (created False); used for a
@@ -72,7 +75,7 @@ class CommandQueries(SqliteConnection):
                     else:
                         request = await read_request(db, int(old["id"]))
                         assert request is not None
-                        return request, False
+                        return Submission(request, False)
             cur = await db.execute(
                 "INSERT INTO command_requests (idempotency_key, target, target_kind, command,"
                 " params, fingerprint, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -90,7 +93,7 @@ class CommandQueries(SqliteConnection):
                 ],
             )
             await write_event(
-                db, now, "command.queued",
+                db, now, EventKind.COMMAND_QUEUED,
                 f"{command} queued for {target_kind} {target} ({len(device_ids)} device(s))",
                 site_id=target if target_kind == "site" else None,
                 device_id=target if target_kind == "device" else None,
@@ -98,7 +101,7 @@ class CommandQueries(SqliteConnection):
             )
             request = await read_request(db, request_id)
             assert request is not None
-            return request, True
+            return Submission(request, True)
 
     async def command_request(self, request_id: int) -> CommandRequest | None:
         """A request with its commands."""
@@ -121,7 +124,7 @@ class CommandQueries(SqliteConnection):
                     (ts(now), row["id"]),
                 )
                 await write_event(
-                    db, now, "command.expired", f"{device_id}: {row['command']} expired",
+                    db, now, EventKind.COMMAND_EXPIRED, f"{device_id}: {row['command']} expired",
                     device_id=device_id, data={"command_id": row["id"]},
                 )
             rows = await fetch(
@@ -161,7 +164,8 @@ class CommandQueries(SqliteConnection):
             if error:
                 message += f": {error}"
             if state in (CommandState.DONE, CommandState.FAILED):
-                kind = "command.completed" if state is CommandState.DONE else "command.failed"
+                kind = (WebhookEvent.COMMAND_COMPLETED if state is CommandState.DONE
+                        else WebhookEvent.COMMAND_FAILED)
                 payload = {
                     "event": kind,
                     "command": {"id": command.id, "request_id": command.request_id,
@@ -175,7 +179,7 @@ class CommandQueries(SqliteConnection):
                     (kind, command.device_id, json.dumps(payload), ts(now)),
                 )
             return await write_event(
-                db, now, f"command.{state.value}", message, device_id=command.device_id,
+                db, now, EventKind.for_command(state), message, device_id=command.device_id,
                 data={"command_id": command.id, "request_id": command.request_id,
                       "command": command.command, "result": result, "error": error},
             )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from fleettui.domain import WebhookEndpoint
+from fleettui.domain import ConfigEndpoint, EndpointChanges, EventKind, WebhookEndpoint
 from fleettui.egress import redacted_url
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -21,19 +21,18 @@ _ENDPOINT_COLUMNS = (
 class WebhookEndpointQueries(SqliteConnection):
     """Webhook endpoints, their secrets and rotation."""
 
-    async def sync_webhook_endpoints(self, endpoints: Sequence[dict[str, Any]],
+    async def sync_webhook_endpoints(self, endpoints: Sequence[ConfigEndpoint],
                                      now: datetime) -> None:
-        """Mirror the config's endpoints (dicts with id, url, events, enabled,
-        hex_signature_header, timeout_s; their queue is keyed by URL) so that
-        every view lists them. Their secrets stay in the config file."""
+        """Mirror the config's endpoints (their queue is keyed by URL) so that every view
+        lists them. Their secrets stay in the config file."""
         async with self._tx() as db:
             await db.execute("DELETE FROM webhook_endpoints WHERE origin = 'config'")
             await db.executemany(
                 "INSERT OR IGNORE INTO webhook_endpoints (id, origin, delivery_key, url, events,"
                 " enabled, hex_signature_header, timeout_s, created_at)"
                 " VALUES (?, 'config', ?, ?, ?, ?, ?, ?, ?)",
-                [(e["id"], e["url"], e["url"], json.dumps(list(e["events"])), int(e["enabled"]),
-                  e.get("hex_signature_header"), float(e.get("timeout_s", 10.0)), ts(now))
+                [(e.id, e.url, e.url, json.dumps(list(e.events)), int(e.enabled),
+                  e.hex_signature_header, float(e.timeout_s), ts(now))
                  for e in endpoints],
             )
 
@@ -65,7 +64,7 @@ class WebhookEndpointQueries(SqliteConnection):
                 " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
                 (endpoint_id,),
             )
-            await write_event(db, now, "webhook.created",
+            await write_event(db, now, EventKind.WEBHOOK_CREATED,
                               f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
             rows = await fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
@@ -90,7 +89,7 @@ class WebhookEndpointQueries(SqliteConnection):
         return _endpoint(rows[0]) if rows else None
 
     async def update_webhook_endpoint(
-        self, endpoint_id: str, changes: dict[str, Any], now: datetime, *,
+        self, endpoint_id: str, changes: EndpointChanges, now: datetime, *,
         new_secret: str | None = None, previous_until: datetime | None = None,
     ) -> WebhookEndpoint | None:
         """Change an API-created endpoint's url, events, enabled, hex_signature_header or
@@ -105,8 +104,11 @@ class WebhookEndpointQueries(SqliteConnection):
         allowed = {"url", "events", "enabled", "hex_signature_header", "timeout_s"}
         if set(changes) - allowed:
             raise ValueError(f"cannot change {', '.join(sorted(set(changes) - allowed))}")
-        values = {k: json.dumps(list(v)) if k == "events" else int(v) if k == "enabled" else v
-                  for k, v in changes.items()}
+        values: dict[str, Any] = dict(changes)
+        if "events" in changes:
+            values["events"] = json.dumps(list(changes["events"]))
+        if "enabled" in changes:
+            values["enabled"] = int(changes["enabled"])
         async with self._tx() as db:
             rows = await fetch(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
                                 " AND origin = 'api'", (endpoint_id,))
@@ -129,7 +131,7 @@ class WebhookEndpointQueries(SqliteConnection):
                 said.append(f"secret rotated (the previous one also signs until {until})"
                             if until else "secret rotated (the previous one no longer signs)")
             if said:
-                await write_event(db, now, "webhook.updated",
+                await write_event(db, now, EventKind.WEBHOOK_UPDATED,
                                   f"webhook endpoint {endpoint_id} changed: " + ", ".join(said))
             rows = await fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
@@ -156,7 +158,7 @@ class WebhookEndpointQueries(SqliteConnection):
                 return False
             await db.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
             await db.execute("DELETE FROM webhook_cursors WHERE endpoint = ?", (endpoint_id,))
-            await write_event(db, now, "webhook.deleted",
+            await write_event(db, now, EventKind.WEBHOOK_DELETED,
                               f"webhook endpoint {endpoint_id} deleted")
             return True
 

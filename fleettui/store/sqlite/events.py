@@ -8,9 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from fleettui.domain import (
-    Event,
-)
+from fleettui.domain import Event, EventKind
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 
 
@@ -19,7 +17,7 @@ class EventQueries(SqliteConnection):
 
     async def add_event(
         self,
-        kind: str,
+        kind: EventKind,
         message: str,
         *,
         at: datetime,
@@ -50,7 +48,7 @@ class EventQueries(SqliteConnection):
             Event(
                 r["id"],
                 from_ts(r["at"]),  # type: ignore[arg-type]
-                r["kind"],
+                EventKind.read(r["kind"]),
                 r["message"],
                 r["device_id"],
                 r["site_id"],
@@ -63,7 +61,7 @@ class EventQueries(SqliteConnection):
 async def write_event(
     db: aiosqlite.Connection,
     at: datetime,
-    kind: str,
+    kind: EventKind,
     message: str,
     *,
     device_id: str | None = None,

@@ -9,9 +9,11 @@ from typing import Any
 import aiosqlite
 
 from fleettui.domain import (
+    DeviceChanges,
     DeviceSpec,
     DeviceState,
     DeviceStatus,
+    EventKind,
     Site,
 )
 from fleettui.store.errors import ConflictKind, FleetConflict
@@ -106,8 +108,8 @@ class FleetQueries(SqliteConnection):
                 if not cur.rowcount:
                     raise FleetConflict(ConflictKind.TAKEN, "id",
                                         f"id {site.id!r} is already taken")
-                await write_event(db, now, "site.created", f"site {site.id} created ({site.name})",
-                                  site_id=site.id)
+                await write_event(db, now, EventKind.SITE_CREATED,
+                                  f"site {site.id} created ({site.name})", site_id=site.id)
             ids: list[str] = []
             for i, spec in enumerate(devices):
                 index = i if site is not None else None
@@ -122,7 +124,7 @@ class FleetQueries(SqliteConnection):
                     " comm_key=excluded.comm_key, live_capture=excluded.live_capture",
                     _spec_row(spec),
                 )
-                await write_event(db, now, "device.registered",
+                await write_event(db, now, EventKind.DEVICE_REGISTERED,
                                   f"{spec.id} registered at {spec.site_id} ({spec.host})",
                                   device_id=spec.id)
                 ids.append(spec.id)
@@ -139,7 +141,7 @@ class FleetQueries(SqliteConnection):
                         f"{row['site_id']!r}): change its site there", j)
                 await db.execute("UPDATE devices SET site_id = ? WHERE id = ?",
                                  (site.id, device_id))
-                await write_event(db, now, "device.moved",
+                await write_event(db, now, EventKind.DEVICE_MOVED,
                                   f"{device_id} moved from {row['site_id']} to {site.id}",
                                   device_id=device_id, data={"from": row["site_id"]})
                 ids.append(device_id)
@@ -147,7 +149,7 @@ class FleetQueries(SqliteConnection):
                                  (device_id,)) for device_id in ids]
             return [device_of_row(r[0]) for r in rows]
 
-    async def update_api_device(self, device_id: str, changes: dict[str, Any],
+    async def update_api_device(self, device_id: str, changes: DeviceChanges,
                                 now: datetime) -> DeviceState:
         """Change a device of the store's own: any of site_id, host, port, transport,
         comm_key, live_capture, name, enabled. FleetConflict: unknown (404), placed
@@ -166,7 +168,7 @@ class FleetQueries(SqliteConnection):
                              and getattr(spec, k) != getattr(current, k))
             if "comm_key" in changes and spec.comm_key != current.comm_key:
                 changed.append("comm_key")  # named, never shown
-            await write_event(db, now, "device.updated",
+            await write_event(db, now, EventKind.DEVICE_UPDATED,
                               f"{device_id} changed: {', '.join(changed) or 'nothing'}",
                               device_id=device_id, data={"fields": changed})
             rows = await fetch(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
@@ -178,7 +180,7 @@ class FleetQueries(SqliteConnection):
         punches and history stay). FleetConflict: unknown (404), or the config's (409)."""
         async with self._tx() as db:
             await self._api_row(db, device_id)
-            await write_event(db, now, "device.removed", f"{device_id} removed",
+            await write_event(db, now, EventKind.DEVICE_REMOVED, f"{device_id} removed",
                               device_id=device_id)
             await db.execute("UPDATE devices SET removed = 1 WHERE id = ?", (device_id,))
 

@@ -9,8 +9,10 @@ from typing import Any
 from fleettui.domain import (
     DeviceStatus,
     Event,
+    EventKind,
     FlapState,
     StatusChange,
+    WebhookEvent,
 )
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -39,13 +41,14 @@ class HealthQueries(SqliteConnection):
             )
             if change.status is not DeviceStatus.UNKNOWN:
                 # other systems hear "online" or "offline" (an error is offline, with its reason)
-                kind = "device.online" if change.status is DeviceStatus.ONLINE else "device.offline"
+                kind = (WebhookEvent.DEVICE_ONLINE if change.status is DeviceStatus.ONLINE
+                        else WebhookEvent.DEVICE_OFFLINE)
                 await write_device_fact(db, change.device_id, kind, change.at,
                                         {"reason": change.reason} if change.reason else {})
             return await write_event(
                 db,
                 change.at,
-                f"device.{change.status.value}",
+                EventKind.for_status(change.status),
                 message,
                 device_id=change.device_id,
                 data=data,

@@ -8,13 +8,14 @@ from typing import Any
 
 import aiosqlite
 
+from fleettui.domain import WebhookEvent
 from fleettui.store.sqlite.connection import fetch, ts
 
 
 async def write_device_fact(
     db: aiosqlite.Connection,
     device_id: str,
-    kind: str,
+    kind: WebhookEvent,
     at: datetime,
     extra: dict[str, Any],
 ) -> None:

@@ -8,15 +8,17 @@ from typing import Any
 
 from fleettui.domain import (
     Punch,
+    SyncCursor,
     TzFlag,
+    WebhookEvent,
 )
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, local_text, ts
 
 #: one punch.created outbox row per punch with an id above ?, payload built by SQLite
 _OUTBOX_FROM_NEW_PUNCHES = (
     "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
-    " SELECT 'punch.created', device_id,"
-    " json_object('event', 'punch.created', 'punch', json_object('id', id,"
+    f" SELECT '{WebhookEvent.PUNCH_CREATED.value}', device_id,"
+    f" json_object('event', '{WebhookEvent.PUNCH_CREATED.value}', 'punch', json_object('id', id,"
     " 'device_id', device_id, 'user_id', user_id, 'local_time', local_time,"
     " 'timezone', timezone, 'timestamp', utc_time, 'state', state, 'verify', verify)),"
     " received_at FROM punches WHERE id > ? ORDER BY id"
@@ -35,7 +37,7 @@ class PunchQueries(SqliteConnection):
         device_id: str,
         punches: Sequence[Punch],
         *,
-        cursor: tuple[int, str] | None = None,
+        cursor: SyncCursor | None = None,
         synced_at: datetime | None = None,
     ) -> int:
         """Store punches not stored yet, with their webhook outbox rows, in one transaction.
@@ -92,16 +94,16 @@ class PunchQueries(SqliteConnection):
                 await db.execute(
                     "UPDATE devices SET synced_records = ?, synced_tail = ?,"
                     " last_sync_at = COALESCE(?, last_sync_at) WHERE id = ?",
-                    (cursor[0], cursor[1], ts(synced_at) if synced_at else None, device_id),
+                    (cursor.stored, cursor.tail, ts(synced_at) if synced_at else None, device_id),
                 )
             return new
 
-    async def sync_cursor(self, device_id: str) -> tuple[int, str]:
-        """(records already stored from the device, fingerprint of the last one)."""
+    async def sync_cursor(self, device_id: str) -> SyncCursor:
+        """How far the device's log is stored (nothing stored yet: 0 records)."""
         rows = await fetch(
             self._db, "SELECT synced_records, synced_tail FROM devices WHERE id = ?", (device_id,)
         )
-        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, "")
+        return SyncCursor(int(rows[0][0]), str(rows[0][1])) if rows else SyncCursor(0, "")
 
     async def punches(
         self,

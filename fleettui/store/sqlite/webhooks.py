@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from fleettui.domain import DeliveryResult, DeliveryStats, DueDelivery, WebhookDelivery
+from fleettui.domain import (
+    DeliveryResult,
+    DeliveryStats,
+    DueDelivery,
+    EventKind,
+    WebhookDelivery,
+)
 from fleettui.egress import redacted_url
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
@@ -122,7 +128,7 @@ class WebhookDeliveryQueries(SqliteConnection):
             for r in results:
                 if r.dead:
                     await write_event(
-                        db, now, "webhook.dead",
+                        db, now, EventKind.WEBHOOK_DEAD,
                         f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
                         f" gave up on event {r.outbox_id}: {r.error_class or r.error}",
                         data={"outbox_id": r.outbox_id},
