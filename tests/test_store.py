@@ -186,6 +186,38 @@ async def test_a_read_never_sees_a_transaction_that_is_rolled_back(tmp_path: Pat
         await store.close()
 
 
+async def test_a_write_cancelled_while_it_waits_to_begin_leaves_the_writer_usable(
+    tmp_path: Path,
+) -> None:
+    """A write cancelled while its BEGIN waited (another process held the write lock: a
+    viewer's command, a backup) used to leave that BEGIN to complete in aiosqlite's thread
+    with nobody to end it, and every later write failed with "cannot start a transaction
+    within a transaction" (seen at shutdown, in bench/webhooks.py, for every UDP device)."""
+    path = tmp_path / "fleet.db"
+    store = await open_store(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing: our BEGIN must wait
+        write = asyncio.create_task(
+            store.add_event("sync", "cancelled", at=datetime(2026, 1, 1, tzinfo=UTC)))
+        # the write is under way once it holds the store's own write lock
+        for _ in range(10_000):
+            if store._write.locked():
+                break
+            await asyncio.sleep(0)
+        assert store._write.locked()
+        write.cancel()
+        other.execute("ROLLBACK")  # the lock is free: the BEGIN in aiosqlite's thread runs
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        event = await store.add_event("sync", "next", at=datetime(2026, 1, 1, tzinfo=UTC))
+        assert [e.message for e in await store.events_after(0)] == ["next"]
+        assert event.id == 1
+    finally:
+        other.close()
+        await store.close()
+
+
 async def test_the_read_connection_refuses_writes(tmp_path: Path) -> None:
     """Every write goes through a transaction of the writer; one sent to the read
     connection is a bug, and SQLite refuses it (query_only)."""

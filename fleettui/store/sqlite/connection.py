@@ -141,11 +141,17 @@ class SqliteConnection:
         """One write transaction at a time, on the writer; rolled back on any error. What
         it writes is seen by reads once it commits, not before."""
         async with self._write:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                # the BEGIN runs on in aiosqlite's thread all the same: undo it, or every
+                # later write would fail ("cannot start a transaction within a transaction")
+                await _rollback(self._writer)
+                raise
             try:
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await _rollback(self._writer)
                 raise
             await self._writer.execute("COMMIT")
 
@@ -153,6 +159,15 @@ class SqliteConnection:
         """How many migrations have run."""
         row = await (await self._db.execute("PRAGMA user_version")).fetchone()
         return int(row[0]) if row else 0
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """Undo the writer's open transaction, if there is one (queued after what it runs)."""
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError as e:
+        if "no transaction is active" not in str(e):
+            raise
 
 
 async def _set_wal(db: aiosqlite.Connection) -> None:

@@ -91,10 +91,11 @@ class PunchQueries(SqliteConnection):
                     (newest, device_id),
                 )
             if cursor is not None:
+                stored, tail = cursor
                 await db.execute(
                     "UPDATE devices SET synced_records = ?, synced_tail = ?,"
                     " last_sync_at = COALESCE(?, last_sync_at) WHERE id = ?",
-                    (cursor.stored, cursor.tail, ts(synced_at) if synced_at else None, device_id),
+                    (stored, tail, ts(synced_at) if synced_at else None, device_id),
                 )
             return new
 
