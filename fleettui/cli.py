@@ -227,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id", type=int, metavar="ID")
     store_args(kr)
 
+    push = sub.add_parser("push", help="push devices (they dial in) waiting for approval")
+    push_sub = push.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pp = push_sub.add_parser("pending", help="serials that called without being known")
+    pp.add_argument("--json", action="store_true")
+    store_args(pp)
+    pa = push_sub.add_parser("approve", help="put a pending serial on a site (kept like a "
+                             "device registered over the API)")
+    pa.add_argument("serial", metavar="SERIAL")
+    pa.add_argument("--site", required=True, metavar="SITE")
+    pa.add_argument("--id", dest="device_id", metavar="ID",
+                    help="the device's id (default: the serial, lowercased)")
+    pa.add_argument("--name", default="", help="display name")
+    store_args(pa)
+
     wh = sub.add_parser("webhooks", help="webhook endpoints, dead deliveries and replays")
     wh_sub = wh.add_subparsers(dest="action", metavar="ACTION", required=True)
     wl = wh_sub.add_parser("list", help="endpoints (config and API) with delivery counts")
@@ -374,7 +388,7 @@ def _main(argv: Sequence[str] | None) -> int:
     store_commands = {"status": _status, "export": _export, "command": _command,
                       "sync-employees": _command, "commands": _commands,
                       "alerts": _alerts, "silence": _silence, "ack": _ack,
-                      "api-key": _api_key, "webhooks": _webhooks}
+                      "api-key": _api_key, "webhooks": _webhooks, "push": _push}
     if args.command in store_commands:
         try:
             return asyncio.run(store_commands[args.command](args))
@@ -813,6 +827,36 @@ async def _webhooks(args: argparse.Namespace) -> int:
 def _utc_text(dt: datetime) -> str:
     """A time as a person reads it in UTC: 2026-03-28 16:00:59 UTC."""
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def _push(args: argparse.Namespace) -> int:
+    from fleettui.engine.approve import ApprovalError, approve_push_device
+    from fleettui.store.errors import FleetConflict
+
+    async with _store(args) as store:
+        if args.action == "pending":
+            pending = await store.pending_push_devices()
+            if args.json:
+                print(json.dumps([{"serial": p.serial, "address": p.address,
+                                   "firmware": p.firmware, "push_version": p.push_version,
+                                   "first_seen": p.first_seen.isoformat(),
+                                   "last_seen": p.last_seen.isoformat(),
+                                   "requests": p.requests} for p in pending], indent=2))
+            elif not pending:
+                print("no push device is waiting for approval")
+            for p in [] if args.json else pending:
+                _show(f"{p.serial:<20} from {p.address or '?':<16} {p.firmware or '':<16} "
+                      f"last call {_utc_text(p.last_seen)} ({p.requests} calls)")
+            return 0
+        try:
+            state = await approve_push_device(store, args.serial, args.site,
+                                              datetime.now(UTC), device_id=args.device_id,
+                                              name=args.name)
+        except (ApprovalError, FleetConflict) as e:
+            return _fail(str(e))
+        print(f"{state.id} (serial {state.serial}) approved at {state.site_id}: the poller "
+              "answers it within seconds, and its buffered records follow")
+    return 0
 
 
 async def _api_key(args: argparse.Namespace) -> int:

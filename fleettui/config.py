@@ -61,6 +61,7 @@ __all__ = [
     "Paths",
     "PollSettings",
     "Problem",
+    "PushSettings",
     "ScheduleConfig",
     "SecuritySettings",
     "ServerSettings",
@@ -352,9 +353,12 @@ class DeviceConfig(_Model):
     serial: str = _field(pattern=SERIAL_PATTERN, expected=_SERIAL_EXPECTED)
     site: str = _field(pattern=SITE_ID_PATTERN, expected=_SITE_ID_EXPECTED)
     """The id of the [[sites]] entry the device stands at."""
-    host: Host = _field(expected=_HOST_EXPECTED)
+    host: Host | None = _field(None, expected=_HOST_EXPECTED)
+    """Where the poller dials the device (a push device dials in: no host)."""
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
-    transport: Literal["tcp", "udp"] = "tcp"
+    transport: Literal["tcp", "udp", "push"] = "tcp"
+    """``tcp``/``udp``: polled over the ZK protocol; ``push``: the device calls the push
+    listener (ADMS / iclock) on its own."""
     comm_key: int = _field(0, ge=0, le=999_999, secret=True,
                            expected="a number from 0 to 999999")
     name: str = Field("", max_length=120)
@@ -364,10 +368,89 @@ class DeviceConfig(_Model):
     enabled: bool = True
     """A disabled device is listed but never polled."""
 
+    @model_validator(mode="after")
+    def _address_by_transport(self) -> DeviceConfig:
+        """A polled device needs a host; a push device has none (it dials in)."""
+        if self.transport == "push":
+            if self.host is not None:
+                raise _own_error("a push device dials in: remove its host (its address is "
+                                 "learnt from its requests)")
+        elif self.host is None:
+            raise _own_error("required key 'host' is missing (the device's address), or "
+                             'give transport = "push" for a device that dials in')
+        return self
+
+    @property
+    def push(self) -> bool:
+        """Whether the device dials in (push protocol) rather than being polled."""
+        return self.transport == "push"
+
     @property
     def display_name(self) -> str:
         """The name to show: ``name``, or the id when no name is set."""
         return self.name or self.id
+
+
+def _check_listen(value: str) -> str:
+    """``host:port`` (``[v6]:port``) with a valid host and port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise _own_error(f"expected host:port (127.0.0.1:8081), got {_show(value)}")
+    _check_host(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+    return value
+
+
+class PushSettings(_Model):
+    """The push listener: devices that dial in (ADMS / iclock) instead of being polled.
+
+    Devices send no API key, so it is its own listener, apart from [server]. It binds
+    loopback unless told otherwise; put a TLS-terminating reverse proxy in front of it
+    to take devices from the internet.
+    """
+
+    enabled: bool = False
+    listen: Annotated[str, AfterValidator(_check_listen)] = _field(
+        "127.0.0.1:8081", expected="host:port")
+    """Where the listener binds (``0.0.0.0:8081`` to take devices from the network)."""
+    delay_s: int = Field(10, ge=2, le=60)
+    """How often devices are told to call (their heartbeat: the handshake's Delay)."""
+    offline_after_s: float | None = Field(None, ge=4, le=3600)
+    """A device that has not called for this long is offline (default 3 × delay_s)."""
+    error_delay_s: int = Field(30, ge=10, le=300)
+    """How long a device waits before trying again after a failed request."""
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    """The largest upload taken (the firmware's own maximum package is about 2 MB)."""
+    rate_per_serial: float = Field(5.0, ge=0.1, le=1000)
+    """Requests per second one serial may make (bursts of 4 × this); more get 503."""
+    allow_networks: list[str] = Field(default_factory=list)
+    """Source networks devices may call from (CIDR; empty: any)."""
+
+    @property
+    def offline_after(self) -> float:
+        """Seconds without a call before a device is offline."""
+        return self.offline_after_s if self.offline_after_s is not None else 3.0 * self.delay_s
+
+    @property
+    def host(self) -> str:
+        """The listening address."""
+        host = self.listen.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") else host
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        return int(self.listen.rpartition(":")[2])
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise _own_error(f"expected a network such as 10.20.0.0/16, got {_show(net)}") \
+                    from None
+        return value
 
 
 class ServerSettings(_Model):
@@ -531,6 +614,7 @@ class Config(_Model):
     paths: Paths = _field(default_factory=Paths, expected="a [paths] table")
     sites: list[SiteConfig] = _field(default_factory=list, expected="[[sites]] tables")
     devices: list[DeviceConfig] = _field(default_factory=list, expected="[[devices]] tables")
+    push: PushSettings = _field(default_factory=PushSettings, expected="a [push] table")
     server: ServerSettings = _field(default_factory=ServerSettings,
                                     expected="a [server] table")
     alerts: AlertSettings = _field(default_factory=AlertSettings, expected="an [alerts] table")
@@ -609,6 +693,7 @@ _TOML_NAMES: dict[type[BaseModel], str] = {
     SiteConfig: "[[sites]]",
     DeviceConfig: "[[devices]]",
     ServerSettings: "[server]",
+    PushSettings: "[push]",
     AlertSettings: "[alerts]",
     SecuritySettings: "[security]",
     WebhookConfig: "[[webhooks]]",
@@ -662,7 +747,7 @@ def _view_of_config(config: Config) -> _FleetView:
                 id=d.id,
                 serial=d.serial,
                 site=d.site,
-                endpoint=(_host_key(d.host), d.port, d.transport),
+                endpoint=(_host_key(d.host), d.port, d.transport) if d.host else None,
                 host=d.host,
             )
             for d in config.devices

@@ -128,6 +128,13 @@ class DeviceState:
     synced_records: int = 0
     #: who declared the device: "config" (the config file) or "api" (registered over HTTP)
     origin: str = "config"
+    #: a push device's address, as its last request came from (pull devices: "")
+    push_address: str = ""
+
+    @property
+    def push(self) -> bool:
+        """Whether the device dials in (push protocol) rather than being polled."""
+        return self.transport == "push"
 
     @property
     def buffer_fill(self) -> float | None:
@@ -197,6 +204,7 @@ class EventKind(StrEnum):
     DEVICE_ONLINE = "device.online"
     DEVICE_OFFLINE = "device.offline"
     DEVICE_ERROR = "device.error"
+    DEVICE_OPERATION = "device.operation"  # a push device told of something done on it
     SYNC = "sync"  # a download of a device's attendance brought new punches
     PUNCH = "punch"  # a punch heard live, as it was made
     # a command's life: one kind per CommandState (see for_command)
@@ -398,6 +406,64 @@ class ApiKey:
     def live(self) -> bool:
         """Whether the key still opens the API (not revoked)."""
         return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDevice:
+    """A push device that called without being known: held until approved onto a site."""
+
+    serial: str
+    address: str
+    firmware: str
+    push_version: str
+    first_seen: datetime
+    last_seen: datetime
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushContact:
+    """The latest a push device said of itself: when it last called, from where, with
+    what counters (None: not said since the last time)."""
+
+    device_id: str
+    at: datetime
+    address: str
+    push_version: str = ""
+    firmware: str | None = None
+    users: int | None = None
+    records: int | None = None
+    records_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushUser:
+    """A user a push device holds, as its uploads (``USER`` lines) or our syncs told."""
+
+    pin: str
+    name: str = ""
+    privilege: int = 0
+    card: str = ""
+
+
+class PushStamps(NamedTuple):
+    """The upload stamps a push device sent last, echoed in its next handshake (opaque)."""
+
+    attlog: str
+    operlog: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushLine:
+    """One line sent to a push device for a queued command: ``C:<id>:<text>``."""
+
+    id: int
+    command_id: int
+    device_id: str
+    text: str
+    state: str  # "queued", "sent", "done" or "failed"
+    return_code: int | None = None
+    result: dict[str, str] = field(default_factory=dict)
 
 
 class NewApiKey(NamedTuple):

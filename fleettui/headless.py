@@ -20,7 +20,7 @@ from typing import Any
 from fleettui.config import Config
 from fleettui.domain import Event, EventKind
 from fleettui.printable import PrintableFormatter
-from fleettui.runtime import ApiUnavailable, Runtime
+from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
 
 log = logging.getLogger("fleettui")
 event_log = logging.getLogger("fleettui.events")
@@ -93,8 +93,13 @@ async def run_headless(
     runtime = Runtime(config, db_path).claim()
     try:
         engine = await runtime.start_engine(listeners=[log_event])
+        try:
+            await runtime.serve_push()
+        except PushUnavailable as e:
+            log.error("%s", e)
+            return 1
         assert engine is not None  # a poller's runtime always embeds one
-        if not engine.pollers:
+        if not engine.pollers and not engine.push.devices() and not config.push.enabled:
             # not an error: devices may be registered over the HTTP API, this process's
             # or a viewer's (POST /v1/devices), and are polled at once when they are
             log.warning("no devices to poll: %s declares no [[devices]] and none are "
@@ -105,6 +110,9 @@ async def run_headless(
             "polling %d device(s) across %d site(s) into %s",
             len(engine.pollers), len(config.sites), db_path,
         )
+        if runtime.push_address is not None:
+            log.info("push listener on %s/iclock/ for %d push device(s)",
+                     runtime.push_address, len(engine.push.devices()))
         if http is not None:
             try:
                 address = await runtime.serve_api(*http)

@@ -6,10 +6,11 @@ viewer of another one's store) start and stop the same way, here:
 1. take the database's poller lock (``claim``; the control room becomes a
    viewer instead when another process owns it, ``claim_or_view``);
 2. open the store (``open``);
-3. start the engine (``start_engine``; a viewer runs none);
+3. start the engine (``start_engine``; a viewer runs none), and the push
+   listener when ``[push] enabled`` (``serve_push``: devices that dial in);
 4. optionally serve the HTTP API from the same event loop (``serve_api``);
 
-and stop in the reverse order (``stop``): the API, then the engine (its
+and stop in the reverse order (``stop``): the API, the push listener, then the engine (its
 in-flight checks and syncs finish their writes), then the store; the lock
 last (``release``), however the process ends. The caller takes the stop
 signals before ``claim``, so a stop while starting is clean too.
@@ -48,6 +49,17 @@ class ApiUnavailable(Exception):
         self.reason = reason
 
 
+class PushUnavailable(ApiUnavailable):
+    """The push listener could not be served on its address (taken, or not ours)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(host, port, reason)
+        self.args = (f"cannot serve the push listener on {host}:{port}: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Runtime:
     """One process's hold on a database: lock, store, engine and API, started and stopped
     in order.
@@ -78,6 +90,9 @@ class Runtime:
         self.embed = embed
         #: the HTTP API's runner while it is served
         self.api: web.AppRunner | None = None
+        #: the push listener's runner while it is served, and its address
+        self.push: web.AppRunner | None = None
+        self.push_address: str | None = None
         self._lock = PollerLock(db_path, mode=lock_mode) if db_path is not None else None
         self._stopped = False
 
@@ -125,6 +140,24 @@ class Runtime:
             await self.engine.start()
         return self.engine
 
+    async def serve_push(self) -> str | None:
+        """Serve the push listener for the engine's push devices, when ``[push] enabled``
+        (None: not enabled, or a viewer); its base address. PushUnavailable if it cannot."""
+        engine = self.engine
+        if engine is None or not engine.config.push.enabled:
+            return None
+        from fleettui.push import start_listener
+
+        settings = engine.config.push
+        try:
+            self.push = await start_listener(engine.push, settings)
+        except OSError as e:
+            raise PushUnavailable(settings.host, settings.port, e.strerror or str(e)) from e
+        bound = self.push.addresses[0][1] if self.push.addresses else settings.port
+        shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+        self.push_address = f"http://{shown}:{bound}"
+        return self.push_address
+
     async def serve_api(self, host: str, port: int) -> str:
         """Serve the HTTP API from this event loop; its base address (``http://host:port``,
         the port bound when 0 was asked). Raises ApiUnavailable when it cannot bind."""
@@ -151,6 +184,9 @@ class Runtime:
         if self.api is not None:
             api, self.api = self.api, None
             await api.cleanup()
+        if self.push is not None:
+            push, self.push = self.push, None
+            await push.cleanup()
         if self.engine is not None and not self._stopped:
             self._stopped = True
             await self.engine.stop()

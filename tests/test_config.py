@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -248,7 +249,7 @@ def test_missing_site_timezone() -> None:
 @pytest.mark.parametrize(
     ("extra", "key", "expected"),
     [
-        ({"transport": "TCP"}, "transport", 'expected "tcp" or "udp", got \'TCP\''),
+        ({"transport": "TCP"}, "transport", 'expected "tcp" or "udp" or "push", got \'TCP\''),
         ({"port": "4370"}, "port", "expected an integer from 1 to 65535, got '4370'"),
         ({"port": 4370.0}, "port", "expected an integer from 1 to 65535, got 4370"),
         ({"enabled": "yes"}, "enabled", "expected true or false, got 'yes'"),
@@ -741,3 +742,42 @@ def test_the_security_table_is_checked_like_the_others() -> None:
     assert "did you mean 'allow_private_webhook_targets'" in typo.message
     with pytest.raises(ValidationError):  # built in code, the rule holds too
         Config(webhooks=[WebhookConfig(url="http://169.254.169.254/")])
+
+
+# --- push devices and the push listener ----------------------------------------
+
+
+def _push_device(n: int, **extra: object) -> str:
+    lines = [f'[[devices]]\nid = "push_{n:02d}"\nserial = "PSH{n:04d}"\nsite = "warehouse-a"',
+             'transport = "push"'] + [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_push_devices_need_no_address_and_two_of_them_do_not_clash() -> None:
+    text = SITE_A + "[push]\nenabled = true\nlisten = \"0.0.0.0:8081\"\n" + \
+        _push_device(1) + _push_device(2) + device(3)
+    config = parse_config(text)
+    assert [(d.id, d.push, d.host) for d in config.devices] == [
+        ("push_01", True, None), ("push_02", True, None), ("dev_03", False, "127.0.0.13")]
+    assert (config.push.host, config.push.port, config.push.offline_after) == (
+        "0.0.0.0", 8081, 30.0)
+
+
+def test_a_polled_device_without_a_host_and_a_push_device_with_one_are_refused() -> None:
+    text = SITE_A + '[[devices]]\nid = "d"\nserial = "S"\nsite = "warehouse-a"\n'
+    problem = only_problem(text)
+    assert problem.key == "devices[0]" and "'host' is missing" in problem.message
+    assert 'transport = "push"' in problem.message
+    problem = only_problem(SITE_A + _push_device(1, host="10.0.0.1"))
+    assert "push device dials in" in problem.message
+
+
+@pytest.mark.parametrize(("push", "key", "expected"), [
+    ('listen = "8081"', "push.listen", "expected host:port"),
+    ('listen = "10.0.0.1:99999"', "push.listen", "expected host:port"),
+    ("delay_s = 1", "push.delay_s", "expected an integer from 2 to 60"),
+    ('allow_networks = ["10.0.0.0/33"]', "push.allow_networks", "expected a network"),
+])
+def test_push_settings_are_checked(push: str, key: str, expected: str) -> None:
+    problem = only_problem(SITE_A + f"[push]\n{push}\n")
+    assert problem.key.startswith(key) and expected in problem.message

@@ -31,6 +31,7 @@ from fleettui.devices.zk import ZkDriver
 from fleettui.domain import DeviceSpec, DeviceState, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.poller import DevicePoller, PollPolicy
+from fleettui.engine.push import PushGateway
 from fleettui.engine.schedules import fire, trigger_for
 from fleettui.engine.sessions import StoreSessionLedger
 from fleettui.engine.sync import SyncProgress
@@ -96,6 +97,12 @@ class Engine:
             allow_private_targets=config.security.allow_private_webhook_targets)
         self.listeners.append(self.webhooks.kick)
         self._webhook_task: asyncio.Task[None] | None = None
+        push = config.push
+        #: the devices that dial in: answered by the push listener, never polled
+        self.push = PushGateway(store, clock=clock, publish=self._publish,
+                                delay_s=push.delay_s, offline_after_s=push.offline_after,
+                                error_delay_s=push.error_delay_s)
+        self._push_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}
         self._specs: dict[str, DeviceSpec] = {}
         #: ids the config declares (an API device of the same id is the config's)
@@ -103,6 +110,7 @@ class Engine:
         self._reconcile_lock = asyncio.Lock()
         self._clash_logged: set[str] = set()
         self._stopping = False
+        self._prepared = False
 
     def _zk_driver(self, endpoint: Endpoint, pool: ThreadPoolExecutor) -> Driver:
         poll = self.config.poll
@@ -139,6 +147,7 @@ class Engine:
                     name=d.name, timezone=cfg.site(d.site).timezone))
         for spec in await self._api_specs():
             await self._add(spec)
+        self._prepared = True
 
     async def _api_specs(self) -> list[DeviceSpec]:
         """The enabled API devices to poll: not one the config file also declares (by
@@ -160,7 +169,12 @@ class Engine:
         return specs
 
     async def _add(self, spec: DeviceSpec) -> None:
-        """Build the device's poller from its spec; schedule it if the engine runs."""
+        """Build the device's poller from its spec; schedule it if the engine runs (a push
+        device goes to the push gateway instead: it calls, it is not called)."""
+        if spec.transport == "push":
+            self.push.add(spec, await self.store.device(spec.id))
+            self._specs[spec.id] = spec
+            return
         endpoint = Endpoint(spec.id, spec.host, spec.port, spec.transport, spec.serial,
                             comm_key=spec.comm_key)
         live = spec.live_capture
@@ -185,8 +199,11 @@ class Engine:
 
     def _retire(self, device_id: str) -> None:
         """Stop polling a device: no more checks; its driver closes after any work in hand."""
+        spec = self._specs.pop(device_id, None)
+        if spec is not None and spec.transport == "push":
+            self.push.remove(device_id)
+            return
         poller = self.pollers.pop(device_id)
-        self._specs.pop(device_id, None)
         poller.retired = True
         if self._scheduler is not None:
             for job_id in (device_id, f"{device_id}:retry"):
@@ -212,7 +229,7 @@ class Engine:
                              "changed" if device_id in wanted else "no longer polled")
                     self._retire(device_id)
             for device_id, spec in wanted.items():
-                if device_id not in self.pollers and device_id not in self._config_ids:
+                if device_id not in self._specs and device_id not in self._config_ids:
                     log.info("device %s: now polled (registered through the API)", device_id)
                     await self._add(spec)
 
@@ -228,7 +245,7 @@ class Engine:
 
     async def start(self) -> None:
         """Prepare, then schedule every device's checks (first ones spread by jitter)."""
-        if not self.pollers:
+        if not self._prepared:
             await self.prepare()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
@@ -253,6 +270,8 @@ class Engine:
         self._scheduler.start()
         self._webhook_task = asyncio.get_running_loop().create_task(
             self.webhooks.run_forever())
+        if self.config.push.enabled:
+            self._push_task = asyncio.get_running_loop().create_task(self.push.watch())
 
     def _schedule(self, device_id: str, poller: DevicePoller, now: datetime) -> None:
         """The device's interval job, its first check spread by jitter."""
@@ -294,6 +313,11 @@ class Engine:
             self._scheduler = None
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=60)
+        if self._push_task is not None:
+            self._push_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push_task
+            await self.push.flush()
         if self._webhook_task is not None:
             self._webhook_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

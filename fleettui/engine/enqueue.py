@@ -16,6 +16,7 @@ from typing import Any
 
 from fleettui.commands import CommandError, canonical, validate
 from fleettui.domain import Submission
+from fleettui.engine.push_commands import runs_on_push
 from fleettui.store import Store
 
 #: a command not taken by its device within this time expires (unless told otherwise)
@@ -43,7 +44,7 @@ async def enqueue(
     clean = validate(command, params)
     device = await store.device(target)
     if device is not None:
-        kind, device_ids = "device", [device.id]
+        kind, members = "device", [device]
     else:
         members = [d for d in await store.devices(target) if d.enabled]
         if not members:
@@ -51,7 +52,13 @@ async def enqueue(
             if target in sites:
                 raise CommandError(f"site {target!r} has no enabled device")
             raise CommandError(f"no device or site called {target!r}")
-        kind, device_ids = "site", [d.id for d in members]
+        kind = "site"
+    unable = [d.id for d in members if d.push and not runs_on_push(command)]
+    if unable:
+        shown = ", ".join(unable[:5]) + (f" and {len(unable) - 5} more" if len(unable) > 5 else "")
+        raise CommandError(f"{command}: a push device cannot do it ({shown} dial in: they "
+                           "take only the commands of the push protocol)")
+    device_ids = [d.id for d in members]
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise CommandError("idempotency key: expected 1 to 200 characters")
     return await store.submit_command(

@@ -29,7 +29,7 @@ from fleettui.config import SITE_ID_PATTERN
 from fleettui.domain import CommandRequest, DeviceState, DeviceStatus, Site
 from fleettui.engine.enqueue import enqueue
 from fleettui.report import alert_record, punch_record, request_record
-from fleettui.server import alert_routes, device_routes, webhook_routes
+from fleettui.server import alert_routes, device_routes, push_routes, webhook_routes
 from fleettui.server.base import (
     ALLOW_PRIVATE_KEY,
     AUTH_ERRORS,
@@ -774,10 +774,11 @@ OPENAPI: dict[str, Any] = {
         }},
         **webhook_routes.PATHS,
         **alert_routes.PATHS,
+        **push_routes.PATHS,
     },
 }
 OPENAPI["components"]["schemas"].update({**webhook_routes.SCHEMAS, **alert_routes.SCHEMAS,
-                                         **device_routes.SCHEMAS})
+                                         **device_routes.SCHEMAS, **push_routes.SCHEMAS})
 for _path, _ops in device_routes.PATHS.items():
     OPENAPI["paths"].setdefault(_path, {}).update(_ops)
 
@@ -822,6 +823,7 @@ def make_app(store: Store, *, clock: Clock = _utc_now,
     webhook_routes.add_routes(app)
     alert_routes.add_routes(app)
     device_routes.add_routes(app)
+    push_routes.add_routes(app)
     return app
 
 

@@ -76,8 +76,9 @@ def device_spec(body: dict[str, Any], index: int | None = None) -> DeviceSpec:
         message = problem.message.replace("required key is missing", "required")
         raise ApiError(400, code, f"{_at(index, field)}: {message}") from None
     return DeviceSpec(id=d.id, serial=d.serial, site_id=d.site, host=d.host or "",
-                      port=d.port, transport=d.transport, comm_key=d.comm_key, live_capture=d.live_capture,
-                      name=d.name, enabled=d.enabled, origin="api")
+                      port=d.port, transport=d.transport, comm_key=d.comm_key,
+                      live_capture=d.live_capture, name=d.name, enabled=d.enabled,
+                      origin="api")
 
 
 #: the HTTP status and error code that say each of the store's refusals

@@ -35,10 +35,11 @@ from fleettui.domain import (
     Submission,
     SyncCursor,
 )
+from fleettui.store.push_interface import PushStore
 from fleettui.store.webhook_interface import WebhookStore
 
 
-class Store(WebhookStore, Protocol):
+class Store(WebhookStore, PushStore, Protocol):
     """fleettui's database: the source of truth and the integration point (its webhook
     questions are those of ``WebhookStore``).
 
@@ -263,6 +264,10 @@ class Store(WebhookStore, Protocol):
 
     async def interrupt_sent_commands(self, now: datetime) -> int:
         """Commands left 'sent' by a poller that died: failed, never run a second time."""
+        ...
+
+    async def command(self, command_id: int) -> Command | None:
+        """One command, or None."""
         ...
 
     async def commands(

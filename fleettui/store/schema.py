@@ -219,4 +219,49 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (device_id, session_id)
     );
     """,
+    # 6: push devices (ADMS / iclock: they dial in). The lines sent to a device for
+    # each queued command, whose ids are the C:<id> it answers with; the upload stamps
+    # it last sent (echoed in the next handshake); and serials that called without
+    # being known, held until an operator approves them onto a site
+    """
+    ALTER TABLE devices ADD COLUMN push_address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN push_version TEXT NOT NULL DEFAULT '';
+    ALTER TABLE devices ADD COLUMN push_attlog_stamp TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE devices ADD COLUMN push_operlog_stamp TEXT NOT NULL DEFAULT '0';
+    CREATE TABLE push_lines (
+        id INTEGER PRIMARY KEY,
+        command_id INTEGER NOT NULL REFERENCES commands(id),
+        device_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',  -- queued, sent, done, failed
+        return_code INTEGER,
+        result TEXT NOT NULL DEFAULT '{}',
+        sent_at TEXT,
+        answered_at TEXT
+    );
+    CREATE INDEX push_lines_open ON push_lines(device_id, state, id);
+    -- what a push command will report when its lines are answered (counts, names)
+    ALTER TABLE commands ADD COLUMN push_plan TEXT;
+    -- which devices have work waiting: read every second by the push gateway
+    CREATE INDEX commands_queued ON commands(device_id) WHERE state = 'queued';
+    -- the users a push device holds, as its OPERLOG uploads and our syncs said
+    CREATE TABLE push_users (
+        device_id TEXT NOT NULL,
+        pin TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        privilege INTEGER NOT NULL DEFAULT 0,
+        card TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (device_id, pin)
+    );
+    CREATE INDEX push_lines_of_command ON push_lines(command_id);
+    CREATE TABLE push_pending (
+        serial TEXT PRIMARY KEY,
+        address TEXT NOT NULL DEFAULT '',
+        firmware TEXT NOT NULL DEFAULT '',
+        push_version TEXT NOT NULL DEFAULT '',
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 1
+    );
+    """,
 ]

@@ -44,7 +44,7 @@ from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.printable import printable, printable_fields
-from fleettui.runtime import ApiUnavailable, Runtime
+from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
 from fleettui.store import Store
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
@@ -247,6 +247,7 @@ class FleetApp(App[None]):
             return
         self.engine = await self.runtime.start_engine(alert_sinks=self._alert_sinks,
                                                       listeners=[self._on_engine_event])
+        await self._serve_push()
         if self.http is not None and not self._stopping.is_set():
             await self._serve_api(*self.http)
         if self._stopping.is_set():
@@ -301,6 +302,18 @@ class FleetApp(App[None]):
                 loop.remove_signal_handler(sig)
         if self.stop_signals is not None:
             self.stop_signals.take_back()
+
+    async def _serve_push(self) -> None:
+        """Serve the push listener when the config enables it; a bind failure is a toast."""
+        try:
+            address = await self.runtime.serve_push()
+        except PushUnavailable as e:
+            log.error("%s", e)
+            self.notify(str(e), title="push listener", severity="error", timeout=20)
+            return
+        if address is not None:
+            self.banner = f"{self.banner}   push {address}/iclock".strip()
+            log.info("push listener on %s/iclock/", address)
 
     async def _serve_api(self, host: str, port: int) -> None:
         """Serve the HTTP API from this loop (the runtime's); a bind failure is a toast and

@@ -17,6 +17,7 @@ from fleettui.store.sqlite.fleet import FleetQueries
 from fleettui.store.sqlite.health import HealthQueries
 from fleettui.store.sqlite.panels import PanelQueries
 from fleettui.store.sqlite.punches import PunchQueries
+from fleettui.store.sqlite.push import PushQueries
 from fleettui.store.sqlite.sessions import SessionQueries
 from fleettui.store.sqlite.webhooks import WebhookDeliveryQueries
 
@@ -31,6 +32,7 @@ class SqliteStore(
     WebhookEndpointQueries,
     ApiKeyQueries,
     SessionQueries,
+    PushQueries,
     EventQueries,
     PanelQueries,
 ):

@@ -185,15 +185,25 @@ class CommandQueries(SqliteConnection):
             )
 
     async def interrupt_sent_commands(self, now: datetime) -> int:
-        """Commands left 'sent' by a poller that died: failed, never run a second time."""
+        """Commands left 'sent' by a poller that died: failed, never run a second time.
+
+        Not those of push devices: their lines are with the device, whose results
+        reach whichever poller listens next."""
         async with self._tx() as db:
             cur = await db.execute(
                 "UPDATE commands SET state = 'failed', updated_at = ?, error = 'interrupted:"
                 " the poller stopped while it ran; it may or may not have taken effect'"
-                " WHERE state = 'sent'",
+                " WHERE state = 'sent'"
+                " AND device_id NOT IN (SELECT id FROM devices WHERE transport = 'push')",
                 (ts(now),),
             )
             return cur.rowcount
+
+    async def command(self, command_id: int) -> Command | None:
+        """One command, or None."""
+        rows = await fetch(self._db, f"SELECT {COMMAND_COLUMNS} FROM commands WHERE id = ?",
+                           (command_id,))
+        return command_of_row(rows[0]) if rows else None
 
     async def commands(
         self, *, device_id: str | None = None, limit: int = 100

@@ -23,7 +23,8 @@ from fleettui.store.sqlite.events import write_event
 _DEVICE_COLUMNS = (
     "id, serial, site_id, host, port, transport, name, enabled, model, firmware, platform, mac,"
     " status, status_reason, status_since, last_seen, users, users_cap, records, records_cap,"
-    " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records, origin"
+    " clock_drift_s, clock_checked_at, last_sync_at, last_punch_at, synced_records, origin,"
+    " push_address"
 )
 
 
@@ -240,6 +241,8 @@ class FleetQueries(SqliteConnection):
         if others:
             raise taken("serial_number",
                         f"serial {spec.serial!r} is already the device {others[0]['id']!r}")
+        if spec.transport == "push":
+            return  # it dials in: it has no address of its own to clash with another's
         others = await fetch(
             db, "SELECT id FROM devices WHERE removed = 0 AND id != ? AND lower(host) = ?"
             " AND port = ? AND transport = ?",
@@ -301,6 +304,7 @@ def device_of_row(r: Any) -> DeviceState:
         last_punch_at=from_ts(r["last_punch_at"]),
         synced_records=r["synced_records"],
         origin=r["origin"],
+        push_address=r["push_address"],
     )
 
 

@@ -1,0 +1,369 @@
+"""Push devices (ADMS / iclock): what the engine does with each call a device makes.
+
+A push device dials in: it handshakes, uploads its records, calls every
+``Delay`` seconds for commands (its heartbeat) and posts their results. The
+listener (``fleettui/push/``) carries those calls here as text; this gateway
+answers them, through the same store, status machine and command queue as
+polled devices: a punch is committed (with its webhook outbox row) before the
+device is told ``OK:<n>``, so a device that hears nothing sends again and
+nothing is lost or stored twice. It knows no HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from fleettui.commands import COMMANDS
+from fleettui.devices import push_wire
+from fleettui.domain import (
+    Command,
+    CommandState,
+    DeviceSpec,
+    DeviceState,
+    DeviceStatus,
+    Event,
+    EventKind,
+    FailureKind,
+    PushContact,
+)
+from fleettui.engine.health import Health
+from fleettui.engine.push_commands import PUSH_HANDLERS, PushPlan, outcome, users_changed
+from fleettui.engine.sync import make_punch
+from fleettui.store import Store
+
+log = logging.getLogger(__name__)
+
+#: how often contacts are written and silent devices looked for
+WATCH_EVERY_S = 1.0
+#: how long a device is given to come back after a restart we sent
+REBOOT_WINDOW_S = 120.0
+#: an unknown serial is written down at most this often
+PENDING_NOTE_EVERY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PushAnswer:
+    """What to answer a device: an HTTP status and a plain-text body."""
+
+    status: int
+    body: str
+
+
+UNKNOWN = PushAnswer(403, "UNKNOWN DEVICE\n")
+REFUSED = PushAnswer(403, "FORBIDDEN\n")
+OK = PushAnswer(200, "OK")
+
+
+@dataclass(slots=True)
+class _Device:
+    """One push device as the gateway follows it between calls."""
+
+    spec: DeviceSpec
+    zone: ZoneInfo
+    health: Health
+    heard_at: datetime | None = None
+    lock: asyncio.Lock | None = None
+
+
+class PushGateway:
+    """Answers push devices' calls and keeps their status from their heartbeats."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        publish: Callable[[Event], None],
+        delay_s: int = 10,
+        offline_after_s: float = 30.0,
+        error_delay_s: int = 30,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.publish = publish
+        self.delay_s = delay_s
+        self.offline_after_s = offline_after_s
+        self.error_delay_s = error_delay_s
+        self._by_serial: dict[str, _Device] = {}
+        self._contacts: dict[str, PushContact] = {}
+        self._pending_noted: dict[str, datetime] = {}
+        self._queued: set[str] = set()
+        self._started_at: datetime | None = None
+
+    # --- the fleet ----------------------------------------------------------------
+
+    def devices(self) -> list[DeviceSpec]:
+        """The push devices the gateway answers."""
+        return [d.spec for d in self._by_serial.values()]
+
+    def add(self, spec: DeviceSpec, state: DeviceState | None) -> None:
+        """Answer this device from now on (its status as the store last knew it)."""
+        health = Health(spec.id, offline_after=1)
+        if state is not None:
+            health.status, health.reason = state.status, state.status_reason
+            health.since = state.status_since
+        self._by_serial[spec.serial] = _Device(spec, ZoneInfo(spec.timezone or "UTC"), health,
+                                               lock=asyncio.Lock())
+
+    def remove(self, device_id: str) -> None:
+        """Stop answering a device (it is told it is unknown)."""
+        for serial, d in list(self._by_serial.items()):
+            if d.spec.id == device_id:
+                del self._by_serial[serial]
+
+    def known(self, serial: str) -> bool:
+        """Whether a serial is one of the fleet's push devices."""
+        return serial in self._by_serial
+
+    # --- calls --------------------------------------------------------------------
+
+    async def handshake(self, serial: str, query: Mapping[str, str],
+                        address: str) -> PushAnswer:
+        """``GET /iclock/cdata?options=all``: the options block."""
+        device = await self._device(serial, address, query)
+        if device is None:
+            return UNKNOWN
+        now = self.clock()
+        await self._heard(device, now, address, query.get("pushver", ""))
+        await self._reboot_seen(device, now)
+        stamps = await self.store.push_stamps(device.spec.id)
+        offset = device.zone.utcoffset(now.replace(tzinfo=None))
+        minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+        options = push_wire.Options(
+            serial=serial, delay_s=self.delay_s, error_delay_s=self.error_delay_s,
+            timezone_minutes=minutes, attlog_stamp=stamps.attlog,
+            operlog_stamp=stamps.operlog, legacy_stamps="pushver" not in query)
+        return PushAnswer(200, push_wire.render_options(options))
+
+    async def upload(self, serial: str, table: str, stamp: str, body: bytes,
+                     address: str) -> PushAnswer:
+        """``POST /iclock/cdata?table=…``: records, committed before they are acknowledged."""
+        device = await self._device(serial, address, {})
+        if device is None:
+            return UNKNOWN
+        now = self.clock()
+        text = push_wire.decode(body)
+        if table == "ATTLOG":
+            answer = await self._attlog(device, text, now)
+        elif table == "OPERLOG":
+            answer = await self._operlog(device, text, now)
+        else:  # options, photos, biometric data: taken, not kept
+            answer = OK
+        if stamp and table in ("ATTLOG", "OPERLOG"):
+            await self.store.record_push_stamp(device.spec.id, table, stamp)
+        await self._heard(device, now, address, "")
+        return answer
+
+    async def heartbeat(self, serial: str, info: str | None, address: str) -> PushAnswer:
+        """``GET /iclock/getrequest``: the device is alive; hand it its commands."""
+        device = await self._device(serial, address, {})
+        if device is None:
+            return UNKNOWN
+        now = self.clock()
+        details = push_wire.parse_info(info) if info else None
+        await self._heard(device, now, address, "", details)
+        assert device.lock is not None
+        async with device.lock:  # one answer at a time per device: lines are sent once
+            lines = await self._lines_to_send(device, now)
+        return PushAnswer(200, push_wire.render_commands(lines))
+
+    async def results(self, serial: str, body: bytes, address: str) -> PushAnswer:
+        """``POST /iclock/devicecmd``: results of the lines sent, matched to the queue."""
+        device = await self._device(serial, address, {})
+        if device is None:
+            return UNKNOWN
+        now = self.clock()
+        results, bad = push_wire.parse_results(push_wire.decode(body))
+        for b in bad:
+            log.info("push %s: result line %d skipped: %s", device.spec.id, b.number, b.reason)
+        finished: set[int] = set()
+        for r in results:
+            line = await self.store.answer_push_line(device.spec.id, r.id, r.code, r.extra, now)
+            if line is None:
+                continue  # not ours, or already answered (a result posted twice)
+            if line.text == "INFO" and r.extra:
+                info = push_wire.info_of_pairs(r.extra)
+                self._contacts[device.spec.id] = PushContact(
+                    device.spec.id, now, address, firmware=info.firmware or None,
+                    users=info.users, records=info.records, records_cap=info.records_cap)
+            finished.add(line.command_id)
+        for command_id in finished:
+            await self._maybe_finish(device, command_id, now)
+        await self._heard(device, now, address, "")
+        return OK
+
+    # --- the watch -----------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Once a second, for ever: write contacts, find silent devices, see queued work."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("push watch failed")
+            await asyncio.sleep(WATCH_EVERY_S)
+
+    async def tick(self) -> None:
+        """One round of the watch (tests call it with their own clock)."""
+        now = self.clock()
+        if self._started_at is None:
+            self._started_at = now
+        await self.flush()
+        self._queued = await self.store.devices_with_queued_commands()
+        silent = timedelta(seconds=self.offline_after_s)
+        for device in list(self._by_serial.values()):
+            health = device.health
+            last = device.heard_at or self._started_at
+            if health.status is DeviceStatus.OFFLINE or now - last < silent:
+                continue
+            if health.status is DeviceStatus.UNKNOWN and device.heard_at is None and \
+                    now - self._started_at < silent:
+                continue
+            change = health.failure(
+                FailureKind.UNREACHABLE, f"no heartbeat for {self.offline_after_s:g} s", now)
+            if change is not None:
+                self.publish(await self.store.record_status(change))
+
+    async def flush(self) -> None:
+        """Write the contacts heard since the last flush, in one transaction."""
+        if self._contacts:
+            contacts, self._contacts = list(self._contacts.values()), {}
+            await self.store.record_push_contacts(contacts)
+
+    # --- inside ----------------------------------------------------------------------
+
+    async def _device(self, serial: str, address: str,
+                      query: Mapping[str, str]) -> _Device | None:
+        device = self._by_serial.get(serial)
+        if device is not None:
+            return device
+        now = self.clock()
+        last = self._pending_noted.get(serial)
+        if last is None or (now - last).total_seconds() >= PENDING_NOTE_EVERY_S:
+            self._pending_noted[serial] = now
+            if len(self._pending_noted) > 10_000:  # a flood of invented serials
+                self._pending_noted.clear()
+            await self.store.note_pending_push(serial, address, "", query.get("pushver", ""),
+                                               now)
+            log.warning("push: unknown serial %s called from %s (pending approval)",
+                        serial, address)
+        return None
+
+    async def _heard(self, device: _Device, now: datetime, address: str, version: str,
+                     info: push_wire.DeviceInfo | None = None) -> None:
+        device.heard_at = now
+        previous = self._contacts.get(device.spec.id)
+        self._contacts[device.spec.id] = PushContact(
+            device.spec.id, now, address, version or (previous.push_version if previous else ""),
+            firmware=(info.firmware or None) if info else
+            (previous.firmware if previous else None),
+            users=info.users if info else (previous.users if previous else None),
+            records=info.records if info else (previous.records if previous else None),
+            records_cap=previous.records_cap if previous else None)
+        change = device.health.success(now)
+        if change is not None:
+            self.publish(await self.store.record_status(change))
+
+    async def _attlog(self, device: _Device, text: str, now: datetime) -> PushAnswer:
+        parsed = push_wire.parse_attlog(text)
+        for b in parsed.bad[:5]:
+            log.warning("push %s: ATTLOG line %d skipped: %s", device.spec.id, b.number,
+                        b.reason)
+        punches = [make_punch(device.spec.id, raw, device.zone, source="push",
+                              received_at=now, clock_drift_s=None) for raw in parsed.punches]
+        new = await self.store.insert_punches(device.spec.id, punches) if punches else 0
+        if new:
+            self.publish(await self.store.add_event(
+                EventKind.SYNC, f"{device.spec.id}: {new} new punch(es) pushed", at=now,
+                device_id=device.spec.id,
+                data={"new": new, "read": len(punches), "bad": len(parsed.bad)}))
+        return PushAnswer(200, f"OK:{parsed.lines}")
+
+    async def _operlog(self, device: _Device, text: str, now: datetime) -> PushAnswer:
+        parsed = push_wire.parse_operlog(text)
+        if parsed.users:
+            await self.store.record_push_users(device.spec.id, parsed.users)
+        for op in parsed.operations:
+            what = push_wire.OPERATIONS.get(op.op)
+            if what is None:
+                continue
+            self.publish(await self.store.add_event(
+                EventKind.DEVICE_OPERATION,
+                f"{device.spec.id}: {what}" + (f" by {op.operator}" if op.operator.strip("0")
+                                               else ""),
+                at=now, device_id=device.spec.id,
+                data={"op": op.op, "at": op.at.isoformat() if op.at else None}))
+        return PushAnswer(200, f"OK:{parsed.lines}")
+
+    async def _lines_to_send(self, device: _Device, now: datetime) -> list[tuple[int, str]]:
+        device_id = device.spec.id
+        queued = await self.store.push_lines(device_id, state="queued")
+        if not queued and device_id in self._queued:
+            self._queued.discard(device_id)
+            for command in await self.store.due_commands(device_id, now):
+                plan = await self._plan(device, command)
+                if plan.refused is not None or not plan.lines:
+                    await self.store.start_command(command.id, now)
+                    state = CommandState.FAILED if plan.refused else CommandState.DONE
+                    self.publish(await self.store.finish_command(
+                        command, state, now, result=plan.report or None,
+                        error=plan.refused or ""))
+                    continue
+                await self.store.start_command(command.id, now)
+                await self.store.add_push_lines(command.id, device_id, plan.lines, plan.report)
+                if COMMANDS[command.command].reboots:
+                    break  # what follows waits for the device to come back
+            queued = await self.store.push_lines(device_id, state="queued")
+        if not queued:
+            return []
+        in_flight = len(await self.store.push_lines(device_id, state="sent"))
+        batch = push_wire.batch_for_answer([(line.id, line.text) for line in queued],
+                                           in_flight=in_flight)
+        if batch:
+            await self.store.mark_push_lines_sent([cid for cid, _ in batch], now)
+            if any(push_wire.is_reboot(text) for _, text in batch):
+                device.health.expect_reboot(now + timedelta(seconds=REBOOT_WINDOW_S))
+        return batch
+
+    async def _plan(self, device: _Device, command: Command) -> PushPlan:
+        handler = PUSH_HANDLERS.get(command.command)
+        if handler is None:
+            return PushPlan(refused=f"a push device cannot run {command.command}")
+        return await handler(_Target(device.spec.id, self.store), command.params)
+
+    async def _maybe_finish(self, device: _Device, command_id: int, now: datetime) -> None:
+        lines = await self.store.push_lines_of(command_id)
+        if any(line.state in ("queued", "sent") for line in lines):
+            return
+        command = await self.store.command(command_id)
+        if command is None or command.state.final:
+            return
+        done, result, error = outcome(lines, await self.store.push_plan(command_id))
+        users, removed = users_changed(lines)
+        if users or removed:
+            await self.store.record_push_users(device.spec.id, users, removed)
+        self.publish(await self.store.finish_command(
+            command, CommandState.DONE if done else CommandState.FAILED, now,
+            result=result, error=error))
+
+    async def _reboot_seen(self, device: _Device, now: datetime) -> None:
+        """A device handshaking after a REBOOT we sent has run it: the line is answered."""
+        for line in await self.store.push_lines(device.spec.id, state="sent"):
+            if push_wire.is_reboot(line.text):
+                answered = await self.store.answer_push_line(
+                    device.spec.id, line.id, 0, {"seen": "the device started again"}, now)
+                if answered is not None:
+                    await self._maybe_finish(device, answered.command_id, now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A push device as command planning sees it."""
+
+    device_id: str
+    store: Store

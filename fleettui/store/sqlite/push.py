@@ -1,0 +1,185 @@
+"""Push devices (ADMS / iclock): their contacts, upload stamps, command lines, and the
+serials that called without being known."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, PushUser
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+
+_LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result"
+
+
+class PushQueries(SqliteConnection):
+    """What the push gateway keeps in the store between a device's calls."""
+
+    async def record_push_contacts(self, contacts: Sequence[PushContact]) -> None:
+        """Many devices' latest calls in one transaction (heartbeats are written in batches:
+        2,000 devices calling every 10 s would otherwise be 200 transactions a second)."""
+        if not contacts:
+            return
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE devices SET last_seen = ?, push_address = ?,"
+                " push_version = CASE WHEN ? = '' THEN push_version ELSE ? END,"
+                " firmware = COALESCE(?, firmware), users = COALESCE(?, users),"
+                " records = COALESCE(?, records), records_cap = COALESCE(?, records_cap)"
+                " WHERE id = ?",
+                [(ts(c.at), c.address, c.push_version, c.push_version, c.firmware, c.users,
+                  c.records, c.records_cap, c.device_id) for c in contacts],
+            )
+
+    async def push_stamps(self, device_id: str) -> PushStamps:
+        """The stamps the device sent with its last uploads ("0" before any)."""
+        rows = await fetch(self._db, "SELECT push_attlog_stamp, push_operlog_stamp FROM devices"
+                           " WHERE id = ?", (device_id,))
+        return PushStamps(str(rows[0][0]), str(rows[0][1])) if rows else PushStamps("0", "0")
+
+    async def record_push_stamp(self, device_id: str, table: str, stamp: str) -> None:
+        """The stamp an upload of ``table`` ("ATTLOG" or "OPERLOG") carried."""
+        column = {"ATTLOG": "push_attlog_stamp", "OPERLOG": "push_operlog_stamp"}[table]
+        async with self._tx() as db:
+            await db.execute(f"UPDATE devices SET {column} = ? WHERE id = ?",
+                             (stamp[:32], device_id))
+
+    async def devices_with_queued_commands(self) -> set[str]:
+        """Devices that have commands waiting to start (any transport)."""
+        rows = await fetch(self._db, "SELECT DISTINCT device_id FROM commands"
+                           " WHERE state = 'queued'")
+        return {r[0] for r in rows}
+
+    # --- users ------------------------------------------------------------------
+
+    async def push_users(self, device_id: str) -> list[PushUser]:
+        """The users the device holds, as far as its uploads and our syncs told."""
+        rows = await fetch(self._db, "SELECT pin, name, privilege, card FROM push_users"
+                           " WHERE device_id = ? ORDER BY pin", (device_id,))
+        return [PushUser(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def record_push_users(self, device_id: str, users: Sequence[PushUser],
+                                removed: Sequence[str] = ()) -> None:
+        """Users the device now holds (added or changed), and pins it no longer holds."""
+        async with self._tx() as db:
+            await db.executemany(
+                "INSERT INTO push_users (device_id, pin, name, privilege, card)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id, pin) DO UPDATE SET"
+                " name = excluded.name, privilege = excluded.privilege, card = excluded.card",
+                [(device_id, u.pin, u.name, u.privilege, u.card) for u in users])
+            await db.executemany("DELETE FROM push_users WHERE device_id = ? AND pin = ?",
+                                 [(device_id, pin) for pin in removed])
+
+    # --- command lines ----------------------------------------------------------
+
+    async def add_push_lines(self, command_id: int, device_id: str, texts: Sequence[str],
+                             plan: dict[str, Any]) -> list[PushLine]:
+        """The lines that carry a command to a push device, queued in order, and what the
+        command reports once they are answered; the command is started (sent)."""
+        async with self._tx() as db:
+            await db.execute("UPDATE commands SET push_plan = ? WHERE id = ?",
+                             (json.dumps(plan), command_id))
+            await db.executemany(
+                "INSERT INTO push_lines (command_id, device_id, text) VALUES (?, ?, ?)",
+                [(command_id, device_id, t) for t in texts],
+            )
+            rows = await fetch(db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
+                               " WHERE command_id = ? ORDER BY id", (command_id,))
+        return [_line(r) for r in rows]
+
+    async def push_plan(self, command_id: int) -> dict[str, Any]:
+        """What a push command reports once its lines are answered (empty if nothing)."""
+        rows = await fetch(self._db, "SELECT push_plan FROM commands WHERE id = ?",
+                           (command_id,))
+        return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+
+    async def push_lines(self, device_id: str, *, state: str) -> list[PushLine]:
+        """The device's lines in ``state`` ("queued": to send; "sent": awaiting results)."""
+        rows = await fetch(self._db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
+                           " WHERE device_id = ? AND state = ? ORDER BY id", (device_id, state))
+        return [_line(r) for r in rows]
+
+    async def push_lines_of(self, command_id: int) -> list[PushLine]:
+        """Every line of one command, in order."""
+        rows = await fetch(self._db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
+                           " WHERE command_id = ? ORDER BY id", (command_id,))
+        return [_line(r) for r in rows]
+
+    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> None:
+        """Lines handed to the device in a getrequest answer."""
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE push_lines SET state = 'sent', sent_at = ?"
+                " WHERE id = ? AND state = 'queued'",
+                [(ts(now), i) for i in line_ids],
+            )
+
+    async def answer_push_line(self, device_id: str, line_id: int, code: int,
+                               result: dict[str, str], now: datetime) -> PushLine | None:
+        """A device's result for one of its lines; None when the id is not one of this
+        device's lines awaiting a result (a result posted twice is taken once)."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE push_lines SET state = ?, return_code = ?, result = ?, answered_at = ?"
+                " WHERE id = ? AND device_id = ? AND state IN ('sent', 'queued')",
+                ("done" if code == 0 else "failed", code, json.dumps(result), ts(now),
+                 line_id, device_id),
+            )
+            if not cur.rowcount:
+                return None
+            rows = await fetch(db, f"SELECT {_LINE_COLUMNS} FROM push_lines WHERE id = ?",
+                               (line_id,))
+        return _line(rows[0])
+
+    async def drop_push_lines(self, command_id: int) -> int:
+        """Lines of a command that ended without them (expired, failed): never sent now."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE push_lines SET state = 'failed' WHERE command_id = ?"
+                " AND state IN ('queued', 'sent')", (command_id,))
+            return cur.rowcount
+
+    # --- devices not known yet ----------------------------------------------------
+
+    async def note_pending_push(self, serial: str, address: str, firmware: str,
+                                push_version: str, now: datetime) -> None:
+        """An unknown serial called: held (with where and what it is) until approved."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO push_pending (serial, address, firmware, push_version,"
+                " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(serial) DO UPDATE SET address = excluded.address,"
+                " firmware = CASE WHEN excluded.firmware = '' THEN firmware"
+                " ELSE excluded.firmware END,"
+                " push_version = CASE WHEN excluded.push_version = '' THEN push_version"
+                " ELSE excluded.push_version END,"
+                " last_seen = excluded.last_seen, requests = requests + 1",
+                (serial, address, firmware[:60], push_version[:20], ts(now), ts(now)),
+            )
+
+    async def pending_push_devices(self) -> list[PendingDevice]:
+        """Serials waiting for approval, most recently heard first."""
+        rows = await fetch(self._db, "SELECT serial, address, firmware, push_version,"
+                           " first_seen, last_seen, requests FROM push_pending"
+                           " ORDER BY last_seen DESC, serial")
+        return [_pending(r) for r in rows]
+
+    async def forget_pending_push(self, serial: str) -> bool:
+        """Stop holding a serial (approved, or dismissed); False if it was not held."""
+        async with self._tx() as db:
+            cur = await db.execute("DELETE FROM push_pending WHERE serial = ?", (serial,))
+            return cur.rowcount > 0
+
+
+def _line(r: Any) -> PushLine:
+    return PushLine(r["id"], r["command_id"], r["device_id"], r["text"], r["state"],
+                    r["return_code"], json.loads(r["result"]))
+
+
+def _pending(r: Any) -> PendingDevice:
+    first, last = from_ts(r["first_seen"]), from_ts(r["last_seen"])
+    assert first is not None and last is not None
+    return PendingDevice(r["serial"], r["address"], r["firmware"], r["push_version"],
+                         first, last, r["requests"])

@@ -1,0 +1,322 @@
+"""The push listener over HTTP, as a device calls it: real server on loopback, real store.
+
+Each test sends what a push-mode terminal sends (wire format from the ZKTeco
+push protocol notes) with an HTTP client, and checks the answers and the
+store. The engine's clock is injected (offline detection is driven by
+``tick``); the answers' Date header comes from an injected wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+
+from fleettui.commands import CommandError
+from fleettui.config import Config, parse_config
+from fleettui.domain import CommandState, DeviceStatus
+from fleettui.engine.approve import ApprovalError, approve_push_device
+from fleettui.engine.engine import Engine
+from fleettui.engine.enqueue import enqueue
+from fleettui.push import push_app
+from fleettui.store import Store, open_store
+from tests import test_http_api
+from tests.conftest import free_port, next_host
+from tests.test_http_api import Api, _err
+
+api = test_http_api.api  # the fixture: a server over a filled store, a key per role
+
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+WALL = datetime(2026, 12, 3, 9, 0, 5, tzinfo=UTC)
+
+CONFIG = """
+[push]
+enabled = true
+delay_s = 5
+offline_after_s = 20
+
+[[sites]]
+id = "pune"
+name = "Pune plant"
+timezone = "Asia/Kolkata"
+
+[[sites]]
+id = "lyon"
+name = "Lyon depot"
+timezone = "Europe/Paris"
+
+[[devices]]
+id = "gate-1"
+serial = "CKPUSH0001"
+site = "pune"
+transport = "push"
+
+[[devices]]
+id = "gate-2"
+serial = "CKPUSH0002"
+site = "lyon"
+transport = "push"
+"""
+
+
+@dataclass
+class Listener:
+    """A push listener over a fresh store, and a client that calls it as devices do."""
+
+    engine: Engine
+    store: Store
+    client: httpx.AsyncClient
+    now: list[datetime]
+
+    async def call(self, method: str, path: str, serial: str | None = "CKPUSH0001",
+                   body: str | bytes | None = None, **query: str) -> httpx.Response:
+        params = ({"SN": serial} if serial is not None else {}) | query
+        content = body.encode() if isinstance(body, str) else body
+        return await self.client.request(method, path, params=params, content=content)
+
+    def advance(self, seconds: float) -> None:
+        self.now[0] += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
+    config: Config = parse_config(CONFIG)
+    store = await open_store(tmp_path / "fleet.db")
+    now = [T0]
+    engine = Engine(config, store, clock=lambda: now[0])
+    await engine.prepare()
+    host = next_host()
+    port = free_port(host)
+    runner = web.AppRunner(push_app(engine.push, config.push,
+                                    wall_clock=lambda: WALL.timestamp()))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
+        try:
+            yield Listener(engine, store, client, now)
+        finally:
+            await runner.cleanup()
+            await engine.push.flush()
+            await store.close()
+
+
+async def test_the_handshake_gives_the_options_the_site_zone_and_a_true_date(
+    listener: Listener,
+) -> None:
+    r = await listener.call("GET", "/iclock/cdata", options="all", pushver="2.4.1",
+                            language="69")
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert lines[0] == "GET OPTION FROM: CKPUSH0001"
+    options = dict(line.split("=", 1) for line in lines[1:])
+    assert options["Delay"] == "5"
+    assert options["TimeZone"] == "330"  # India: +5:30, in minutes as firmware reads it
+    assert options["ATTLOGStamp"] == "0" and "Stamp" not in options
+    assert options["TransFlag"].startswith("TransData AttLog")
+    assert options["Realtime"] == "1" and "ServerVer" in options
+    assert parsedate_to_datetime(r.headers["Date"]) == WALL  # devices set their clock by it
+    # a device without pushver is legacy firmware: Stamp= and OpStamp= it reads instead
+    legacy = await listener.call("GET", "/iclock/cdata", serial="CKPUSH0002", options="all")
+    assert "Stamp=0" in legacy.text.splitlines() and "TimeZone=1" in legacy.text
+    device = await listener.store.device("gate-1")
+    assert device is not None and device.status is DeviceStatus.ONLINE
+
+
+ATTLOG_5 = "1001\t2026-12-03 08:01:02\t0\t1\t0\n"
+ATTLOG_7 = "1002\t2026-12-03 08:02:03\t0\t15\t0\t0\t0\r\n"
+ATTLOG_10 = "1003\t2026-12-03 08:03:04\t1\t1\t0\t0\t0\t1\t36.6\t0\n"
+
+
+async def test_every_attlog_profile_is_stored_once_then_acknowledged(
+    listener: Listener,
+) -> None:
+    body = ATTLOG_5 + ATTLOG_7 + "garbage line\n" + ATTLOG_10
+    r = await listener.call("POST", "/iclock/cdata", body=body, table="ATTLOG", Stamp="9")
+    assert (r.status_code, r.text) == (200, "OK:4")  # every line taken, the bad one skipped
+    punches = await listener.store.punches(device_id="gate-1")
+    assert [(p.user_id, p.state, p.verify) for p in punches] == [
+        ("1001", 0, 1), ("1002", 0, 15), ("1003", 1, 1)]
+    assert punches[0].utc_time == datetime(2026, 12, 3, 2, 31, 2, tzinfo=UTC)  # Kolkata
+    assert await listener.store.outbox_count() == 4  # 3 punch.created, and its device.online
+    # the answer was lost: the device posts the same batch again; nothing is stored twice
+    again = await listener.call("POST", "/iclock/cdata", body=body, table="ATTLOG", Stamp="9")
+    assert again.text == "OK:4"
+    assert await listener.store.punch_count("gate-1") == 3
+    assert await listener.store.outbox_count() == 4
+    assert (await listener.store.push_stamps("gate-1")).attlog == "9"
+    hello = await listener.call("GET", "/iclock/cdata", options="all", pushver="2.4.1")
+    assert "ATTLOGStamp=9" in hello.text.splitlines()
+
+
+async def test_an_unknown_serial_stores_nothing_and_waits_for_approval(
+    listener: Listener,
+) -> None:
+    r = await listener.call("POST", "/iclock/cdata", serial="STRANGER1", body=ATTLOG_5,
+                            table="ATTLOG")
+    assert r.status_code == 403 and not r.text.startswith("OK")  # the device keeps its data
+    beat = await listener.call("GET", "/iclock/getrequest", serial="STRANGER1")
+    assert beat.status_code == 403
+    assert await listener.store.punch_count() == 0
+    pending = await listener.store.pending_push_devices()
+    assert [(p.serial, p.address.startswith("127.")) for p in pending] == [("STRANGER1", True)]
+
+
+async def test_a_queued_restart_rides_the_heartbeat_and_its_result_ends_it(
+    listener: Listener,
+) -> None:
+    store = listener.store
+    assert (await listener.call("GET", "/iclock/getrequest")).text == "OK"
+    request, _ = await enqueue(store, "gate-1", "restart", now=T0, source="test")
+    await listener.engine.push.tick()  # the gateway sees the queue (once a second)
+    r = await listener.call("GET", "/iclock/getrequest")
+    line_id, text = r.text.strip().split(":", 2)[1:]
+    assert text == "REBOOT"
+    assert (await listener.call("GET", "/iclock/getrequest")).text == "OK"  # sent once
+    done = await listener.call("POST", "/iclock/devicecmd",
+                               body=f"ID={line_id}&Return=0&CMD=REBOOT\n")
+    assert done.text == "OK"
+    fresh = await store.command_request(request.id)
+    assert fresh is not None and fresh.commands[0].state is CommandState.DONE
+    # the same result posted again changes nothing
+    await listener.call("POST", "/iclock/devicecmd", body=f"ID={line_id}&Return=0&CMD=REBOOT")
+    again = await store.command_request(request.id)
+    assert again is not None and again.commands[0].updated_at == fresh.commands[0].updated_at
+
+
+async def test_a_failed_return_code_fails_the_command_in_words(listener: Listener) -> None:
+    store = listener.store
+    request, _ = await enqueue(store, "gate-1", "unlock", {"seconds": 4}, now=T0,
+                               source="test")
+    await listener.engine.push.tick()
+    r = await listener.call("GET", "/iclock/getrequest")
+    line_id, text = r.text.strip().split(":", 2)[1:]
+    assert text == "AC_UNLOCK 4"
+    await listener.call("POST", "/iclock/devicecmd",
+                        body=f"ID={line_id}&Return=-1005&CMD=AC_UNLOCK\n")
+    fresh = await store.command_request(request.id)
+    assert fresh is not None
+    command = fresh.commands[0]
+    assert command.state is CommandState.FAILED
+    assert command.error == "AC_UNLOCK 4: the device is busy (-1005)"
+
+
+async def test_commands_a_push_device_cannot_do_are_refused_when_queued(
+    listener: Listener,
+) -> None:
+    with pytest.raises(CommandError, match="push device cannot do it .*gate-1"):
+        await enqueue(listener.store, "gate-1", "disable", now=T0, source="test")
+
+
+async def test_an_employee_sync_becomes_user_lines_and_is_remembered(
+    listener: Listener,
+) -> None:
+    store = listener.store
+    await listener.call("POST", "/iclock/cdata", table="OPERLOG",
+                        body="USER PIN=7\tName=Old\tPri=0\tPasswd=\tCard=\tGrp=1\n"
+                             "OPLOG 21\t0\t2026-12-03 08:00:00\t0\t0\t0\t0\n")
+    employees = [{"user_id": "5", "name": "Asha"}, {"user_id": "6", "name": "Ravi"}]
+    request, _ = await enqueue(store, "gate-1", "sync_employees",
+                               {"employees": employees, "remove_missing": True},
+                               now=T0, source="test")
+    await listener.engine.push.tick()
+    r = await listener.call("GET", "/iclock/getrequest")
+    sent = [line.split(":", 2)[1:] for line in r.text.strip().splitlines()]
+    assert [t.split("\t")[0] for _, t in sent] == [
+        "DATA UPDATE USERINFO PIN=5", "DATA UPDATE USERINFO PIN=6", "DATA DELETE USERINFO PIN=7"]
+    results = "".join(f"ID={i}&Return=0&CMD=DATA\n" for i, _ in sent)
+    await listener.call("POST", "/iclock/devicecmd", body=results)
+    fresh = await store.command_request(request.id)
+    assert fresh is not None and fresh.commands[0].state is CommandState.DONE
+    assert fresh.commands[0].result == {"added": 2, "updated": 0, "removed": 1,
+                                        "unchanged": 0, "users": 2}
+    assert [u.pin for u in await store.push_users("gate-1")] == ["5", "6"]
+    events = [e.message for e in await store.events_after(0)]
+    assert "gate-1: clock set" in events
+
+
+async def test_a_silent_device_goes_offline_and_a_heartbeat_brings_it_back(
+    listener: Listener,
+) -> None:
+    store = listener.store
+    await listener.call("GET", "/iclock/getrequest")
+    await listener.engine.push.tick()
+    listener.advance(19)
+    await listener.engine.push.tick()
+    device = await store.device("gate-1")
+    assert device is not None and device.status is DeviceStatus.ONLINE
+    listener.advance(2)
+    await listener.engine.push.tick()
+    device = await store.device("gate-1")
+    assert device is not None and device.status is DeviceStatus.OFFLINE
+    assert device.status_reason == "no heartbeat for 20 s"
+    await listener.call("GET", "/iclock/getrequest", INFO="Ver 6.60,12,3,845,10.1.2.3")
+    await listener.engine.push.tick()  # contacts are written once a second
+    device = await store.device("gate-1")
+    assert device is not None and device.status is DeviceStatus.ONLINE
+    assert (device.firmware, device.users, device.records) == ("Ver 6.60", 12, 845)
+
+
+async def test_bad_requests_get_short_answers_and_reach_nothing(listener: Listener) -> None:
+    no_serial = await listener.call("GET", "/iclock/getrequest", serial=None)
+    assert (no_serial.status_code, no_serial.text) == (400, "BAD REQUEST\n")
+    bad_serial = await listener.call("GET", "/iclock/getrequest", serial="x;DROP TABLE")
+    assert bad_serial.status_code == 400
+    elsewhere = await listener.call("GET", "/v1/devices")
+    assert elsewhere.status_code == 404
+    too_big = await listener.call("POST", "/iclock/cdata", table="ATTLOG",
+                                  body=b"1\t2026-12-03 08:00:00\t0\t1\n" * 100_000)
+    assert too_big.status_code == 413
+    assert await listener.store.punch_count() == 0
+    # a serial calling far faster than any heartbeat is told to wait
+    answers = [(await listener.call("GET", "/iclock/ping")).status_code for _ in range(3)]
+    assert answers == [200, 200, 200]  # ping needs no serial and is never limited
+    codes = [(await listener.call("GET", "/iclock/getrequest", serial="CKPUSH0002")).status_code
+             for _ in range(40)]
+    assert codes[0] == 200 and 503 in codes
+
+
+async def test_an_approved_device_is_answered_and_its_backlog_stored_once(
+    listener: Listener,
+) -> None:
+    store = listener.store
+    await listener.call("GET", "/iclock/cdata", serial="NEWONE77", options="all",
+                        pushver="2.4.1")
+    refused = await listener.call("POST", "/iclock/cdata", serial="NEWONE77", body=ATTLOG_7,
+                                  table="ATTLOG")
+    assert refused.status_code == 403
+    with pytest.raises(ApprovalError, match="no site"):
+        await approve_push_device(store, "NEWONE77", "nowhere", T0)
+    state = await approve_push_device(store, "NEWONE77", "lyon", T0, name="Dock door")
+    assert (state.id, state.transport, state.origin) == ("newone77", "push", "api")
+    assert await store.pending_push_devices() == []
+    await listener.engine.reconcile()  # what the poller does every few seconds
+    for _ in range(2):  # the device sends its buffer; the answer is lost; it sends it again
+        r = await listener.call("POST", "/iclock/cdata", serial="NEWONE77", body=ATTLOG_7,
+                                table="ATTLOG")
+        assert r.text == "OK:1"
+    punches = await store.punches(device_id="newone77")
+    assert [(p.user_id, p.timezone) for p in punches] == [("1002", "Europe/Paris")]
+    with pytest.raises(ApprovalError, match="waiting"):
+        await approve_push_device(store, "NEWONE77", "lyon", T0)
+
+
+async def test_pending_devices_over_the_http_api(api: Api) -> None:
+    await api.store.note_pending_push("DOOR999", "10.9.8.7", "", "2.4.1", T0)
+    assert (await api.get("/v1/push/pending")).json()["pending"][0]["serial"] == "DOOR999"
+    site = (await api.get("/v1/sites")).json()["sites"][0]["id"]
+    path = "/v1/push/pending/DOOR999/approve"
+    assert "admin" in _err(await api.post(path, json={"site": site}), 403, "forbidden")
+    _err(await api.post(path, role="admin", json={"site": site, "colour": "red"}), 400,
+         "unknown_field")
+    _err(await api.post("/v1/push/pending/NOPE/approve", role="admin", json={"site": site}),
+         404, "not_found")
+    r = await api.post(path, role="admin", json={"site": site, "id": "door-999"})
+    assert r.status_code == 201 and r.json()["id"] == "door-999"
+    assert (await api.get("/v1/push/pending")).json()["pending"] == []
+    assert "door-999" in [d["id"] for d in (await api.get("/v1/devices")).json()["devices"]]
