@@ -209,7 +209,7 @@ async def test_a_failed_return_code_fails_the_command_in_words(listener: Listene
 async def test_commands_a_push_device_cannot_do_are_refused_when_queued(
     listener: Listener,
 ) -> None:
-    with pytest.raises(CommandError, match="push device cannot do it .*gate-1"):
+    with pytest.raises(CommandError, match=r"push device cannot do it .*gate-1"):
         await enqueue(listener.store, "gate-1", "disable", now=T0, source="test")
 
 
