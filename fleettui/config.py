@@ -420,8 +420,9 @@ class PushSettings(_Model):
     """How long a device waits before trying again after a failed request."""
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     """The largest upload taken (the firmware's own maximum package is about 2 MB)."""
-    rate_per_serial: float = Field(5.0, ge=0.1, le=1000)
-    """Requests per second one serial may make (bursts of 4 × this); more get 503."""
+    rate_per_serial: float = Field(20.0, ge=0.1, le=1000)
+    """Requests per second one serial may make (bursts of 4 × this); more get 503. A
+    device catching up on a backlog posts a batch as soon as the last is acknowledged."""
     allow_networks: list[str] = Field(default_factory=list)
     """Source networks devices may call from (CIDR; empty: any)."""
 

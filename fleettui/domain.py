@@ -434,6 +434,9 @@ class PushContact:
     users: int | None = None
     records: int | None = None
     records_cap: int | None = None
+    #: the stamps its last uploads carried (None: none since the last time)
+    attlog_stamp: str | None = None
+    operlog_stamp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

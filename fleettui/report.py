@@ -49,6 +49,7 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
                 "serial": d.serial,
                 "site": d.site_id,
                 "model": d.model,
+                "transport": d.transport,
                 "status": d.status.value,
                 "reason": d.status_reason,
                 "since": _iso(d.status_since),
@@ -82,7 +83,8 @@ def _pct(value: float | None) -> float | None:
 def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: datetime) -> str:
     """The human table of ``fleettui status``."""
     by_id = {s.id: s for s in states}
-    header = ("DEVICE", "SITE", "STATUS", "SINCE", "LAST SEEN", "LAST PUNCH", "BUFFER", "DRIFT")
+    header = ("DEVICE", "SITE", "VIA", "STATUS", "SINCE", "LAST SEEN", "LAST PUNCH", "BUFFER",
+              "DRIFT")
     lines: list[tuple[str, ...]] = [header]
     for row in devices:
         s = by_id[row["id"]]
@@ -91,7 +93,8 @@ def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: 
             status += f" · flapping {row['flap_percent']:.0f}%"
         buffer = f"{row['buffer_fill']:.0%}" if row["buffer_fill"] is not None else "-"
         drift = f"{row['clock_drift_s']:+.0f}s" if row["clock_drift_s"] is not None else "-"
-        lines.append((row["id"], row["site"], status, _ago(s.status_since, now),
+        lines.append((row["id"], row["site"], row["transport"], status,
+                      _ago(s.status_since, now),
                       _ago(s.last_seen, now), _ago(s.last_punch_at, now), buffer, drift))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(col.ljust(w) for col, w in zip(line, widths, strict=True)).rstrip()

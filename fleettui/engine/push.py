@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -132,6 +132,10 @@ class PushGateway:
         await self._heard(device, now, address, query.get("pushver", ""))
         await self._reboot_seen(device, now)
         stamps = await self.store.push_stamps(device.spec.id)
+        unsaved = self._contacts.get(device.spec.id)
+        if unsaved is not None:  # sent since the last flush
+            stamps = stamps._replace(attlog=unsaved.attlog_stamp or stamps.attlog,
+                                     operlog=unsaved.operlog_stamp or stamps.operlog)
         offset = device.zone.utcoffset(now.replace(tzinfo=None))
         minutes = int(offset.total_seconds() // 60) if offset is not None else 0
         options = push_wire.Options(
@@ -154,9 +158,14 @@ class PushGateway:
             answer = await self._operlog(device, text, now)
         else:  # options, photos, biometric data: taken, not kept
             answer = OK
-        if stamp and table in ("ATTLOG", "OPERLOG"):
-            await self.store.record_push_stamp(device.spec.id, table, stamp)
         await self._heard(device, now, address, "")
+        if stamp and table in ("ATTLOG", "OPERLOG") and answer.status == 200:
+            # written with the next flush: a stamp lost in a crash only makes the device
+            # send again what is already stored (and stored once)
+            contact = self._contacts[device.spec.id]
+            self._contacts[device.spec.id] = (
+                replace(contact, attlog_stamp=stamp) if table == "ATTLOG"
+                else replace(contact, operlog_stamp=stamp))
         return answer
 
     async def heartbeat(self, serial: str, info: str | None, address: str) -> PushAnswer:
@@ -188,9 +197,11 @@ class PushGateway:
                 continue  # not ours, or already answered (a result posted twice)
             if line.text == "INFO" and r.extra:
                 info = push_wire.info_of_pairs(r.extra)
-                self._contacts[device.spec.id] = PushContact(
-                    device.spec.id, now, address, firmware=info.firmware or None,
-                    users=info.users, records=info.records, records_cap=info.records_cap)
+                previous = self._contacts.get(device.spec.id) or PushContact(device.spec.id,
+                                                                             now, address)
+                self._contacts[device.spec.id] = replace(
+                    previous, firmware=info.firmware or None, users=info.users,
+                    records=info.records, records_cap=info.records_cap)
             finished.add(line.command_id)
         for command_id in finished:
             await self._maybe_finish(device, command_id, now)
@@ -257,14 +268,13 @@ class PushGateway:
     async def _heard(self, device: _Device, now: datetime, address: str, version: str,
                      info: push_wire.DeviceInfo | None = None) -> None:
         device.heard_at = now
-        previous = self._contacts.get(device.spec.id)
-        self._contacts[device.spec.id] = PushContact(
-            device.spec.id, now, address, version or (previous.push_version if previous else ""),
-            firmware=(info.firmware or None) if info else
-            (previous.firmware if previous else None),
-            users=info.users if info else (previous.users if previous else None),
-            records=info.records if info else (previous.records if previous else None),
-            records_cap=previous.records_cap if previous else None)
+        previous = self._contacts.get(device.spec.id) or PushContact(device.spec.id, now, "")
+        contact = replace(previous, at=now, address=address,
+                          push_version=version or previous.push_version)
+        if info is not None:
+            contact = replace(contact, firmware=info.firmware or None, users=info.users,
+                              records=info.records)
+        self._contacts[device.spec.id] = contact
         change = device.health.success(now)
         if change is not None:
             self.publish(await self.store.record_status(change))

@@ -571,6 +571,7 @@ OPENAPI: dict[str, Any] = {
                     "records_capacity": {"type": ["integer", "null"]},
                     "clock_drift_s": {"type": ["number", "null"]},
                     "enabled": {"type": "boolean"},
+                    "transport": {"type": "string", "enum": ["tcp", "udp", "push"]},
                     "origin": {"type": "string", "enum": ["config", "api"],
                                "description": "declared in the config file, or registered "
                                "over the API"},

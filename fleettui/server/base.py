@@ -96,6 +96,7 @@ def device_record(d: DeviceState) -> dict[str, Any]:
         "clock_drift_s": round(d.clock_drift_s, 1) if d.clock_drift_s is not None else None,
         "enabled": d.enabled,
         "origin": d.origin,
+        "transport": d.transport,
     }
 
 

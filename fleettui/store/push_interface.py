@@ -24,10 +24,6 @@ class PushStore(Protocol):
         """The stamps the device sent with its last uploads ("0" before any)."""
         ...
 
-    async def record_push_stamp(self, device_id: str, table: str, stamp: str) -> None:
-        """The stamp an upload of ``table`` ("ATTLOG" or "OPERLOG") carried."""
-        ...
-
     async def devices_with_queued_commands(self) -> set[str]:
         """Devices that have commands waiting to start (any transport)."""
         ...

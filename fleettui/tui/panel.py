@@ -128,8 +128,9 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         ("Serial", d.serial),
         ("Model", d.model or "unknown"),
         ("Firmware", d.firmware or "unknown"),
-        ("Address", f"{d.host}:{d.port}"),
-        ("Transport", d.transport.upper()),
+        ("Address", f"{d.host}:{d.port}" if not d.push else
+         f"dials in, last from {d.push_address}" if d.push_address else "dials in"),
+        ("Transport", "PUSH (ADMS)" if d.push else d.transport.upper()),
         ("Site", site),
     ]
     if d.origin == "api":  # config devices are the norm: only the exception is said

@@ -27,10 +27,13 @@ class PushQueries(SqliteConnection):
                 "UPDATE devices SET last_seen = ?, push_address = ?,"
                 " push_version = CASE WHEN ? = '' THEN push_version ELSE ? END,"
                 " firmware = COALESCE(?, firmware), users = COALESCE(?, users),"
-                " records = COALESCE(?, records), records_cap = COALESCE(?, records_cap)"
+                " records = COALESCE(?, records), records_cap = COALESCE(?, records_cap),"
+                " push_attlog_stamp = COALESCE(?, push_attlog_stamp),"
+                " push_operlog_stamp = COALESCE(?, push_operlog_stamp)"
                 " WHERE id = ?",
                 [(ts(c.at), c.address, c.push_version, c.push_version, c.firmware, c.users,
-                  c.records, c.records_cap, c.device_id) for c in contacts],
+                  c.records, c.records_cap, _stamp(c.attlog_stamp), _stamp(c.operlog_stamp),
+                  c.device_id) for c in contacts],
             )
 
     async def push_stamps(self, device_id: str) -> PushStamps:
@@ -38,13 +41,6 @@ class PushQueries(SqliteConnection):
         rows = await fetch(self._db, "SELECT push_attlog_stamp, push_operlog_stamp FROM devices"
                            " WHERE id = ?", (device_id,))
         return PushStamps(str(rows[0][0]), str(rows[0][1])) if rows else PushStamps("0", "0")
-
-    async def record_push_stamp(self, device_id: str, table: str, stamp: str) -> None:
-        """The stamp an upload of ``table`` ("ATTLOG" or "OPERLOG") carried."""
-        column = {"ATTLOG": "push_attlog_stamp", "OPERLOG": "push_operlog_stamp"}[table]
-        async with self._tx() as db:
-            await db.execute(f"UPDATE devices SET {column} = ? WHERE id = ?",
-                             (stamp[:32], device_id))
 
     async def devices_with_queued_commands(self) -> set[str]:
         """Devices that have commands waiting to start (any transport)."""
@@ -171,6 +167,10 @@ class PushQueries(SqliteConnection):
         async with self._tx() as db:
             cur = await db.execute("DELETE FROM push_pending WHERE serial = ?", (serial,))
             return cur.rowcount > 0
+
+
+def _stamp(stamp: str | None) -> str | None:
+    return stamp[:32] if stamp is not None else None
 
 
 def _line(r: Any) -> PushLine:
