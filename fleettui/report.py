@@ -83,8 +83,8 @@ def _pct(value: float | None) -> float | None:
 def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: datetime) -> str:
     """The human table of ``fleettui status``."""
     by_id = {s.id: s for s in states}
-    header = ("DEVICE", "SITE", "VIA", "STATUS", "SINCE", "LAST SEEN", "LAST PUNCH", "BUFFER",
-              "DRIFT")
+    header = ("DEVICE", "SITE", "STATUS", "SINCE", "LAST SEEN", "LAST PUNCH", "BUFFER", "DRIFT",
+              "VIA")
     lines: list[tuple[str, ...]] = [header]
     for row in devices:
         s = by_id[row["id"]]
@@ -93,9 +93,9 @@ def status_table(devices: list[dict[str, Any]], states: list[DeviceState], now: 
             status += f" · flapping {row['flap_percent']:.0f}%"
         buffer = f"{row['buffer_fill']:.0%}" if row["buffer_fill"] is not None else "-"
         drift = f"{row['clock_drift_s']:+.0f}s" if row["clock_drift_s"] is not None else "-"
-        lines.append((row["id"], row["site"], row["transport"], status,
-                      _ago(s.status_since, now),
-                      _ago(s.last_seen, now), _ago(s.last_punch_at, now), buffer, drift))
+        lines.append((row["id"], row["site"], status, _ago(s.status_since, now),
+                      _ago(s.last_seen, now), _ago(s.last_punch_at, now), buffer, drift,
+                      row["transport"]))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(col.ljust(w) for col, w in zip(line, widths, strict=True)).rstrip()
            for line in lines]
