@@ -224,9 +224,14 @@ class AttendanceLog:
 
     def records(self) -> list[Punch]:
         """Every record, decoded (impossible stored dates are skipped)."""
+        return self.records_slice(0, len(self))
+
+    def records_slice(self, start: int, stop: int) -> list[Punch]:
+        """Records ``start`` to ``stop`` (indexes in the log), decoded, as ``records``."""
         out: list[Punch] = []
         size = self.record_format
-        for off in range(0, len(self._buf), size):
+        end = min(stop, len(self)) * size
+        for off in range(max(start, 0) * size, end, size):
             chunk = self._buf[off : off + size]
             try:
                 if size == 40:
@@ -301,6 +306,8 @@ class Device:
         self.punch_listeners: list[Callable[[Punch], None]] = []
         #: called when the device drops every session (restart, power off)
         self.drop_listeners: list[Callable[[], None]] = []
+        #: set on a push terminal: its push state, shown in the summary
+        self.push_status: Callable[[], dict[str, Any]] | None = None
 
     # --- identity -------------------------------------------------------
 
@@ -599,4 +606,5 @@ class Device:
             "clock_offset_s": round(self.clock_offset_s(), 3),
             "comm_key_set": c.comm_key != 0,
             "stats": dict(self.stats),
+            **({} if self.push_status is None else {"push": self.push_status()}),
         }

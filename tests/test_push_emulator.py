@@ -1,0 +1,290 @@
+"""Emulated push terminals (ADMS / iclock) against a small real aiohttp push server.
+
+The server (``tests/push_server.py``) stands in for the product's push
+listener, which does not exist in this tree when these tests are written; it
+records every request and answers as a server would. The terminals are real:
+a Fleet on the test's event loop, calling the server over loopback HTTP.
+Delays are injected small through the option block; every wait is on a
+condition (with a generous bound), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleettui.emulator import push_wire
+from fleettui.emulator.device import DeviceConfig, Profile, User
+from fleettui.emulator.fleet import Fleet
+from fleettui.emulator.push_device import PushSetup
+from tests.push_server import PushServer, until
+
+SN = "PUSH0001"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[PushServer]:
+    s = await PushServer().start()
+    yield s
+    await s.stop()
+
+
+def make_fleet(server: PushServer, profile: str = "push2", *, count: int = 1,
+               reboot_s: float = 0.2, **setup: float) -> Fleet:
+    configs = [DeviceConfig(id=f"p{i}", serial=f"PUSH{i:04d}", timezone="Europe/Paris",
+                            profile=Profile(reboot_s=reboot_s)) for i in range(1, count + 1)]
+    users = {c.id: [User(uid=1, user_id="1001", name="Ann"), User(uid=2, user_id="1002")]
+             for c in configs}
+    push = {c.id: PushSetup(server=server.url, profile=push_wire.PROFILES[profile],
+                            first_delay_s=setup.get("first_delay_s", 0.05)) for c in configs}
+    return Fleet(configs, users=users, push=push)
+
+
+@pytest.fixture
+async def fleet(server: PushServer) -> AsyncIterator[Fleet]:
+    f = make_fleet(server)
+    yield f
+    await f.stop()
+
+
+async def test_handshake_is_parsed_and_delay_obeyed(server: PushServer, fleet: Fleet) -> None:
+    server.options["Delay"] = "0.02"
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: len(server.where("/iclock/getrequest")) >= 5, "heartbeats")
+    hs = server.where("/iclock/cdata")[0]
+    assert hs.method == "GET"
+    assert hs.query == {"SN": "PUSH0001", "options": "all", "pushver": "2.4.1",
+                        "language": "69", "DeviceType": "att", "PushOptionsFlag": "1"}
+    assert term.opts.delay_s == pytest.approx(0.02)
+    assert term.opts.error_delay_s == pytest.approx(0.05)
+    assert term.opts.timezone_minutes == 0
+    polls = server.where("/iclock/getrequest")
+    assert "INFO" in polls[0].query  # telemetry on the first poll after a handshake
+    fw, users, _fps, logs, _ip, *_ = polls[0].query["INFO"].split(",")
+    assert (fw, users, logs) == ("Ver 6.60 Apr 26 2016", "2", "0")
+    assert "INFO" not in polls[1].query
+    # the startup operation is reported after boot
+    oplog = server.where("/iclock/cdata", "OPERLOG")
+    assert oplog[0].lines[0].startswith("OPLOG 0\t0\t")
+
+
+@pytest.mark.parametrize(("profile", "fields", "crlf"),
+                         [("legacy", 5, True), ("push2", 7, False), ("biodata", 10, False)])
+async def test_attlog_field_count_per_profile(server: PushServer, profile: str, fields: int,
+                                              crlf: bool) -> None:
+    fleet = make_fleet(server, profile)
+    try:
+        await fleet.start(live_punches=False)
+        at = datetime(2026, 3, 2, 8, 1, 5)
+        fleet.device("p1").punch("1001", at, state=1, verify=15)
+        await until(lambda: len(server.attlog()) == 1, "one ATTLOG line")
+        post = server.where("/iclock/cdata", "ATTLOG")[0]
+        assert post.method == "POST" and post.query["Stamp"] == "1"
+        assert post.body.endswith("\r\n" if crlf else "\n")
+        parts = server.attlog()[0].split("\t")
+        assert len(parts) == fields
+        assert parts[:5] == ["1001", "2026-03-02 08:01:05", "1", "15", "0"]
+        hs = server.where("/iclock/cdata")[0]
+        assert ("pushver" in hs.query) is (profile != "legacy")
+    finally:
+        await fleet.stop()
+
+
+async def test_batch_kept_on_503_then_accepted(server: PushServer, fleet: Fleet) -> None:
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["getrequests"] >= 1 and not term.oplog, "session up")
+    server.upload_answers = [(503, "BUSY\n"), (503, "BUSY\n")]
+    stored, _ = fleet.generate_punches("p1", 3)
+    assert stored == 3
+    await until(lambda: len(server.attlog()) == 3, "batch accepted")
+    posts = server.where("/iclock/cdata", "ATTLOG")
+    assert [p.answer[0] for p in posts] == [503, 503, 200]
+    assert posts[0].body == posts[1].body == posts[2].body
+    assert term.cursor == 3 and term.stats["failures"] >= 2
+
+
+async def test_bare_ok_does_not_take_a_push2_batch(server: PushServer, fleet: Fleet) -> None:
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["getrequests"] >= 1 and not term.oplog, "session up")
+    server.upload_answers = [(200, "OK")]
+    fleet.device("p1").punch("1001")
+    await until(lambda: len(server.attlog()) == 1, "batch accepted")
+    posts = server.where("/iclock/cdata", "ATTLOG")
+    assert len(posts) == 2 and posts[0].body == posts[1].body
+
+
+async def test_lost_answer_reposts_the_identical_batch(server: PushServer, fleet: Fleet) -> None:
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["getrequests"] >= 1 and not term.oplog, "session up")
+    await fleet.set_faults("p1", {"lost_answers": 1})
+    fleet.generate_punches("p1", 4)
+    await until(lambda: term.cursor == 4, "cursor past the batch")
+    posts = server.where("/iclock/cdata", "ATTLOG")
+    assert len(posts) == 2
+    assert posts[0].answer == posts[1].answer == (200, "OK:4")  # the server took both
+    assert posts[0].body == posts[1].body and posts[0].query == posts[1].query
+    assert term.stats["answers_lost"] == 1
+    assert fleet.device("p1").summary()["faults"] == {}
+
+
+async def test_offline_buffers_then_catches_up_in_order(server: PushServer, fleet: Fleet) -> None:
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    dev = fleet.device("p1")
+    await until(lambda: term.stats["getrequests"] >= 1, "session up")
+    await fleet.set_faults("p1", {"offline": True})
+    await until(lambda: not dev.reachable(), "offline")
+    calls = len(server.seen)
+    base = datetime(2026, 3, 2, 9, 0, 0)
+    for i in range(250):
+        dev.punch("1001" if i % 2 else "1002", base + timedelta(seconds=i))
+    assert len(server.seen) == calls  # nothing while offline
+    assert term.summary()["pending_records"] == 250
+    await fleet.clear_faults("p1")
+    await until(lambda: len(server.attlog()) == 250, "caught up")
+    times = [ln.split("\t")[1] for ln in server.attlog()]
+    assert times == sorted(times) and len(set(times)) == 250
+    sizes = [len(p.lines) for p in server.where("/iclock/cdata", "ATTLOG")]
+    assert sizes == [100, 100, 50]
+
+
+async def test_commands_run_and_results_are_posted(server: PushServer, fleet: Fleet) -> None:
+    dev = fleet.device("p1")
+    dev.punch("1001", datetime(2026, 3, 1, 8, 0, 0))
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.cursor == 1 and term.stats["getrequests"] >= 1, "session up")
+    server.commands = [
+        ("1", "DATA UPDATE USERINFO PIN=2001\tName=Bob\tPri=0\tPasswd=\tCard=777\tGrp=1\tTZ=\t"
+              "Verify=0"),
+        ("2", "DATA DELETE USERINFO PIN=1002"),
+        ("3", "DATA DELETE USERINFO PIN=9999"),
+        ("4", "INFO"),
+        ("5", "DATA QUERY ATTLOG StartTime=2026-03-01 00:00:00\tEndTime=2026-03-01 23:59:59"),
+        ("6", "DATA QUERY ATTLOG StartTime=2020-01-01 00:00:00\tEndTime=2020-01-02 00:00:00"),
+        ("7", "SET OPTION LockOn=50"),
+        ("8", "USER ADD PIN=1"),
+        ("9", "AC_UNLOCK"),
+    ]
+    await until(lambda: bool(server.where("/iclock/devicecmd")), "results")
+    result = server.where("/iclock/devicecmd")[0]
+    heads = [ln for ln in result.lines if ln.startswith("ID=")]
+    assert heads == ["ID=1&Return=0&CMD=DATA", "ID=2&Return=0&CMD=DATA",
+                     "ID=3&Return=-10&CMD=DATA", "ID=4&Return=0&CMD=INFO",
+                     "ID=5&Return=0&CMD=DATA", "ID=6&Return=-1&CMD=DATA",
+                     "ID=7&Return=0&CMD=SET", "ID=8&Return=-1002&CMD=USER",
+                     "ID=9&Return=0&CMD=AC_UNLOCK"]
+    info = result.lines[result.lines.index("ID=4&Return=0&CMD=INFO") + 1:]
+    assert "UserCount=2" in info and "TransactionCount=1" in info
+    assert "~MaxAttLogCount=10" in info and "FWVersion=Ver 6.60 Apr 26 2016" in info
+    assert dev.user_by_id("2001") is not None and dev.user_by_id("2001").card == 777
+    assert dev.user_by_id("1002") is None
+    assert dev.options["LockOn"] == "50" and dev.door_unlocks == 1
+    # the queried range is uploaded again (before the result), the users reported
+    assert server.attlog().count("1001\t2026-03-01 08:00:00\t0\t1\t0\t0\t0") == 2
+    oplines = [ln for s in server.where("/iclock/cdata", "OPERLOG") for ln in s.lines]
+    assert any(ln.startswith("USER PIN=2001\tName=Bob\t") for ln in oplines)
+    assert any(ln.startswith("OPLOG 9\t0\t") and "\t1002\t" in ln for ln in oplines)
+
+
+async def test_fault_forces_a_return_code(server: PushServer, fleet: Fleet) -> None:
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["getrequests"] >= 1, "session up")
+    await fleet.set_faults("p1", {"command_returns": {"DATA": -1005}})
+    server.commands = [("11", "DATA DELETE USERINFO PIN=1001"), ("12", "CHECK")]
+    await until(lambda: bool(server.where("/iclock/devicecmd")), "results")
+    assert server.where("/iclock/devicecmd")[0].lines == [
+        "ID=11&Return=-1005&CMD=DATA", "ID=12&Return=0&CMD=CHECK"]
+    assert fleet.device("p1").user_by_id("1001") is not None
+
+
+@pytest.mark.parametrize("profile", ["push2-resend", "push2"])
+async def test_reboot_resends_everything_on_the_resend_profile(server: PushServer,
+                                                               profile: str) -> None:
+    fleet = make_fleet(server, profile)
+    try:
+        fleet.generate_punches("p1", 5)
+        await fleet.start(live_punches=False)
+        term = fleet.terminal("p1")
+        await until(lambda: term.cursor == 5 and term.stats["getrequests"] >= 1, "uploaded")
+        server.commands = [("21", "REBOOT"), ("22", "INFO")]
+        await until(lambda: term.stats["handshakes"] == 2 and term.cursor == 5
+                    and not term.oplog, "back after the reboot")
+        results = server.where("/iclock/devicecmd")
+        assert results[0].lines == ["ID=21&Return=0&CMD=REBOOT"]  # the rest is not run
+        expected = 10 if profile == "push2-resend" else 5
+        await until(lambda: len(server.attlog()) == expected, "uploads")
+        assert len(server.attlog()) == expected
+        oplines = [ln for s in server.where("/iclock/cdata", "OPERLOG") for ln in s.lines]
+        assert sum(ln.startswith("OPLOG 0\t") for ln in oplines) == 2
+    finally:
+        await fleet.stop()
+
+
+async def test_clock_follows_the_date_header(server: PushServer, fleet: Fleet) -> None:
+    wrong = datetime(2031, 7, 1, 10, 0, 0, tzinfo=UTC)
+    server.date = lambda: wrong
+    server.options["TimeZone"] = "2"
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["clock_sets"] >= 1, "clock set")
+    clock = fleet.device("p1").local_time()
+    assert abs((clock - datetime(2031, 7, 1, 12, 0, 0)).total_seconds()) < 5
+    await until(lambda: any(ln.startswith("OPLOG 21\t") for s in server.where(
+        "/iclock/cdata", "OPERLOG") for ln in s.lines), "set-time operation")
+
+
+async def test_clock_without_timezone_uses_the_site_zone(server: PushServer,
+                                                          fleet: Fleet) -> None:
+    del server.options["TimeZone"]
+    server.date = lambda: datetime(2030, 1, 15, 7, 0, 0, tzinfo=UTC)
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["clock_sets"] >= 1, "clock set")
+    clock = fleet.device("p1").local_time()  # Paris in winter: UTC+1
+    assert abs((clock - datetime(2030, 1, 15, 8, 0, 0)).total_seconds()) < 5
+
+
+async def test_server_down_is_retried(server: PushServer) -> None:
+    url = server.url
+    await server.stop()
+    fleet = make_fleet(server)
+    try:
+        await fleet.start(live_punches=False)
+        term = fleet.terminal("p1")
+        fleet.device("p1").punch("1001")
+        await until(lambda: term.stats["failures"] >= 2, "failed calls")
+        assert term.need_handshake
+        host, port = url.removeprefix("http://").split(":")
+        from aiohttp import web
+
+        assert server._runner is not None
+        server._runner = web.AppRunner(server._runner.app, access_log=None)
+        await server._runner.setup()
+        await web.TCPSite(server._runner, host, int(port)).start()
+        await until(lambda: len(server.attlog()) == 1, "uploaded once the server is back")
+    finally:
+        await fleet.stop()
+
+
+async def test_many_terminals_share_one_loop(server: PushServer) -> None:
+    fleet = make_fleet(server, count=30)
+    try:
+        await fleet.start(live_punches=False)
+        for i in range(1, 31):
+            fleet.generate_punches(f"p{i}", 2)
+        await until(lambda: len(server.attlog()) == 60, "every terminal uploaded")
+        serials = {f"PUSH{i:04d}" for i in range(1, 31)}
+        await until(lambda: {s.query["SN"] for s in server.where("/iclock/getrequest")}
+                    == serials, "every terminal heartbeating")
+        summary = fleet.device("p3").summary()
+        assert summary["push"]["profile"] == "push2" and summary["push"]["upload_cursor"] == 2
+    finally:
+        await fleet.stop()
