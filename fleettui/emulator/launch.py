@@ -7,9 +7,9 @@ import asyncio
 from fleettui.emulator.device import User
 from fleettui.emulator.fleet import Fleet
 from fleettui.emulator.fleetgen import FleetSpec, generate_fleet, make_push
+from fleettui.emulator.punchgen import RatePlanner, ShiftPlanner
 from fleettui.emulator.push_device import PushSetup
 from fleettui.emulator.push_wire import PROFILES
-from fleettui.emulator.punchgen import RatePlanner, ShiftPlanner
 
 #: share of the record buffer filled on the "nearly full" sick device
 NEARLY_FULL = 0.96
