@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from fleettui.emulator import push_wire
@@ -288,3 +289,74 @@ async def test_many_terminals_share_one_loop(server: PushServer) -> None:
         assert summary["push"]["profile"] == "push2" and summary["push"]["upload_cursor"] == 2
     finally:
         await fleet.stop()
+
+
+async def test_control_api_acts_on_push_terminals(server: PushServer, fleet: Fleet) -> None:
+    from fleettui.emulator.control import bound_port, start_control
+    from tests.conftest import next_host
+
+    host = next_host()
+    runner = await start_control(fleet, host, 0)
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    url = f"http://{host}:{bound_port(runner)}/devices/p1"
+    try:
+        async with httpx.AsyncClient(trust_env=False) as api:
+            await until(lambda: term.stats["getrequests"] >= 1, "session up")
+            r = await api.put(url + "/faults", json={"offline": True, "lost_answers": 1,
+                                                     "command_returns": {"data delete": -3}})
+            assert r.status_code == 200, r.text
+            assert r.json()["faults"] == {"offline": True, "lost_answers": 1.0,
+                                          "command_returns": {"DATA DELETE": -3}}
+            r = await api.post(url + "/punches", json={"count": 3})
+            assert r.status_code == 201 and r.json()["stored"] == 3
+            assert (await api.get(url)).json()["push"]["pending_records"] == 3
+            for bad in ({"command_returns": {"DATA": "busy"}}, {"command_returns": [1]},
+                        {"lost_answers": -1}, {"resend_all_after_reboot": 1}):
+                r = await api.put(url + "/faults", json=bad)
+                assert r.status_code == 400, bad
+            r = await api.put(url + "/faults", json={"offline": False})
+            assert r.status_code == 200
+            await until(lambda: term.cursor == 3, "uploaded after the link is back")
+            posts = server.where("/iclock/cdata", "ATTLOG")
+            assert len(posts) == 2 and posts[0].body == posts[1].body  # one answer lost
+            server.commands = [("31", "DATA DELETE USERINFO PIN=1001"),
+                               ("32", "DATA UPDATE USERINFO PIN=1003\tName=Cy")]
+            await until(lambda: bool(server.where("/iclock/devicecmd")), "results")
+            assert server.where("/iclock/devicecmd")[0].lines == [
+                "ID=31&Return=-3&CMD=DATA", "ID=32&Return=0&CMD=DATA"]
+            r = await api.post(url + "/restart")
+            assert r.json()["power"] == "rebooting"
+            await until(lambda: term.stats["handshakes"] == 2, "handshake after the restart")
+    finally:
+        await runner.cleanup()
+
+
+async def test_flapping_link_stops_calls_while_down(server: PushServer, fleet: Fleet) -> None:
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    dev = fleet.device("p1")
+    await until(lambda: term.stats["getrequests"] >= 1, "session up")
+    await fleet.set_faults("p1", {"flap": {"up_s": 0.3, "down_s": 0.3}})
+    downs = 0
+    while downs < 3:  # calls made while the link is down would be a bug
+        await until(lambda: not dev.reachable(), "link down")
+        polls = term.stats["getrequests"]
+        dev.punch("1001")
+        await until(lambda: dev.reachable(), "link up")
+        assert term.stats["getrequests"] in (polls, polls + 1)  # at most one in flight
+        downs += 1
+    await fleet.clear_faults("p1")
+    await until(lambda: len(server.attlog()) == 3, "every punch uploaded")
+
+
+async def test_without_realtime_punches_wait_for_trans_interval(server: PushServer,
+                                                                fleet: Fleet) -> None:
+    server.options.update(Realtime="0", TransInterval="0.01")  # 0.6 s
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.stats["getrequests"] >= 1 and not term.oplog, "session up")
+    assert not term.opts.realtime
+    fleet.generate_punches("p1", 2)
+    await until(lambda: len(server.attlog()) == 2, "uploaded at the interval")
+    assert len(server.where("/iclock/cdata", "ATTLOG")) == 1  # both in one batch

@@ -192,7 +192,8 @@ class PushTerminal:
     # --- requests ---------------------------------------------------------
 
     async def _call(self, method: str, path: str, params: dict[str, str],
-                    body: str | None = None, *, set_clock: bool = False) -> tuple[int, str]:
+                    body: str | None = None, *, set_clock: bool = False
+                    ) -> tuple[int, str, str | None]:
         if not self.device.reachable():
             raise _Unreachable
         latency = self.device.faults.latency_ms
@@ -209,9 +210,10 @@ class PushTerminal:
             raise _Failed(f"{path}: {type(e).__name__}") from None
         if not self.device.reachable():  # the link went while the answer travelled
             raise _Unreachable
+        date = r.headers.get("Date")
         if set_clock:
-            self._set_clock(r.headers.get("Date"))
-        return r.status_code, r.text
+            self._set_clock(date)
+        return r.status_code, r.text, date
 
     def _set_clock(self, header: str | None) -> None:
         at = w.local_from_date(header, self.device.tz, self.opts.timezone_minutes)
@@ -226,7 +228,7 @@ class PushTerminal:
 
     async def _handshake(self) -> None:
         params = w.handshake_params(self.device.config.serial, self.profile, self.setup.comm_key)
-        status, text = await self._call("GET", "/iclock/cdata", params, set_clock=True)
+        status, text, date = await self._call("GET", "/iclock/cdata", params)
         if status != 200:
             raise _Failed(f"handshake answered {status}")
         try:
@@ -234,19 +236,20 @@ class PushTerminal:
         except w.WireError as e:
             raise _Failed(str(e)) from None
         self.opts = opts
+        if self._booted:  # the startup operation, stamped before the clock is synced
+            self._booted = False
+            self.oplog.append(w.oplog_line(w.OP_STARTUP, "0", self.device.local_time()))
+        self._set_clock(date)  # in the zone the option block just gave
         if self.check_stamps and opts.attlog_stamp in ("0", "None", ""):
             self.cursor = 0  # stamps reset to 0 after CHECK: everything again
         self.check_stamps = False
         self.stats["handshakes"] += 1
         self.need_handshake = False
         self._polls = 0
-        if self._booted:
-            self._booted = False
-            self.oplog.append(w.oplog_line(w.OP_STARTUP, "0", self.device.local_time()))
 
     async def _post_table(self, table: str, lines: list[str], stamp: str) -> None:
         params = {"SN": self.device.config.serial, "table": table, "Stamp": stamp}
-        status, text = await self._call("POST", "/iclock/cdata", params,
+        status, text, _ = await self._call("POST", "/iclock/cdata", params,
                                         w.join_lines(lines, self.profile))
         self.stats["uploads"] += 1
         faults = self.device.faults
@@ -296,7 +299,7 @@ class PushTerminal:
         every = max(self.profile.info_every, 1)
         if self._polls % every == 0:
             params["INFO"] = self.info_csv()
-        status, text = await self._call("GET", "/iclock/getrequest", params, set_clock=True)
+        status, text, _ = await self._call("GET", "/iclock/getrequest", params, set_clock=True)
         if status != 200:
             raise _Failed(f"getrequest answered {status}")
         self._polls += 1
@@ -308,7 +311,7 @@ class PushTerminal:
                 break  # the device reboots before running the rest
 
     async def _post_results(self) -> None:
-        status, _text = await self._call("POST", "/iclock/devicecmd",
+        status, _, _ = await self._call("POST", "/iclock/devicecmd",
                                         {"SN": self.device.config.serial},
                                         "\n".join(self.results) + "\n", set_clock=True)
         if status != 200:
