@@ -360,3 +360,19 @@ async def test_without_realtime_punches_wait_for_trans_interval(server: PushServ
     fleet.generate_punches("p1", 2)
     await until(lambda: len(server.attlog()) == 2, "uploaded at the interval")
     assert len(server.where("/iclock/cdata", "ATTLOG")) == 1  # both in one batch
+
+
+@pytest.mark.parametrize(("stamp", "resent"), [("0", 3), ("3", 0)])
+async def test_check_rereads_options_and_a_zero_stamp_resends_all(
+        server: PushServer, fleet: Fleet, stamp: str, resent: int) -> None:
+    fleet.generate_punches("p1", 3)
+    await fleet.start(live_punches=False)
+    term = fleet.terminal("p1")
+    await until(lambda: term.cursor == 3 and term.stats["getrequests"] >= 1, "uploaded")
+    server.options["ATTLOGStamp"] = stamp
+    server.commands = [("41", "CHECK")]
+    await until(lambda: term.stats["handshakes"] == 2 and term.stats["getrequests"] >= 3,
+                "options read again")
+    await until(lambda: term.cursor == 3, "cursor")
+    assert len(server.attlog()) == 3 + resent
+    assert server.where("/iclock/devicecmd")[0].lines == ["ID=41&Return=0&CMD=CHECK"]
