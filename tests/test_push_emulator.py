@@ -376,3 +376,38 @@ async def test_check_rereads_options_and_a_zero_stamp_resends_all(
     await until(lambda: term.cursor == 3, "cursor")
     assert len(server.attlog()) == 3 + resent
     assert server.where("/iclock/devicecmd")[0].lines == ["ID=41&Return=0&CMD=CHECK"]
+
+
+async def test_biodata_profile_posts_its_options_after_the_handshake(server: PushServer) -> None:
+    fleet = make_fleet(server, "biodata")
+    try:
+        await fleet.start(live_punches=False)
+        await until(lambda: bool(server.where("/iclock/getrequest")), "session up")
+        posts = server.where("/iclock/cdata", "options")
+        assert len(posts) == 1 and posts[0].method == "POST"
+        assert posts[0].body.startswith("~DeviceName=F18/ID,FWVersion=Ver 6.60")
+        assert server.seen.index(posts[0]) == 1  # right after the handshake
+    finally:
+        await fleet.stop()
+
+
+async def test_overwritten_records_do_not_move_the_cursor_past_new_ones(
+        server: PushServer) -> None:
+    fleet = make_fleet(server)
+    dev = fleet.device("p1")
+    dev.profile.records_cap, dev.profile.when_full = 5, "overwrite"
+    try:
+        base = datetime(2026, 3, 2, 9, 0, 0)
+        for i in range(5):
+            dev.punch("1001", base + timedelta(minutes=i))
+        await fleet.start(live_punches=False)
+        term = fleet.terminal("p1")
+        await until(lambda: term.cursor == 5 and term.stats["getrequests"] >= 1, "uploaded")
+        await fleet.set_faults("p1", {"offline": True})
+        for i in range(5, 8):  # three oldest records are overwritten
+            dev.punch("1002", base + timedelta(minutes=i))
+        await fleet.clear_faults("p1")
+        await until(lambda: len(server.attlog()) == 8, "the three new records uploaded")
+        assert [ln.split("\t")[0] for ln in server.attlog()] == ["1001"] * 5 + ["1002"] * 3
+    finally:
+        await fleet.stop()

@@ -187,6 +187,7 @@ class AttendanceLog:
             raise ValueError("record_format must be 40 or 16")
         self.record_format = record_format
         self._buf = bytearray()
+        self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._buf) // self.record_format
@@ -212,7 +213,10 @@ class AttendanceLog:
 
     def drop_oldest(self, n: int = 1) -> None:
         """Forget the ``n`` oldest records (overwrite-when-full devices)."""
+        n = min(n, len(self))
         del self._buf[: n * self.record_format]
+        #: records dropped from the front so far (a push upload cursor follows it)
+        self.dropped += n
 
     def clear(self) -> None:
         """Delete every record."""

@@ -90,6 +90,7 @@ class PushTerminal:
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._booted = True
+        self._dropped_seen = device.log.dropped
         device.punch_listeners.append(self._on_punch)
         device.drop_listeners.append(self._on_drop)
         device.push_status = self.summary
@@ -240,12 +241,29 @@ class PushTerminal:
             self._booted = False
             self.oplog.append(w.oplog_line(w.OP_STARTUP, "0", self.device.local_time()))
         self._set_clock(date)  # in the zone the option block just gave
+        if self.profile.post_options:
+            await self._post_options()
         if self.check_stamps and opts.attlog_stamp in ("0", "None", ""):
             self.cursor = 0  # stamps reset to 0 after CHECK: everything again
         self.check_stamps = False
         self.stats["handshakes"] += 1
         self.need_handshake = False
         self._polls = 0
+
+    async def _post_options(self) -> None:
+        """Push 2.4+: tell the server what the device is (``table=options``, answered OK).
+
+        Any answer will do: a server that does not know the table must not keep
+        the device from its uploads; only a failed connection is tried again.
+        """
+        d, p = self.device, self.device.profile
+        body = ",".join([
+            f"~DeviceName={p.device_name}", f"FWVersion={p.firmware}", f"~Platform={p.platform}",
+            f"UserCount={len(d.users)}", f"TransactionCount={len(d.log)}",
+            f"~MaxAttLogCount={max(p.records_cap // 10_000, 1)}", f"IPAddress={d.config.host}",
+            f"PushVersion={self.profile.pushver}"])
+        params = {"SN": d.config.serial, "table": "options"}
+        await self._call("POST", "/iclock/cdata", params, body)
 
     async def _post_table(self, table: str, lines: list[str], stamp: str) -> None:
         params = {"SN": self.device.config.serial, "table": table, "Stamp": stamp}
@@ -263,6 +281,9 @@ class PushTerminal:
     async def _upload_attlog(self) -> None:
         log_ = self.device.log
         while True:
+            if log_.dropped != self._dropped_seen:  # overwritten when full: indexes moved
+                self.cursor = max(self.cursor - (log_.dropped - self._dropped_seen), 0)
+                self._dropped_seen = log_.dropped
             self.cursor = min(self.cursor, len(log_))
             if self.cursor >= len(log_):
                 return

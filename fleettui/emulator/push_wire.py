@@ -59,6 +59,8 @@ class PushProfile:
     resend_all_after_reboot: bool = False
     #: send ``INFO=`` on the first getrequest after a handshake and every n-th after
     info_every: int = 10
+    #: after the handshake, post ``table=options`` with the device's identity (push 2.4+)
+    post_options: bool = False
     device_type: str = "att"
 
     def __post_init__(self) -> None:
@@ -81,7 +83,8 @@ PROFILES: dict[str, PushProfile] = {
         PushProfile("push2", pushver="2.4.1", attlog_fields=7),
         PushProfile("push2-resend", pushver="2.3.0", attlog_fields=7,
                     resend_all_after_reboot=True),
-        PushProfile("biodata", pushver="2.4.2", attlog_fields=10, batch_size=128),
+        PushProfile("biodata", pushver="2.4.2", attlog_fields=10, batch_size=128,
+                    post_options=True),
     )
 }
 
