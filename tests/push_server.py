@@ -17,6 +17,10 @@ from email.utils import format_datetime
 
 from aiohttp import web
 
+from fleettui.emulator import push_wire
+from fleettui.emulator.device import DeviceConfig, Profile, User
+from fleettui.emulator.fleet import Fleet
+from fleettui.emulator.push_device import PushSetup
 from tests.conftest import free_port, next_host
 
 
@@ -124,3 +128,13 @@ async def until(cond: Callable[[], bool], what: str = "condition", bound_s: floa
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+def make_fleet(server: PushServer, profile: str = "push2", *, count: int = 1,
+               reboot_s: float = 0.2, **setup: float) -> Fleet:
+    configs = [DeviceConfig(id=f"p{i}", serial=f"PUSH{i:04d}", timezone="Europe/Paris",
+                            profile=Profile(reboot_s=reboot_s)) for i in range(1, count + 1)]
+    users = {c.id: [User(uid=1, user_id="1001", name="Ann"), User(uid=2, user_id="1002")]
+             for c in configs}
+    push = {c.id: PushSetup(server=server.url, profile=push_wire.PROFILES[profile],
+                            first_delay_s=setup.get("first_delay_s", 0.05)) for c in configs}
+    return Fleet(configs, users=users, push=push)
