@@ -85,7 +85,7 @@ async def test_batch_kept_on_503_then_accepted(server: PushServer, fleet: Fleet)
     server.upload_answers = [(503, "BUSY\n"), (503, "BUSY\n")]
     stored, _ = fleet.generate_punches("p1", 3)
     assert stored == 3
-    await until(lambda: len(server.attlog()) == 3, "batch accepted")
+    await until(lambda: term.cursor == 3, "batch accepted")
     posts = server.where("/iclock/cdata", "ATTLOG")
     assert [p.answer[0] for p in posts] == [503, 503, 200]
     assert posts[0].body == posts[1].body == posts[2].body
@@ -195,6 +195,7 @@ async def test_many_terminals_share_one_loop(server: PushServer) -> None:
         serials = {f"PUSH{i:04d}" for i in range(1, 31)}
         await until(lambda: {s.query["SN"] for s in server.where("/iclock/getrequest")}
                     == serials, "every terminal heartbeating")
+        await until(lambda: fleet.terminal("p3").cursor == 2, "cursor past the upload")
         summary = fleet.device("p3").summary()
         assert summary["push"]["profile"] == "push2" and summary["push"]["upload_cursor"] == 2
     finally:
