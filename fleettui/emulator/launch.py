@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 from fleettui.emulator.device import User
 from fleettui.emulator.fleet import Fleet
@@ -94,6 +95,9 @@ def build_fleet(
     if push:
         if not push_server:
             raise ValueError("--push needs --push-server URL (the push listener to dial)")
+        url = urlsplit(push_server)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"--push-server: expected http://host:port, got {push_server!r}")
         make_push(spec, push, seed=seed)
         setups = push_setups(spec, push_server, push_delay)
     return spec, fleet_from_spec(spec, seed=seed, punch_rate=punch_rate, push=setups)
