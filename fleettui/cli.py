@@ -57,6 +57,8 @@ def _at_least(kind: type[int] | type[float], low: float, what: str) -> Callable[
 
 _positive_int = _at_least(int, 1, "a whole number")
 _non_negative = _at_least(float, 0, "a number")
+_non_negative_int = _at_least(int, 0, "a whole number")
+_positive_float = _at_least(float, 0.01, "a number")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make a few devices sick: one offline, one flapping, one with a drifting "
         "clock, one with a nearly full record buffer",
+    )
+    emu.add_argument(
+        "--push", type=_non_negative_int, default=0, metavar="N",
+        help="make N of the devices (picked from the seed, spread over sites) push terminals "
+        "(ADMS / iclock) that dial --push-server instead of listening (0)",
+    )
+    emu.add_argument(
+        "--push-server", metavar="URL",
+        help="the push listener push terminals dial, e.g. http://127.0.0.1:8081",
+    )
+    emu.add_argument(
+        "--push-delay", type=_positive_float, metavar="S",
+        help="push terminals' Delay and ErrorDelay before the server's option block sets "
+        "them (firmware default 30)",
     )
     emu.add_argument("-v", "--verbose", action="store_true", help="log protocol errors")
 
@@ -562,6 +578,9 @@ async def _emulate(args: argparse.Namespace) -> int:
             base_address=args.base_address,
             port=args.port,
             punch_rate=args.punch_rate,
+            push=args.push,
+            push_server=args.push_server,
+            push_delay=args.push_delay,
         )
     except ValueError as e:
         print(f"fleettui emulate: {e}", file=sys.stderr)
@@ -597,6 +616,8 @@ async def _emulate(args: argparse.Namespace) -> int:
     print(f"fleettui emulator: {len(spec.devices)} devices across {len(spec.sites)} sites")
     print(f"  devices      {first.host} .. {last.host}, port {first.port if args.port else 'auto'}"
           " (TCP and UDP)")
+    if args.push:
+        print(f"  push         {args.push} push terminal(s) dialing {args.push_server}")
     print(f"  history      {history} punches over the last {args.history_days:g} day(s)")
     if args.punch_rate is None:
         rate = "following shift patterns in each site's time zone"

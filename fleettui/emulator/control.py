@@ -13,9 +13,18 @@ Routes (``{id}`` is the device id of the fleet config):
     PUT    /devices/{id}/faults      {"offline": true}, {"latency_ms": 300},
                                      {"flap": {"up_s": 20, "down_s": 10}}, {"garbage": true},
                                      {"clock_offset_s": 3600}, ... (merged with current faults)
+                                     push terminals also: {"lost_answers": 1} (the server's
+                                     answer to the next upload is lost: the same batch is
+                                     posted again), {"resend_all_after_reboot": true},
+                                     {"command_returns": {"DATA": -1005}} (null to clear)
     DELETE /devices/{id}/faults      clear every fault (clock offset and drift included)
     POST   /devices/{id}/power       {"on": false} powers off, {"on": true} powers on
     POST   /devices/{id}/restart     reboot (gone for the profile's reboot time)
+
+A push terminal (``fleettui emulate --push N``) is acted on the same way: its
+punches go into its log and are pushed; offline and flap stop its calls (it
+buffers); restart and power make it handshake again. Its summary carries a
+``push`` object (session, Delay, upload cursor, pending records, counters).
 
 The control API has no authentication, so it only ever binds a loopback
 address. Errors are JSON ``{"error": "..."}`` with a 4xx status.

@@ -187,6 +187,7 @@ class AttendanceLog:
             raise ValueError("record_format must be 40 or 16")
         self.record_format = record_format
         self._buf = bytearray()
+        self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._buf) // self.record_format
@@ -212,7 +213,10 @@ class AttendanceLog:
 
     def drop_oldest(self, n: int = 1) -> None:
         """Forget the ``n`` oldest records (overwrite-when-full devices)."""
+        n = min(n, len(self))
         del self._buf[: n * self.record_format]
+        #: records dropped from the front so far (a push upload cursor follows it)
+        self.dropped += n
 
     def clear(self) -> None:
         """Delete every record."""
@@ -224,9 +228,14 @@ class AttendanceLog:
 
     def records(self) -> list[Punch]:
         """Every record, decoded (impossible stored dates are skipped)."""
+        return self.records_slice(0, len(self))
+
+    def records_slice(self, start: int, stop: int) -> list[Punch]:
+        """Records ``start`` to ``stop`` (indexes in the log), decoded, as ``records``."""
         out: list[Punch] = []
         size = self.record_format
-        for off in range(0, len(self._buf), size):
+        end = min(stop, len(self)) * size
+        for off in range(max(start, 0) * size, end, size):
             chunk = self._buf[off : off + size]
             try:
                 if size == 40:
@@ -301,6 +310,8 @@ class Device:
         self.punch_listeners: list[Callable[[Punch], None]] = []
         #: called when the device drops every session (restart, power off)
         self.drop_listeners: list[Callable[[], None]] = []
+        #: set on a push terminal: its push state, shown in the summary
+        self.push_status: Callable[[], dict[str, Any]] | None = None
 
     # --- identity -------------------------------------------------------
 
@@ -599,4 +610,5 @@ class Device:
             "clock_offset_s": round(self.clock_offset_s(), 3),
             "comm_key_set": c.comm_key != 0,
             "stats": dict(self.stats),
+            **({} if self.push_status is None else {"push": self.push_status()}),
         }

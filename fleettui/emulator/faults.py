@@ -59,6 +59,14 @@ class Faults:
     refuse: bool = False
     #: the record buffer counts as full: new punches are rejected
     buffer_full: bool = False
+    # --- push terminals (ignored by pull-mode devices) ---
+    #: answers to the next n uploads are lost after the server took them
+    #: (the device posts the same batch again)
+    lost_answers: float = 0.0
+    #: after a reboot the terminal sends its whole log again (upload cursor to 0)
+    resend_all_after_reboot: bool = False
+    #: command verb (or prefix, "DATA DELETE") -> return code forced for it
+    command_returns: dict[str, int] | None = None
 
     def describe(self) -> dict[str, Any]:
         """The active faults as JSON-ready data (only those that are on)."""
@@ -73,12 +81,13 @@ class Faults:
         return out
 
 
-_BOOLS = ("offline", "garbage", "truncate", "refuse", "buffer_full")
+_BOOLS = ("offline", "garbage", "truncate", "refuse", "buffer_full", "resend_all_after_reboot")
 _NUMBERS = {
     "latency_ms": (0.0, 600_000.0),
     "reply_delay_ms": (0.0, 600_000.0),
     "throughput_kbps": (0.0, 10_000_000.0),
     "udp_loss": (0.0, 1.0),
+    "lost_answers": (0.0, 1000.0),
     # the device clock holds 2000-2099: ten years either way is plenty of wrong
     "clock_offset_s": (-315_360_000.0, 315_360_000.0),
     # a clock that gains or loses up to an hour a day
@@ -111,6 +120,8 @@ def parse_fault_update(body: Any) -> dict[str, Any]:
             if not lo <= value <= hi:  # NaN fails this too
                 raise FaultError(f"{key}: expected a number from {lo:g} to {hi:g}, got {value}")
             out[key] = float(value)
+        elif key == "command_returns":
+            out[key] = _command_returns(value)
         elif key == "flap":
             if value is None:
                 out[key] = None
@@ -138,6 +149,22 @@ def parse_fault_update(body: Any) -> dict[str, Any]:
     return out
 
 
+def _command_returns(value: Any) -> dict[str, int] | None:
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise FaultError('command_returns: expected {"DATA": -1005, ...} or null')
+    out: dict[str, int] = {}
+    for verb, code in value.items():
+        if not verb or len(verb) > 40 or not all(ch.isalnum() or ch in " _" for ch in verb):
+            raise FaultError(f"command_returns: {verb!r} is not a command verb")
+        if isinstance(code, bool) or not isinstance(code, int) or not -99_999 <= code <= 99_999:
+            raise FaultError(f"command_returns.{verb}: expected an integer return code, "
+                             f"got {code!r}")
+        out[verb.strip().upper()] = code
+    return out
+
+
 def known_fault_keys() -> list[str]:
     """Every key a fault update may carry."""
-    return [*_BOOLS, "flap", *_NUMBERS]
+    return [*_BOOLS, "flap", "command_returns", *_NUMBERS]

@@ -17,8 +17,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import httpx
+
 from fleettui.emulator.device import Clock, Device, DeviceConfig, User, WallClock, utc_now
 from fleettui.emulator.faults import parse_fault_update
+from fleettui.emulator.push_device import PushSetup, PushTerminal
 from fleettui.emulator.server import DeviceServer
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Fleet:
         clock: Clock = time.monotonic,
         wall_clock: WallClock = utc_now,
         tick_s: float = 1.0,
+        push: dict[str, PushSetup] | None = None,
+        push_connections: int = 100,
     ) -> None:
         self.rng = random.Random(seed)
         self.clock = clock
@@ -67,6 +72,10 @@ class Fleet:
         self.tick_s = tick_s
         self.devices: dict[str, Device] = {}
         self.servers: dict[str, DeviceServer] = {}
+        #: push terminals (they dial out; no DeviceServer), by device id
+        self.terminals: dict[str, PushTerminal] = {}
+        self.push_connections = push_connections
+        self._push_client: httpx.AsyncClient | None = None
         for cfg in devices:
             if cfg.id in self.devices:
                 raise ValueError(f"duplicate device id {cfg.id!r}")
@@ -74,7 +83,15 @@ class Fleet:
             for u in (users or {}).get(cfg.id, []):
                 dev.put_user(_copy_user(u))
             self.devices[cfg.id] = dev
-            self.servers[cfg.id] = DeviceServer(dev, rng=random.Random(self.rng.random()))
+            rng = random.Random(self.rng.random())
+            setup = (push or {}).get(cfg.id)
+            if setup is not None:
+                self.terminals[cfg.id] = PushTerminal(dev, setup, rng=rng)
+            else:
+                self.servers[cfg.id] = DeviceServer(dev, rng=rng)
+        unknown = set(push or {}) - set(self.devices)
+        if unknown:
+            raise ValueError(f"push setup for unknown device(s): {', '.join(sorted(unknown))}")
         self._task: asyncio.Task[None] | None = None
         self._planned_until: datetime | None = None
         self.punches_generated = 0
@@ -90,6 +107,13 @@ class Fleet:
         except OSError:
             await self.stop()
             raise
+        if self.terminals:
+            # one client for every terminal: a keep-alive pool, not a socket per device
+            limits = httpx.Limits(max_connections=self.push_connections,
+                                  max_keepalive_connections=self.push_connections)
+            self._push_client = httpx.AsyncClient(limits=limits, trust_env=False)
+            for term in self.terminals.values():
+                term.start(self._push_client)
         if live_punches and self.planner is not None:
             self._planned_until = self.wall_clock()
             self._task = asyncio.get_running_loop().create_task(self._punch_loop())
@@ -99,6 +123,10 @@ class Fleet:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        await asyncio.gather(*(t.stop() for t in self.terminals.values()))
+        if self._push_client is not None:
+            await self._push_client.aclose()
+            self._push_client = None
         await asyncio.gather(*(s.stop() for s in self.servers.values()))
 
     # --- lookups --------------------------------------------------------
@@ -111,9 +139,26 @@ class Fleet:
             raise UnknownDevice(device_id) from None
 
     def server(self, device_id: str) -> DeviceServer:
-        """The server of the device with this id, or UnknownDevice."""
+        """The server of the device with this id, or UnknownDevice (push terminals have none)."""
         self.device(device_id)
-        return self.servers[device_id]
+        try:
+            return self.servers[device_id]
+        except KeyError:
+            raise UnknownDevice(device_id) from None
+
+    def terminal(self, device_id: str) -> PushTerminal:
+        """The push terminal with this id, or UnknownDevice (pull devices are not)."""
+        self.device(device_id)
+        try:
+            return self.terminals[device_id]
+        except KeyError:
+            raise UnknownDevice(device_id) from None
+
+    async def _faults_changed(self, device_id: str) -> None:
+        if device_id in self.terminals:
+            self.terminals[device_id].wake()
+        else:
+            await self.servers[device_id].sync_listeners()
 
     # --- acting on devices ------------------------------------------------
 
@@ -122,14 +167,14 @@ class Fleet:
         update = parse_fault_update(body)
         dev = self.device(device_id)
         dev.apply_faults(update)
-        await self.servers[device_id].sync_listeners()
+        await self._faults_changed(device_id)
         return dev.summary()
 
     async def clear_faults(self, device_id: str) -> dict[str, Any]:
         """Remove every fault of a device."""
         dev = self.device(device_id)
         dev.clear_faults()
-        await self.servers[device_id].sync_listeners()
+        await self._faults_changed(device_id)
         return dev.summary()
 
     def generate_punches(self, device_id: str, count: int) -> tuple[int, int]:

@@ -336,8 +336,10 @@ class DeviceSpec:
 
     config: DeviceConfig
     site_id: str
-    #: "tcp", or "udp" for older black-and-white models
+    #: "tcp", or "udp" for older black-and-white models; "push" for a push terminal
     transport: str
+    #: the push firmware profile (push_wire.PROFILES) of a push terminal
+    push_profile: str | None = None
 
     @property
     def id(self) -> str:
@@ -484,6 +486,38 @@ def generate_fleet(
             rng, site, site_devices, employees_per_device, cards
         )
     return FleetSpec(site_specs, device_specs, employees, homes, seed=seed)
+
+
+#: push firmware profiles handed out in turn to the devices made push terminals
+PUSH_PROFILE_MIX = ("push2", "biodata", "legacy", "push2-resend")
+
+
+def make_push(spec: FleetSpec, count: int, *, seed: int = 1) -> list[str]:
+    """Turn ``count`` devices of ``spec`` into push terminals; returns their ids.
+
+    Picked from ``seed`` alone (so the same seed picks the same devices), one
+    site at a time in a shuffled site order, so push terminals are spread over
+    the sites; firmware profiles (5/7/10 ATTLOG fields, legacy stamps, pushver)
+    are handed out in turn. The other devices are left exactly as they were.
+    """
+    if not 0 <= count <= len(spec.devices):
+        raise ValueError(f"--push: expected 0 to {len(spec.devices)} devices, got {count}")
+    rng = random.Random(f"push:{seed}")
+    pools = {s.id: list(spec.devices_at(s.id)) for s in spec.sites}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    order = [s.id for s in spec.sites]
+    rng.shuffle(order)
+    chosen: list[DeviceSpec] = []
+    while len(chosen) < count:
+        for site_id in order:
+            if pools[site_id] and len(chosen) < count:
+                chosen.append(pools[site_id].pop())
+    start = rng.randrange(len(PUSH_PROFILE_MIX))
+    for i, d in enumerate(chosen):
+        d.transport = "push"
+        d.push_profile = PUSH_PROFILE_MIX[(start + i) % len(PUSH_PROFILE_MIX)]
+    return [d.id for d in chosen]
 
 
 def _hosts(base_address: str, count: int) -> list[str]:
@@ -659,6 +693,20 @@ def config_text(spec: FleetSpec) -> str:
         c = device.config
         p = c.profile
         model = _comment(f"{p.device_name}, {p.platform}, {p.firmware}")
+        if device.transport == "push":
+            # a push terminal dials in: no host, port or comm key to poll it with
+            site_name = spec.site(device.site_id).name
+            lines += [
+                "[[devices]]",
+                f"# model: {model}; push firmware profile {_comment(device.push_profile or '')}",
+                f"id = {_toml_str(c.id)}",
+                f"serial = {_toml_str(c.serial)}",
+                f"site = {_toml_str(device.site_id)}",
+                f"name = {_toml_str(f'{site_name} {p.device_name} {c.id[-2:]} (push)')}",
+                'transport = "push"',
+                "",
+            ]
+            continue
         lines += [
             "[[devices]]",
             f"# model: {model}",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 from fleettui.emulator.device import User
 from fleettui.emulator.fleet import Fleet
-from fleettui.emulator.fleetgen import FleetSpec, generate_fleet
+from fleettui.emulator.fleetgen import FleetSpec, generate_fleet, make_push
 from fleettui.emulator.punchgen import RatePlanner, ShiftPlanner
+from fleettui.emulator.push_device import PushSetup
+from fleettui.emulator.push_wire import PROFILES
 
 #: share of the record buffer filled on the "nearly full" sick device
 NEARLY_FULL = 0.96
@@ -28,8 +31,26 @@ def users_for(spec: FleetSpec, device_id: str) -> list[User]:
     ]
 
 
+#: Delay and ErrorDelay of a push terminal before its first handshake (firmware's own)
+PUSH_FIRST_DELAY_S = 30.0
+#: the first calls of push terminals are spread over at most this many seconds
+PUSH_JITTER_S = 10.0
+
+
+def push_setups(spec: FleetSpec, server: str, first_delay_s: float | None = None
+                ) -> dict[str, PushSetup]:
+    """The PushSetup of every push terminal of ``spec`` (see fleetgen.make_push)."""
+    delay = PUSH_FIRST_DELAY_S if first_delay_s is None else first_delay_s
+    return {
+        d.id: PushSetup(server=server, profile=PROFILES[d.push_profile or "push2"],
+                        first_delay_s=delay, jitter_s=min(delay, PUSH_JITTER_S))
+        for d in spec.devices if d.transport == "push"
+    }
+
+
 def fleet_from_spec(
-    spec: FleetSpec, *, seed: int = 1, punch_rate: float | None = None
+    spec: FleetSpec, *, seed: int = 1, punch_rate: float | None = None,
+    push: dict[str, PushSetup] | None = None,
 ) -> Fleet:
     """A Fleet serving every device of ``spec`` with its employees enrolled.
 
@@ -48,6 +69,7 @@ def fleet_from_spec(
         users={d.config.id: users_for(spec, d.config.id) for d in spec.devices},
         planner=planner,
         seed=seed,
+        push=push,
     )
 
 
@@ -59,10 +81,26 @@ def build_fleet(
     base_address: str = "127.0.1.1",
     port: int = 4370,
     punch_rate: float | None = None,
+    push: int = 0,
+    push_server: str | None = None,
+    push_delay: float | None = None,
 ) -> tuple[FleetSpec, Fleet]:
-    """Generate a fleet description and the Fleet that serves it."""
+    """Generate a fleet description and the Fleet that serves it.
+
+    ``push`` devices (picked from the seed, spread over sites) are push
+    terminals dialing ``push_server`` instead of listening on their address.
+    """
     spec = generate_fleet(sites, devices, seed=seed, base_address=base_address, port=port)
-    return spec, fleet_from_spec(spec, seed=seed, punch_rate=punch_rate)
+    setups: dict[str, PushSetup] = {}
+    if push:
+        if not push_server:
+            raise ValueError("--push needs --push-server URL (the push listener to dial)")
+        url = urlsplit(push_server)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"--push-server: expected http://host:port, got {push_server!r}")
+        make_push(spec, push, seed=seed)
+        setups = push_setups(spec, push_server, push_delay)
+    return spec, fleet_from_spec(spec, seed=seed, punch_rate=punch_rate, push=setups)
 
 
 async def make_sick(fleet: Fleet, *, outage_s: float | None = None) -> dict[str, str]:
