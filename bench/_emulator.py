@@ -27,6 +27,8 @@ class RunningFleet:
     proc: subprocess.Popen[str]
     config: dict[str, Any]
     control_url: str
+    #: the config file as written (TOML text)
+    config_text: str = ""
 
 
 @contextmanager
@@ -47,7 +49,8 @@ def emulator(*args: str) -> Iterator[RunningFleet]:
         else:
             raise SystemExit(f"emulator exited early with {proc.wait()}")
         try:
-            yield RunningFleet(proc, tomllib.loads(config_path.read_text()), control_url)
+            text = config_path.read_text()
+            yield RunningFleet(proc, tomllib.loads(text), control_url, text)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
