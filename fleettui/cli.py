@@ -15,6 +15,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fleettui import __version__
 from fleettui.commands import COMMANDS
@@ -610,7 +611,13 @@ async def _emulate(args: argparse.Namespace) -> int:
     if args.config_out:
         from fleettui.emulator.fleetgen import write_config
 
-        write_config(spec, args.config_out)
+        listen = None
+        if args.push and args.push_server:
+            # the listener the terminals dial (behind a TLS proxy, set [push] listen by hand)
+            url = urlsplit(args.push_server)
+            host = f"[{url.hostname}]" if url.hostname and ":" in url.hostname else url.hostname
+            listen = f"{host}:{url.port or 80}" if url.scheme == "http" else "127.0.0.1:8081"
+        write_config(spec, args.config_out, listen)
     first = spec.devices[0].config
     last = spec.devices[-1].config
     print(f"fleettui emulator: {len(spec.devices)} devices across {len(spec.sites)} sites")

@@ -7,14 +7,26 @@ and reads the database with sqlite3, as the other headless tests do.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import subprocess
+import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, next_host
-from tests.test_headless import Runner, punch_count, query, runner, wait_for
+from tests.conftest import free_port, loopback, next_host
+from tests.test_headless import (
+    Runner,
+    _env,
+    fleettui,
+    punch_count,
+    query,
+    runner,
+    wait_for,
+)
 
 __all__ = ["runner"]  # the fixture, re-exported for this module's tests
 
@@ -103,3 +115,59 @@ def test_kill_9_during_an_upload_loses_and_doubles_nothing(
     outbox = query(db, "SELECT COUNT(*) FROM webhook_outbox WHERE event_type = 'punch.created'")
     assert outbox == [(50,)]
     assert "Traceback" not in second.log()
+
+
+def test_an_emulated_push_fleet_against_the_headless_poller(
+    runner: Runner, tmp_path: Path,
+) -> None:
+    """What a user does: ``fleettui emulate --push`` writes the config (with its [push]
+    table), ``fleettui run --headless`` on it; every push terminal comes online and its
+    punches are stored once, as the emulator holds them."""
+    host = next_host()
+    server = f"http://{host}:{free_port(host)}"
+    config = tmp_path / "fleet.toml"
+    log = (tmp_path / "emulate.log").open("wb")
+    emu = subprocess.Popen(
+        [sys.executable, "-m", "fleettui", "emulate", "--sites", "2", "--devices", "6",
+         "--seed", "4", "--push", "3", "--push-server", server, "--push-delay", "0.5",
+         "--base-address", loopback(242, 1), "--port", "0", "--history-days", "0",
+         "--punch-rate", "0", "--control", f"{host}:0", "--config-out", str(config)],
+        stdout=log, stderr=subprocess.STDOUT, env=_env())
+    try:
+        wait_for(lambda: config.exists() and "Ctrl+C" in (tmp_path / "emulate.log").read_text(),
+                 "the emulator to start")
+        control = re.search(r"control API\s+(http://\S+?)/devices",
+                            (tmp_path / "emulate.log").read_text())
+        assert control is not None
+        assert "[push]" in config.read_text()
+        check = fleettui("check-config", config)
+        assert check.returncode == 0, check.stderr
+        db = tmp_path / "fleet.db"
+        poller = runner.start_polling(config, db)
+        push_ids = [d["id"] for d in tomllib.loads(config.read_text())["devices"]
+                    if d.get("transport") == "push"]
+        assert len(push_ids) == 3
+
+        def held() -> dict[str, int]:
+            devices = httpx.get(f"{control.group(1)}/devices").json()["devices"]
+            return {d["id"]: d["records"] for d in devices if d["id"] in push_ids}
+
+        def stored_all() -> bool:
+            online = query(db, "SELECT COUNT(*) FROM devices WHERE transport = 'push'"
+                               " AND status = 'online'")[0][0]
+            return online == 3 and all(punch_count(db, d) == n for d, n in held().items())
+
+        for d in push_ids:  # punches made on the terminals: each pushes its own
+            r = httpx.post(f"{control.group(1)}/devices/{d}/punches", json={"count": 25})
+            assert r.status_code < 300, r.text
+        wait_for(stored_all, "every push terminal online with its punches stored",
+                 watch=[poller], timeout=90, interval=0.2,
+                 describe=lambda: f"{held()} held; stored "
+                                  f"{[punch_count(db, d) for d in push_ids]}")
+        assert set(held().values()) == {25}
+        assert poller.terminate() == 0, poller.log()
+        assert "Traceback" not in poller.log()
+    finally:
+        emu.terminate()
+        emu.wait(timeout=30)
+        log.close()

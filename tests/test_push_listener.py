@@ -227,6 +227,13 @@ async def test_an_employee_sync_becomes_user_lines_and_is_remembered(
                                {"employees": employees, "remove_missing": True},
                                now=T0, source="test")
     await listener.engine.push.tick()
+    # first the device is asked who it holds: it uploads them, then answers the query
+    query = await listener.call("GET", "/iclock/getrequest")
+    query_id, text = query.text.strip().split(":", 2)[1:]
+    assert text == "DATA QUERY USERINFO"
+    await listener.call("POST", "/iclock/cdata", table="OPERLOG",
+                        body="USER PIN=7\tName=Old\tPri=0\tPasswd=\tCard=\tGrp=1\n")
+    await listener.call("POST", "/iclock/devicecmd", body=f"ID={query_id}&Return=0&CMD=DATA\n")
     r = await listener.call("GET", "/iclock/getrequest")
     sent = [line.split(":", 2)[1:] for line in r.text.strip().splitlines()]
     assert [t.split("\t")[0] for _, t in sent] == [

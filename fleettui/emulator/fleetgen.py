@@ -666,11 +666,13 @@ def _comment(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
-def config_text(spec: FleetSpec) -> str:
+def config_text(spec: FleetSpec, push_listen: str | None = None) -> str:
     """The fleettui TOML config (``[[sites]]`` and ``[[devices]]``) for a fleet.
 
     Only the keys fleettui reads are written; what the emulator knows beyond
-    them (site kind, device model) appears as comments.
+    them (site kind, device model) appears as comments. ``push_listen``
+    (``host:port``, where the push terminals dial) adds the ``[push]`` table
+    that turns the listener on.
     """
     seed = "unknown seed" if spec.seed is None else f"seed {spec.seed}"
     lines = [
@@ -679,6 +681,8 @@ def config_text(spec: FleetSpec) -> str:
         "# It holds device comm keys, which are secrets: keep this file private.",
         "",
     ]
+    if push_listen is not None:
+        lines += ["[push]", "enabled = true", f"listen = {_toml_str(push_listen)}", ""]
     for site in spec.sites:
         lines += [
             "[[sites]]",
@@ -722,7 +726,7 @@ def config_text(spec: FleetSpec) -> str:
     return "\n".join(lines)
 
 
-def write_config(spec: FleetSpec, path: str | Path) -> None:
+def write_config(spec: FleetSpec, path: str | Path, push_listen: str | None = None) -> None:
     """Write ``config_text(spec)`` to ``path`` atomically, readable by the owner only.
 
     The file holds comm keys, so it is created with mode 0o600 (an existing
@@ -733,7 +737,7 @@ def write_config(spec: FleetSpec, path: str | Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             os.fchmod(f.fileno(), 0o600)
-            f.write(config_text(spec))
+            f.write(config_text(spec, push_listen))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

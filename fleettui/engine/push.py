@@ -32,7 +32,14 @@ from fleettui.domain import (
     PushContact,
 )
 from fleettui.engine.health import Health
-from fleettui.engine.push_commands import PUSH_HANDLERS, PushPlan, outcome, users_changed
+from fleettui.engine.push_commands import (
+    PUSH_HANDLERS,
+    READING_USERS,
+    PushPlan,
+    outcome,
+    sync_employees_lines,
+    users_changed,
+)
 from fleettui.engine.sync import make_punch
 from fleettui.store import Store
 
@@ -353,7 +360,19 @@ class PushGateway:
         command = await self.store.command(command_id)
         if command is None or command.state.final:
             return
-        done, result, error = outcome(lines, await self.store.push_plan(command_id))
+        plan = await self.store.push_plan(command_id)
+        if plan.get("stage") == READING_USERS and command.command == "sync_employees":
+            query = lines[-1]
+            # -1: nothing to send (no users); anything else is the device refusing
+            if query.return_code in (0, -1):
+                nxt = await sync_employees_lines(_Target(device.spec.id, self.store),
+                                                 command.params)
+                if nxt.lines:
+                    await self.store.add_push_lines(command_id, device.spec.id, nxt.lines,
+                                                    nxt.report)
+                    return
+                plan, lines = nxt.report, []
+        done, result, error = outcome(lines, plan)
         users, removed = users_changed(lines)
         if users or removed:
             await self.store.record_push_users(device.spec.id, users, removed)

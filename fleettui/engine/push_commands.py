@@ -99,10 +99,22 @@ async def _set_option(_target: PushTarget, params: dict[str, Any]) -> PushPlan:
                     {"key": params["key"], "value": params["value"]})
 
 
+#: a plan's stage that reads the device's users first (they arrive as an OPERLOG upload)
+READING_USERS = "reading users"
+
+
 @_push("sync_employees")
-async def _sync_employees(target: PushTarget, params: dict[str, Any]) -> PushPlan:
-    """The users the device holds are those its uploads and our syncs told of: new ones
-    are added, changed ones updated, and (``remove_missing``) the others removed."""
+async def _sync_employees(target: PushTarget, _params: dict[str, Any]) -> PushPlan:
+    """First the device is asked for its users (DATA QUERY USERINFO: it uploads them as
+    USER lines, then answers); ``sync_employees_lines`` then plans the changes."""
+    await target.store.record_push_users(
+        target.device_id, [], [u.pin for u in await target.store.push_users(target.device_id)])
+    return PushPlan(["DATA QUERY USERINFO"], {"stage": READING_USERS})
+
+
+async def sync_employees_lines(target: PushTarget, params: dict[str, Any]) -> PushPlan:
+    """Once the device's users are known: new ones are added, changed ones updated, and
+    (``remove_missing``) the others removed."""
     current = {u.pin: u for u in await target.store.push_users(target.device_id)}
     wanted = params["employees"]
     names: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
