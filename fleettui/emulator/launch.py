@@ -113,7 +113,9 @@ async def make_sick(fleet: Fleet, *, outage_s: float | None = None) -> dict[str,
     what the demo shows, so that a restart queued meanwhile runs); without,
     it stays offline. Runs on the fleet's event loop.
     """
-    ids = list(fleet.devices)
+    # polled devices where there are enough: a push terminal takes its clock from the
+    # server's every answer, so a drifting one would not show
+    ids = list(fleet.servers) if len(fleet.servers) >= 5 else list(fleet.devices)
     if len(ids) < 5:
         return {}
     offline, flapping, drifting, full = ids[-2], ids[-5], ids[len(ids) // 2], ids[len(ids) // 3]

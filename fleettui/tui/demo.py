@@ -2,12 +2,14 @@
 
 The emulator runs in its own thread and event loop (it is a device, nothing
 more); the engine is embedded in the app's loop and polls it over real
-sockets, exactly as it would poll real terminals.
+sockets, exactly as it would poll real terminals. A fifth of the fleet are
+push terminals, dialing the embedded push listener on a free loopback port.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +24,15 @@ from fleettui.tui.terminal import StopSignals
 #: the demo's offline device: its link returns after this long, so that a restart queued
 #: from the palette meanwhile runs when it answers again (commands wait for a device)
 DEMO_OUTAGE_S = 180.0
+#: one device in this many is a push terminal (it dials in)
+PUSH_SHARE = 5
+
+
+def _free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now, for the demo's push listener."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run_demo(
@@ -39,9 +50,12 @@ def run_demo(
     """Start the fleet, make four devices sick, open the TUI; tidy everything on quit."""
     from fleettui.tui.app import FleetApp
 
+    listen = f"127.0.0.1:{_free_loopback_port()}"
     try:
         spec, fleet = build_fleet(sites=sites, devices=devices, seed=seed,
-                                  base_address=base_address, port=port, punch_rate=punch_rate)
+                                  base_address=base_address, port=port, punch_rate=punch_rate,
+                                  push=devices // PUSH_SHARE, push_server=f"http://{listen}",
+                                  push_delay=2.0)
     except ValueError as e:
         print(f"fleettui demo: {e}", file=sys.stderr)
         return 2
@@ -63,10 +77,11 @@ def run_demo(
                 # written after the fleet started, so real ports are in it; it holds comm keys
                 fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as f:
-                    f.write(config_text(spec))
+                    f.write(config_text(spec, listen if devices >= PUSH_SHARE else None))
                 config = load_config(cfg)
                 log_to(work / "fleettui.log")
-                banner = f"demo: {len(sick)} sick devices"
+                banner = (f"demo: {len(sick)} sick devices, "
+                          f"{devices // PUSH_SHARE} push terminals")
                 if signals.received is None:
                     FleetApp(config=config, db_path=work / "fleettui.db", banner=banner,
                              short_banner="demo", http=http, osc_notify=osc_notify,
