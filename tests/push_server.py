@@ -10,11 +10,12 @@ and can be told to answer otherwise (503s, a wrong Date, commands).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+import pytest
 from aiohttp import web
 
 from fleettui.emulator import push_wire
@@ -138,3 +139,19 @@ def make_fleet(server: PushServer, profile: str = "push2", *, count: int = 1,
     push = {c.id: PushSetup(server=server.url, profile=push_wire.PROFILES[profile],
                             first_delay_s=setup.get("first_delay_s", 0.05)) for c in configs}
     return Fleet(configs, users=users, push=push)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[PushServer]:
+    """A recording push server on a loopback address of this worker."""
+    s = await PushServer().start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def fleet(server: PushServer) -> AsyncIterator[Fleet]:
+    """One push2 terminal dialing ``server`` (started by the test)."""
+    f = make_fleet(server)
+    yield f
+    await f.stop()

@@ -6,27 +6,15 @@ for the product's push listener (not in this tree when these were written).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
 
 from fleettui.emulator.fleet import Fleet
-from tests.push_server import PushServer, make_fleet, until
+from tests.push_server import PushServer, fleet, make_fleet, server, until
 
+__all__ = ["fleet", "server"]  # the fixtures, from tests/push_server.py
 
-@pytest.fixture
-async def server() -> AsyncIterator[PushServer]:
-    s = await PushServer().start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def fleet(server: PushServer) -> AsyncIterator[Fleet]:
-    f = make_fleet(server)
-    yield f
-    await f.stop()
 
 
 async def test_commands_run_and_results_are_posted(server: PushServer, fleet: Fleet) -> None:
