@@ -8,6 +8,8 @@ store. The engine's clock is injected (offline detection is driven by
 
 from __future__ import annotations
 
+import asyncio
+import resource
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ from aiohttp import web
 
 from fleettui.commands import CommandError
 from fleettui.config import Config, parse_config
-from fleettui.domain import CommandState, DeviceStatus
+from fleettui.domain import CommandState, DeviceStatus, EventKind
 from fleettui.engine.approve import ApprovalError, approve_push_device
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
@@ -329,3 +331,68 @@ async def test_pending_devices_over_the_http_api(api: Api) -> None:
     assert r.status_code == 201 and r.json()["id"] == "door-999"
     assert (await api.get("/v1/push/pending")).json()["pending"] == []
     assert "door-999" in [d["id"] for d in (await api.get("/v1/devices")).json()["devices"]]
+
+
+async def test_a_thousand_devices_reconnecting_at_once_are_all_answered(
+    tmp_path: Path,
+) -> None:
+    """A site's uplink returns and its thousand terminals call in the same instant: every
+    call is answered (none dropped, none refused), each device is online once, and a
+    heartbeat of a device of another site made in the middle of it is answered too."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:  # both ends of a thousand connections live in this process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    devices = "".join(f'[[devices]]\nid = "t{i:04d}"\nserial = "BURST{i:04d}"\nsite = "pune"\n'
+                      'transport = "push"\n\n' for i in range(1000))
+    config = parse_config(CONFIG + devices)
+    store = await open_store(tmp_path / "fleet.db")
+    engine = Engine(config, store, clock=lambda: T0)
+    await engine.prepare()
+    host = next_host()
+    port = free_port(host)
+    runner = web.AppRunner(push_app(engine.push, config.push), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, backlog=2048).start()
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=120,
+                                     limits=limits) as client:
+            async def call(serial: str) -> int:
+                r = await client.get("/iclock/getrequest", params={"SN": serial})
+                return r.status_code
+
+            burst = [asyncio.ensure_future(call(f"BURST{i:04d}")) for i in range(1000)]
+            other = await call("CKPUSH0002")  # made while the burst is under way
+            codes = await asyncio.gather(*burst)
+        assert other == 200
+        assert codes == [200] * 1000
+        devices_now = await store.devices("pune")
+        online = [d for d in devices_now if d.status is DeviceStatus.ONLINE]
+        assert len(online) == 1000
+        changes = [e for e in await store.events_after(0, limit=5000)
+                   if e.kind == EventKind.DEVICE_ONLINE]
+        assert len(changes) == 1001  # one each: the thousand, and the other site's device
+    finally:
+        await runner.cleanup()
+        await store.close()
+
+
+async def test_a_command_line_never_answered_fails_its_command_in_the_end(
+    listener: Listener,
+) -> None:
+    store = listener.store
+    request, _ = await enqueue(store, "gate-1", "unlock", {"seconds": 2}, now=T0,
+                               source="test")
+    await listener.engine.push.tick()
+    r = await listener.call("GET", "/iclock/getrequest")
+    assert r.text.strip().endswith("AC_UNLOCK 2")  # taken, and then the device goes quiet
+    listener.advance(14 * 60)
+    await listener.engine.push.tick()
+    fresh = await store.command_request(request.id)
+    assert fresh is not None and fresh.commands[0].state is CommandState.SENT
+    listener.advance(2 * 60)
+    await listener.engine.push.tick()
+    fresh = await store.command_request(request.id)
+    assert fresh is not None
+    assert (fresh.commands[0].state, fresh.commands[0].error) == (
+        CommandState.FAILED, "AC_UNLOCK 2: not answered")

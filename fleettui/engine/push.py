@@ -51,6 +51,10 @@ WATCH_EVERY_S = 1.0
 REBOOT_WINDOW_S = 120.0
 #: an unknown serial is written down at most this often
 PENDING_NOTE_EVERY_S = 30.0
+#: a command line sent and not answered for this long has failed ("not answered")
+ANSWER_TIMEOUT_S = 15 * 60.0
+#: how often lines past their answer timeout are looked for
+EXPIRE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class PushGateway:
         self._pending_noted: dict[str, datetime] = {}
         self._queued: set[str] = set()
         self._started_at: datetime | None = None
+        self._expired_at: datetime | None = None
 
     # --- the fleet ----------------------------------------------------------------
 
@@ -233,6 +238,9 @@ class PushGateway:
             self._started_at = now
         await self.flush()
         self._queued = await self.store.devices_with_queued_commands()
+        if self._expired_at is None or (now - self._expired_at).total_seconds() >= EXPIRE_EVERY_S:
+            self._expired_at = now
+            await self._expire(now)
         silent = timedelta(seconds=self.offline_after_s)
         for device in list(self._by_serial.values()):
             health = device.health
@@ -379,6 +387,17 @@ class PushGateway:
         self.publish(await self.store.finish_command(
             command, CommandState.DONE if done else CommandState.FAILED, now,
             result=result, error=error))
+
+    async def _expire(self, now: datetime) -> None:
+        """Lines a device took and never answered (it went away, or lost them) fail their
+        command, so that nothing waits for ever."""
+        expired = await self.store.expire_push_lines(
+            now - timedelta(seconds=ANSWER_TIMEOUT_S), now)
+        by_id = {d.spec.id: d for d in self._by_serial.values()}
+        for command_id, device_id in expired.items():
+            device = by_id.get(device_id)
+            if device is not None:
+                await self._maybe_finish(device, command_id, now)
 
     async def _reboot_seen(self, device: _Device, now: datetime) -> None:
         """A device handshaking after a REBOOT we sent has run it: the line is answered."""

@@ -65,6 +65,11 @@ class PushStore(Protocol):
         device's lines awaiting a result (a result posted twice is taken once)."""
         ...
 
+    async def expire_push_lines(self, sent_before: datetime, now: datetime) -> dict[int, str]:
+        """Lines sent before ``sent_before`` and never answered: failed ("not answered");
+        returns the commands they belong to, with their devices."""
+        ...
+
     async def drop_push_lines(self, command_id: int) -> int:
         """Lines of a command that ended without them (expired, failed): never sent now."""
         ...

@@ -129,6 +129,17 @@ class PushQueries(SqliteConnection):
                                (line_id,))
         return _line(rows[0])
 
+    async def expire_push_lines(self, sent_before: datetime, now: datetime) -> dict[int, str]:
+        """Lines sent before ``sent_before`` and never answered: failed ("not answered");
+        returns the commands they belong to, with their devices."""
+        async with self._tx() as db:
+            rows = await fetch(db, "SELECT id, command_id, device_id FROM push_lines"
+                               " WHERE state = 'sent' AND sent_at < ?", (ts(sent_before),))
+            await db.executemany(
+                "UPDATE push_lines SET state = 'failed', answered_at = ? WHERE id = ?",
+                [(ts(now), r["id"]) for r in rows])
+        return {r["command_id"]: r["device_id"] for r in rows}
+
     async def drop_push_lines(self, command_id: int) -> int:
         """Lines of a command that ended without them (expired, failed): never sent now."""
         async with self._tx() as db:
