@@ -38,14 +38,16 @@ from fleettui.commands import COMMANDS as COMMAND_SPECS
 from fleettui.commands import CommandError
 from fleettui.commands import label as command_label
 from fleettui.config import AlertSettings, Config
-from fleettui.domain import Alert, Event, EventKind, Site
+from fleettui.domain import Alert, Event, EventKind, PendingDevice, Site
 from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
+from fleettui.engine.approve import ApprovalError, approve_push_device
 from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
 from fleettui.engine.enqueue import enqueue
 from fleettui.printable import printable, printable_fields
 from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
 from fleettui.store import Store
+from fleettui.store.errors import FleetConflict
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
@@ -176,6 +178,8 @@ class FleetApp(App[None]):
         self.site_list: list[Site] = []
         self.open_alerts: list[Alert] = []
         self.dead_webhooks = 0
+        #: push devices that dialed in unknown, waiting to be approved onto a site
+        self.pending_push: list[PendingDevice] = []
         self.min_refresh_gap_s = min_refresh_gap_s
         self._refresh_scheduled = False
         self._last_refresh_end = 0.0
@@ -466,6 +470,8 @@ class FleetApp(App[None]):
                 self._dirty = False
                 if self.store_ is not None:
                     self.dead_webhooks = await self.store.webhook_dead_count()
+                    self.pending_push = [printable_fields(p) for p in
+                                         await self.store.pending_push_devices()]
                 await self._refresh_once()
                 self.open_alerts = [printable_fields(a) for a in await self.store.alerts()]
                 if not self._dirty:
@@ -551,6 +557,9 @@ class FleetApp(App[None]):
         if self.dead_webhooks:
             header.append(f"{gap}{self.dead_webhooks:,} dead webhook"
                           f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
+        if self.pending_push:
+            n = len(self.pending_push)
+            header.append(f"{gap}{n} push device{'s' if n > 1 else ''} pending", style="yellow")
         text = {"long": self.banner, "short": self.short_banner}.get(banner, "")
         if text:
             header.append(f"{gap}{text}", style="dim")
@@ -824,6 +833,11 @@ class FleetApp(App[None]):
         for a in self.open_alerts:
             items.append((f"Acknowledge alert {a.id}: {a.kind.value} {a.target}",
                           partial(self.acknowledge, a.id), a.reason or a.severity))
+        for p in self.pending_push:
+            for s in self.site_list:
+                items.append((f"Approve push device {p.serial} onto {s.name} ({s.id})",
+                              partial(self.approve_push, p.serial, s.id),
+                              f"dialed in unknown from {p.address or '?'}, {p.requests} calls"))
         dead = self.dead_webhooks
         items.append((f"Dead webhook deliveries ({dead:,})", self.show_dead_letters,
                       "what gave up after its retries, and why; r replays them"))
@@ -896,6 +910,23 @@ class FleetApp(App[None]):
             self.notify(f"{target} silenced until {until:%H:%M} UTC", title="silence")
 
         self.run_worker(do(), group="alerts")
+
+    def approve_push(self, serial: str, site_id: str) -> None:
+        """Put a pending push device on a site (the poller answers it within seconds)."""
+
+        async def do() -> None:
+            try:
+                state = await approve_push_device(self.store, serial, site_id, self.now())
+            except (ApprovalError, FleetConflict) as e:
+                self.notify(printable(str(e)), title="push device", severity="error")
+                return
+            if self.engine is not None:
+                self.engine.reconcile_soon()
+            self.notify(f"{state.id} approved at {site_id}: its buffered records follow",
+                        title="push device")
+            self.request_refresh()
+
+        self.run_worker(do(), group="push")
 
     def acknowledge(self, alert_id: int) -> None:
         """Acknowledge an open alert (its reminders stop)."""

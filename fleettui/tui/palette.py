@@ -39,6 +39,8 @@ def palette_actions() -> list[tuple[str, str]]:
         *site,
         ("Silence site <site> for 2h", "maintenance: no notifications for the site"),
         ("Acknowledge alert <id>", "stop an open alert's reminders"),
+        ("Approve push device <serial> onto <site>",
+         "a device that dialed in unknown: put it on a site (its records follow)"),
         ("Dead webhook deliveries", "events a receiver never took, after every retry; "
          "r replays"),
         ("Replay N dead webhook deliveries", "queue every dead delivery again"),
