@@ -261,7 +261,12 @@ class FleetApp(App[None]):
         self.site_list = [printable_fields(s) for s in await self.store.sites()]
         freeze_startup_objects()
         await self.refresh_data()
-        self.query_one("#tree", SiteTree).focus()
+        try:
+            self.query_one("#tree", SiteTree).focus()
+        except NoMatches:
+            if self.is_running:
+                raise
+            return  # closed while it was still starting (widgets gone): nothing to focus
         self.set_interval(self.refresh_s, self._tick)
 
     async def on_unmount(self) -> None:
