@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -153,29 +154,27 @@ async def test_a_read_never_sees_a_transaction_that_is_rolled_back(tmp_path: Pat
     store = await open_store(tmp_path / "fleet.db")
     try:
         seen: list[int] = []
-        inside = asyncio.Event()
-        proceed = asyncio.Event()
+        inside = threading.Event()
+        proceed = threading.Event()
 
-        async def half_done_write() -> None:
-            # a write method's transaction, stopped between its insert and its commit
-            async with store._tx() as db:
-                await db.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)",
-                                 ("2026-01-01T00:00:00.000000Z", "sync", "never committed"))
-                inside.set()
-                await proceed.wait()
-                raise _Abandoned
+        def half_done_write(db: sqlite3.Connection) -> None:
+            # a write transaction, stopped (in the writer's thread) between its insert and
+            # its end, which is a rollback
+            db.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)",
+                       ("2026-01-01T00:00:00.000000Z", "sync", "never committed"))
+            inside.set()
+            if not proceed.wait(60):
+                raise TimeoutError("the test never let the write go on")
+            raise _Abandoned
 
-        async def tail() -> None:
-            await inside.wait()
-            try:
-                seen.extend(e.id for e in await store.events_after(0))  # the tail's read
-                last = await store.last_event_id()
-            finally:
-                proceed.set()  # whatever was seen, the writer goes on (and rolls back)
-            assert last == 0
-
-        writer = asyncio.create_task(half_done_write())
-        await tail()
+        writer = asyncio.create_task(store._transaction(half_done_write))
+        assert await asyncio.to_thread(inside.wait, 60)
+        try:
+            seen.extend(e.id for e in await store.events_after(0))  # the tail's read
+            last = await store.last_event_id()
+        finally:
+            proceed.set()  # whatever was seen, the writer goes on (and rolls back)
+        assert last == 0
         with pytest.raises(_Abandoned):
             await writer
         assert seen == []  # the uncommitted event was not seen
@@ -192,7 +191,9 @@ async def test_a_write_cancelled_while_it_waits_to_begin_leaves_the_writer_usabl
     """A write cancelled while its BEGIN waited (another process held the write lock: a
     viewer's command, a backup) used to leave that BEGIN to complete in aiosqlite's thread
     with nobody to end it, and every later write failed with "cannot start a transaction
-    within a transaction" (seen at shutdown, in bench/webhooks.py, for every UDP device)."""
+    within a transaction" (seen at shutdown, in bench/webhooks.py, for every UDP device).
+    Now the write is abandoned: whether it was still queued or already waiting on BEGIN
+    when cancelled, it is never committed, and the next write works."""
     path = tmp_path / "fleet.db"
     store = await open_store(path)
     other = sqlite3.connect(path, isolation_level=None)
@@ -200,14 +201,9 @@ async def test_a_write_cancelled_while_it_waits_to_begin_leaves_the_writer_usabl
         other.execute("BEGIN IMMEDIATE")  # another process writing: our BEGIN must wait
         write = asyncio.create_task(
             store.add_event("sync", "cancelled", at=datetime(2026, 1, 1, tzinfo=UTC)))
-        # the write is under way once it holds the store's own write lock
-        for _ in range(10_000):
-            if store._write.locked():
-                break
-            await asyncio.sleep(0)
-        assert store._write.locked()
+        await asyncio.sleep(0)  # the task hands its transaction to the writer's thread
         write.cancel()
-        other.execute("ROLLBACK")  # the lock is free: the BEGIN in aiosqlite's thread runs
+        other.execute("ROLLBACK")  # the lock is free: a BEGIN waiting in the thread goes on
         with pytest.raises(asyncio.CancelledError):
             await write
         event = await store.add_event("sync", "next", at=datetime(2026, 1, 1, tzinfo=UTC))
@@ -215,6 +211,42 @@ async def test_a_write_cancelled_while_it_waits_to_begin_leaves_the_writer_usabl
         assert event.id == 1
     finally:
         other.close()
+        await store.close()
+
+
+async def test_a_write_cancelled_half_way_is_rolled_back_and_one_queued_never_runs(
+    tmp_path: Path,
+) -> None:
+    """Cancelling the coroutine that waits on a write abandons it: the transaction under
+    way in the writer's thread is rolled back, not committed behind its caller's back, and
+    one still queued behind it never begins."""
+    store = await open_store(tmp_path / "fleet.db")
+    try:
+        inside = threading.Event()
+        proceed = threading.Event()
+
+        def slow_write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO events (at, kind, message) VALUES (?, ?, ?)",
+                       ("2026-01-01T00:00:00.000000Z", "sync", "abandoned half-way"))
+            inside.set()
+            if not proceed.wait(60):
+                raise TimeoutError("the test never let the write go on")
+
+        under_way = asyncio.create_task(store._transaction(slow_write))
+        assert await asyncio.to_thread(inside.wait, 60)
+        queued = asyncio.create_task(
+            store.add_event("sync", "queued", at=datetime(2026, 1, 1, tzinfo=UTC)))
+        await asyncio.sleep(0)  # handed to the thread, behind the one under way
+        under_way.cancel()
+        queued.cancel()
+        proceed.set()
+        for task in (under_way, queued):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        event = await store.add_event("sync", "next", at=datetime(2026, 1, 1, tzinfo=UTC))
+        assert [e.message for e in await store.events_after(0)] == ["next"]
+        assert event.id == 1
+    finally:
         await store.close()
 
 

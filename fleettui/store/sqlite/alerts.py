@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from typing import Any
-
-import aiosqlite
 
 from fleettui.domain import (
     Alert,
@@ -15,7 +14,7 @@ from fleettui.domain import (
     Silence,
     WebhookEvent,
 )
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
 from fleettui.store.sqlite.outbox import write_device_fact
 
@@ -47,17 +46,18 @@ class AlertQueries(SqliteConnection):
         notify: bool,
     ) -> Alert:
         """Open an alert (event, and webhook outbox row when notified, in one transaction)."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> Alert:
+            cur = db.execute(
                 "INSERT INTO alerts (target_kind, target, site_id, kind, severity, reason, since,"
                 " opened_at, notified, last_notified_at, notifications)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (target_kind, target, site_id, kind.value, severity, reason, ts(since), ts(now),
                  int(notify), ts(now) if notify else None, int(notify)),
             )
-            alert = await read_alert(db, int(cur.lastrowid or 0))
-            await self._alert_fact(db, alert, EventKind.ALERT_OPENED, now, notify)
+            alert = read_alert(db, int(cur.lastrowid or 0))
+            self._alert_fact(db, alert, EventKind.ALERT_OPENED, now, notify)
             return alert
+        return await self._transaction(write)
 
     async def update_alert(
         self,
@@ -69,7 +69,7 @@ class AlertQueries(SqliteConnection):
         severity: str | None = None,
     ) -> Alert:
         """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder"."""
-        async with self._tx() as db:
+        def write(db: sqlite3.Connection) -> Alert:
             sets = ["last_notified_at = CASE WHEN ? THEN ? ELSE last_notified_at END",
                     "notifications = notifications + ?"]
             args: list[Any] = [int(notify), ts(now), int(notify)]
@@ -82,27 +82,29 @@ class AlertQueries(SqliteConnection):
             elif change == "notified":
                 sets.append("notified = 1")
             args.append(alert.id)
-            await db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
-            fresh = await read_alert(db, alert.id)
-            await self._alert_fact(db, fresh, _CHANGE_EVENTS[change], now, notify)
+            db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
+            fresh = read_alert(db, alert.id)
+            self._alert_fact(db, fresh, _CHANGE_EVENTS[change], now, notify)
             return fresh
+        return await self._transaction(write)
 
     async def acknowledge_alert(self, alert_id: int, by: str, now: datetime) -> Alert | None:
         """Acknowledge an open alert (stops its reminders); None if no such open alert."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> Alert | None:
+            cur = db.execute(
                 "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?"
                 " WHERE id = ? AND state = 'open'",
                 (ts(now), by, alert_id),
             )
             if not cur.rowcount:
                 return None
-            alert = await read_alert(db, alert_id)
-            await write_event(db, now, EventKind.ALERT_ACKNOWLEDGED,
-                              f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""),
-                              device_id=alert.target if alert.target_kind == "device" else None,
-                              site_id=alert.site_id, data={"alert_id": alert_id})
+            alert = read_alert(db, alert_id)
+            write_event(db, now, EventKind.ALERT_ACKNOWLEDGED,
+                        f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""),
+                        device_id=alert.target if alert.target_kind == "device" else None,
+                        site_id=alert.site_id, data={"alert_id": alert_id})
             return alert
+        return await self._transaction(write)
 
     async def alerts(self, *, open_only: bool = True, limit: int = 500) -> list[Alert]:
         """Alerts, newest first (only open ones by default)."""
@@ -112,8 +114,8 @@ class AlertQueries(SqliteConnection):
         sql += " ORDER BY id DESC LIMIT ?"
         return [_alert(r) for r in await fetch(self._db, sql, (limit,))]
 
-    async def _alert_fact(
-        self, db: aiosqlite.Connection, alert: Alert, kind: EventKind, now: datetime,
+    def _alert_fact(
+        self, db: sqlite3.Connection, alert: Alert, kind: EventKind, now: datetime,
         notify: bool
     ) -> None:
         """An alert's change told: its event, the device fact of a flap, its outbox row."""
@@ -127,7 +129,7 @@ class AlertQueries(SqliteConnection):
             },
             "timestamp": ts(now),
         }
-        await write_event(
+        write_event(
             db, now, kind, f"{alert.kind.value} {alert.target_kind} {alert.target}: {kind}"
             + (f" ({alert.reason})" if alert.reason else ""),
             device_id=alert.target if alert.target_kind == "device" else None,
@@ -135,14 +137,14 @@ class AlertQueries(SqliteConnection):
         )
         opened = kind is EventKind.ALERT_OPENED
         if alert.kind is AlertKind.FLAPPING and (opened or kind is EventKind.ALERT_RESOLVED):
-            await write_device_fact(
+            write_device_fact(
                 db, alert.target,
                 WebhookEvent.DEVICE_FLAPPING if opened else WebhookEvent.DEVICE_STABLE,
                 now, {"reason": alert.reason} if opened else {},
             )
         if notify and kind is not EventKind.ALERT_REMINDER:
             # opened, escalated and resolved are told to receivers under the same names
-            await db.execute(
+            db.execute(
                 "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
                 " VALUES (?, ?, ?, ?)",
                 (WebhookEvent(kind.value), alert.target if alert.target_kind == "device" else None,
@@ -155,60 +157,61 @@ class AlertQueries(SqliteConnection):
         self, target: str, until: datetime, reason: str, by: str, now: datetime
     ) -> Silence:
         """Silence a device or a site until ``until``."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> Silence:
+            cur = db.execute(
                 "INSERT INTO silences (target, until, reason, created_by, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (target, ts(until), reason, by, ts(now)),
             )
-            await write_event(db, now, EventKind.SILENCE_ADDED,
-                              f"{target} silenced until {ts(until)}: {reason}",
-                              data={"silence_id": cur.lastrowid})
-            rows = await fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
+            write_event(db, now, EventKind.SILENCE_ADDED,
+                        f"{target} silenced until {ts(until)}: {reason}",
+                        data={"silence_id": cur.lastrowid})
+            rows = select(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
                                 (cur.lastrowid,))
             return _silence(rows[0])
+        return await self._transaction(write)
 
     async def end_silence(self, silence_id: int, now: datetime) -> Silence | None:
         """End a silence in force now; None if there is no such silence in force."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> Silence | None:
+            cur = db.execute(
                 "UPDATE silences SET ended_at = ? WHERE id = ? AND ended_at IS NULL"
                 " AND until > ?",
                 (ts(now), silence_id, ts(now)),
             )
             if not cur.rowcount:
                 return None
-            rows = await fetch(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
+            rows = select(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
                                 (silence_id,))
             silence = _silence(rows[0])
-            await write_event(db, now, EventKind.SILENCE_ENDED,
-                              f"silence of {silence.target} ended", data={"silence_id": silence_id})
+            write_event(db, now, EventKind.SILENCE_ENDED,
+                        f"silence of {silence.target} ended", data={"silence_id": silence_id})
             return silence
+        return await self._transaction(write)
 
     async def active_silences(self, now: datetime) -> list[Silence]:
         """Silences in force; those past their end are closed (with an event) first."""
-        async with self._tx() as db:
-            ended = await fetch(
+        def write(db: sqlite3.Connection) -> list[Any]:
+            ended = select(
                 db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
                 " AND until <= ?", (ts(now),),
             )
             for row in ended:
-                await db.execute("UPDATE silences SET ended_at = ? WHERE id = ?",
-                                 (ts(now), row["id"]))
-                await write_event(db, now, EventKind.SILENCE_EXPIRED,
-                                  f"silence of {row['target']} ended",
-                                  data={"silence_id": row["id"]})
-            rows = await fetch(
+                db.execute("UPDATE silences SET ended_at = ? WHERE id = ?",
+                           (ts(now), row["id"]))
+                write_event(db, now, EventKind.SILENCE_EXPIRED,
+                            f"silence of {row['target']} ended",
+                            data={"silence_id": row["id"]})
+            return select(
                 db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
                 " ORDER BY id",
             )
-        return [_silence(r) for r in rows]
+        return [_silence(r) for r in await self._transaction(write)]
 
 
-async def read_alert(db: aiosqlite.Connection, alert_id: int) -> Alert:
-    """One alert as it stands on ``db`` (inside a transaction: with its changes)."""
-    rows = await fetch(db, f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
-    return _alert(rows[0])
+def read_alert(db: sqlite3.Connection, alert_id: int) -> Alert:
+    """One alert as it stands inside a write transaction, with its changes."""
+    return _alert(select(db, f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))[0])
 
 
 def _alert(r: Any) -> Alert:

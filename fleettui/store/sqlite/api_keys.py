@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 from datetime import datetime
 
 from fleettui.domain import ApiKey, KeyGrant, NewApiKey
@@ -21,13 +22,14 @@ class ApiKeyQueries(SqliteConnection):
         if role not in API_ROLES:
             raise ValueError(f"role: expected one of {', '.join(API_ROLES)}")
         key = "ftk_" + secrets.token_urlsafe(32)
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> NewApiKey:
+            cur = db.execute(
                 "INSERT INTO api_keys (name, role, prefix, hash, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (name, role, key[:8], _key_hash(key), ts(now)),
             )
             return NewApiKey(int(cur.lastrowid or 0), key)
+        return await self._transaction(write)
 
     async def api_key_role(self, key: str, now: datetime, *,
                            record_use: bool = True) -> KeyGrant | None:
@@ -45,9 +47,10 @@ class ApiKeyQueries(SqliteConnection):
 
     async def record_api_key_use(self, key_id: int, now: datetime) -> None:
         """Write that key ``key_id`` was used at ``now`` (its ``last_used_at``)."""
-        async with self._tx() as db:
-            await db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
-                             (ts(now), key_id))
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
+                       (ts(now), key_id))
+        await self._transaction(write)
 
     async def api_keys(self) -> list[ApiKey]:
         """Every key's id, name, role, prefix and dates (never the key)."""
@@ -64,12 +67,13 @@ class ApiKeyQueries(SqliteConnection):
 
     async def revoke_api_key(self, key_id: int, now: datetime) -> bool:
         """Revoke a key; False if there is no such live key."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (ts(now), key_id),
             )
             return cur.rowcount > 0
+        return await self._transaction(write)
 
 
 def _key_hash(key: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from fleettui.domain import (
     WebhookEvent,
 )
 from fleettui.store.errors import IdempotencyConflict
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
 
 COMMAND_COLUMNS = (
@@ -54,9 +55,9 @@ class CommandQueries(SqliteConnection):
         different request, IdempotencyConflict. Keys older than
         IDEMPOTENCY_WINDOW are forgotten, so the key can be used again.
         """
-        async with self._tx() as db:
+        def write(db: sqlite3.Connection) -> Submission:
             if idempotency_key is not None:
-                rows = await fetch(
+                rows = select(
                     db,
                     "SELECT id, fingerprint, created_at FROM command_requests"
                     " WHERE idempotency_key = ?",
@@ -66,17 +67,17 @@ class CommandQueries(SqliteConnection):
                     old = rows[0]
                     created = from_ts(old["created_at"])
                     if created is not None and now - created > IDEMPOTENCY_WINDOW:
-                        await db.execute(
+                        db.execute(
                             "UPDATE command_requests SET idempotency_key = NULL WHERE id = ?",
                             (old["id"],),
                         )
                     elif old["fingerprint"] != fingerprint:
                         raise IdempotencyConflict(idempotency_key)
                     else:
-                        request = await read_request(db, int(old["id"]))
+                        request = read_request(db, int(old["id"]))
                         assert request is not None
                         return Submission(request, False)
-            cur = await db.execute(
+            cur = db.execute(
                 "INSERT INTO command_requests (idempotency_key, target, target_kind, command,"
                 " params, fingerprint, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (idempotency_key, target, target_kind, command, json.dumps(params),
@@ -84,65 +85,67 @@ class CommandQueries(SqliteConnection):
             )
             request_id = int(cur.lastrowid or 0)
             expires = ts(now + ttl) if ttl is not None else None
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO commands (request_id, device_id, command, params, created_at,"
                 " updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (request_id, d, command, json.dumps(params), ts(now), ts(now), expires)
-                    for d in device_ids
+              (request_id, d, command, json.dumps(params), ts(now), ts(now), expires)
+              for d in device_ids
                 ],
             )
-            await write_event(
+            write_event(
                 db, now, EventKind.COMMAND_QUEUED,
                 f"{command} queued for {target_kind} {target} ({len(device_ids)} device(s))",
                 site_id=target if target_kind == "site" else None,
                 device_id=target if target_kind == "device" else None,
                 data={"request_id": request_id, "command": command, "source": source},
             )
-            request = await read_request(db, request_id)
+            request = read_request(db, request_id)
             assert request is not None
             return Submission(request, True)
+        return await self._transaction(write)
 
     async def command_request(self, request_id: int) -> CommandRequest | None:
         """A request with its commands."""
-        return await read_request(self._db, request_id)
+        return await load_request(self._db, request_id)
 
     async def due_commands(self, device_id: str, now: datetime) -> list[Command]:
         """A device's queued commands in order, after expiring those past their time to live."""
-        async with self._tx() as db:
-            expired = await fetch(
+        def write(db: sqlite3.Connection) -> list[Any]:
+            expired = select(
                 db,
                 "SELECT id, command FROM commands WHERE device_id = ? AND state = 'queued'"
                 " AND expires_at IS NOT NULL AND expires_at <= ?",
                 (device_id, ts(now)),
             )
             for row in expired:
-                await db.execute(
+                db.execute(
                     "UPDATE commands SET state = 'expired', updated_at = ?,"
                     " error = 'time to live ran out before the device could take it'"
                     " WHERE id = ?",
                     (ts(now), row["id"]),
                 )
-                await write_event(
+                write_event(
                     db, now, EventKind.COMMAND_EXPIRED, f"{device_id}: {row['command']} expired",
                     device_id=device_id, data={"command_id": row["id"]},
                 )
-            rows = await fetch(
+            return select(
                 db,
                 f"SELECT {COMMAND_COLUMNS} FROM commands WHERE device_id = ? AND state = 'queued'"
                 " ORDER BY id",
                 (device_id,),
             )
-        return [command_of_row(r) for r in rows]
+        return [command_of_row(r) for r in await self._transaction(write)]
 
     async def start_command(self, command_id: int, now: datetime) -> None:
         """The poller is about to run a command on its device."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE commands SET state = 'sent', attempts = attempts + 1, updated_at = ?"
                 " WHERE id = ?",
                 (ts(now), command_id),
             )
+        await self._transaction(write)
 
     async def finish_command(
         self,
@@ -154,8 +157,8 @@ class CommandQueries(SqliteConnection):
         error: str = "",
     ) -> Event:
         """A command ended (done or failed): state, result and an event, in one transaction."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> Event:
+            db.execute(
                 "UPDATE commands SET state = ?, result = ?, error = ?, updated_at = ? WHERE id = ?",
                 (state.value, json.dumps(result) if result is not None else None, error,
                  ts(now), command.id),
@@ -173,24 +176,25 @@ class CommandQueries(SqliteConnection):
                                 "status": state.value, "result": result, "error": error or None},
                     "timestamp": ts(now),
                 }
-                await db.execute(
+                db.execute(
                     "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
                     " VALUES (?, ?, ?, ?)",
                     (kind, command.device_id, json.dumps(payload), ts(now)),
                 )
-            return await write_event(
+            return write_event(
                 db, now, EventKind.for_command(state), message, device_id=command.device_id,
                 data={"command_id": command.id, "request_id": command.request_id,
-                      "command": command.command, "result": result, "error": error},
+                "command": command.command, "result": result, "error": error},
             )
+        return await self._transaction(write)
 
     async def interrupt_sent_commands(self, now: datetime) -> int:
         """Commands left 'sent' by a poller that died: failed, never run a second time.
 
         Not those of push devices: their lines are with the device, whose results
         reach whichever poller listens next."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> int:
+            cur = db.execute(
                 "UPDATE commands SET state = 'failed', updated_at = ?, error = 'interrupted:"
                 " the poller stopped while it ran; it may or may not have taken effect'"
                 " WHERE state = 'sent'"
@@ -198,6 +202,7 @@ class CommandQueries(SqliteConnection):
                 (ts(now),),
             )
             return cur.rowcount
+        return await self._transaction(write)
 
     async def command(self, command_id: int) -> Command | None:
         """One command, or None."""
@@ -219,21 +224,29 @@ class CommandQueries(SqliteConnection):
         return [command_of_row(r) for r in await fetch(self._db, sql, args)]
 
 
-async def read_request(db: aiosqlite.Connection, request_id: int) -> CommandRequest | None:
-    """A request with its commands as they stand on ``db``, or None."""
-    rows = await fetch(
-        db,
-        "SELECT id, idempotency_key, target, target_kind, command, params, source,"
-        " created_at FROM command_requests WHERE id = ?",
-        (request_id,),
-    )
-    if not rows:
+_REQUEST = ("SELECT id, idempotency_key, target, target_kind, command, params, source,"
+            " created_at FROM command_requests WHERE id = ?")
+_REQUEST_COMMANDS = f"SELECT {COMMAND_COLUMNS} FROM commands WHERE request_id = ? ORDER BY id"
+
+
+async def load_request(db: aiosqlite.Connection, request_id: int) -> CommandRequest | None:
+    """A request with its commands, read on the reader ``db``; None if there is none."""
+    found = await fetch(db, _REQUEST, (request_id,))
+    if not found:
         return None
-    r = rows[0]
-    commands = await fetch(
-        db, f"SELECT {COMMAND_COLUMNS} FROM commands WHERE request_id = ? ORDER BY id",
-        (request_id,),
-    )
+    return _request(found[0], await fetch(db, _REQUEST_COMMANDS, (request_id,)))
+
+
+def read_request(db: sqlite3.Connection, request_id: int) -> CommandRequest | None:
+    """A request with its commands as they stand inside a write transaction, or None."""
+    found = select(db, _REQUEST, (request_id,))
+    if not found:
+        return None
+    return _request(found[0], select(db, _REQUEST_COMMANDS, (request_id,)))
+
+
+def _request(r: Any, commands: Sequence[Any]) -> CommandRequest:
+    """A command_requests row and its commands rows as a CommandRequest."""
     return CommandRequest(
         id=r["id"], target=r["target"], target_kind=r["target_kind"], command=r["command"],
         params=json.loads(r["params"]), source=r["source"],

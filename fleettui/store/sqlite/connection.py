@@ -16,11 +16,12 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import aiosqlite
 
@@ -29,6 +30,8 @@ from fleettui.store.schema import MIGRATIONS
 # aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
 # secrets (a webhook endpoint's secret): its log never goes below INFO
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
+T = TypeVar("T")
 
 
 def ts(dt: datetime) -> str:
@@ -51,7 +54,7 @@ def local_text(dt: datetime) -> str:
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
-    """A connection in autocommit (transactions are begun explicitly), rows by name."""
+    """A read connection in autocommit, rows by name."""
     db = await aiosqlite.connect(path, isolation_level=None)
     db.row_factory = aiosqlite.Row
     try:
@@ -62,47 +65,156 @@ async def connect(path: Path) -> aiosqlite.Connection:
     return db
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
+def _migrate(db: sqlite3.Connection) -> None:
     """Run the migrations not run yet, all in one transaction.
 
     The version is read inside the write transaction, so two processes
     opening a new database at once (a poller creating it, ``fleettui
     status`` reading it) never run a migration twice.
     """
-    await db.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")
     try:
-        row = await (await db.execute("PRAGMA user_version")).fetchone()
+        row = db.execute("PRAGMA user_version").fetchone()
         version = int(row[0]) if row else 0
         for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in sql.split(";"):
                 if statement.strip():
-                    await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {number}")
-        await db.execute("COMMIT")
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
     except BaseException:
-        await db.execute("ROLLBACK")
+        db.execute("ROLLBACK")
         raise
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" at once, busy_timeout or not, while another
+    connection switches the same new file, so retry for a while."""
+    for attempt in range(200):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 199:
+                raise
+            time.sleep(0.05)
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    """The write connection, opened in the writer's thread: WAL, foreign keys, migrated."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=10000")
+        _set_wal(db)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class _Job(Generic[T]):
+    """One write transaction queued for the writer's thread."""
+
+    __slots__ = ("abandoned", "fn")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+        self.fn = fn
+        #: set by the waiting coroutine when it is cancelled: not committed if not yet
+        self.abandoned = False
+
+
+class Writer:
+    """The one write connection, on a thread of its own; a transaction runs there whole.
+
+    A write method hands ``transaction`` a plain function of a ``sqlite3``
+    connection; the thread runs BEGIN IMMEDIATE, the function and COMMIT in
+    one go (ROLLBACK if it raises), so a write costs one hop between the
+    event loop and the thread however many statements it has, and nothing
+    running in the loop can ever see, or wait on, a transaction half done.
+    Transactions run one at a time, in the order they were asked for.
+
+    Cancelling the coroutine that waits on a transaction abandons it: one not
+    begun yet never runs, one in progress is rolled back instead of committed.
+    (One cancelled while its COMMIT runs is committed: that race has no other
+    way out.)
+    """
+
+    def __init__(self, db: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self._db = db
+        self._thread = thread
+
+    @classmethod
+    async def open(cls, path: Path) -> Writer:
+        """Open, set up and migrate the database's write connection."""
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleettui-store-writer")
+        try:
+            db = await asyncio.get_running_loop().run_in_executor(thread, _open_writer, path)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(db, thread)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one write transaction on the writer's thread; its result."""
+        job = _Job(fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._run, job
+            )
+        except asyncio.CancelledError:
+            job.abandoned = True
+            raise
+
+    def _run(self, job: _Job[T]) -> T:
+        """In the writer's thread: the job's transaction, committed unless it failed or
+        its caller gave up on it."""
+        if job.abandoned:
+            raise _Abandoned
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = job.fn(db)
+            if job.abandoned:
+                raise _Abandoned
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def close(self) -> None:
+        """Close the connection once the transactions asked for before have run."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
+        self._thread.shutdown(wait=False)
+
+
+class _Abandoned(Exception):
+    """A transaction whose caller was cancelled: not committed (nobody sees this)."""
 
 
 class SqliteConnection:
     """The SQLite database's two connections; every query mixin of SqliteStore builds on it.
 
-    Two connections: every write transaction goes through the writer, one at a
-    time (SQLite has one writer); every read goes through the reader, which
-    is query-only and in autocommit, so it sees what is committed and nothing
+    Two connections: every write transaction goes through the writer
+    (``_transaction``), one at a time (SQLite has one writer), each run whole on
+    the writer's thread; every read goes through the reader, which is
+    query-only and in autocommit, so it sees what is committed and nothing
     else. With one shared connection a read made while another coroutine's
     transaction was open saw rows that were then rolled back (the control
     room's event tail took a rolled-back event's id and skipped the next real
     one, which got the same id).
     """
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
-                 path: Path) -> None:
+    def __init__(self, writer: Writer, reader: aiosqlite.Connection, path: Path) -> None:
         self._writer = writer
         #: the read connection (the name every read method uses)
         self._db = reader
         self.path = path
-        self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path) -> Self:
@@ -112,12 +224,8 @@ class SqliteConnection:
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        writer = await connect(path)
+        writer = await Writer.open(path)
         try:
-            await _set_wal(writer)
-            await writer.execute("PRAGMA synchronous=NORMAL")
-            await writer.execute("PRAGMA foreign_keys=ON")
-            await _migrate(writer)
             reader = await connect(path)
         except BaseException:
             await writer.close()
@@ -131,29 +239,14 @@ class SqliteConnection:
         return cls(writer, reader, path)
 
     async def close(self) -> None:
-        """Close both connections (waits for the write in progress)."""
-        async with self._write:
-            await self._db.close()
-            await self._writer.close()
+        """Close both connections (after the writes asked for before)."""
+        await self._db.close()
+        await self._writer.close()
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time, on the writer; rolled back on any error. What
-        it writes is seen by reads once it commits, not before."""
-        async with self._write:
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-            except asyncio.CancelledError:
-                # the BEGIN runs on in aiosqlite's thread all the same: undo it, or every
-                # later write would fail ("cannot start a transaction within a transaction")
-                await _rollback(self._writer)
-                raise
-            try:
-                yield self._writer
-            except BaseException:
-                await _rollback(self._writer)
-                raise
-            await self._writer.execute("COMMIT")
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` as one write transaction (see ``Writer``); what it writes is seen by
+        reads once it commits, not before."""
+        return await self._writer.transaction(fn)
 
     async def schema_version(self) -> int:
         """How many migrations have run."""
@@ -161,29 +254,12 @@ class SqliteConnection:
         return int(row[0]) if row else 0
 
 
-async def _rollback(db: aiosqlite.Connection) -> None:
-    """Undo the writer's open transaction, if there is one (queued after what it runs)."""
-    try:
-        await db.execute("ROLLBACK")
-    except sqlite3.OperationalError as e:
-        if "no transaction is active" not in str(e):
-            raise
-
-
-async def _set_wal(db: aiosqlite.Connection) -> None:
-    """Switch to WAL; SQLite answers "locked" at once, busy_timeout or not, while another
-    connection switches the same new file, so retry for a while."""
-    for attempt in range(200):
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or attempt == 199:
-                raise
-            await asyncio.sleep(0.05)
-
-
 async def fetch(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-    """Every row a statement answers, on ``db`` (the reader, or the writer inside ``_tx``)."""
+    """Every row a statement answers, on the reader."""
     return list(await db.execute_fetchall(sql, args))
+
+
+def select(db: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    """Every row a statement answers, inside a write transaction."""
+    return db.execute(sql, args).fetchall()
 

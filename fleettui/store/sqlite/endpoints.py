@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from fleettui.domain import ConfigEndpoint, EndpointChanges, EventKind, WebhookEndpoint
 from fleettui.egress import redacted_url
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
 
 _ENDPOINT_COLUMNS = (
@@ -25,9 +26,9 @@ class WebhookEndpointQueries(SqliteConnection):
                                      now: datetime) -> None:
         """Mirror the config's endpoints (their queue is keyed by URL) so that every view
         lists them. Their secrets stay in the config file."""
-        async with self._tx() as db:
-            await db.execute("DELETE FROM webhook_endpoints WHERE origin = 'config'")
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM webhook_endpoints WHERE origin = 'config'")
+            db.executemany(
                 "INSERT OR IGNORE INTO webhook_endpoints (id, origin, delivery_key, url, events,"
                 " enabled, hex_signature_header, timeout_s, created_at)"
                 " VALUES (?, 'config', ?, ?, ?, ?, ?, ?, ?)",
@@ -35,6 +36,7 @@ class WebhookEndpointQueries(SqliteConnection):
                   e.hex_signature_header, float(e.timeout_s), ts(now))
                  for e in endpoints],
             )
+        await self._transaction(write)
 
     async def create_webhook_endpoint(
         self,
@@ -50,25 +52,26 @@ class WebhookEndpointQueries(SqliteConnection):
     ) -> WebhookEndpoint:
         """Add an endpoint of the store's own. It hears events from now on: its
         cursor starts at the newest outbox row (no replay of the whole history)."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> WebhookEndpoint:
+            db.execute(
                 "INSERT INTO webhook_endpoints (id, origin, delivery_key, url, events, secret,"
                 " enabled, hex_signature_header, timeout_s, created_at)"
                 " VALUES (?, 'api', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (endpoint_id, endpoint_id, url, json.dumps(list(events)), secret, int(enabled),
                  hex_signature_header, timeout_s, ts(now)),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO webhook_cursors (endpoint, last_outbox_id)"
                 " SELECT ?, COALESCE(MAX(id), 0) FROM webhook_outbox WHERE true"
                 " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
                 (endpoint_id,),
             )
-            await write_event(db, now, EventKind.WEBHOOK_CREATED,
-                              f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
-            rows = await fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+            write_event(db, now, EventKind.WEBHOOK_CREATED,
+                        f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
+            rows = select(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
             return _endpoint(rows[0])
+        return await self._transaction(write)
 
     async def webhook_endpoints(self, *, with_secrets: bool = False,
                                 origin: str | None = None) -> list[WebhookEndpoint]:
@@ -109,21 +112,21 @@ class WebhookEndpointQueries(SqliteConnection):
             values["events"] = json.dumps(list(changes["events"]))
         if "enabled" in changes:
             values["enabled"] = int(changes["enabled"])
-        async with self._tx() as db:
-            rows = await fetch(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
+        def write(db: sqlite3.Connection) -> WebhookEndpoint | None:
+            rows = select(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
                                 " AND origin = 'api'", (endpoint_id,))
             if not rows:
                 return None
             said = sorted(values)
             if values:
                 sets = ", ".join(f"{k} = ?" for k in values)
-                await db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
-                                 (*values.values(), endpoint_id))
+                db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
+                           (*values.values(), endpoint_id))
             if new_secret is not None:
                 until = (ts(previous_until) if previous_until is not None
                          and previous_until > now else None)
                 # the right-hand sides read the row as it was: the old secret moves over
-                await db.execute(
+                db.execute(
                     "UPDATE webhook_endpoints SET previous_secret = CASE WHEN ? IS NULL"
                     " THEN '' ELSE secret END, previous_secret_until = ?, secret = ?"
                     " WHERE id = ?", (until, until, new_secret, endpoint_id),
@@ -131,36 +134,39 @@ class WebhookEndpointQueries(SqliteConnection):
                 said.append(f"secret rotated (the previous one also signs until {until})"
                             if until else "secret rotated (the previous one no longer signs)")
             if said:
-                await write_event(db, now, EventKind.WEBHOOK_UPDATED,
-                                  f"webhook endpoint {endpoint_id} changed: " + ", ".join(said))
-            rows = await fetch(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                write_event(db, now, EventKind.WEBHOOK_UPDATED,
+                            f"webhook endpoint {endpoint_id} changed: " + ", ".join(said))
+            rows = select(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
             return _endpoint(rows[0])
+        return await self._transaction(write)
 
     async def webhook_forget_previous_secrets(self, now: datetime) -> int:
         """Clear the previous secrets whose overlap is over (rotation done); returns how many."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> int:
+            cur = db.execute(
                 "UPDATE webhook_endpoints SET previous_secret = '', previous_secret_until = NULL"
                 " WHERE previous_secret_until IS NOT NULL AND previous_secret_until <= ?",
                 (ts(now),),
             )
             return cur.rowcount
+        return await self._transaction(write)
 
     async def delete_webhook_endpoint(self, endpoint_id: str, now: datetime) -> bool:
         """Remove an API-created endpoint with its queue (pending and dead deliveries
         are dropped); False if there is no such API endpoint."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
                 "DELETE FROM webhook_endpoints WHERE id = ? AND origin = 'api'", (endpoint_id,)
             )
             if not cur.rowcount:
                 return False
-            await db.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
-            await db.execute("DELETE FROM webhook_cursors WHERE endpoint = ?", (endpoint_id,))
-            await write_event(db, now, EventKind.WEBHOOK_DELETED,
-                              f"webhook endpoint {endpoint_id} deleted")
+            db.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
+            db.execute("DELETE FROM webhook_cursors WHERE endpoint = ?", (endpoint_id,))
+            write_event(db, now, EventKind.WEBHOOK_DELETED,
+                        f"webhook endpoint {endpoint_id} deleted")
             return True
+        return await self._transaction(write)
 
 
 def _endpoint(r: Any, with_secret: bool = False) -> WebhookEndpoint:

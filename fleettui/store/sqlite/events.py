@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from fleettui.domain import Event, EventKind
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 
 
 class EventQueries(SqliteConnection):
@@ -26,10 +25,9 @@ class EventQueries(SqliteConnection):
         data: dict[str, Any] | None = None,
     ) -> Event:
         """Append one line to the event log."""
-        async with self._tx() as db:
-            return await write_event(
-                db, at, kind, message, device_id=device_id, site_id=site_id, data=data
-            )
+        return await self._transaction(lambda db: write_event(
+            db, at, kind, message, device_id=device_id, site_id=site_id, data=data
+        ))
 
     async def last_event_id(self) -> int:
         """The id of the newest event (0 when the log is empty)."""
@@ -58,8 +56,8 @@ class EventQueries(SqliteConnection):
         ]
 
 
-async def write_event(
-    db: aiosqlite.Connection,
+def write_event(
+    db: sqlite3.Connection,
     at: datetime,
     kind: EventKind,
     message: str,
@@ -70,9 +68,9 @@ async def write_event(
 ) -> Event:
     """Append one line to the event log, in the transaction of ``db``."""
     if site_id is None and device_id is not None:
-        rows = await fetch(db, "SELECT site_id FROM devices WHERE id = ?", (device_id,))
-        site_id = rows[0][0] if rows else None
-    cur = await db.execute(
+        found = select(db, "SELECT site_id FROM devices WHERE id = ?", (device_id,))
+        site_id = found[0][0] if found else None
+    cur = db.execute(
         "INSERT INTO events (at, kind, device_id, site_id, message, data)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (ts(at), kind, device_id, site_id, message, json.dumps(data or {})),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
-
-import aiosqlite
 
 from fleettui.domain import (
     DeviceChanges,
@@ -17,7 +16,7 @@ from fleettui.domain import (
     Site,
 )
 from fleettui.store.errors import ConflictKind, FleetConflict
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select
 from fleettui.store.sqlite.events import write_event
 
 _DEVICE_COLUMNS = (
@@ -42,16 +41,16 @@ class FleetQueries(SqliteConnection):
         """
         sites = list(sites)
         devices = list(devices)
-        async with self._tx() as db:
-            await db.execute("UPDATE sites SET removed = 1 WHERE origin = 'config'")
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE sites SET removed = 1 WHERE origin = 'config'")
+            db.executemany(
                 "INSERT INTO sites (id, name, timezone, address, removed) VALUES (?, ?, ?, ?, 0)"
                 " ON CONFLICT(id) DO UPDATE SET name=excluded.name, timezone=excluded.timezone,"
                 " address=excluded.address, removed=0, origin='config'",
                 [(s.id, s.name, s.timezone, s.address) for s in sites],
             )
-            await db.execute("UPDATE devices SET removed = 1 WHERE origin = 'config'")
-            await db.executemany(
+            db.execute("UPDATE devices SET removed = 1 WHERE origin = 'config'")
+            db.executemany(
                 "INSERT INTO devices (id, serial, site_id, host, port, transport, name, enabled,"
                 " removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
                 " ON CONFLICT(id) DO UPDATE SET serial=excluded.serial, site_id=excluded.site_id,"
@@ -59,16 +58,17 @@ class FleetQueries(SqliteConnection):
                 " name=excluded.name, enabled=excluded.enabled, removed=0, origin='config',"
                 " comm_key=0, live_capture=NULL",
                 [
-                    (d.id, d.serial, d.site_id, d.host, d.port, d.transport, d.name, int(d.enabled))
-                    for d in devices
+              (d.id, d.serial, d.site_id, d.host, d.port, d.transport, d.name, int(d.enabled))
+              for d in devices
                 ],
             )
             # a site the config dropped while devices registered over the API stand there
             # stays, as the store's own (else those devices would stand nowhere)
-            await db.execute(
+            db.execute(
                 "UPDATE sites SET removed = 0, origin = 'api' WHERE removed = 1"
                 " AND origin = 'config' AND id IN"
                 " (SELECT site_id FROM devices WHERE origin = 'api' AND removed = 0)")
+        await self._transaction(write)
 
     async def create_site(self, site: Site, now: datetime) -> bool:
         """Add a site of the store's own (origin "api"); False if the id is taken.
@@ -96,12 +96,12 @@ class FleetQueries(SqliteConnection):
         only with the same serial. Raises FleetConflict for a taken id, serial
         or address, an unknown site, or a device the config file places.
         """
-        async with self._tx() as db:
+        def write(db: sqlite3.Connection) -> list[DeviceState]:
             if site is not None:
-                if await self._device_row(db, site.id) is not None:
+                if self._device_row(db, site.id) is not None:
                     raise FleetConflict(ConflictKind.TAKEN, "id",
                                         f"id {site.id!r} is already taken")
-                cur = await db.execute(
+                cur = db.execute(
                     "INSERT OR IGNORE INTO sites (id, name, timezone, address, removed, origin)"
                     " VALUES (?, ?, ?, ?, 0, 'api')",
                     (site.id, site.name, site.timezone, site.address),
@@ -109,13 +109,13 @@ class FleetQueries(SqliteConnection):
                 if not cur.rowcount:
                     raise FleetConflict(ConflictKind.TAKEN, "id",
                                         f"id {site.id!r} is already taken")
-                await write_event(db, now, EventKind.SITE_CREATED,
-                                  f"site {site.id} created ({site.name})", site_id=site.id)
+                write_event(db, now, EventKind.SITE_CREATED,
+                            f"site {site.id} created ({site.name})", site_id=site.id)
             ids: list[str] = []
             for i, spec in enumerate(devices):
                 index = i if site is not None else None
-                await self._check_device(db, spec, index)
-                await db.execute(
+                self._check_device(db, spec, index)
+                db.execute(
                     "INSERT INTO devices (id, serial, site_id, host, port, transport, name,"
                     " enabled, removed, origin, comm_key, live_capture)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 'api', ?, ?)"
@@ -125,13 +125,13 @@ class FleetQueries(SqliteConnection):
                     " comm_key=excluded.comm_key, live_capture=excluded.live_capture",
                     _spec_row(spec),
                 )
-                await write_event(db, now, EventKind.DEVICE_REGISTERED,
-                                  f"{spec.id} registered at {spec.site_id} ({spec.host})",
-                                  device_id=spec.id)
+                write_event(db, now, EventKind.DEVICE_REGISTERED,
+                            f"{spec.id} registered at {spec.site_id} ({spec.host})",
+                            device_id=spec.id)
                 ids.append(spec.id)
             for j, device_id in enumerate(move, start=len(devices)):
                 assert site is not None, "devices move into a new site only"
-                row = await self._device_row(db, device_id)
+                row = self._device_row(db, device_id)
                 if row is None or row["removed"]:
                     raise FleetConflict(ConflictKind.BAD_REFERENCE, "id",
                                         f"no device {device_id!r}", j)
@@ -140,27 +140,28 @@ class FleetQueries(SqliteConnection):
                         ConflictKind.CONFIG_OWNED, "id",
                         f"{device_id!r} is placed by the config file (site "
                         f"{row['site_id']!r}): change its site there", j)
-                await db.execute("UPDATE devices SET site_id = ? WHERE id = ?",
-                                 (site.id, device_id))
-                await write_event(db, now, EventKind.DEVICE_MOVED,
-                                  f"{device_id} moved from {row['site_id']} to {site.id}",
-                                  device_id=device_id, data={"from": row["site_id"]})
+                db.execute("UPDATE devices SET site_id = ? WHERE id = ?",
+                           (site.id, device_id))
+                write_event(db, now, EventKind.DEVICE_MOVED,
+                            f"{device_id} moved from {row['site_id']} to {site.id}",
+                            device_id=device_id, data={"from": row["site_id"]})
                 ids.append(device_id)
-            rows = [await fetch(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
+            rows = [select(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
                                  (device_id,)) for device_id in ids]
             return [device_of_row(r[0]) for r in rows]
+        return await self._transaction(write)
 
     async def update_api_device(self, device_id: str, changes: DeviceChanges,
                                 now: datetime) -> DeviceState:
         """Change a device of the store's own: any of site_id, host, port, transport,
         comm_key, live_capture, name, enabled. FleetConflict: unknown (404), placed
         by the config file (409), or the change collides with another device."""
-        async with self._tx() as db:
-            row = await self._api_row(db, device_id)
+        def write(db: sqlite3.Connection) -> DeviceState:
+            row = self._api_row(db, device_id)
             current = _spec_of_row(row)
             spec = DeviceSpec(**{**_spec_fields(current), **changes})
-            await self._check_device(db, spec, None, creating=False)
-            await db.execute(
+            self._check_device(db, spec, None, creating=False)
+            db.execute(
                 "UPDATE devices SET site_id = ?, host = ?, port = ?, transport = ?, name = ?,"
                 " enabled = ?, comm_key = ?, live_capture = ? WHERE id = ?",
                 (*_spec_row(spec)[2:], device_id),
@@ -169,21 +170,23 @@ class FleetQueries(SqliteConnection):
                              and getattr(spec, k) != getattr(current, k))
             if "comm_key" in changes and spec.comm_key != current.comm_key:
                 changed.append("comm_key")  # named, never shown
-            await write_event(db, now, EventKind.DEVICE_UPDATED,
-                              f"{device_id} changed: {', '.join(changed) or 'nothing'}",
-                              device_id=device_id, data={"fields": changed})
-            rows = await fetch(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
+            write_event(db, now, EventKind.DEVICE_UPDATED,
+                        f"{device_id} changed: {', '.join(changed) or 'nothing'}",
+                        device_id=device_id, data={"fields": changed})
+            rows = select(db, f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?",
                                 (device_id,))
             return device_of_row(rows[0])
+        return await self._transaction(write)
 
     async def remove_api_device(self, device_id: str, now: datetime) -> None:
         """Stop knowing a device of the store's own: marked removed, never deleted (its
         punches and history stay). FleetConflict: unknown (404), or the config's (409)."""
-        async with self._tx() as db:
-            await self._api_row(db, device_id)
-            await write_event(db, now, EventKind.DEVICE_REMOVED, f"{device_id} removed",
-                              device_id=device_id)
-            await db.execute("UPDATE devices SET removed = 1 WHERE id = ?", (device_id,))
+        def write(db: sqlite3.Connection) -> None:
+            self._api_row(db, device_id)
+            write_event(db, now, EventKind.DEVICE_REMOVED, f"{device_id} removed",
+                        device_id=device_id)
+            db.execute("UPDATE devices SET removed = 1 WHERE id = ?", (device_id,))
+        await self._transaction(write)
 
     async def api_device_specs(self) -> list[DeviceSpec]:
         """The devices of the store's own that are enabled, with their site's time zone."""
@@ -195,14 +198,14 @@ class FleetQueries(SqliteConnection):
         return [DeviceSpec(**{**_spec_fields(_spec_of_row(r)), "timezone": r["tz"]})
                 for r in rows]
 
-    async def _device_row(self, db: aiosqlite.Connection, device_id: str) -> Any:
+    def _device_row(self, db: sqlite3.Connection, device_id: str) -> Any:
         """The device's row (all columns, removed or not), or None."""
-        rows = await fetch(db, "SELECT * FROM devices WHERE id = ?", (device_id,))
+        rows = select(db, "SELECT * FROM devices WHERE id = ?", (device_id,))
         return rows[0] if rows else None
 
-    async def _api_row(self, db: aiosqlite.Connection, device_id: str) -> Any:
+    def _api_row(self, db: sqlite3.Connection, device_id: str) -> Any:
         """The row of a live device of the store's own; FleetConflict otherwise."""
-        row = await self._device_row(db, device_id)
+        row = self._device_row(db, device_id)
         if row is None or row["removed"]:
             raise FleetConflict(ConflictKind.NOT_FOUND, "id", f"no device {device_id!r}")
         if row["origin"] != "api":
@@ -211,18 +214,18 @@ class FleetQueries(SqliteConnection):
                                 "change or remove it there")
         return row
 
-    async def _check_device(self, db: aiosqlite.Connection, spec: DeviceSpec,
+    def _check_device(self, db: sqlite3.Connection, spec: DeviceSpec,
                             index: int | None, *, creating: bool = True) -> None:
         """Refuse a device whose site is unknown or whose id, serial or address is taken
         (``creating``: a new device, or one removed coming back with its serial)."""
         def taken(field: str, message: str) -> FleetConflict:
             return FleetConflict(ConflictKind.TAKEN, field, message, index)
 
-        if not await fetch(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0",
+        if not select(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0",
                             (spec.site_id,)):
             raise FleetConflict(ConflictKind.BAD_REFERENCE, "site",
                                 f"no site {spec.site_id!r}", index)
-        row = await self._device_row(db, spec.id)
+        row = self._device_row(db, spec.id)
         if row is not None and not creating:
             if row["serial"] != spec.serial:
                 raise taken("id", f"id {spec.id!r} is the device with serial {row['serial']!r}")
@@ -233,9 +236,9 @@ class FleetQueries(SqliteConnection):
             if row["serial"] != spec.serial:
                 gone = " by a removed device (its punches keep the id)" if row["removed"] else ""
                 raise taken("id", f"id {spec.id!r} is already taken{gone}")
-        if await fetch(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0", (spec.id,)):
+        if select(db, "SELECT 1 FROM sites WHERE id = ? AND removed = 0", (spec.id,)):
             raise taken("id", f"id {spec.id!r} is a site's id (commands name either)")
-        others = await fetch(
+        others = select(
             db, "SELECT id FROM devices WHERE removed = 0 AND id != ? AND serial = ?",
             (spec.id, spec.serial))
         if others:
@@ -243,7 +246,7 @@ class FleetQueries(SqliteConnection):
                         f"serial {spec.serial!r} is already the device {others[0]['id']!r}")
         if spec.transport == "push":
             return  # it dials in: it has no address of its own to clash with another's
-        others = await fetch(
+        others = select(
             db, "SELECT id FROM devices WHERE removed = 0 AND id != ? AND lower(host) = ?"
             " AND port = ? AND transport = ?",
             (spec.id, spec.host.lower(), spec.port, spec.transport))

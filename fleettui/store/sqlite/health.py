@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,12 +31,12 @@ class HealthQueries(SqliteConnection):
         message = f"{change.device_id} {change.status.value}"
         if change.reason:
             message += f": {change.reason}"
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> Event:
+            db.execute(
                 "UPDATE devices SET status = ?, status_reason = ?, status_since = ? WHERE id = ?",
                 (change.status.value, change.reason, ts(change.at), change.device_id),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO status_history (device_id, status, reason, at) VALUES (?, ?, ?, ?)",
                 (change.device_id, change.status.value, change.reason, ts(change.at)),
             )
@@ -43,9 +44,9 @@ class HealthQueries(SqliteConnection):
                 # other systems hear "online" or "offline" (an error is offline, with its reason)
                 kind = (WebhookEvent.DEVICE_ONLINE if change.status is DeviceStatus.ONLINE
                         else WebhookEvent.DEVICE_OFFLINE)
-                await write_device_fact(db, change.device_id, kind, change.at,
-                                        {"reason": change.reason} if change.reason else {})
-            return await write_event(
+                write_device_fact(db, change.device_id, kind, change.at,
+                                  {"reason": change.reason} if change.reason else {})
+            return write_event(
                 db,
                 change.at,
                 EventKind.for_status(change.status),
@@ -53,6 +54,7 @@ class HealthQueries(SqliteConnection):
                 device_id=change.device_id,
                 data=data,
             )
+        return await self._transaction(write)
 
     async def record_seen(
         self,
@@ -65,31 +67,34 @@ class HealthQueries(SqliteConnection):
         records_cap: int | None = None,
     ) -> None:
         """A successful check: last seen, and the device's counters."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE devices SET last_seen = ?, users = COALESCE(?, users),"
                 " users_cap = COALESCE(?, users_cap), records = COALESCE(?, records),"
                 " records_cap = COALESCE(?, records_cap) WHERE id = ?",
                 (ts(at), users, users_cap, records, records_cap, device_id),
             )
+        await self._transaction(write)
 
     async def record_identity(
         self, device_id: str, *, model: str, firmware: str, platform: str, mac: str
     ) -> None:
         """What the device said it is, read on connect."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE devices SET model = ?, firmware = ?, platform = ?, mac = ? WHERE id = ?",
                 (model, firmware, platform, mac, device_id),
             )
+        await self._transaction(write)
 
     async def record_clock(self, device_id: str, drift_s: float, at: datetime) -> None:
         """The device clock's offset from true local time, measured at ``at``."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE devices SET clock_drift_s = ?, clock_checked_at = ? WHERE id = ?",
                 (drift_s, ts(at), device_id),
             )
+        await self._transaction(write)
 
     async def status_history(
         self, device_id: str, since: datetime | None = None
@@ -152,11 +157,12 @@ class HealthQueries(SqliteConnection):
         self, states: Sequence[FlapState], now: datetime
     ) -> None:
         """Remember each device's flap state (changed at ``now``)."""
-        async with self._tx() as db:
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT INTO flap_state (device_id, history, flapping, percent, changed_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET"
                 " history = excluded.history, flapping = excluded.flapping,"
                 " percent = excluded.percent, changed_at = excluded.changed_at",
                 [(s.device_id, s.history, int(s.flapping), s.percent, ts(now)) for s in states],
             )
+        await self._transaction(write)

@@ -11,7 +11,7 @@ from fleettui.domain import (
     DeviceStatus,
     StatusChange,
 )
-from fleettui.store.sqlite.commands import COMMAND_COLUMNS, command_of_row, read_request
+from fleettui.store.sqlite.commands import COMMAND_COLUMNS, command_of_row, load_request
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 
 
@@ -87,7 +87,7 @@ class PanelQueries(SqliteConnection):
         )
         out = []
         for r in rows:
-            request = await read_request(self._db, int(r["id"]))
+            request = await load_request(self._db, int(r["id"]))
             if request is not None:
                 out.append(request)
         return out

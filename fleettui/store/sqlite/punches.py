@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -66,10 +67,10 @@ class PunchQueries(SqliteConnection):
             )
             for p in punches
         ]
-        async with self._tx() as db:
-            row = await (await db.execute("SELECT COALESCE(MAX(id), 0) FROM punches")).fetchone()
+        def write(db: sqlite3.Connection) -> int:
+            row = (db.execute("SELECT COALESCE(MAX(id), 0) FROM punches")).fetchone()
             before = int(row[0]) if row else 0
-            await db.executemany(
+            db.executemany(
                 "INSERT OR IGNORE INTO punches (device_id, user_id, local_time, timezone,"
                 " utc_time, tz_flag, state, verify, clock_drift_s, source, received_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -77,27 +78,28 @@ class PunchQueries(SqliteConnection):
             )
             # the outbox rows are made by SQLite from the rows just inserted: one per new
             # punch, none for a duplicate, in the same transaction
-            await db.execute(_OUTBOX_FROM_NEW_PUNCHES, (before,))
-            row = await (
-                await db.execute(
-                    "SELECT COUNT(*), MAX(utc_time) FROM punches WHERE id > ?", (before,)
+            db.execute(_OUTBOX_FROM_NEW_PUNCHES, (before,))
+            row = (
+                db.execute(
+              "SELECT COUNT(*), MAX(utc_time) FROM punches WHERE id > ?", (before,)
                 )
             ).fetchone()
             new, newest = (int(row[0]), row[1]) if row else (0, None)
             if newest is not None:
-                await db.execute(
+                db.execute(
                     "UPDATE devices SET last_punch_at = MAX(COALESCE(last_punch_at, ''), ?)"
                     " WHERE id = ?",
                     (newest, device_id),
                 )
             if cursor is not None:
                 stored, tail = cursor
-                await db.execute(
+                db.execute(
                     "UPDATE devices SET synced_records = ?, synced_tail = ?,"
                     " last_sync_at = COALESCE(?, last_sync_at) WHERE id = ?",
                     (stored, tail, ts(synced_at) if synced_at else None, device_id),
                 )
             return new
+        return await self._transaction(write)
 
     async def sync_cursor(self, device_id: str) -> SyncCursor:
         """How far the device's log is stored (nothing stored yet: 0 records)."""

@@ -4,12 +4,13 @@ serials that called without being known."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, PushUser
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 
 _LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result"
 
@@ -22,8 +23,8 @@ class PushQueries(SqliteConnection):
         2,000 devices calling every 10 s would otherwise be 200 transactions a second)."""
         if not contacts:
             return
-        async with self._tx() as db:
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "UPDATE devices SET last_seen = ?, push_address = ?,"
                 " push_version = CASE WHEN ? = '' THEN push_version ELSE ? END,"
                 " firmware = COALESCE(?, firmware), users = COALESCE(?, users),"
@@ -35,6 +36,7 @@ class PushQueries(SqliteConnection):
                   c.records, c.records_cap, _stamp(c.attlog_stamp), _stamp(c.operlog_stamp),
                   c.device_id) for c in contacts],
             )
+        await self._transaction(write)
 
     async def push_stamps(self, device_id: str) -> PushStamps:
         """The stamps the device sent with its last uploads ("0" before any)."""
@@ -59,14 +61,15 @@ class PushQueries(SqliteConnection):
     async def record_push_users(self, device_id: str, users: Sequence[PushUser],
                                 removed: Sequence[str] = ()) -> None:
         """Users the device now holds (added or changed), and pins it no longer holds."""
-        async with self._tx() as db:
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT INTO push_users (device_id, pin, name, privilege, card)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id, pin) DO UPDATE SET"
                 " name = excluded.name, privilege = excluded.privilege, card = excluded.card",
                 [(device_id, u.pin, u.name, u.privilege, u.card) for u in users])
-            await db.executemany("DELETE FROM push_users WHERE device_id = ? AND pin = ?",
-                                 [(device_id, pin) for pin in removed])
+            db.executemany("DELETE FROM push_users WHERE device_id = ? AND pin = ?",
+                           [(device_id, pin) for pin in removed])
+        await self._transaction(write)
 
     # --- command lines ----------------------------------------------------------
 
@@ -74,16 +77,16 @@ class PushQueries(SqliteConnection):
                              plan: dict[str, Any]) -> list[PushLine]:
         """The lines that carry a command to a push device, queued in order, and what the
         command reports once they are answered; the command is started (sent)."""
-        async with self._tx() as db:
-            await db.execute("UPDATE commands SET push_plan = ? WHERE id = ?",
-                             (json.dumps(plan), command_id))
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> list[Any]:
+            db.execute("UPDATE commands SET push_plan = ? WHERE id = ?",
+                       (json.dumps(plan), command_id))
+            db.executemany(
                 "INSERT INTO push_lines (command_id, device_id, text) VALUES (?, ?, ?)",
                 [(command_id, device_id, t) for t in texts],
             )
-            rows = await fetch(db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
-                               " WHERE command_id = ? ORDER BY id", (command_id,))
-        return [_line(r) for r in rows]
+            return select(db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
+                          " WHERE command_id = ? ORDER BY id", (command_id,))
+        return [_line(r) for r in await self._transaction(write)]
 
     async def push_plan(self, command_id: int) -> dict[str, Any]:
         """What a push command reports once its lines are answered (empty if nothing)."""
@@ -105,19 +108,20 @@ class PushQueries(SqliteConnection):
 
     async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> None:
         """Lines handed to the device in a getrequest answer."""
-        async with self._tx() as db:
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "UPDATE push_lines SET state = 'sent', sent_at = ?"
                 " WHERE id = ? AND state = 'queued'",
                 [(ts(now), i) for i in line_ids],
             )
+        await self._transaction(write)
 
     async def answer_push_line(self, device_id: str, line_id: int, code: int,
                                result: dict[str, str], now: datetime) -> PushLine | None:
         """A device's result for one of its lines; None when the id is not one of this
         device's lines awaiting a result (a result posted twice is taken once)."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> PushLine | None:
+            cur = db.execute(
                 "UPDATE push_lines SET state = ?, return_code = ?, result = ?, answered_at = ?"
                 " WHERE id = ? AND device_id = ? AND state IN ('sent', 'queued')",
                 ("done" if code == 0 else "failed", code, json.dumps(result), ts(now),
@@ -125,36 +129,38 @@ class PushQueries(SqliteConnection):
             )
             if not cur.rowcount:
                 return None
-            rows = await fetch(db, f"SELECT {_LINE_COLUMNS} FROM push_lines WHERE id = ?",
-                               (line_id,))
-        return _line(rows[0])
+            return _line(select(db, f"SELECT {_LINE_COLUMNS} FROM push_lines WHERE id = ?",
+                                (line_id,))[0])
+        return await self._transaction(write)
 
     async def expire_push_lines(self, sent_before: datetime, now: datetime) -> dict[int, str]:
         """Lines sent before ``sent_before`` and never answered: failed ("not answered");
         returns the commands they belong to, with their devices."""
-        async with self._tx() as db:
-            rows = await fetch(db, "SELECT id, command_id, device_id FROM push_lines"
-                               " WHERE state = 'sent' AND sent_at < ?", (ts(sent_before),))
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> list[Any]:
+            rows = select(db, "SELECT id, command_id, device_id FROM push_lines"
+                          " WHERE state = 'sent' AND sent_at < ?", (ts(sent_before),))
+            db.executemany(
                 "UPDATE push_lines SET state = 'failed', answered_at = ? WHERE id = ?",
                 [(ts(now), r["id"]) for r in rows])
-        return {r["command_id"]: r["device_id"] for r in rows}
+            return rows
+        return {r["command_id"]: r["device_id"] for r in await self._transaction(write)}
 
     async def drop_push_lines(self, command_id: int) -> int:
         """Lines of a command that ended without them (expired, failed): never sent now."""
-        async with self._tx() as db:
-            cur = await db.execute(
+        def write(db: sqlite3.Connection) -> int:
+            cur = db.execute(
                 "UPDATE push_lines SET state = 'failed' WHERE command_id = ?"
                 " AND state IN ('queued', 'sent')", (command_id,))
             return cur.rowcount
+        return await self._transaction(write)
 
     # --- devices not known yet ----------------------------------------------------
 
     async def note_pending_push(self, serial: str, address: str, firmware: str,
                                 push_version: str, now: datetime) -> None:
         """An unknown serial called: held (with where and what it is) until approved."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO push_pending (serial, address, firmware, push_version,"
                 " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(serial) DO UPDATE SET address = excluded.address,"
@@ -165,6 +171,7 @@ class PushQueries(SqliteConnection):
                 " last_seen = excluded.last_seen, requests = requests + 1",
                 (serial, address, firmware[:60], push_version[:20], ts(now), ts(now)),
             )
+        await self._transaction(write)
 
     async def pending_push_devices(self) -> list[PendingDevice]:
         """Serials waiting for approval, most recently heard first."""
@@ -175,9 +182,10 @@ class PushQueries(SqliteConnection):
 
     async def forget_pending_push(self, serial: str) -> bool:
         """Stop holding a serial (approved, or dismissed); False if it was not held."""
-        async with self._tx() as db:
-            cur = await db.execute("DELETE FROM push_pending WHERE serial = ?", (serial,))
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute("DELETE FROM push_pending WHERE serial = ?", (serial,))
             return cur.rowcount > 0
+        return await self._transaction(write)
 
 
 def _stamp(stamp: str | None) -> str | None:

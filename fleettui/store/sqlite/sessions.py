@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -13,20 +14,22 @@ class SessionQueries(SqliteConnection):
 
     async def remember_session(self, device_id: str, session_id: int, at: datetime) -> None:
         """A UDP session was opened on a device (it holds a slot until CMD_EXIT)."""
-        async with self._tx() as db:
-            await db.execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT OR REPLACE INTO device_sessions (device_id, session_id, opened_at)"
                 " VALUES (?, ?, ?)",
                 (device_id, session_id, ts(at)),
             )
+        await self._transaction(write)
 
     async def forget_sessions(self, device_id: str, session_ids: Iterable[int]) -> None:
         """Sessions of a device that were said goodbye to."""
-        async with self._tx() as db:
-            await db.executemany(
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "DELETE FROM device_sessions WHERE device_id = ? AND session_id = ?",
                 [(device_id, sid) for sid in session_ids],
             )
+        await self._transaction(write)
 
     async def open_sessions(self, device_id: str) -> list[int]:
         """The device's sessions not known to be closed, oldest first."""

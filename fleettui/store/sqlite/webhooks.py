@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from fleettui.domain import (
     WebhookDelivery,
 )
 from fleettui.egress import redacted_url
-from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
+from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
 
 _DELIVERY_SELECT = (
@@ -47,32 +48,33 @@ class WebhookDeliveryQueries(SqliteConnection):
                     clauses.append("event_type = ?")
                     args.append(pattern)
         wanted = f" AND ({' OR '.join(clauses)})" if clauses else ""
-        async with self._tx() as db:
-            if registered and not await fetch(
+        def write(db: sqlite3.Connection) -> int:
+            if registered and not select(
                 db, "SELECT 1 FROM webhook_endpoints WHERE delivery_key = ? AND origin = 'api'",
                 (endpoint,),
             ):
                 return 0
-            rows = await fetch(
+            rows = select(
                 db, "SELECT last_outbox_id FROM webhook_cursors WHERE endpoint = ?", (endpoint,)
             )
             last = int(rows[0][0]) if rows else 0
-            top = await fetch(db, "SELECT COALESCE(MAX(id), 0) FROM webhook_outbox")
+            top = select(db, "SELECT COALESCE(MAX(id), 0) FROM webhook_outbox")
             newest = int(top[0][0])
             if newest <= last:
                 return 0
-            cur = await db.execute(
+            cur = db.execute(
                 "INSERT OR IGNORE INTO webhook_deliveries (endpoint, outbox_id, device_id,"
                 " created_at, next_attempt_at) SELECT ?, id, device_id, ?, ? FROM webhook_outbox"
                 f" WHERE id > ? AND id <= ?{wanted} ORDER BY id",
                 (endpoint, ts(now), ts(now), last, newest, *args),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO webhook_cursors (endpoint, last_outbox_id) VALUES (?, ?)"
                 " ON CONFLICT(endpoint) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
                 (endpoint, newest),
             )
             return cur.rowcount
+        return await self._transaction(write)
 
     async def webhook_due(
         self, endpoint: str, now: datetime, per_device: int = 100
@@ -115,9 +117,9 @@ class WebhookDeliveryQueries(SqliteConnection):
              ts(r.retry_at) if r.retry_at else None, endpoint, r.outbox_id)
             for r in results
         ]
-        async with self._tx() as db:
+        def write(db: sqlite3.Connection) -> None:
             # one statement for the batch: thousands of separate ones cost a thread hop each
-            await db.executemany(
+            db.executemany(
                 "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
                 " latency_ms = COALESCE(?, latency_ms), last_error = ?,"
                 " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
@@ -127,12 +129,13 @@ class WebhookDeliveryQueries(SqliteConnection):
             )
             for r in results:
                 if r.dead:
-                    await write_event(
+                    write_event(
                         db, now, EventKind.WEBHOOK_DEAD,
                         f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
                         f" gave up on event {r.outbox_id}: {r.error_class or r.error}",
                         data={"outbox_id": r.outbox_id},
                     )
+        await self._transaction(write)
 
     async def webhook_replay(
         self, endpoint: str | None, now: datetime, outbox_ids: Sequence[int] | None = None
@@ -150,9 +153,10 @@ class WebhookDeliveryQueries(SqliteConnection):
                 return 0
             sql += f" AND outbox_id IN ({', '.join('?' * len(outbox_ids))})"
             args.extend(outbox_ids)
-        async with self._tx() as db:
-            cur = await db.execute(sql, args)
+        def write(db: sqlite3.Connection) -> int:
+            cur = db.execute(sql, args)
             return cur.rowcount
+        return await self._transaction(write)
 
     async def webhook_deliveries(
         self, endpoint: str, state: str | None = None, limit: int = 100
