@@ -13,6 +13,7 @@ the SQLite package.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -117,14 +118,36 @@ def _open_writer(path: Path) -> sqlite3.Connection:
 
 
 class _Job(Generic[T]):
-    """One write transaction queued for the writer's thread."""
+    """One write transaction queued for the writer's thread, and the future its caller
+    awaits."""
 
-    __slots__ = ("abandoned", "fn")
+    __slots__ = ("abandoned", "done", "fn")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], done: asyncio.Future[T]) -> None:
         self.fn = fn
-        #: set by the waiting coroutine when it is cancelled: not committed if not yet
+        self.done = done
+        #: set by the waiting coroutine when it is cancelled (see ``given_up``)
         self.abandoned = False
+
+    def given_up(self) -> bool:
+        """Whether the caller no longer waits: read by the writer's thread.
+
+        ``Task.cancel()`` cancels the future the task awaits at once, in the
+        caller's own step, so a transaction cancelled and then let go on (the
+        lock it waited on freed, say) is seen as given up before its COMMIT,
+        not only once the cancelled task has had its next turn of the loop.
+        """
+        return self.abandoned or self.done.cancelled()
+
+
+def _settle(done: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    """In the loop: hand a transaction's outcome to its caller, if it still waits."""
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)  # type: ignore[arg-type]  # T when there is no error
 
 
 class Writer:
@@ -160,25 +183,36 @@ class Writer:
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one write transaction on the writer's thread; its result."""
-        job = _Job(fn)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        job = _Job(fn, done)
+        self._thread.submit(self._run, job, loop)
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._run, job
-            )
+            return await done
         except asyncio.CancelledError:
             job.abandoned = True
             raise
 
-    def _run(self, job: _Job[T]) -> T:
-        """In the writer's thread: the job's transaction, committed unless it failed or
-        its caller gave up on it."""
-        if job.abandoned:
+    def _run(self, job: _Job[T], loop: asyncio.AbstractEventLoop) -> None:
+        """In the writer's thread: the job's transaction, its outcome sent to the loop."""
+        try:
+            result = self._commit(job)
+        except BaseException as e:  # the caller's to see (or nobody's, if it gave up)
+            outcome: tuple[T | None, BaseException | None] = (None, e)
+        else:
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody left to tell
+            loop.call_soon_threadsafe(_settle, job.done, *outcome)
+
+    def _commit(self, job: _Job[T]) -> T:
+        """The job's transaction, committed unless it failed or its caller gave up on it."""
+        if job.given_up():
             raise _Abandoned
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             result = job.fn(db)
-            if job.abandoned:
+            if job.given_up():
                 raise _Abandoned
             db.execute("COMMIT")
         except BaseException:
