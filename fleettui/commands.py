@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import (
@@ -74,6 +75,44 @@ class UnlockParams(_Params):
     """unlock: energise the door relay."""
 
     seconds: int = Field(3, ge=1, le=60)
+
+
+#: the earliest and latest local times a device's clock can hold
+EARLIEST = datetime(2000, 1, 1)
+LATEST = datetime(2099, 12, 31, 23, 59, 59)
+
+
+def _local_time(v: str) -> str:
+    """A device's local time as ``YYYY-MM-DDTHH:MM:SS`` (no zone: the device has none)."""
+    try:
+        at = datetime.fromisoformat(v)
+    except ValueError:
+        raise ValueError("expected a local time, YYYY-MM-DDTHH:MM[:SS]") from None
+    if at.tzinfo is not None:
+        raise ValueError("expected the device's local time, without a zone")
+    if not EARLIEST <= at <= LATEST:
+        raise ValueError("expected a time between 2000 and 2099")
+    return at.isoformat(timespec="seconds")
+
+
+class ResendPunchesParams(_Params):
+    """resend_punches: read a range of the device's records again, store those missing."""
+
+    since: str = Field(EARLIEST.isoformat(), description="device local time, from")
+    until: str = Field(LATEST.isoformat(), description="device local time, to (included)")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _times(cls, v: str) -> str:
+        return _local_time(v)
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, v: str, info: ValidationInfo) -> str:
+        since = info.data.get("since")  # absent when since itself was refused
+        if since is not None and v < since:
+            raise ValueError("must not be before since")
+        return v
 
 
 #: the device options set_option may write, each with what its value may be: options an
@@ -189,6 +228,14 @@ COMMANDS: dict[str, CommandSpec] = {
                 "{count} device(s), from a CSV or JSON file, after a preview",
                 "push an employee file to a whole site, after a preview"),
             needs_employee_file=True),
+        CommandSpec(
+            "resend_punches", ResendPunchesParams,
+            "read a range of the device's records again and store any that are missing",
+            "Re-read punches",
+            device_palette=PaletteEntry(
+                "Re-read all punches of {device}",
+                "store any record of its log that is missing ({state})",
+                "read a device's whole log again and store what is missing (fills a gap)")),
         CommandSpec("clear_attendance", NoParams,
                     "delete the device's records, only once every one is stored",
                     "Clear attendance"),

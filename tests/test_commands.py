@@ -8,6 +8,7 @@ once; a site request makes one command per device with one summary.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -205,6 +206,40 @@ async def test_clear_attendance_only_after_every_record_is_stored(
     assert one_device.emu.call(lambda: len(dev.log)) == 0
     assert await db.punch_count(dev.id) == 31
     assert one_device.emu.call(lambda: dev.enabled) is True
+    await engine.stop()
+
+
+async def test_resend_punches_stores_what_the_store_lost_in_a_range_once(
+    one_device: Emulated, db: Store, tmp_path: Path
+) -> None:
+    """The database came back from an older backup: the punches of the last hours are
+    gone from it while the device still holds them. resend_punches over that range reads
+    the log again and stores them (once: a second run finds nothing new); the sync
+    cursor is left alone."""
+    dev = one_device.fleet.devices["dev_test_01"]
+    engine = await _engine(one_device, db)
+    await engine.sweep()
+    assert await db.punch_count(dev.id) == 30
+    times = sorted(one_device.emu.call(lambda: [p.at for p in dev.log.records()]))
+    cut = times[20]
+    with sqlite3.connect(tmp_path / "fleet.db") as raw:  # the backup's state: rows lost
+        raw.execute("DELETE FROM punches WHERE local_time >= ?", (cut.isoformat(),))
+    lost = 30 - await db.punch_count(dev.id)
+    assert lost == 10
+    params = {"since": cut.isoformat(), "until": times[25].isoformat()}
+    first = await _queue(db, dev.id, "resend_punches", params)
+    await engine.sweep()
+    command = (await _request(db, first)).commands[0]
+    assert command.state is CommandState.DONE, command.error
+    assert command.result is not None
+    assert (command.result["in_range"], command.result["new"]) == (6, 6)
+    again = await _queue(db, dev.id, "resend_punches", {"since": cut.isoformat()})
+    await engine.sweep()
+    command = (await _request(db, again)).commands[0]
+    assert command.result is not None
+    assert (command.result["in_range"], command.result["new"]) == (10, 4)
+    assert await db.punch_count(dev.id) == 30
+    assert sorted(p.local_time for p in await db.punches(device_id=dev.id)) == times
     await engine.stop()
 
 

@@ -193,6 +193,71 @@ async def test_an_unknown_terminal_waits_then_its_backlog_is_stored_once(stack: 
     assert await store.punch_count(state.id) == 12
 
 
+async def test_records_another_server_took_are_asked_for_again_and_stored_once(
+    stack: Stack,
+) -> None:
+    """A device holding records the store lacks (another server took those uploads, or
+    the database came back from a backup) is asked by the engine to send its log again,
+    once it has caught up; what was missing is stored, nothing twice."""
+    d = "p-push2"
+    await stack.until("online", lambda: _is(stack, d, DeviceStatus.ONLINE))
+    await stack.fleet.set_faults(d, {"offline": True})
+    await stack.until("offline in the store", lambda: _is(stack, d, DeviceStatus.OFFLINE))
+    base = datetime(2026, 12, 3, 7, 0)
+    device = stack.fleet.device(d)
+    for i in range(40):
+        device.punch("1001" if i % 2 else "1002", base + timedelta(seconds=i))
+    stack.fleet.terminal(d).cursor = 25  # the first 25 went to another server meanwhile
+    await stack.fleet.clear_faults(d)
+    await stack.until("all 40 punches stored", lambda: _count(stack, d, 40))
+    commands = await stack.store.commands(device_id=d)
+    resend = [c for c in commands if c.command == "resend_punches"]
+    assert len(resend) == 1
+    await stack.until("the re-read done", lambda: _command_final(stack.store, resend[0].id))
+    done = await stack.store.command(resend[0].id)
+    assert done is not None and done.state is CommandState.DONE, done
+    assert done.result is not None and done.result["stored_since_asked"] == 25
+    punches = await stack.store.punches(device_id=d)
+    assert [p.local_time for p in punches] == [base + timedelta(seconds=i) for i in range(40)]
+    # heartbeats go on with nothing missing: the device is not asked again
+    beats = stack.fleet.terminal(d).stats["getrequests"]
+    await stack.until("three more heartbeats",
+                      lambda: _true(stack.fleet.terminal(d).stats["getrequests"] >= beats + 3))
+    assert [c.command for c in await stack.store.commands(device_id=d)].count(
+        "resend_punches") == 1
+
+
+async def test_an_operator_re_reads_a_range_empty_or_not(stack: Stack) -> None:
+    """resend_punches over a range: the device uploads what it holds there (already
+    stored: nothing new, nothing twice); a range it holds nothing in ends done, empty."""
+    d = "p-legacy"
+    store = stack.store
+    await stack.until("online", lambda: _is(stack, d, DeviceStatus.ONLINE))
+    base = datetime(2026, 12, 3, 9, 0)
+    device = stack.fleet.device(d)
+    for i in range(10):
+        device.punch("1001", base + timedelta(minutes=i))
+    await stack.until("10 punches", lambda: _count(stack, d, 10))
+    some, _ = await enqueue(store, d, "resend_punches",
+                            {"since": "2026-12-03T09:02", "until": "2026-12-03T09:05"},
+                            now=stack.engine.clock(), source="test")
+    none, _ = await enqueue(store, d, "resend_punches",
+                            {"since": "2025-01-01T00:00", "until": "2025-01-02T00:00"},
+                            now=stack.engine.clock(), source="test")
+    for request in (some, none):
+        await stack.until("the re-read done", lambda r=request: _done(store, r.id))
+    first = (await store.command_request(some.id))
+    empty = (await store.command_request(none.id))
+    assert first is not None and empty is not None
+    assert first.commands[0].state is CommandState.DONE
+    assert first.commands[0].result == {"since": "2026-12-03T09:02:00",
+                                        "until": "2026-12-03T09:05:00",
+                                        "stored_since_asked": 0}
+    assert empty.commands[0].state is CommandState.DONE
+    assert empty.commands[0].result is not None and empty.commands[0].result["empty_range"]
+    assert await store.punch_count(d) == 10
+
+
 async def _is(stack: Stack, device_id: str, status: DeviceStatus) -> bool:
     return await stack.status(device_id) is status
 
@@ -204,3 +269,12 @@ async def _count(stack: Stack, device_id: str, n: int) -> bool:
 async def _done(store: Store, request_id: int) -> bool:
     request = await store.command_request(request_id)
     return request is not None and all(c.state.final for c in request.commands)
+
+
+async def _command_final(store: Store, command_id: int) -> bool:
+    command = await store.command(command_id)
+    return command is not None and command.state.final
+
+
+async def _true(value: bool) -> bool:
+    return value

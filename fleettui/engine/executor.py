@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from fleettui.commands import COMMANDS
 from fleettui.devices.base import DeviceFailure, DeviceUser, Driver
 from fleettui.domain import Command
-from fleettui.engine.sync import SyncResult
+from fleettui.engine.sync import SyncResult, make_punch
 from fleettui.store import Store
 
 
@@ -38,6 +38,9 @@ class CommandTarget(Protocol):
         """Download the device's log and store what is new."""
         ...
 
+
+#: punches stored per transaction by resend_punches
+RESEND_BATCH = 5000
 
 Handler = Callable[[CommandTarget, dict[str, Any]], Awaitable[dict[str, Any]]]
 #: what each command of the table (fleettui/commands.py) does on a pull device
@@ -180,6 +183,27 @@ def _note(names: list[str], name: str, keep: int = 5) -> None:
     """Remember the first few names of a change, for the operator's preview."""
     if len(names) < keep:
         names.append(name)
+
+
+@_pull("resend_punches")
+async def _resend_punches(target: CommandTarget, params: dict[str, Any]) -> dict[str, Any]:
+    """Read the device's whole log again and store the records of the range that are
+    missing (the sync cursor is left alone: the next sync reads on as before)."""
+    since = datetime.fromisoformat(params["since"])
+    until = datetime.fromisoformat(params["until"])
+    dump = await target.driver.read_attendance()
+    now = target.clock()
+    punches = sorted(
+        (make_punch(target.device_id, r, target.zone, source="sync", received_at=now,
+                    clock_drift_s=None)
+         for r in dump.records if since <= r.local_time <= until),
+        key=lambda p: p.local_time)
+    new = 0
+    for i in range(0, len(punches), RESEND_BATCH):
+        new += await target.store.insert_punches(target.device_id,
+                                                 punches[i : i + RESEND_BATCH])
+    return {"since": params["since"], "until": params["until"], "in_range": len(punches),
+            "new": new, "bad_records": dump.bad_records}
 
 
 @_pull("clear_attendance")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from fleettui.commands import COMMANDS
+from fleettui.commands import COMMANDS, CommandError
 from fleettui.devices import push_wire
 from fleettui.domain import (
     Command,
@@ -31,6 +31,7 @@ from fleettui.domain import (
     FailureKind,
     PushContact,
 )
+from fleettui.engine.enqueue import enqueue
 from fleettui.engine.health import Health
 from fleettui.engine.push_commands import (
     PUSH_HANDLERS,
@@ -55,6 +56,8 @@ PENDING_NOTE_EVERY_S = 30.0
 ANSWER_TIMEOUT_S = 15 * 60.0
 #: how often lines past their answer timeout are looked for
 EXPIRE_EVERY_S = 60.0
+#: a device asked to send its log again (a gap) is not asked again before this
+GAP_RETRY_S = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,15 @@ class _Device:
     health: Health
     heard_at: datetime | None = None
     lock: asyncio.Lock | None = None
+    #: records the device last said it holds (its heartbeat's INFO)
+    reported: int | None = None
+    #: punches stored for it (read once when first needed, then counted)
+    stored: int | None = None
+    #: its last ATTLOG upload
+    uploaded_at: datetime | None = None
+    #: when it was last asked to send its log again, and the gap that asking left
+    gap_asked_at: datetime | None = None
+    gap_explained: int = 0
 
 
 class PushGateway:
@@ -188,6 +200,9 @@ class PushGateway:
         now = self.clock()
         details = push_wire.parse_info(info) if info else None
         await self._heard(device, now, address, "", details)
+        if details is not None and details.records is not None:
+            device.reported = details.records
+            await self._fill_gap(device, now)
         assert device.lock is not None
         async with device.lock:  # one answer at a time per device: lines are sent once
             lines = await self._lines_to_send(device, now)
@@ -302,6 +317,9 @@ class PushGateway:
         punches = [make_punch(device.spec.id, raw, device.zone, source="push",
                               received_at=now, clock_drift_s=None) for raw in parsed.punches]
         new = await self.store.insert_punches(device.spec.id, punches) if punches else 0
+        device.uploaded_at = now
+        if device.stored is not None:
+            device.stored += new
         if new:
             self.publish(await self.store.add_event(
                 EventKind.SYNC, f"{device.spec.id}: {new} new punch(es) pushed", at=now,
@@ -381,12 +399,54 @@ class PushGateway:
                     return
                 plan, lines = nxt.report, []
         done, result, error = outcome(lines, plan)
+        if "stored_before" in result:  # resend_punches: what its uploads (and any live
+            # punches meanwhile) added
+            stored = await self.store.punch_count(device.spec.id)
+            result["stored_since_asked"] = stored - int(result.pop("stored_before"))
+            device.stored = stored
+            # what is still missing once the device sent its log again is not a gap that
+            # asking fills (records the device holds twice, say): not asked for again
+            device.gap_explained = max((device.reported or 0) - stored, 0)
         users, removed = users_changed(lines)
         if users or removed:
             await self.store.record_push_users(device.spec.id, users, removed)
         self.publish(await self.store.finish_command(
             command, CommandState.DONE if done else CommandState.FAILED, now,
             result=result, error=error))
+
+    async def _fill_gap(self, device: _Device, now: datetime) -> None:
+        """A device that holds more records than are stored for it, once it has caught up,
+        is asked (once, and again only after GAP_RETRY_S) to send its whole log again:
+        what is missing is stored, the rest is stored once already. (Missing records
+        happen when the database was restored from a backup, or another server took
+        some of the device's uploads.)"""
+        if device.reported is None or device.health.status is not DeviceStatus.ONLINE:
+            return
+        if device.uploaded_at is not None and \
+                (now - device.uploaded_at).total_seconds() < 2 * self.delay_s:
+            return  # still sending what it buffered
+        if device.gap_asked_at is not None and \
+                (now - device.gap_asked_at).total_seconds() < GAP_RETRY_S:
+            return
+        if device.stored is None:
+            device.stored = await self.store.punch_count(device.spec.id)
+        missing = device.reported - device.stored
+        if missing <= device.gap_explained:
+            return
+        device.gap_asked_at = now
+        try:
+            submission = await enqueue(
+                self.store, device.spec.id, "resend_punches", {}, now=now,
+                source=f"engine: the device holds {device.reported} records, "
+                       f"{device.stored} are stored",
+                idempotency_key=f"gap:{device.spec.id}:{device.reported}:{device.stored}")
+        except CommandError as e:  # the device left the fleet meanwhile
+            log.info("push %s: gap not filled: %s", device.spec.id, e)
+            return
+        if submission.created:
+            log.info("push %s: %d record(s) missing, asking for the log again",
+                     device.spec.id, missing)
+            self._queued.add(device.spec.id)
 
     async def _expire(self, now: datetime) -> None:
         """Lines a device took and never answered (it went away, or lost them) fail their

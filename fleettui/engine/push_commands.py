@@ -99,6 +99,16 @@ async def _set_option(_target: PushTarget, params: dict[str, Any]) -> PushPlan:
                     {"key": params["key"], "value": params["value"]})
 
 
+@_push("resend_punches")
+async def _resend_punches(target: PushTarget, params: dict[str, Any]) -> PushPlan:
+    """The device is asked to upload the range again (DATA QUERY ATTLOG); what it sends
+    arrives as ATTLOG uploads, stored once like any other, before it answers."""
+    since, until = (datetime.fromisoformat(params[k]) for k in ("since", "until"))
+    return PushPlan([push_wire.query_attlog_command(since, until)],
+                    {"since": params["since"], "until": params["until"],
+                     "stored_before": await target.store.punch_count(target.device_id)})
+
+
 #: a plan's stage that reads the device's users first (they arrive as an OPERLOG upload)
 READING_USERS = "reading users"
 
@@ -173,8 +183,15 @@ async def _clear_attendance(target: PushTarget, _params: dict[str, Any]) -> Push
 def outcome(lines: Sequence[PushLine], report: dict[str, Any]) -> tuple[bool, dict[str, Any],
                                                                         str]:
     """A command whose lines are all answered: (done, its result, its error if failed)."""
-    failed = [line for line in lines if line.state == "failed"]
     result = dict(report)
+    failed = []
+    for line in lines:
+        if line.state != "failed":
+            continue
+        if line.text.startswith("DATA QUERY ATTLOG") and line.return_code == -1:
+            result["empty_range"] = True  # firmware answers -1 for a range with no records
+            continue
+        failed.append(line)
     for line in lines:
         if line.text == "INFO" and line.result:
             result["info"] = dict(line.result)
@@ -209,8 +226,3 @@ def users_changed(lines: Sequence[PushLine]) -> tuple[list[PushUser], list[str]]
             removed.append(push_wire.pairs(line.text.removeprefix("DATA DELETE USERINFO "))
                            .get("PIN", ""))
     return [u for u in users if u.pin], [p for p in removed if p]
-
-
-def reupload_lines(start: datetime, end: datetime) -> list[str]:
-    """The line that asks a device to send a local-time range of its records again."""
-    return [push_wire.query_attlog_command(start, end)]
