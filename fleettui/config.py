@@ -346,7 +346,8 @@ class DeviceConfig(_Model):
     """One ZKTeco terminal: where it is, how to reach it, and how to poll it.
 
     ``comm_key`` is the device's numeric password, a secret: it is left out of
-    the repr and never shown in errors.
+    the repr and never shown in errors. A push device with one must give it in
+    its handshake (the firmware's ``pushcommkey``) before anything it sends is taken.
     """
 
     id: str = _field(pattern=DEVICE_ID_PATTERN, expected=_DEVICE_ID_EXPECTED)

@@ -40,7 +40,10 @@ def test_push_devices_are_picked_from_the_seed_and_spread_over_sites() -> None:
     for device_id, block in after.items():
         if device_id in ids:
             assert 'transport = "push"' in block
-            assert not re.search(r"^(host|port|comm_key) =", block, re.M)
+            assert not re.search(r"^(host|port) =", block, re.M)
+            key = spec.device(device_id).config.comm_key  # given in its handshake
+            assert bool(re.search(rf"^comm_key = {key}$", block, re.M)) == bool(key)
+            assert bool(re.search(r"^comm_key =", block, re.M)) == bool(key)
             assert re.search(r'^serial = "', block, re.M) and re.search(r'^site = "', block, re.M)
             assert re.search(r'^name = ".+"', block, re.M)
         else:

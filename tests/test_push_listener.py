@@ -88,8 +88,8 @@ class Listener:
 
 
 @pytest.fixture
-async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
-    config: Config = parse_config(CONFIG)
+async def listener(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Listener]:
+    config: Config = parse_config(getattr(request, "param", CONFIG))
     store = await open_store(tmp_path / "fleet.db")
     now = [T0]
     engine = Engine(config, store, clock=lambda: now[0])
@@ -156,6 +156,54 @@ async def test_every_attlog_profile_is_stored_once_then_acknowledged(
     assert "ATTLOGStamp=9" in hello.text.splitlines()  # echoed, before it is even written
     await listener.engine.push.flush()  # contacts and stamps are written once a second
     assert (await listener.store.push_stamps("gate-1")).attlog == "9"
+
+
+KEYED = CONFIG + """
+[[devices]]
+id = "gate-3"
+serial = "CKPUSH0003"
+site = "lyon"
+transport = "push"
+comm_key = 424242
+"""
+
+
+@pytest.mark.parametrize("listener", [KEYED], indirect=True, ids=["gate-3 keyed"])
+async def test_a_device_with_a_comm_key_is_heard_only_after_a_handshake_that_gives_it(
+    listener: Listener, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A device whose config holds a comm key must give it (pushcommkey, sent by the
+    firmware with its handshake only) before anything it sends is taken: until then its
+    uploads are refused (not acknowledged: it keeps its records) and its heartbeats are
+    answered CHECK, which makes it handshake again. The key never reaches the log."""
+    serial = "CKPUSH0003"
+    upload = await listener.call("POST", "/iclock/cdata", serial=serial, body=ATTLOG_5,
+                                 table="ATTLOG")
+    assert upload.status_code == 403 and not upload.text.startswith("OK")
+    beat = await listener.call("GET", "/iclock/getrequest", serial=serial)
+    assert beat.status_code == 200 and beat.text.strip() == "C:0:CHECK"
+    for wrong in ({}, {"pushcommkey": "111111"}):
+        hello = await listener.call("GET", "/iclock/cdata", serial=serial, options="all",
+                                    pushver="2.4.1", **wrong)
+        assert hello.status_code == 403 and "GET OPTION" not in hello.text
+    assert await listener.store.punch_count() == 0
+    state = await listener.store.device("gate-3")
+    assert state is not None and state.status is DeviceStatus.UNKNOWN  # not heard
+    hello = await listener.call("GET", "/iclock/cdata", serial=serial, options="all",
+                                pushver="2.4.1", pushcommkey="424242")
+    assert hello.status_code == 200 and hello.text.startswith("GET OPTION FROM: CKPUSH0003")
+    upload = await listener.call("POST", "/iclock/cdata", serial=serial, body=ATTLOG_5,
+                                 table="ATTLOG")
+    assert (upload.status_code, upload.text) == (200, "OK:1")
+    beat = await listener.call("GET", "/iclock/getrequest", serial=serial)
+    assert (beat.status_code, beat.text) == (200, "OK")
+    assert await listener.store.punch_count("gate-3") == 1
+    # a device without a key in the config is taken as before
+    plain = await listener.call("POST", "/iclock/cdata", serial="CKPUSH0002", body=ATTLOG_7,
+                                table="ATTLOG")
+    assert plain.text == "OK:1"
+    assert "424242" not in caplog.text and "111111" not in caplog.text
+    assert "without the device's comm key" in caplog.text
 
 
 async def test_an_unknown_serial_stores_nothing_and_waits_for_approval(

@@ -698,7 +698,8 @@ def config_text(spec: FleetSpec, push_listen: str | None = None) -> str:
         p = c.profile
         model = _comment(f"{p.device_name}, {p.platform}, {p.firmware}")
         if device.transport == "push":
-            # a push terminal dials in: no host, port or comm key to poll it with
+            # a push terminal dials in: no host or port; its comm key, if it has one, is
+            # what it gives in its handshake (pushcommkey)
             site_name = spec.site(device.site_id).name
             lines += [
                 "[[devices]]",
@@ -708,6 +709,7 @@ def config_text(spec: FleetSpec, push_listen: str | None = None) -> str:
                 f"site = {_toml_str(device.site_id)}",
                 f"name = {_toml_str(f'{site_name} {p.device_name} {c.id[-2:]} (push)')}",
                 'transport = "push"',
+                *([f"comm_key = {int(c.comm_key)}"] if c.comm_key else []),
                 "",
             ]
             continue

@@ -43,7 +43,8 @@ def push_setups(spec: FleetSpec, server: str, first_delay_s: float | None = None
     delay = PUSH_FIRST_DELAY_S if first_delay_s is None else first_delay_s
     return {
         d.id: PushSetup(server=server, profile=PROFILES[d.push_profile or "push2"],
-                        first_delay_s=delay, jitter_s=min(delay, PUSH_JITTER_S))
+                        first_delay_s=delay, jitter_s=min(delay, PUSH_JITTER_S),
+                        comm_key=d.config.comm_key)
         for d in spec.devices if d.transport == "push"
     }
 

@@ -12,6 +12,7 @@ nothing is lost or stored twice. It knows no HTTP.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -91,6 +92,8 @@ class _Device:
     #: when it was last asked to send its log again, and the gap that asking left
     gap_asked_at: datetime | None = None
     gap_explained: int = 0
+    #: a handshake gave the device's comm key since the gateway started (or it has none)
+    verified: bool = False
 
 
 class PushGateway:
@@ -132,7 +135,8 @@ class PushGateway:
             health.status, health.reason = state.status, state.status_reason
             health.since = state.status_since
         self._by_serial[spec.serial] = _Device(spec, ZoneInfo(spec.timezone or "UTC"), health,
-                                               lock=asyncio.Lock())
+                                               lock=asyncio.Lock(),
+                                               verified=not spec.comm_key)
 
     def remove(self, device_id: str) -> None:
         """Stop answering a device (it is told it is unknown)."""
@@ -152,6 +156,15 @@ class PushGateway:
         device = await self._device(serial, address, query)
         if device is None:
             return UNKNOWN
+        if device.spec.comm_key:
+            # the firmware sends its comm key (COMKey) with the handshake only; a device
+            # with one in the config must give it before anything it sends is taken
+            device.verified = hmac.compare_digest(query.get("pushcommkey", "").encode(),
+                                                  str(device.spec.comm_key).encode())
+            if not device.verified:
+                log.warning("push %s: handshake from %s without the device's comm key: "
+                            "refused", device.spec.id, address)
+                return REFUSED
         now = self.clock()
         await self._heard(device, now, address, query.get("pushver", ""))
         await self._reboot_seen(device, now)
@@ -174,6 +187,8 @@ class PushGateway:
         device = await self._device(serial, address, {})
         if device is None:
             return UNKNOWN
+        if not device.verified:
+            return REFUSED  # not acknowledged: the device keeps its records
         now = self.clock()
         text = push_wire.decode(body)
         if table == "ATTLOG":
@@ -197,6 +212,10 @@ class PushGateway:
         device = await self._device(serial, address, {})
         if device is None:
             return UNKNOWN
+        if not device.verified:
+            # it has not handshaken with its comm key since we started: CHECK makes it
+            # handshake again (an id that is no command's: its result is ignored)
+            return PushAnswer(200, push_wire.render_commands([(0, "CHECK")]))
         now = self.clock()
         details = push_wire.parse_info(info) if info else None
         await self._heard(device, now, address, "", details)
@@ -213,6 +232,8 @@ class PushGateway:
         device = await self._device(serial, address, {})
         if device is None:
             return UNKNOWN
+        if not device.verified:
+            return REFUSED
         now = self.clock()
         results, bad = push_wire.parse_results(push_wire.decode(body))
         for b in bad:
