@@ -422,6 +422,19 @@ class PendingDevice:
 
 
 @dataclass(frozen=True, slots=True)
+class Liveness:
+    """What one successful check of a pull device learnt: when it answered and its
+    counters (None: not read). The engine writes these in batches, about once a second."""
+
+    device_id: str
+    at: datetime
+    users: int | None = None
+    users_cap: int | None = None
+    records: int | None = None
+    records_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PushContact:
     """The latest a push device said of itself: when it last called, from where, with
     what counters (None: not said since the last time)."""

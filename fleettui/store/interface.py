@@ -19,7 +19,6 @@ from fleettui.domain import (
     ApiKey,
     Command,
     CommandRequest,
-    CommandState,
     DeviceChanges,
     DeviceSpec,
     DeviceState,
@@ -27,21 +26,23 @@ from fleettui.domain import (
     EventKind,
     FlapState,
     KeyGrant,
+    Liveness,
     NewApiKey,
     Punch,
     Silence,
     Site,
     StatusChange,
-    Submission,
     SyncCursor,
 )
+from fleettui.store.command_interface import CommandStore
 from fleettui.store.push_interface import PushStore
 from fleettui.store.webhook_interface import WebhookStore
 
 
-class Store(WebhookStore, PushStore, Protocol):
-    """fleettui's database: the source of truth and the integration point (its webhook
-    questions are those of ``WebhookStore``).
+class Store(CommandStore, WebhookStore, PushStore, Protocol):
+    """fleettui's database: the source of truth and the integration point (its command,
+    webhook and push questions are those of ``CommandStore``, ``WebhookStore`` and
+    ``PushStore``).
 
     Open one with ``open_store(path)``; close it with ``close()``. Refusals
     raise the errors of ``fleettui.store.errors``.
@@ -137,6 +138,11 @@ class Store(WebhookStore, PushStore, Protocol):
         """A successful check: last seen, and the device's counters."""
         ...
 
+    async def record_seen_many(self, seen: Sequence[Liveness]) -> None:
+        """Many successful checks in one transaction (the engine's liveness batch: 500
+        checks a second would otherwise be 500 write transactions)."""
+        ...
+
     async def record_identity(
         self, device_id: str, *, model: str, firmware: str, platform: str, mac: str
     ) -> None:
@@ -212,68 +218,6 @@ class Store(WebhookStore, PushStore, Protocol):
 
     async def outbox_count(self) -> int:
         """Events waiting in the webhook outbox."""
-        ...
-
-    # --- commands --------------------------------------------------------------
-    async def submit_command(
-        self,
-        *,
-        target: str,
-        target_kind: str,
-        device_ids: Sequence[str],
-        command: str,
-        params: dict[str, Any],
-        fingerprint: str,
-        source: str,
-        now: datetime,
-        idempotency_key: str | None = None,
-        ttl: timedelta | None = None,
-    ) -> Submission:
-        """Queue one command per device as one request.
-
-        With an idempotency key already used for the same request, nothing is
-        queued and the existing request comes back (created False); used for a
-        different request, IdempotencyConflict. Keys older than
-        IDEMPOTENCY_WINDOW are forgotten, so the key can be used again.
-        """
-        ...
-
-    async def command_request(self, request_id: int) -> CommandRequest | None:
-        """A request with its commands."""
-        ...
-
-    async def due_commands(self, device_id: str, now: datetime) -> list[Command]:
-        """A device's queued commands in order, after expiring those past their time to live."""
-        ...
-
-    async def start_command(self, command_id: int, now: datetime) -> None:
-        """The poller is about to run a command on its device."""
-        ...
-
-    async def finish_command(
-        self,
-        command: Command,
-        state: CommandState,
-        now: datetime,
-        *,
-        result: dict[str, Any] | None = None,
-        error: str = "",
-    ) -> Event:
-        """A command ended (done or failed): state, result and an event, in one transaction."""
-        ...
-
-    async def interrupt_sent_commands(self, now: datetime) -> int:
-        """Commands left 'sent' by a poller that died: failed, never run a second time."""
-        ...
-
-    async def command(self, command_id: int) -> Command | None:
-        """One command, or None."""
-        ...
-
-    async def commands(
-        self, *, device_id: str | None = None, limit: int = 100
-    ) -> list[Command]:
-        """The newest commands (of one device, if given), newest first."""
         ...
 
     # --- alerts and silences ---------------------------------------------------

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,8 @@ from fleettui.domain import (
 from fleettui.store.errors import IdempotencyConflict
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
+
+log = logging.getLogger(__name__)
 
 COMMAND_COLUMNS = (
     "id, request_id, device_id, command, params, state, attempts, result, error, created_at,"
@@ -103,7 +106,14 @@ class CommandQueries(SqliteConnection):
             request = read_request(db, request_id)
             assert request is not None
             return Submission(request, True)
-        return await self._transaction(write)
+        submission = await self._transaction(write)
+        if submission.created:
+            for listener in list(self._queue_listeners):
+                try:
+                    listener(device_ids)
+                except Exception:
+                    log.exception("command queue listener failed")
+        return submission
 
     async def command_request(self, request_id: int) -> CommandRequest | None:
         """A request with its commands."""
@@ -136,6 +146,15 @@ class CommandQueries(SqliteConnection):
                 (device_id,),
             )
         return [command_of_row(r) for r in await self._transaction(write)]
+
+    def add_queue_listener(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Call ``listener`` with the device ids of each request queued here, once committed."""
+        self._queue_listeners.append(listener)
+
+    def remove_queue_listener(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Stop calling a listener added by ``add_queue_listener``."""
+        if listener in self._queue_listeners:
+            self._queue_listeners.remove(listener)
 
     async def start_command(self, command_id: int, now: datetime) -> None:
         """The poller is about to run a command on its device."""

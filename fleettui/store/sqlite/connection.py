@@ -249,6 +249,8 @@ class SqliteConnection:
         #: the read connection (the name every read method uses)
         self._db = reader
         self.path = path
+        #: told the device ids of each request queued through this object (see Store)
+        self._queue_listeners: list[Callable[[Sequence[str]], None]] = []
 
     @classmethod
     async def open(cls, path: str | Path) -> Self:

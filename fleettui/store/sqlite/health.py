@@ -12,6 +12,7 @@ from fleettui.domain import (
     Event,
     EventKind,
     FlapState,
+    Liveness,
     StatusChange,
     WebhookEvent,
 )
@@ -73,6 +74,21 @@ class HealthQueries(SqliteConnection):
                 " users_cap = COALESCE(?, users_cap), records = COALESCE(?, records),"
                 " records_cap = COALESCE(?, records_cap) WHERE id = ?",
                 (ts(at), users, users_cap, records, records_cap, device_id),
+            )
+        await self._transaction(write)
+
+    async def record_seen_many(self, seen: Sequence[Liveness]) -> None:
+        """Many successful checks in one transaction (the engine's liveness batch)."""
+        if not seen:
+            return
+        rows = [(ts(s.at), s.users, s.users_cap, s.records, s.records_cap, s.device_id)
+                for s in seen]
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE devices SET last_seen = ?, users = COALESCE(?, users),"
+                " users_cap = COALESCE(?, users_cap), records = COALESCE(?, records),"
+                " records_cap = COALESCE(?, records_cap) WHERE id = ?",
+                rows,
             )
         await self._transaction(write)
 
