@@ -1,9 +1,11 @@
 """The engine: every device's poller, scheduled, over one store.
 
-``Engine`` turns the configuration into pollers, schedules their checks with
-APScheduler (an interval job per device, spread by jitter, stretched by
-backoff while a device stays down), runs blocking device I/O in one bounded
-thread pool, and tells listeners about each event after it is committed.
+``Engine`` turns the configuration into pollers, schedules their checks on
+one timetable (``checks.py``: a timer per device on the event loop, spread by
+jitter, stretched by backoff while a device stays down), runs blocking device
+I/O in one bounded thread pool, writes the checks' liveness facts in one
+batch a second, and tells listeners about each event after it is committed.
+APScheduler runs the few fleet-wide jobs (reconcile, alerts, schedules).
 It knows no screen and no HTTP: the TUI, the headless service and the API
 are listeners and readers of the store.
 """
@@ -14,24 +16,26 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from zoneinfo import ZoneInfo
 
-from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from fleettui.config import Config, ScheduleConfig
 from fleettui.devices.base import Driver, Endpoint
 from fleettui.devices.zk import ZkDriver
-from fleettui.domain import DeviceSpec, DeviceState, Event, Site
+from fleettui.domain import DeviceSpec, DeviceState, DeviceStatus, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
+from fleettui.engine.checks import CheckStats, CheckTimetable
+from fleettui.engine.liveness import LivenessBuffer
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.push import PushGateway
+from fleettui.engine.queued import QueuedCommands
 from fleettui.engine.schedules import fire, trigger_for
 from fleettui.engine.sessions import StoreSessionLedger
 from fleettui.engine.sync import SyncProgress
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 EVALUATE_EVERY_S = 10.0
 #: how often the store is read for devices registered through the API by another process
 RECONCILE_EVERY_S = 5.0
+#: how often the checks' liveness facts are written, and the command queue re-read
+HOUSEKEEPING_EVERY_S = 1.0
 
 DriverFactory = Callable[[Endpoint, ThreadPoolExecutor], Driver]
 Listener = Callable[[Event], None]
@@ -88,6 +94,13 @@ class Engine:
         self._driver_factory = driver_factory or self._zk_driver
         self._rng = random.Random(seed)
         self._scheduler: AsyncIOScheduler | None = None
+        self._checks: CheckTimetable | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
+        #: answered checks' last_seen and counters, written once a second
+        self.liveness = LivenessBuffer()
+        #: the devices with commands waiting (signalled by the store, re-read each second)
+        self.queued = QueuedCommands()
+        store.add_queue_listener(self._on_queued)
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
         self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
@@ -147,6 +160,7 @@ class Engine:
                     name=d.name, timezone=cfg.site(d.site).timezone))
         for spec in await self._api_specs():
             await self._add(spec)
+        await self.queued.refresh(self.store)
         self._prepared = True
 
     async def _api_specs(self) -> list[DeviceSpec]:
@@ -190,12 +204,14 @@ class Engine:
             live=self.config.poll.live_capture if live is None else live,
             request_retry=partial(self._retry, spec.id),
             spawn=self.spawn,
+            liveness=self.liveness,
+            queued=self.queued,
         )
         await poller.restore()
         self.pollers[spec.id] = poller
         self._specs[spec.id] = spec
-        if self._scheduler is not None:
-            self._schedule(spec.id, poller, datetime.now(UTC))
+        if self._checks is not None:
+            self._schedule(spec.id, poller)
 
     def _retire(self, device_id: str) -> None:
         """Stop polling a device: no more checks; its driver closes after any work in hand."""
@@ -205,10 +221,9 @@ class Engine:
             return
         poller = self.pollers.pop(device_id)
         poller.retired = True
-        if self._scheduler is not None:
-            for job_id in (device_id, f"{device_id}:retry"):
-                with contextlib.suppress(JobLookupError):
-                    self._scheduler.remove_job(job_id)
+        self.liveness.discard(device_id)
+        if self._checks is not None:
+            self._checks.remove(device_id)
         self.spawn(poller.driver.close())
 
     async def reconcile(self) -> None:
@@ -248,9 +263,10 @@ class Engine:
         if not self._prepared:
             await self.prepare()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        now = datetime.now(UTC)
+        self._checks = CheckTimetable(self._tick, jitter_s=self.config.poll.jitter_s,
+                                      rng=self._rng)
         for device_id, poller in self.pollers.items():
-            self._schedule(device_id, poller, now)
+            self._schedule(device_id, poller)
         self._scheduler.add_job(self._reconcile_logged,
                                 IntervalTrigger(seconds=RECONCILE_EVERY_S), id="fleet:reconcile",
                                 coalesce=True, max_instances=1, misfire_grace_time=None)
@@ -268,21 +284,57 @@ class Engine:
                     id=f"schedule:{schedule.name}", coalesce=True, misfire_grace_time=300,
                 )
         self._scheduler.start()
+        self._housekeeping_task = asyncio.get_running_loop().create_task(self._housekeeping())
         self._webhook_task = asyncio.get_running_loop().create_task(
             self.webhooks.run_forever())
         if self.config.push.enabled:
             self._push_task = asyncio.get_running_loop().create_task(self.push.watch())
 
-    def _schedule(self, device_id: str, poller: DevicePoller, now: datetime) -> None:
-        """The device's interval job, its first check spread by jitter."""
-        assert self._scheduler is not None
-        jitter = self.config.poll.jitter_s
-        first = now + timedelta(seconds=self._rng.uniform(0, max(jitter, 0.05)))
-        self._scheduler.add_job(
-            self._tick, IntervalTrigger(seconds=poller.interval_s, jitter=jitter or None),
-            args=[device_id], id=device_id, next_run_time=first, max_instances=1,
-            coalesce=True, misfire_grace_time=None, replace_existing=True,
-        )
+    def _schedule(self, device_id: str, poller: DevicePoller) -> None:
+        """The device's place on the timetable, its first check spread by jitter."""
+        assert self._checks is not None
+        first = self._rng.uniform(0, max(self.config.poll.jitter_s, 0.05))
+        self._checks.add(device_id, poller.interval_s, first)
+
+    @property
+    def check_stats(self) -> CheckStats | None:
+        """How punctual the scheduled checks were (None before ``start``)."""
+        return self._checks.stats if self._checks is not None else None
+
+    async def _housekeeping(self) -> None:
+        """Every second: write the liveness batch, re-read which devices have commands."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_EVERY_S)
+            try:
+                await self.flush_liveness()
+                await self.queued.refresh(self.store)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not write the devices' last-seen batch")
+
+    async def flush_liveness(self) -> None:
+        """Write the pending liveness facts now (kept for the next try if the write fails)."""
+        batch = self.liveness.take()
+        if not batch:
+            return
+        try:
+            await self.store.record_seen_many(batch)
+        except BaseException:
+            for seen in batch:
+                if seen.device_id not in self.liveness:
+                    self.liveness.note(seen)
+            raise
+
+    def _on_queued(self, device_ids: Sequence[str]) -> None:
+        """Commands were queued in this process: their online devices are checked now."""
+        self.queued.mark(device_ids)
+        if self._checks is None or self._stopping:
+            return
+        for device_id in device_ids:
+            poller = self.pollers.get(device_id)
+            if poller is not None and poller.health.status is DeviceStatus.ONLINE:
+                self._checks.soon(device_id, 0.0)
 
     async def _alert_sample(self) -> None:
         try:
@@ -308,11 +360,21 @@ class Engine:
     async def stop(self) -> None:
         """Stop scheduling, let in-flight work finish (writes complete), close devices."""
         self._stopping = True
+        self.store.remove_queue_listener(self._on_queued)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        if self._checks is not None:
+            self._checks.close()
+            self._checks = None
+        if self._housekeeping_task is not None:
+            self._housekeeping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping_task
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=60)
+        with contextlib.suppress(Exception):
+            await self.flush_liveness()
         if self._push_task is not None:
             self._push_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -344,7 +406,7 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
 
-    async def _tick(self, device_id: str) -> None:
+    def _tick(self, device_id: str) -> None:
         self.spawn(self._check_and_reschedule(device_id))
 
     async def _check_and_reschedule(self, device_id: str) -> None:
@@ -353,25 +415,20 @@ class Engine:
             return
         before = poller.interval_s
         await poller.check()
-        if poller.interval_s != before and self._scheduler is not None and not self._stopping:
-            self._scheduler.reschedule_job(
-                device_id,
-                trigger=IntervalTrigger(seconds=poller.interval_s,
-                                        jitter=self.config.poll.jitter_s or None),
-            )
+        if poller.interval_s != before and self._checks is not None and not self._stopping:
+            self._checks.reschedule(device_id, poller.interval_s)
 
     def _retry(self, device_id: str, delay: float) -> None:
-        if self._scheduler is None or self._stopping:
+        if self._checks is None or self._stopping:
             return
-        self._scheduler.add_job(
-            self._tick, "date", run_date=datetime.now(UTC) + timedelta(seconds=delay),
-            args=[device_id], id=f"{device_id}:retry", replace_existing=True,
-            misfire_grace_time=None,
-        )
+        self._checks.soon(device_id, delay)
 
     async def sweep(self) -> None:
-        """Check every device once, all at once (what a scheduled round does)."""
+        """Check every device once, all at once (what a scheduled round does), with the
+        command queue re-read first and the liveness batch written after."""
+        await self.queued.refresh(self.store)
         await asyncio.gather(*(p.check() for p in self.pollers.values()))
+        await self.flush_liveness()
 
     def sync_progress(self, device_id: str) -> SyncProgress | None:
         """The device's sync in progress (records stored of those to store), or None."""

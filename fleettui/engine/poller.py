@@ -22,11 +22,14 @@ from fleettui.domain import (
     Event,
     EventKind,
     FailureKind,
+    Liveness,
     RawPunch,
     StatusChange,
 )
 from fleettui.engine.executor import CommandRefused, execute
 from fleettui.engine.health import Health
+from fleettui.engine.liveness import LivenessBuffer
+from fleettui.engine.queued import QueuedCommands
 from fleettui.engine.sync import (
     SyncProgress,
     SyncResult,
@@ -75,6 +78,8 @@ class DevicePoller:
         live: bool = False,
         request_retry: Callable[[float], None] | None = None,
         spawn: Callable[[Awaitable[None]], None] | None = None,
+        liveness: LivenessBuffer | None = None,
+        queued: QueuedCommands | None = None,
     ) -> None:
         self.device_id = device_id
         self.site_id = site_id
@@ -87,6 +92,11 @@ class DevicePoller:
         self.live = live
         self.request_retry = request_retry
         self.spawn = spawn
+        #: where an answered check's last_seen and counters wait for the engine's batch
+        #: write (None: written at once)
+        self.liveness = liveness
+        #: the devices with commands waiting (None: the queue is read at every check)
+        self.queued = queued
         self.health = Health(device_id, offline_after=policy.offline_after_failures)
         self.interval_s = policy.check_interval_s
         self.busy = False
@@ -146,12 +156,18 @@ class DevicePoller:
         now = self.clock()
         self.counts_read_at = now
         was = self.health.status
-        await self._transition(self.health.success(now))
+        change = self.health.success(now)
+        await self._transition(change)
         self.interval_s = self.policy.check_interval_s
-        await self.store.record_seen(
-            self.device_id, now, users=sizes.users, users_cap=sizes.users_cap,
-            records=sizes.records, records_cap=sizes.records_cap,
-        )
+        seen = Liveness(self.device_id, now, users=sizes.users, users_cap=sizes.users_cap,
+                        records=sizes.records, records_cap=sizes.records_cap)
+        if self.liveness is None or change is not None:
+            # a device coming (back) online gets its last_seen with its status
+            await self.store.record_seen_many([seen])
+            if self.liveness is not None:
+                self.liveness.discard(self.device_id)
+        else:
+            self.liveness.note(seen)
         identity = self.driver.identity
         if identity is not None and was is not DeviceStatus.ONLINE:
             await self.store.record_identity(
@@ -199,8 +215,18 @@ class DevicePoller:
                 f"stalled: record count not read for over {allowed:g} s", now))
 
     async def run_commands(self) -> None:
-        """Run the device's queued commands, in order; stop at one the device did not answer."""
-        for command in await self.store.due_commands(self.device_id, self.clock()):
+        """Run the device's queued commands, in order; stop at one the device did not answer.
+
+        The queue is read only when the engine knows of commands for this device."""
+        queued, token = self.queued, None
+        if queued is not None:
+            if self.device_id not in queued:
+                return
+            token = queued.token(self.device_id)
+        commands = await self.store.due_commands(self.device_id, self.clock())
+        if not commands and queued is not None:
+            queued.drained(self.device_id, token)
+        for command in commands:
             await self.store.start_command(command.id, self.clock())
             try:
                 result = await execute(self, command)
