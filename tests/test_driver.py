@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from fleettui.devices import zk_wire
 from fleettui.devices.base import DeviceFailure, Endpoint, Sizes
 from fleettui.devices.zk import (
     ZkDriver,
@@ -18,7 +19,7 @@ from fleettui.devices.zk import (
     sizes_inconsistency,
 )
 from fleettui.domain import FailureKind
-from fleettui.emulator.device import Profile, Punch
+from fleettui.emulator.device import Device, Profile, Punch
 from fleettui.emulator.protocol import build_packet, parse_packet, wrap_tcp
 from tests.conftest import Emulated, device_config, sample_users
 
@@ -237,3 +238,24 @@ def test_the_goodbye_to_a_stale_session_is_a_well_formed_exit() -> None:
         assert (pkt.code, pkt.session_id, pkt.reply_id, pkt.data) == (1001, session_id,
                                                                       reply_id, b"")
         assert pkt.checksum_ok
+
+
+def test_the_shared_wire_module_speaks_what_the_emulator_speaks() -> None:
+    """fleettui's own wire module (zk_wire) and the emulator's protocol are written apart
+    (the emulator imports nothing of fleettui): the notes' checksum vectors and each
+    other's packets hold them together."""
+    assert zk_wire.checksum(bytes.fromhex("0b00f38d03005a4b4661636556657273696f6e00")) == 0x175A
+    assert zk_wire.checksum(bytes.fromhex("d0070000f38d0a0009")) == 0x6A29
+    for code, session, reply, data in ((50, 0x8DF3, 3, b""), (1000, 0, 65534, b"x"),
+                                       (2000, 7, 0, bytes(range(91)))):
+        ours = zk_wire.packet(code, session, reply, data)
+        assert ours == build_packet(code, session, reply, data)
+        assert zk_wire.tcp_frame(ours) == wrap_tcp(ours)
+        assert zk_wire.tcp_length(wrap_tcp(ours)[:8]) == len(ours)
+        assert zk_wire.header(ours) == (code, parse_packet(ours).checksum, session, reply)
+    assert zk_wire.tcp_length(b"\0" * 8) is None
+    device = Device(device_config())
+    device.users.update({u.uid: u for u in sample_users()})
+    sizes = zk_wire.parse_sizes(device.free_sizes())
+    assert (sizes.users, sizes.records_cap) == (20, device.profile.records_cap)
+    assert zk_wire.sizes_inconsistency(sizes) is None

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from zk import ZK
 from zk.exception import ZKErrorConnection, ZKErrorResponse, ZKNetworkError
 
+from fleettui.devices import zk_wire
 from fleettui.devices.base import (
     AttendanceDump,
     DeviceFailure,
@@ -43,6 +44,14 @@ from fleettui.devices.base import (
     SessionLedger,
     Sizes,
 )
+from fleettui.devices.zk_wire import (
+    CMD_EXIT,
+    REPLY_ID_WRAP,
+    SIZES_MIN_BYTES,
+    SIZES_REPLY_BYTES,
+    TCP_MAGIC,
+    sizes_inconsistency,
+)
 from fleettui.domain import FailureKind, RawPunch
 
 log = logging.getLogger(__name__)
@@ -51,17 +60,9 @@ T = TypeVar("T")
 #: the attendance log read command (CMD_ATTLOG_RRQ) for pyzk's buffered read
 _ATTLOG_RRQ = 13
 _OPTIONS_WRQ = 12
-_EXIT = 1001
 #: stale UDP sessions remembered for a goodbye (a terminal holds a handful at most)
 MAX_STALE = 8
 _REFRESHOPTION = 1014
-#: a full GET_FREE_SIZES reply: 23 little-endian int32 (notes §2.5); pyzk needs the first 80
-SIZES_REPLY_BYTES = 92
-_SIZES_MIN_BYTES = 80
-#: the magic words that open every TCP frame (0x5050, 0x7D82, little-endian)
-_TCP_MAGIC = b"\x50\x50\x82\x7d"
-#: pyzk's reply ids wrap below USHRT_MAX
-_REPLY_ID_WRAP = 0xFFFF
 _REC40 = struct.Struct("<H24sB4sB8s")
 _REC16 = struct.Struct("<I4sBB2sI")
 _REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -149,8 +150,8 @@ def frame_defect(conn: Any) -> str | None:
         if not isinstance(raw, bytes | bytearray):
             return None
         if len(raw) < 16:
-            return "truncated" if _TCP_MAGIC.startswith(bytes(raw[:4])) else None
-        if bytes(raw[:4]) == _TCP_MAGIC and len(raw) - 8 < struct.unpack_from("<I", raw, 4)[0]:
+            return "truncated" if TCP_MAGIC.startswith(bytes(raw[:4])) else None
+        if bytes(raw[:4]) == TCP_MAGIC and len(raw) - 8 < struct.unpack_from("<I", raw, 4)[0]:
             return "truncated"
         return None
     raw = getattr(conn, "_ZK__data_recv", None)
@@ -169,19 +170,19 @@ def read_sizes_checked(conn: Any) -> Sizes:
     pyzk sent, this session's id) and make sense (no negative count, no count
     above its capacity); otherwise the device answered wrongly.
     """
-    sent = (conn._ZK__reply_id + 1) % _REPLY_ID_WRAP
+    sent = (conn._ZK__reply_id + 1) % REPLY_ID_WRAP
     conn.read_sizes()
     defect = frame_defect(conn)
     packet = conn._ZK__data_recv
     data_len = len(packet) - 8
-    if defect is None and data_len < _SIZES_MIN_BYTES:
+    if defect is None and data_len < SIZES_MIN_BYTES:
         defect = "truncated"
     if defect is not None:
         log.info("sizes reply of %d data bytes (a full one has %d): %s",
                  data_len, SIZES_REPLY_BYTES, defect)
         raise bad_reply(defect)
-    _code, _chk, session, reply_id = struct.unpack_from("<4H", packet)
-    if reply_id != sent or session != conn._ZK__session_id:
+    top = zk_wire.header(packet)
+    if top.reply_id != sent or top.session_id != conn._ZK__session_id:
         raise bad_reply("stale (the answer to another request)")
     sizes = Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
                   conn.fingers, conn.fingers_cap)
@@ -191,26 +192,9 @@ def read_sizes_checked(conn: Any) -> Sizes:
     return sizes
 
 
-def sizes_inconsistency(sizes: Sizes) -> str | None:
-    """Why a device's counters cannot be true (negative, or above capacity), if so."""
-    for name, count, cap in (("records", sizes.records, sizes.records_cap),
-                             ("users", sizes.users, sizes.users_cap),
-                             ("fingerprints", sizes.fingers, sizes.fingers_cap)):
-        if count < 0 or cap < 0:
-            return f"{name} {count} of {cap}"
-        if cap > 0 and count > cap:
-            return f"{name} {count} above capacity {cap}"
-    return None
-
-
 def exit_packet(session_id: int, reply_id: int) -> bytes:
-    """A CMD_EXIT packet for a UDP session, with the protocol's checksum (notes §1.3:
-    RFC 1071 over the little-endian words, the checksum field zero)."""
-    head = struct.pack("<4H", _EXIT, 0, session_id, reply_id)
-    total = sum(struct.unpack("<4H", head))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return struct.pack("<4H", _EXIT, ~total & 0xFFFF, session_id, reply_id)
+    """A CMD_EXIT packet for a UDP session, with the protocol's checksum."""
+    return zk_wire.packet(CMD_EXIT, session_id, reply_id)
 
 
 def say_goodbye(endpoint: Endpoint, sessions: Sequence[tuple[int, int]]) -> None:
@@ -231,7 +215,7 @@ def say_goodbye(endpoint: Endpoint, sessions: Sequence[tuple[int, int]]) -> None
 
 
 def _next_reply_id(conn: Any) -> int:
-    return (int(getattr(conn, "_ZK__reply_id", 0)) + 1) % _REPLY_ID_WRAP
+    return (int(getattr(conn, "_ZK__reply_id", 0)) + 1) % REPLY_ID_WRAP
 
 
 def classify(exc: BaseException) -> DeviceFailure:
