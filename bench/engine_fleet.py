@@ -1,4 +1,4 @@
-"""The engine against emulated fleets of 50, 200, 500 and 1000 devices.
+"""The engine against emulated fleets of 500 to 5,000 devices, beside the wire's floor.
 
 For each size, ``fleettui emulate`` runs the fleet in its own process and the
 engine polls it from this one, into a fresh SQLite file. Measured:
@@ -8,23 +8,32 @@ engine polls it from this one, into a fresh SQLite file. Measured:
 - offline-detection latency with the default schedule: from the control API
   cutting a device to its status change in the store, over several devices;
 - the engine process's CPU use and RSS while polling on schedule;
-- bytes exchanged per device on an idle poll (from the emulator's counters).
+- bytes exchanged per device on an idle poll (from the emulator's counters);
+- the raw-socket floor over the same fleet in the same run (``_floor.py``: one
+  thread, blocking sockets, the same GET_FREE_SIZES on an open session), and
+  the engine's cost per check as a multiple of it: wall time of a sweep per
+  device, and CPU time per check (the engine's over the scheduled window);
+- how punctual the schedule was: checks started a whole interval late
+  (skipped) and APScheduler's own "skipped" warnings, and the p99 of how late
+  a check started.
 
 And once: the first sync of 100,000 records from one device.
 
-    python bench/engine_fleet.py [--sizes 50,200,500,1000] [--cuts 20]
+    python bench/engine_fleet.py [--sizes 500,1000,2000,5000] [--cuts 20] [--window 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import _floor
 import httpx
 from _emulator import emulator, machine, percentile
 
@@ -39,6 +48,19 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class _Skips(logging.Handler):
+    """Counts APScheduler's warnings that a job run was skipped or missed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "skipped" in text or "missed" in text:
+            self.count += 1
 
 
 def _cpu_s() -> float:
@@ -56,6 +78,7 @@ async def bench_size(n: int, cuts: int, base: str, window: float) -> dict[str, s
         config_path = Path(tmp) / "fleet.toml"
         config_path.write_text(_config_text(fleet.config))
         config = load_config(config_path)
+        floor = _floor.measure(fleet.config["devices"])
         store = await open_store(Path(tmp) / "fleet.db")
         engine = Engine(config, store)
         await engine.prepare()
@@ -77,16 +100,31 @@ async def bench_size(n: int, cuts: int, base: str, window: float) -> dict[str, s
             for a, b in zip(stats0, stats1, strict=True)
         )
         # on schedule: CPU and RSS over the window, then outage detection
+        skips = _Skips()
+        logging.getLogger("apscheduler").addHandler(skips)
         await engine.start()
         await asyncio.sleep(5)  # past the first scheduled round
+        stats = getattr(engine, "check_stats", None)  # (None: code before the timetable)
+        started0 = stats.started if stats is not None else 0
         cpu0, wall0, rss0 = _cpu_s(), time.perf_counter(), _rss_mb()
         await asyncio.sleep(window)
-        cpu = (_cpu_s() - cpu0) / (time.perf_counter() - wall0)
+        wall = time.perf_counter() - wall0
+        cpu_s = _cpu_s() - cpu0
+        cpu = cpu_s / wall
         rss1 = _rss_mb()
+        if stats is not None:
+            checks = stats.started - started0
+        else:  # one check per device every interval plus half the jitter, on average
+            checks = round(n * wall / (config.poll.check_interval_s + config.poll.jitter_s / 2))
+        lag = sorted(stats.lag_s) if stats is not None else []
         ids = [d["id"] for d in fleet.config["devices"]][:: max(1, n // cuts)][:cuts]
         latencies = await _detect(fleet.control_url, store, ids)
+        skipped = (f"{stats.skipped}/" if stats is not None else "-/") + f"{skips.count}"
         await engine.stop()
         await store.close()
+        logging.getLogger("apscheduler").removeHandler(skips)
+    floor_sweep = statistics.median(floor.rounds_s)
+    engine_cpu_check = cpu_s / max(1, checks)
     return {
         "devices": str(n),
         "online": f"{online}/{n}",
@@ -95,9 +133,16 @@ async def bench_size(n: int, cuts: int, base: str, window: float) -> dict[str, s
                               f"{percentile(idle, 99) * 1000:.0f} ms",
         "offline detected p50/p99": f"{statistics.median(latencies):.1f}/"
                                     f"{percentile(latencies, 99):.1f} s",
+        "floor sweep p50": f"{floor_sweep * 1000:.0f} ms",
+        "per check vs floor (wall)": f"{statistics.median(idle) / floor_sweep:.1f}×",
+        "CPU per check engine/floor": f"{engine_cpu_check * 1e6:.0f}/"
+                                      f"{floor.cpu_per_check_s * 1e6:.0f} µs "
+                                      f"({engine_cpu_check / floor.cpu_per_check_s:.1f}×)",
         "engine CPU": f"{cpu:.0%}",
         f"RSS over {window:.0f} s": f"{rss0:.0f}→{rss1:.0f} MB",
         "bytes/idle poll": f"{per_poll:.0f}",
+        "skipped (late/APS)": skipped,
+        "check lag p99": f"{percentile(lag, 99) * 1000:.0f} ms" if lag else "-",
     }
 
 
@@ -166,7 +211,7 @@ async def first_sync_100k() -> tuple[float, float]:
 def main() -> None:
     """Run every size and print one table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="50,200,500,1000")
+    ap.add_argument("--sizes", default="500,1000,2000,5000")
     ap.add_argument("--cuts", type=int, default=20, help="outages timed per size")
     ap.add_argument("--window", type=float, default=20.0,
                     help="seconds of scheduled polling over which CPU and RSS are measured")
