@@ -4,7 +4,15 @@ Starts ``fleettui emulate`` with one device in its own process, loads the
 records through the control API, then times pyzk's connect + get_attendance +
 disconnect over TCP (or UDP with --udp), five runs by default.
 
-    python bench/attendance_download.py [--records 100000] [--runs 5] [--udp]
+pyzk's ``get_attendance`` first reads the device's users and then, for each
+record, scans the whole user list for its owner (``filter`` over the users,
+zk/base.py ``get_attendance``): its time grows with records × users. The
+emulated device enrols every employee of its site, so the header says how
+many users it held; ``--no-users`` deletes them first (pyzk's
+``delete_user``), which is what the figure measured before emulated devices
+had users.
+
+    python bench/attendance_download.py [--records 100000] [--runs 5] [--udp] [--no-users]
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--udp", action="store_true")
+    ap.add_argument("--no-users", action="store_true",
+                    help="delete the device's users first (pyzk's parse is records x users)")
     args = ap.parse_args()
     with emulator(
         "--sites", "1", "--devices", "1", "--punch-rate", "0", "--history-days", "0",
@@ -36,6 +46,13 @@ def main() -> None:
         )
         r.raise_for_status()
         model = httpx.get(f"{fleet.control_url}/devices/{dev['id']}").json()["model"]
+        if args.no_users:
+            admin = ZK(dev["host"], port=dev["port"], timeout=60, ommit_ping=True,
+                       password=dev["comm_key"], force_udp=args.udp).connect()
+            for user in admin.get_users():
+                admin.delete_user(uid=user.uid)
+            admin.disconnect()
+        users = len(httpx.get(f"{fleet.control_url}/devices/{dev['id']}/users").json()["users"])
         times: list[float] = []
         served: list[float] = []
         for _ in range(args.runs):
@@ -51,7 +68,8 @@ def main() -> None:
             served.append(cpu_seconds(fleet.proc.pid) - cpu0)
             if len(records) != args.records:
                 raise SystemExit(f"got {len(records)} records, expected {args.records}")
-    print(f"pyzk get_attendance, {args.records} records from an emulated {model}, "
+    print(f"pyzk get_attendance, {args.records} records from an emulated {model} holding "
+          f"{users} users, "
           f"{'UDP' if args.udp else 'TCP'}, {args.runs} runs ({machine()})")
     print(table([
         ("median", f"{median(times):.2f} s"),
