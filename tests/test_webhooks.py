@@ -287,6 +287,48 @@ async def test_a_dispatcher_stops_when_cancelled_as_a_kick_arrives(store: Store)
     await dispatcher.close()
 
 
+async def test_an_event_committed_during_an_empty_round_is_sent_without_waiting(
+    store: Store, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A punch committed while a lane's round runs (after the round queued the outbox,
+    before it found nothing due) kicks the lane; that kick must start another round.
+    Clearing it after the round left the event for the idle tick: at ``idle_s=0.5``
+    that was the bench's punch -> webhook p99 of 504 ms. Here the tick is an hour,
+    so a lost kick fails the bounded wait instead of passing late."""
+    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], allow_private_targets=True)
+    real_enqueue = store.webhook_enqueue
+    armed = asyncio.Event()
+
+    async def enqueue_then_commit(*args: object, **kw: object) -> object:
+        queued = await real_enqueue(*args, **kw)  # type: ignore[arg-type]
+        if armed.is_set():  # the race, made to happen: a commit between queue and read
+            armed.clear()
+            await _punches(store, per_device=1)
+            dispatcher.kick()
+        return queued
+
+    monkeypatch.setattr(store, "webhook_enqueue", enqueue_then_commit)
+    task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
+    loop = asyncio.get_running_loop()
+    try:
+        deadline = loop.time() + 30
+        while not ((lane := dispatcher._lane_kicks.get(receiver.url)) and lane._waiters):
+            assert loop.time() < deadline, "the lane never waited for a kick"
+            await asyncio.sleep(0.01)
+        armed.set()
+        dispatcher.kick()  # an empty round, during which three punches are committed
+        deadline = loop.time() + 30
+        while len(receiver.events()) < 3:
+            assert loop.time() < deadline, "the kick that came during the round was lost"
+            await asyncio.sleep(0.02)
+        assert not armed.is_set()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        await dispatcher.close()
+
+
 async def test_devices_go_in_parallel_within_the_endpoints_bound_each_in_order(
     tmp_path: Path,
 ) -> None:

@@ -386,6 +386,7 @@ class WebhookDispatcher:
         lanes: dict[str, asyncio.Task[None]] = {}
         try:
             while True:
+                self._kick.clear()  # before the read: a kick during it means read again
                 try:
                     self._targets = {t.key: t for t in await self.targets()}
                 except Exception:
@@ -397,7 +398,6 @@ class WebhookDispatcher:
                 for key in [k for k, task in lanes.items() if task.done()]:
                     del lanes[key]
                 self.ticks += 1
-                self._kick.clear()
                 await _wait(self._kick, idle_s)
         finally:
             for task in lanes.values():
@@ -407,10 +407,16 @@ class WebhookDispatcher:
                     await task
 
     async def _lane(self, key: str, idle_s: float) -> None:
-        """One endpoint's deliveries, round after round, while it is an endpoint."""
+        """One endpoint's deliveries, round after round, while it is an endpoint.
+
+        The kick is cleared before a round, never after: an event committed while
+        a round runs (after it queued the outbox) leaves the kick set, so the lane
+        goes round again at once instead of leaving that event for the idle tick.
+        """
         kick = self._lane_kicks.setdefault(key, asyncio.Event())
         try:
             while (endpoint := self._targets.get(key)) is not None:
+                kick.clear()
                 try:
                     made = await self._endpoint_round(endpoint)
                 except Exception:
@@ -418,7 +424,6 @@ class WebhookDispatcher:
                     made = 0
                 if made:
                     continue
-                kick.clear()
                 await _wait(kick, idle_s)
         finally:
             self._lane_kicks.pop(key, None)
