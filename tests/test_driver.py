@@ -16,7 +16,6 @@ from fleettui.devices.zk import (
     exit_packet,
     parse_attendance,
     read_sizes_checked,
-    sizes_inconsistency,
 )
 from fleettui.domain import FailureKind
 from fleettui.emulator.device import Device, Profile, Punch
@@ -154,9 +153,9 @@ def test_a_sizes_reply_to_an_earlier_request_is_refused_as_stale(one_device: Emu
 
 
 def test_impossible_counters_are_named() -> None:
-    assert sizes_inconsistency(Sizes(3, 5000, 58, 100_000)) is None
-    assert sizes_inconsistency(Sizes(3, 5000, 120, 100)) == "records 120 above capacity 100"
-    assert sizes_inconsistency(Sizes(-1, 5000, 0, 100)) == "users -1 of 5000"
+    assert zk_wire.sizes_inconsistency(Sizes(3, 5000, 58, 100_000)) is None
+    assert zk_wire.sizes_inconsistency(Sizes(3, 5000, 120, 100)) == "records 120 above capacity 100"
+    assert zk_wire.sizes_inconsistency(Sizes(-1, 5000, 0, 100)) == "users -1 of 5000"
 
 
 async def test_wrong_comm_key_is_an_auth_failure(emulate: Callable[..., Emulated],

@@ -44,13 +44,14 @@ from fleettui.devices.base import (
     SessionLedger,
     Sizes,
 )
+from fleettui.devices.zk_check import check_open_session
 from fleettui.devices.zk_wire import (
     CMD_EXIT,
     REPLY_ID_WRAP,
-    SIZES_MIN_BYTES,
     SIZES_REPLY_BYTES,
     TCP_MAGIC,
-    sizes_inconsistency,
+    bad_reply,
+    sizes_reply,
 )
 from fleettui.domain import FailureKind, RawPunch
 
@@ -130,11 +131,6 @@ def parse_attendance(data: bytes, expected: int) -> AttendanceDump:
     return AttendanceDump(records, prints, bad, size)
 
 
-def bad_reply(what: str) -> DeviceFailure:
-    """The failure of a device whose reply could not be trusted (status ``error``)."""
-    return DeviceFailure(FailureKind.PROTOCOL, f"bad reply: {what}")
-
-
 def frame_defect(conn: Any) -> str | None:
     """What is wrong with the last reply frame pyzk received, if it is visibly cut short.
 
@@ -173,23 +169,11 @@ def read_sizes_checked(conn: Any) -> Sizes:
     sent = (conn._ZK__reply_id + 1) % REPLY_ID_WRAP
     conn.read_sizes()
     defect = frame_defect(conn)
-    packet = conn._ZK__data_recv
-    data_len = len(packet) - 8
-    if defect is None and data_len < SIZES_MIN_BYTES:
-        defect = "truncated"
     if defect is not None:
         log.info("sizes reply of %d data bytes (a full one has %d): %s",
-                 data_len, SIZES_REPLY_BYTES, defect)
+                 len(conn._ZK__data_recv) - 8, SIZES_REPLY_BYTES, defect)
         raise bad_reply(defect)
-    top = zk_wire.header(packet)
-    if top.reply_id != sent or top.session_id != conn._ZK__session_id:
-        raise bad_reply("stale (the answer to another request)")
-    sizes = Sizes(conn.users, conn.users_cap, conn.records, conn.rec_cap,
-                  conn.fingers, conn.fingers_cap)
-    problem = sizes_inconsistency(sizes)
-    if problem is not None:
-        raise bad_reply(f"inconsistent sizes ({problem})")
-    return sizes
+    return sizes_reply(conn._ZK__data_recv, sent, conn._ZK__session_id)
 
 
 def exit_packet(session_id: int, reply_id: int) -> bytes:
@@ -280,17 +264,21 @@ class ZkDriver:
     async def _run(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in the pool, alone for this device; reset the session on error."""
         async with self._lock:
-            loop = asyncio.get_running_loop()
-            try:
-                return await loop.run_in_executor(self._pool, fn)
-            except Exception as e:
-                failure = classify(e)
-                if failure.kind is FailureKind.PROTOCOL and not isinstance(e, DeviceFailure):
-                    defect = frame_defect(self._conn)
-                    if defect is not None:
-                        failure = bad_reply(defect)
-                await loop.run_in_executor(self._pool, self._drop)
-                raise failure from e
+            return await self._in_pool(fn)
+
+    async def _in_pool(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the pool (the lock held); reset the session on error."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except Exception as e:
+            failure = classify(e)
+            if failure.kind is FailureKind.PROTOCOL and not isinstance(e, DeviceFailure):
+                defect = frame_defect(self._conn)
+                if defect is not None:
+                    failure = bad_reply(defect)
+            await loop.run_in_executor(self._pool, self._drop)
+            raise failure from e
 
     def _new_zk(self) -> ZK:
         ep = self.endpoint
@@ -386,12 +374,26 @@ class ZkDriver:
     # --- operations -----------------------------------------------------
 
     async def check(self) -> Sizes:
-        """Connect if needed (reading the identity), then read the counters."""
+        """Connect if needed (reading the identity), then read the counters.
+
+        On an open session the counters are asked on the event loop
+        (``zk_check.py``: no thread hop); opening one is pyzk's, in the pool.
+        """
 
         def do() -> Sizes:
             return read_sizes_checked(self._connect())
 
-        return await self._run(do)
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                return await self._in_pool(do)
+            try:
+                return await check_open_session(conn, self._timeout)
+            except BaseException as e:  # a cancel too: the session is mid-exchange
+                self._drop()  # closing a socket does not block
+                if isinstance(e, Exception):
+                    raise classify(e) from e
+                raise
 
     async def read_time(self) -> datetime:
         """The device clock: naive local time."""

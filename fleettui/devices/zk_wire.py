@@ -3,8 +3,9 @@ checksum, the TCP wrapper and the GET_FREE_SIZES reply.
 
 pyzk is the client for everything (sessions, downloads, users, commands).
 This module holds the few pieces of the protocol fleettui itself needs: the
-CMD_EXIT said to UDP sessions a killed poller left, the checks of a sizes
-reply that pyzk skips, and the benches' raw-socket floor. Written from the
+CMD_EXIT said to UDP sessions a killed poller left, the liveness check on
+the event loop (``zk_check.py``), the checks of a sizes reply that pyzk
+skips (shared by both paths), and the benches' raw-socket floor. Written from the
 protocol notes (``zk-protocol-notes.md`` §1 and §2.5); the emulator has its
 own (it must import nothing of fleettui), and the tests hold them to each
 other.
@@ -15,12 +16,17 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from fleettui.devices.base import Sizes
+from fleettui.devices.base import DeviceFailure, Sizes
+from fleettui.domain import FailureKind
 
 CMD_CONNECT = 1000
 CMD_EXIT = 1001
 CMD_GET_FREE_SIZES = 50
 CMD_ACK_OK = 2000
+#: every reply code a terminal sends (notes §2.1 table "Replies", and the data replies):
+#: a code outside these is not a ZK reply at all
+REPLY_CODES = frozenset({1500, 1501, 2000, 2001, 2002, 2003, 2004, 2005,
+                         0xFFFF, 0xFFFD, 0xFFFC, 0xFFFB})
 
 #: the first four bytes of every TCP frame, before the inner packet's length
 TCP_MAGIC = b"\x50\x50\x82\x7d"
@@ -93,3 +99,36 @@ def sizes_inconsistency(sizes: Sizes) -> str | None:
         if cap > 0 and count > cap:
             return f"{name} {count} above capacity {cap}"
     return None
+
+
+def bad_reply(what: str) -> DeviceFailure:
+    """The failure of a device whose reply could not be trusted (status ``error``)."""
+    return DeviceFailure(FailureKind.PROTOCOL, f"bad reply: {what}")
+
+
+def sizes_reply(inner: bytes, sent_reply_id: int, session_id: int) -> Sizes:
+    """The counts in a GET_FREE_SIZES reply packet, if it can be trusted.
+
+    The reply must be a ZK reply at all (a known reply code), answer this
+    request (the reply id sent, this session's id), be an ACK_OK, be whole
+    (at least 80 data bytes: pyzk keeps the previous counts when it is not)
+    and make sense (no negative count, none above its capacity). Anything
+    else raises the DeviceFailure that says which.
+    """
+    if len(inner) < _HEADER.size:
+        raise bad_reply("truncated")
+    top = header(inner)
+    if top.command not in REPLY_CODES:
+        raise bad_reply(f"not a ZK reply (code {top.command})")
+    if top.reply_id != sent_reply_id or top.session_id != session_id:
+        raise bad_reply("stale (the answer to another request)")
+    if top.command != CMD_ACK_OK:
+        raise DeviceFailure(FailureKind.PROTOCOL,
+                            f"device refused a command (can't read sizes, code {top.command})")
+    if len(inner) - _HEADER.size < SIZES_MIN_BYTES:
+        raise bad_reply("truncated")
+    sizes = parse_sizes(inner[_HEADER.size:])
+    problem = sizes_inconsistency(sizes)
+    if problem is not None:
+        raise bad_reply(f"inconsistent sizes ({problem})")
+    return sizes
