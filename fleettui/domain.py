@@ -435,6 +435,15 @@ class Liveness:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetChanges:
+    """The devices with a ``device.*`` event (status, registration, move, update,
+    removal) in a range of the event log, and the newest event id it reached."""
+
+    newest_event: int
+    device_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class PushContact:
     """The latest a push device said of itself: when it last called, from where, with
     what counters (None: not said since the last time)."""

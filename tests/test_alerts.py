@@ -15,12 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleettui.config import AlertSettings, parse_config
 from fleettui.domain import AlertKind, DeviceState, DeviceStatus, Site, StatusChange
-from fleettui.engine.alerts import AlertEngine, Notification, RateLimitedSink
+from fleettui.engine.alerts import FULL_READ_EVERY, AlertEngine, Notification, RateLimitedSink
 from fleettui.engine.engine import Engine
-from fleettui.engine.flapping import FlapChange, WeightedFlapDetector
+from fleettui.engine.flapping import CountFlapDetector, FlapChange, WeightedFlapDetector
 from fleettui.store import Store, open_store
 from tests.conftest import Emulated, FakeClock, device_config, sample_users
 from tests.test_engine import Clock, fleet_toml
@@ -215,6 +217,75 @@ async def _tick(alerts: AlertEngine, start: datetime, minutes: int) -> datetime:
         now += timedelta(minutes=1)
         await alerts.evaluate(now)
     return now
+
+
+async def test_between_full_reads_only_what_changed_is_read_and_acted_on(db: Store) -> None:
+    """A fleet at rest is read once per FULL_READ_EVERY, not device by device at every
+    call; a device that goes down meanwhile is read alone and still opens (and
+    resolves) its alert exactly when a full read would have."""
+    await _site(db)
+    heard = Heard()
+    alerts = _engine(db, heard, confirm_after_s=20)
+    now = T0 + timedelta(seconds=1)
+    for _ in range(3):  # at rest
+        await alerts.sample(now)
+        await alerts.evaluate(now)
+        now += timedelta(seconds=5)
+    assert (alerts.full_reads, alerts.device_reads) == (1, 0)
+    await _down(db, "s2_0", now)
+    for _ in range(2):
+        now += timedelta(seconds=10)
+        await alerts.evaluate(now)
+    assert heard.changes() == ["opened:s2_0:offline"]  # 20 s down: confirmed
+    await _up(db, "s2_0", now)
+    now += timedelta(seconds=5)
+    await alerts.evaluate(now)
+    assert heard.changes() == ["opened:s2_0:offline", "resolved:s2_0:offline"]
+    assert now - T0 < FULL_READ_EVERY
+    assert (alerts.full_reads, alerts.device_reads) == (1, 2)
+
+
+async def test_a_site_down_between_full_reads_is_still_one_site_alert(db: Store) -> None:
+    ids = await _site(db)
+    heard = Heard()
+    alerts = _engine(db, heard, confirm_after_s=20)
+    now = T0 + timedelta(seconds=1)
+    await alerts.evaluate(now)
+    for d in ids[:4]:
+        await _down(db, d, now)
+    for _ in range(3):
+        now += timedelta(seconds=10)
+        await alerts.evaluate(now)
+    assert heard.changes() == ["opened:s1:site_down"]
+    assert alerts.full_reads == 1
+
+
+@given(st.lists(st.booleans(), max_size=40), st.booleans(), st.booleans(),
+       st.sampled_from(["weighted", "count"]))
+def test_a_steady_detector_is_left_exactly_as_one_more_sample_would_leave_it(
+    samples: list[bool], up: bool, flapping: bool, method: str
+) -> None:
+    """The alert engine skips sampling a device whose detector is steady at its status:
+    that must be exactly what sampling it would have done (nothing), and a detector
+    restored from its history must agree with the one that lived it."""
+    def make(history: str = "") -> WeightedFlapDetector | CountFlapDetector:
+        if method == "weighted":
+            return WeightedFlapDetector(10, 25, history, flapping)
+        return CountFlapDetector(3, 12, history, flapping)
+
+    lived = make()
+    lived.flapping = flapping
+    for sample in samples:
+        lived.sample(sample)
+    restored = make(lived.history())
+    restored.flapping = lived.flapping
+    assert restored.steady(up) == lived.steady(up)
+    if lived.steady(up):
+        before = (lived.history(), lived.flapping, lived.percent)
+        assert lived.sample(up) is None
+        assert (lived.history(), lived.flapping, lived.percent) == before
+    full = make("1" * 40)
+    assert full.steady(True) == (not flapping) and not full.steady(False)
 
 
 async def test_a_site_power_cut_is_one_site_alert(db: Store) -> None:

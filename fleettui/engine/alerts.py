@@ -13,6 +13,13 @@ live through hours in microseconds. Two entry points, both idempotent:
     repeated every ``repeat_every_s`` until resolved or acknowledged;
   - a recovery is notified only if the problem was.
 
+Both follow the fleet incrementally: the whole fleet is read at the first call
+and at least every ``FULL_READ_EVERY`` (what no event says: a device disabled
+in the config); in between only the devices with a ``device.*`` event since
+the last call are read again, a device whose flap history is steady is not
+sampled, and evaluation looks only at what changed, what is down and what has
+an open alert. A fleet at rest costs next to nothing, whatever its size.
+
 Every change is written to the store first (alert row, event, webhook outbox
 row in one transaction) and only then handed to the sinks, each rate-limited
 so that a storm arrives as a summary, not a replay.
@@ -39,6 +46,8 @@ log = logging.getLogger("fleettui.alerts")
 #: flap histories are written to the store every this many samples (and at every
 #: flapping change): a restart loses at most that much history, never a state
 PERSIST_EVERY = 4
+#: the whole fleet is read again at least this often; in between, only what changed
+FULL_READ_EVERY = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,57 @@ class AlertEngine:
         self._flap: dict[str, WeightedFlapDetector | CountFlapDetector] = {}
         self._samples = 0
         self._config_silences_added = False
+        #: the enabled devices as last read, by id, and their ids by site
+        self._view: dict[str, DeviceState] = {}
+        self._by_site: dict[str, set[str]] = {}
+        #: devices down (offline or in error) in the view
+        self._down: set[str] = set()
+        #: devices changed since the last evaluation (all of them after a full read)
+        self._dirty: set[str] = set()
+        #: devices sampled since their flap history was last written
+        self._unsaved: set[str] = set()
+        self._seen_event = 0
+        self._full_read_at: datetime | None = None
+        #: whole-fleet reads and single-device reads made so far (a test reads these)
+        self.full_reads = 0
+        self.device_reads = 0
+
+    def invalidate(self) -> None:
+        """Read the whole fleet at the next call (the fleet was changed by a reconcile)."""
+        self._full_read_at = None
+
+    async def _follow(self, now: datetime) -> None:
+        """Bring the view up to date: the whole fleet when due, else what changed."""
+        if self._full_read_at is None or now - self._full_read_at >= FULL_READ_EVERY \
+                or now < self._full_read_at:
+            newest = await self.store.last_event_id()  # first: a later change is seen next
+            self._view = {d.id: d for d in await self.store.devices() if d.enabled}
+            self._by_site = {}
+            for d in self._view.values():
+                self._by_site.setdefault(d.site_id, set()).add(d.id)
+            self._down = {d.id for d in self._view.values() if self._is_down(d)}
+            self._dirty.update(self._view)
+            self._seen_event, self._full_read_at = newest, now
+            self.full_reads += 1
+            return
+        changes = await self.store.devices_changed_after(self._seen_event)
+        self._seen_event = changes.newest_event
+        for device_id in changes.device_ids:
+            fresh = await self.store.device(device_id, removed=False)
+            self.device_reads += 1
+            old = self._view.pop(device_id, None)
+            if old is not None:
+                members = self._by_site.get(old.site_id, set())
+                members.discard(device_id)
+                if not members:
+                    self._by_site.pop(old.site_id, None)
+            self._down.discard(device_id)
+            if fresh is not None and fresh.enabled:
+                self._view[device_id] = fresh
+                self._by_site.setdefault(fresh.site_id, set()).add(device_id)
+                if self._is_down(fresh):
+                    self._down.add(device_id)
+            self._dirty.add(device_id)
 
     def _detector(self, history: str = "", flapping: bool = False
                   ) -> WeightedFlapDetector | CountFlapDetector:
@@ -146,20 +206,30 @@ class AlertEngine:
     # --- sampling -------------------------------------------------------
 
     async def sample(self, now: datetime) -> None:
-        """Sample every known device's status into its flap history."""
-        devices = [d for d in await self.store.devices() if d.enabled]
-        silences = await self.store.active_silences(now)
-        open_alerts = {(a.target, a.kind): a for a in await self.store.alerts()}
+        """Sample every known device's status into its flap history (a device whose
+        history is steady at its status is left as it is: sampling it changes nothing)."""
+        await self._follow(now)
+        context: tuple[list[Silence], dict[tuple[str, AlertKind], Alert]] | None = None
         changed: list[FlapState] = []
         self._samples += 1
         persist_all = self._samples % PERSIST_EVERY == 0
-        for d in devices:
+        for d in sorted(self._view.values(), key=lambda d: d.id):
             if d.status is DeviceStatus.UNKNOWN:
                 continue
+            up = d.status is DeviceStatus.ONLINE
             det = self._flap.setdefault(d.id, self._detector())
-            change = det.sample(d.status is DeviceStatus.ONLINE)
-            if persist_all or change is not None:
-                changed.append(FlapState(d.id, det.history(), det.flapping, det.percent))
+            if det.steady(up):
+                continue
+            change = det.sample(up)
+            self._unsaved.add(d.id)
+            if change is None:
+                continue
+            changed.append(FlapState(d.id, det.history(), det.flapping, det.percent))
+            self._unsaved.discard(d.id)
+            if context is None:  # read once, and only when some flapping changed
+                context = (await self.store.active_silences(now),
+                           {(a.target, a.kind): a for a in await self.store.alerts()})
+            silences, open_alerts = context
             if change is FlapChange.STARTED:
                 notify = not self._silenced(d.id, d.site_id, silences)
                 alert = await self.store.open_alert(
@@ -174,6 +244,10 @@ class AlertEngine:
                 flap_alert = open_alerts.get((d.id, AlertKind.FLAPPING))
                 if flap_alert is not None:
                     await self._resolve(flap_alert, now)
+        if persist_all:
+            changed += [FlapState(i, kept.history(), kept.flapping, kept.percent)
+                        for i in sorted(self._unsaved) if (kept := self._flap.get(i))]
+            self._unsaved.clear()
         if changed:
             await self.store.save_flap_states(changed, now)
 
@@ -184,16 +258,25 @@ class AlertEngine:
         for sink in self.sinks:
             if isinstance(sink, RateLimitedSink):
                 sink.flush(now)
-        devices = [d for d in await self.store.devices() if d.enabled]
+        await self._follow(now)
+        dirty, self._dirty = self._dirty, set()
         silences = await self.store.active_silences(now)
         open_alerts = await self.store.alerts()
         by_key = {(a.target_kind, a.target, a.kind): a for a in open_alerts}
-        down_sites = await self._sites(devices, by_key, silences, now)
-        for d in devices:
-            await self._device(d, by_key, silences, down_sites, now)
-        watched = {d.id for d in devices} | {d.site_id for d in devices}
+        # what can need a decision: a device that changed, one down (its confirmation
+        # delay runs with time alone), one with an open alert, and their sites
+        wanted = dirty | self._down | {a.target for a in open_alerts
+                                       if a.target_kind == "device"}
+        sites = {self._view[i].site_id for i in wanted if i in self._view}
+        sites.update(a.target for a in open_alerts if a.target_kind == "site")
+        members = sorted((self._view[i] for s in sites for i in self._by_site.get(s, ())),
+                         key=lambda d: d.id)
+        down_sites = await self._sites(members, by_key, silences, now)
+        for d in members:
+            if d.id in wanted:
+                await self._device(d, by_key, silences, down_sites, now)
         for alert in open_alerts:
-            if alert.target not in watched:
+            if alert.target not in self._view and alert.target not in self._by_site:
                 # its device was removed or disabled (or its site has none left): nothing
                 # will ever resolve it otherwise
                 await self._resolve(alert, now)

@@ -238,15 +238,20 @@ class Engine:
             if self._stopping:
                 return
             wanted = {s.id: s for s in await self._api_specs()}
+            changed = False
             for device_id, spec in list(self._specs.items()):
                 if spec.origin == "api" and not _same_poll(wanted.get(device_id), spec):
                     log.info("device %s: %s", device_id,
                              "changed" if device_id in wanted else "no longer polled")
                     self._retire(device_id)
+                    changed = True
             for device_id, spec in wanted.items():
                 if device_id not in self._specs and device_id not in self._config_ids:
                     log.info("device %s: now polled (registered through the API)", device_id)
                     await self._add(spec)
+                    changed = True
+            if changed:
+                self.alerts.invalidate()  # the fleet it follows changed shape: read it whole
 
     def reconcile_soon(self) -> None:
         """Reconcile in the background (the fleet changed in the store)."""

@@ -29,16 +29,48 @@ class FlapChange(StrEnum):
     STOPPED = "stopped"
 
 
-class WeightedFlapDetector:
+class _Samples:
+    """A detector's ring of samples, and whether one more would change anything."""
+
+    def __init__(self, history: str, size: int, flapping: bool) -> None:
+        self.samples: deque[bool] = deque((c == "1" for c in history), maxlen=size)
+        self.flapping = flapping
+        #: how many of the newest samples are the same as the newest
+        self._run = 0
+        for up in reversed(self.samples):
+            if up != self.samples[-1]:
+                break
+            self._run += 1
+
+    def _add(self, up: bool) -> None:
+        if self.samples and self.samples[-1] == up:
+            self._run += 1
+        else:
+            self._run = 1
+        self.samples.append(up)
+
+    def steady(self, up: bool) -> bool:
+        """Whether sampling ``up`` would leave the detector exactly as it is: the ring
+        full of that one state, and not flapping (so no change to report). The alert
+        engine skips such a device: a fleet at rest costs nothing to sample."""
+        size = self.samples.maxlen or 0
+        return (not self.flapping and len(self.samples) == size and self._run >= size
+                and self.samples[-1] == up)
+
+    def history(self) -> str:
+        """The samples as a string of 0/1, oldest first (for the store)."""
+        return "".join("1" if up else "0" for up in self.samples)
+
+
+class WeightedFlapDetector(_Samples):
     """One device's flap detector (weighted percent state change)."""
 
     def __init__(self, low: float = 10.0, high: float = 25.0, history: str = "",
                  flapping: bool = False) -> None:
         if not 0 <= low <= high <= 100:
             raise ValueError("flap thresholds must satisfy 0 <= low <= high <= 100")
+        super().__init__(history, HISTORY, flapping)
         self.low, self.high = low, high
-        self.samples: deque[bool] = deque((c == "1" for c in history), maxlen=HISTORY)
-        self.flapping = flapping
 
     @property
     def percent(self) -> float:
@@ -52,7 +84,7 @@ class WeightedFlapDetector:
 
     def sample(self, up: bool) -> FlapChange | None:
         """Add one sample; returns STARTED or STOPPED when flapping changes."""
-        self.samples.append(up)
+        self._add(up)
         pct = self.percent
         if not self.flapping and pct >= self.high:
             self.flapping = True
@@ -62,12 +94,8 @@ class WeightedFlapDetector:
             return FlapChange.STOPPED
         return None
 
-    def history(self) -> str:
-        """The samples as a string of 0/1, oldest first (for the store)."""
-        return "".join("1" if up else "0" for up in self.samples)
 
-
-class CountFlapDetector:
+class CountFlapDetector(_Samples):
     """The article's rule: flapping when more than ``count`` drops fall in the window.
 
     The window is counted in samples (window_s / sample_s). Flapping stops
@@ -76,10 +104,8 @@ class CountFlapDetector:
 
     def __init__(self, count: int, window_samples: int, history: str = "",
                  flapping: bool = False) -> None:
+        super().__init__(history, max(2, window_samples), flapping)
         self.count = count
-        self.samples: deque[bool] = deque((c == "1" for c in history),
-                                          maxlen=max(2, window_samples))
-        self.flapping = flapping
 
     @property
     def drops(self) -> int:
@@ -94,7 +120,7 @@ class CountFlapDetector:
 
     def sample(self, up: bool) -> FlapChange | None:
         """Add one sample; returns STARTED or STOPPED when flapping changes."""
-        self.samples.append(up)
+        self._add(up)
         drops = self.drops
         if not self.flapping and drops > self.count:
             self.flapping = True
@@ -103,7 +129,3 @@ class CountFlapDetector:
             self.flapping = False
             return FlapChange.STOPPED
         return None
-
-    def history(self) -> str:
-        """The samples as a string of 0/1, oldest first (for the store)."""
-        return "".join("1" if up else "0" for up in self.samples)

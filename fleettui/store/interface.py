@@ -25,6 +25,7 @@ from fleettui.domain import (
     Event,
     EventKind,
     FlapState,
+    FleetChanges,
     KeyGrant,
     Liveness,
     NewApiKey,
@@ -327,6 +328,12 @@ class Store(CommandStore, WebhookStore, PushStore, Protocol):
 
     async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
         """Events with an id above ``last_id``, in order: how views tail the log."""
+        ...
+
+    async def devices_changed_after(self, last_id: int) -> FleetChanges:
+        """The devices with a ``device.*`` event (a status transition, a registration,
+        a move, an update, a removal) above ``last_id``, up to the newest event: how
+        the alert engine follows the fleet without reading all of it."""
         ...
 
     # --- panel queries (the control room's device and site panels) -------------

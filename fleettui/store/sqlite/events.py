@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from fleettui.domain import Event, EventKind
+from fleettui.domain import Event, EventKind, FleetChanges
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 
 
@@ -33,6 +33,19 @@ class EventQueries(SqliteConnection):
         """The id of the newest event (0 when the log is empty)."""
         rows = await fetch(self._db, "SELECT COALESCE(MAX(id), 0) FROM events")
         return int(rows[0][0])
+
+    async def devices_changed_after(self, last_id: int) -> FleetChanges:
+        """The devices with a ``device.*`` event (a status transition, a registration,
+        a move, an update, a removal) above ``last_id``, up to the newest event: how
+        the alert engine follows the fleet without reading all of it."""
+        newest = await self.last_event_id()
+        rows = await fetch(
+            self._db,
+            "SELECT DISTINCT device_id FROM events WHERE id > ? AND id <= ?"
+            " AND kind LIKE 'device.%' AND device_id IS NOT NULL ORDER BY device_id",
+            (last_id, newest),
+        )
+        return FleetChanges(newest, [r[0] for r in rows])
 
     async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
         """Events with an id above ``last_id``, in order: how views tail the log."""
