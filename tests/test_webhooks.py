@@ -432,3 +432,46 @@ async def test_a_receiver_that_hangs_holds_back_only_its_own_events(
             await asyncio.wait_for(task, 30)
         await dispatcher.close()
         await runner.cleanup()
+
+
+async def test_a_receiver_answering_an_endless_body_is_not_read_whole(store: Store) -> None:
+    """Only the status of an answer counts: a receiver that streams a body without end
+    (hostile, or broken) gets its delivery marked done, the connection cut after the
+    first RESPONSE_READ bytes, and the next events still go out."""
+    from fleettui.engine.webhooks import RESPONSE_READ
+
+    cut = asyncio.Event()
+    sent: list[int] = []
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        total = 0
+        try:
+            while total < 1 << 30:  # a gigabyte, unless the dispatcher hangs up first
+                await response.write(b"x" * 65536)
+                total += 65536
+        except (ConnectionResetError, ConnectionError):
+            cut.set()
+        sent.append(total)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", endless)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    dispatcher = WebhookDispatcher(store, [_endpoint(url)], allow_private_targets=True)
+    try:
+        await _punches(store, per_device=2)
+        await _drain(dispatcher)
+        await asyncio.wait_for(cut.wait(), 30)
+        assert await store.webhook_due(url, datetime.now(UTC) + timedelta(days=2)) == []
+        assert len(sent) >= 1 and min(sent) < 1 << 30
+        assert RESPONSE_READ < 1 << 20
+    finally:
+        await dispatcher.close()
+        await runner.cleanup()
