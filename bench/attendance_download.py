@@ -4,13 +4,17 @@ Starts ``fleettui emulate`` with one device in its own process, loads the
 records through the control API, then times pyzk's connect + get_attendance +
 disconnect over TCP (or UDP with --udp), five runs by default.
 
-pyzk's ``get_attendance`` first reads the device's users and then, for each
-record, scans the whole user list for its owner (``filter`` over the users,
-zk/base.py ``get_attendance``): its time grows with records × users. The
-emulated device enrols every employee of its site, so the header says how
-many users it held; ``--no-users`` deletes them first (pyzk's
-``delete_user``), which is what the figure measured before emulated devices
-had users.
+Where the time goes: for 40-byte records (TFT terminals such as the F18/ID)
+pyzk's parser takes each record off the front of the buffer with
+``attendance_data = attendance_data[40:]``, copying the rest every time: 100,000
+records copy about 200 GB in all, so the time grows with the square of the
+records and with how busy the machine's memory is (3.5 s on one day, 13 s and
+35 s on others, on the same 2-core kind of machine). For 8 and 16-byte records
+it also scans the user list once per record (``filter`` over the users); so the
+header says how many users the device held, and ``--no-users`` deletes them
+first (pyzk's ``delete_user``) to show what they cost here: nothing, on a
+40-byte device. fleettui reads the same buffer with pyzk and parses it itself
+(``fleettui/devices/zk.py``, ``parse_attendance``), by offset.
 
     python bench/attendance_download.py [--records 100000] [--runs 5] [--udp] [--no-users]
 """

@@ -3,7 +3,9 @@
 pyzk is blocking and fragile (see shared/reference/zk-protocol-notes.md §4):
 - every call runs in a bounded thread pool, never on the event loop, and at
   most one operation at a time per device (one pyzk instance per thread of
-  use; instances are not thread-safe);
+  use; instances are not thread-safe); the one exception is the liveness
+  check on a session already open, sent and read on the loop with
+  non-blocking calls on pyzk's socket (``zk_check.py``), under the same lock;
 - pyzk does not match replies to requests, so after ANY error the socket is
   closed and the next operation reconnects: a late reply can never be read
   as the answer to the next question;

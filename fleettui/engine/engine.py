@@ -3,7 +3,8 @@
 ``Engine`` turns the configuration into pollers, schedules their checks on
 one timetable (``checks.py``: a timer per device on the event loop, spread by
 jitter, stretched by backoff while a device stays down), runs blocking device
-I/O in one bounded thread pool, writes the checks' liveness facts in one
+I/O in one bounded thread pool (a check on an open session runs on the loop:
+``devices/zk_check.py``), writes the checks' liveness facts in one
 batch a second, and tells listeners about each event after it is committed.
 APScheduler runs the few fleet-wide jobs (reconcile, alerts, schedules).
 It knows no screen and no HTTP: the TUI, the headless service and the API
