@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,6 +127,18 @@ async def _drain(dispatcher: WebhookDispatcher, clock: Clock | None = None,
             clock.now += timedelta(minutes=11)  # past any backoff
         elif not made:
             return
+
+
+async def _serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> tuple[str, web.AppRunner]:
+    """A receiver of our own on a free loopback port: its URL, and its runner to clean up."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return f"http://127.0.0.1:{runner.addresses[0][1]}/hook", runner
 
 
 def test_our_signature_is_what_standard_webhooks_computes() -> None:
@@ -402,13 +414,7 @@ async def test_a_receiver_that_hangs_holds_back_only_its_own_events(
         await release.wait()  # answers only when the test ends
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hang)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    slow_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    slow_url, runner = await _serve(hang)
     dispatcher = WebhookDispatcher(store, [_endpoint(slow_url, timeout_s=120),
                                            _endpoint(receiver.url)], allow_private_targets=True)
     task = asyncio.get_running_loop().create_task(dispatcher.run_forever(idle_s=3600))
@@ -457,13 +463,7 @@ async def test_a_receiver_answering_an_endless_body_is_not_read_whole(store: Sto
         sent.append(total)
         return response
 
-    app = web.Application()
-    app.router.add_post("/hook", endless)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    url, runner = await _serve(endless)
     dispatcher = WebhookDispatcher(store, [_endpoint(url)], allow_private_targets=True)
     try:
         await _punches(store, per_device=2)
