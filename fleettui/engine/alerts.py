@@ -151,33 +151,34 @@ class AlertEngine:
         if self._full_read_at is None or now - self._full_read_at >= FULL_READ_EVERY \
                 or now < self._full_read_at:
             newest = await self.store.last_event_id()  # first: a later change is seen next
-            self._view = {d.id: d for d in await self.store.devices() if d.enabled}
-            self._by_site = {}
-            for d in self._view.values():
-                self._by_site.setdefault(d.site_id, set()).add(d.id)
-            self._down = {d.id for d in self._view.values() if self._is_down(d)}
-            self._dirty.update(self._view)
+            self._view, self._by_site, self._down = {}, {}, set()
+            for d in await self.store.devices():
+                self._put(d.id, d)
             self._seen_event, self._full_read_at = newest, now
             self.full_reads += 1
             return
         changes = await self.store.devices_changed_after(self._seen_event)
         self._seen_event = changes.newest_event
         for device_id in changes.device_ids:
-            fresh = await self.store.device(device_id, removed=False)
+            self._put(device_id, await self.store.device(device_id, removed=False))
             self.device_reads += 1
-            old = self._view.pop(device_id, None)
-            if old is not None:
-                members = self._by_site.get(old.site_id, set())
-                members.discard(device_id)
-                if not members:
-                    self._by_site.pop(old.site_id, None)
-            self._down.discard(device_id)
-            if fresh is not None and fresh.enabled:
-                self._view[device_id] = fresh
-                self._by_site.setdefault(fresh.site_id, set()).add(device_id)
-                if self._is_down(fresh):
-                    self._down.add(device_id)
-            self._dirty.add(device_id)
+
+    def _put(self, device_id: str, fresh: DeviceState | None) -> None:
+        """Put a device as just read into the view (None, or disabled: out of it); it is
+        looked at by the next evaluation."""
+        old = self._view.pop(device_id, None)
+        if old is not None:
+            members = self._by_site.get(old.site_id, set())
+            members.discard(device_id)
+            if not members:
+                self._by_site.pop(old.site_id, None)
+        self._down.discard(device_id)
+        if fresh is not None and fresh.enabled:
+            self._view[device_id] = fresh
+            self._by_site.setdefault(fresh.site_id, set()).add(device_id)
+            if self._is_down(fresh):
+                self._down.add(device_id)
+        self._dirty.add(device_id)
 
     def _detector(self, history: str = "", flapping: bool = False
                   ) -> WeightedFlapDetector | CountFlapDetector:

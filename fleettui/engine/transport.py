@@ -7,8 +7,9 @@ a fast local receiver (the backlog of ``python bench/webhooks.py``, 20,000
 events): one pool of 16 connections carried 963 deliveries/s, one of 2
 1,911/s. ``SpreadTransport`` keeps several small pools per origin and gives
 each request the least busy one, so 16 requests in flight cost what 2 do.
-It sits under the dispatcher's one shared ``httpx.AsyncClient``: redirects,
-timeouts and errors are the client's as before.
+The dispatcher calls it directly (no ``httpx.AsyncClient`` above it: no
+cookies kept, no redirects followed); timeouts come with each request, and
+errors are httpx's, as its transports raise them.
 
 It is also where the egress rule (``fleettui/egress.py``) meets the address
 actually connected to. httpcore opens every connection through a network

@@ -17,8 +17,9 @@ copy of the rows it wants (``events`` filter), then POSTs them:
 - in order per endpoint and device: only the oldest undelivered event of a
   device is ever in flight, so a failing receiver holds that device's later
   events back rather than reordering them; devices go in parallel, at most
-  ``concurrency`` requests in flight per endpoint (over one shared client whose
-  ``SpreadTransport`` keeps that cheap), and endpoints go in parallel;
+  ``concurrency`` requests in flight per endpoint (over one shared
+  ``SpreadTransport``, called directly, which keeps that cheap), and
+  endpoints go in parallel;
 - retried with exponential backoff and jitter (1 s doubling to 10 min) for
   24 hours, then dead-lettered (replayable); latency recorded per delivery;
 - only to addresses the egress rule allows (``fleettui/egress.py``), checked
