@@ -15,6 +15,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from zk import ZK
@@ -22,6 +23,7 @@ from zk import ZK
 from fleettui.emulator.device import DeviceConfig, Profile, User
 from fleettui.emulator.fleet import Fleet
 from fleettui.emulator.runner import EmulatorThread
+from tests.pg_server import NoPostgres, PostgresServer
 
 
 def _own_octet() -> int:
@@ -158,3 +160,67 @@ def one_device(emulate: Callable[..., Emulated]) -> Emulated:
     em = emulate([cfg], users={cfg.id: sample_users()})
     em.emu.call(em.fleet.generate_punches, cfg.id, 30)
     return em
+
+
+# --- PostgreSQL: one real server per test process, a new database per test ----------------
+
+_databases = itertools.count(1)
+
+
+def _admin(server: PostgresServer, *statements: str) -> None:
+    """Run statements on the server's maintenance database (in a thread of its own, so a
+    sync fixture can use it whatever event loop the test runs)."""
+    import asyncio
+    import concurrent.futures
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server.url())
+        try:
+            for sql in statements:
+                await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """This test process's PostgreSQL server, on an address of its own (skipped where
+    Debian's server binaries are missing, unless FLEETTUI_TEST_POSTGRES=require)."""
+    try:
+        server = PostgresServer(loopback(254, 1), 0)
+    except NoPostgres as e:
+        if os.environ.get("FLEETTUI_TEST_POSTGRES") == "require":
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    server.port = free_port(server.host)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A new, empty database on this process's server, dropped after the test."""
+    name = f"t{os.getpid()}_{next(_databases)}"
+    _admin(pg_server, f"CREATE DATABASE {name}")
+    yield pg_server.url(name)
+    _admin(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives, once per backend: a new SQLite file, then a new
+    PostgreSQL database (what ``open_store`` and ``--db`` take)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "sub" / "fleet.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -1,4 +1,6 @@
-"""The store against a real SQLite file: schema, fleet, status history, punches, events."""
+"""The store against a real SQLite file and a real PostgreSQL server: schema, fleet, status
+history, punches, events. Tests taking ``store`` run once per backend; those that open a
+file of their own are about SQLite's writer and reader."""
 
 from __future__ import annotations
 
@@ -35,8 +37,9 @@ def _punch(user: str, minute: int, *, device: str = "dev_a1", source: str = "syn
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    s = await open_store(tmp_path / "sub" / "fleet.db")
+async def store(db_target: str) -> Store:
+    """A store with the fleet of ``_fleet``, on each backend in turn."""
+    s = await open_store(db_target)
     await s.sync_fleet(*_fleet())
     yield s  # type: ignore[misc]
     await s.close()
@@ -259,3 +262,20 @@ async def test_the_read_connection_refuses_writes(tmp_path: Path) -> None:
             await store._db.execute("DELETE FROM events")
     finally:
         await store.close()
+
+
+async def test_a_postgres_database_is_migrated_once_by_two_stores_opening_it_together(
+    pg_url: str,
+) -> None:
+    from fleettui.store.postgres.schema import MIGRATIONS as PG_MIGRATIONS
+
+    first, second = await asyncio.gather(open_store(pg_url), open_store(pg_url))
+    try:
+        assert await first.schema_version() == len(PG_MIGRATIONS)
+        assert await second.schema_version() == len(PG_MIGRATIONS)
+        event = await first.add_event("sync", "from the first", at=T0)
+        assert [e.message for e in await second.events_after(0)] == ["from the first"]
+        assert (await second.events_after(0))[0].at == T0 and event.id == 1
+    finally:
+        await first.close()
+        await second.close()

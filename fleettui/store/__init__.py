@@ -3,7 +3,8 @@
 Callers hold a ``Store`` (the typed interface of ``interface.py``) and open
 it with ``open_store``, the one place that picks a backend. Every SQL
 statement of fleettui lives in this package, one subpackage per backend
-(``sqlite/`` today; PostgreSQL later).
+(``sqlite/``, the embedded default; ``postgres/``, for several pollers on one
+database).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from pathlib import Path
 from fleettui.store.errors import ConflictKind, FleetConflict, IdempotencyConflict
 from fleettui.store.interface import Store
 from fleettui.store.sqlite import SqliteStore
+from fleettui.store.where import is_postgres_url
 
 
-async def open_store(path: str | Path) -> Store:
-    """Open the database at ``path`` (created readable by its owner only if new, and
-    migrated): SQLite, the embedded default."""
-    return await SqliteStore.open(path)
+async def open_store(where: str | Path) -> Store:
+    """Open the database ``where`` names, migrated: a ``postgresql://`` address (the
+    database must exist; the URL is never shown with its password), else a SQLite file
+    (created readable by its owner only if new), the embedded default."""
+    if isinstance(where, str) and is_postgres_url(where):
+        from fleettui.store.postgres import PostgresStore
+
+        return await PostgresStore.open(where)  # type: ignore[return-value]
+    return await SqliteStore.open(where)
 
 
 def _conforms(store: SqliteStore) -> Store:

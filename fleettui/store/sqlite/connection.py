@@ -6,8 +6,8 @@ last transactions written before it; nothing is lost for good because
 fleettui never clears a device's records, so the next sync reads them again
 and the unique key keeps them from being stored twice.
 
-Also here: the store's UTC time text (``ts``/``from_ts``), which never leaves
-the SQLite package.
+The store's UTC time text (``ts``/``from_ts``) is ``fleettui.store.timetext``'s,
+imported here for the query modules.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
 import aiosqlite
 
 from fleettui.store.schema import MIGRATIONS
+from fleettui.store.timetext import from_ts, local_text, ts
 
 # aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
 # secrets (a webhook endpoint's secret): its log never goes below INFO
@@ -34,24 +34,7 @@ logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
 
-
-def ts(dt: datetime) -> str:
-    """An aware datetime as the store's UTC text (sorts as time)."""
-    if dt.tzinfo is not UTC:
-        dt = dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def from_ts(text: str | None) -> datetime | None:
-    """The store's UTC text back to an aware datetime."""
-    if not text:
-        return None
-    return datetime.fromisoformat(text)  # the trailing Z reads as UTC (Python 3.11+)
-
-
-def local_text(dt: datetime) -> str:
-    """A device's naive local time as the store's text (to the second)."""
-    return dt.isoformat(timespec="seconds")
+__all__ = ["SqliteConnection", "fetch", "from_ts", "local_text", "select", "ts"]
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
