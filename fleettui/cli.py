@@ -28,6 +28,7 @@ from fleettui.config import (
     resolve_db_path,
 )
 from fleettui.printable import printable
+from fleettui.store.where import StoreTarget
 
 if TYPE_CHECKING:
     from fleettui.store import Store
@@ -506,7 +507,7 @@ async def _store(args: argparse.Namespace, *, create: bool = False) -> AsyncIter
     (``create``: a missing database is made, migrated, readable by its owner only)."""
     try:
         store = await _open_store(args, create=create)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, ConnectionError) as e:
         raise StoreUnavailable(str(e)) from None
     try:
         yield store
@@ -518,10 +519,10 @@ class StoreUnavailable(Exception):
     """The command needs a database it cannot open."""
 
 
-def _db_path(args: argparse.Namespace) -> Path:
-    """The database file --db/--config name, resolved once per command (the config is
-    read once, its warnings said once)."""
-    resolved: Path | None = getattr(args, "resolved_db", None)
+def _db_path(args: argparse.Namespace) -> StoreTarget:
+    """The database --db/--config name (a file, or a PostgreSQL address), resolved once per
+    command (the config is read once, its warnings said once)."""
+    resolved: StoreTarget | None = getattr(args, "resolved_db", None)
     if resolved is None:
         resolved = args.resolved_db = resolve_db_path(args.db, _optional_config(args.config))
     return resolved
@@ -531,7 +532,7 @@ async def _open_store(args: argparse.Namespace, *, create: bool = False) -> Stor
     from fleettui.store import open_store
 
     db = _db_path(args)
-    if not create and not db.exists():
+    if not create and isinstance(db, Path) and not db.exists():
         raise FileNotFoundError(f"no database at {db}: run fleettui run --headless first")
     return await open_store(db)
 
@@ -732,11 +733,11 @@ async def _commands(args: argparse.Namespace) -> int:
     return 0
 
 
-def poller_running(db: Path) -> bool:
+def poller_running(db: StoreTarget) -> bool:
     """Whether a poller owns this database now."""
-    from fleettui.store.lock import PollerLock
+    from fleettui.store.lock import poller_lock
 
-    return PollerLock(db).held_elsewhere()
+    return poller_lock(db).held_elsewhere()
 
 
 def _schedules(args: argparse.Namespace) -> int:

@@ -49,6 +49,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from fleettui.egress import url_refusal
+from fleettui.store.where import DatabaseUrl, StoreTarget, store_target
 from fleettui.tomlkeys import KeyLocator, Loc
 
 __all__ = [
@@ -310,14 +311,26 @@ def _backoff_message(check_interval_s: float, backoff_max_s: float) -> str:
 class Paths(_Model):
     """Where fleettui keeps its files."""
 
-    db: Path | None = _field(None, strict=False, expected="a file path")
-    """The SQLite database; relative paths are relative to the config file's directory."""
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    db: Path | DatabaseUrl | None = _field(None,
+                                           expected="a file path or a postgresql:// address")
+    """The database: a SQLite file (relative paths are relative to the config file's
+    directory) or a PostgreSQL database (``postgresql://user@host:port/name``)."""
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        if isinstance(value, str):  # TOML has no paths: text is a file, or an address
+            return store_target(value) if value.strip() else Path(value)
+        return value
 
     @field_validator("db", mode="after")
     @classmethod
-    def _resolve_db(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
+    def _resolve_db(cls, value: Path | DatabaseUrl | None,
+                    info: ValidationInfo) -> Path | DatabaseUrl | None:
+        if value is None or isinstance(value, DatabaseUrl):
+            return value
         if not str(value) or str(value) == ".":
             raise _own_error("expected a file path, got ''")
         value = value.expanduser()
@@ -1232,19 +1245,23 @@ def resolve_config_path(cli_value: str | None) -> Path:
     return _env_path(CONFIG_ENV) or default_config_path()
 
 
-def resolve_db_path(cli_value: str | None, config: Config | None) -> Path:
+def resolve_db_path(cli_value: str | None, config: Config | None) -> StoreTarget:
     """The database to use: command line, else $FLEETTUI_DB, else ``paths.db``, else default.
 
-    A relative ``paths.db`` is relative to the config file's directory (resolved
+    Each may name a SQLite file or a PostgreSQL database (``postgresql://...``). A
+    relative ``paths.db`` is relative to the config file's directory (resolved
     when the file is loaded); with no file, to the current directory.
     """
-    if cli_value:
-        return Path(cli_value).expanduser()
-    env = _env_path(DB_ENV)
-    if env is not None:
-        return env
+    if cli_value and cli_value.strip():
+        return store_target(cli_value)
+    env = os.environ.get(DB_ENV, "").strip()
+    if env:
+        return store_target(env)
     if config is not None and config.paths.db is not None:
-        db = config.paths.db.expanduser()
+        db = config.paths.db
+        if isinstance(db, DatabaseUrl):
+            return db
+        db = db.expanduser()
         if not db.is_absolute() and config.source is not None:
             db = config.source.absolute().parent / db
         return db

@@ -14,13 +14,13 @@ import json
 import logging
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fleettui.config import Config
 from fleettui.domain import Event, EventKind
 from fleettui.printable import PrintableFormatter
 from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
+from fleettui.store.where import StoreTarget
 
 log = logging.getLogger("fleettui")
 event_log = logging.getLogger("fleettui.events")
@@ -72,7 +72,7 @@ def log_event(event: Event) -> None:
 
 async def run_headless(
     config: Config,
-    db_path: Path,
+    db_path: StoreTarget,
     *,
     stop: asyncio.Event | None = None,
     http: tuple[str, int] | None = None,

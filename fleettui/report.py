@@ -9,12 +9,12 @@ import csv
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TextIO
 
 from fleettui.domain import Alert, Command, CommandRequest, DeviceState, FlapState, Punch, Silence
 from fleettui.store import Store
-from fleettui.store.lock import PollerLock
+from fleettui.store.lock import poller_lock
+from fleettui.store.where import StoreTarget
 
 #: clock drift above which a corrected UTC time is worth giving (django-fpa's warning level)
 DRIFT_WARN_S = 120.0
@@ -69,9 +69,9 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-def poller_state(db: Path) -> dict[str, Any]:
+def poller_state(db: StoreTarget) -> dict[str, Any]:
     """Whether a poller owns this database now, and who (pid, host, since)."""
-    lock = PollerLock(db)
+    lock = poller_lock(db)
     running = lock.held_elsewhere()
     return {"running": running, "owner": lock.owner() if running else None}
 

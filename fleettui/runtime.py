@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleettui.config import Config
@@ -31,7 +30,8 @@ from fleettui.domain import Event
 from fleettui.engine.alerts import Sink
 from fleettui.engine.engine import Engine
 from fleettui.store import Store, open_store
-from fleettui.store.lock import PollerLock, PollerRunning
+from fleettui.store.lock import PollerRunning, poller_lock
+from fleettui.store.where import StoreTarget
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -73,7 +73,7 @@ class Runtime:
     def __init__(
         self,
         config: Config | None,
-        db_path: Path | None,
+        db_path: StoreTarget | None,
         *,
         lock_mode: str = "headless poller",
         store: Store | None = None,
@@ -93,7 +93,7 @@ class Runtime:
         #: the push listener's runner while it is served, and its address
         self.push: web.AppRunner | None = None
         self.push_address: str | None = None
-        self._lock = PollerLock(db_path, mode=lock_mode) if db_path is not None else None
+        self._lock = poller_lock(db_path, mode=lock_mode) if db_path is not None else None
         self._stopped = False
 
     # --- start-up, in order -------------------------------------------------

@@ -14,17 +14,19 @@ from pathlib import Path
 from fleettui.store.errors import ConflictKind, FleetConflict, IdempotencyConflict
 from fleettui.store.interface import Store
 from fleettui.store.sqlite import SqliteStore
-from fleettui.store.where import is_postgres_url
+from fleettui.store.where import DatabaseUrl, StoreTarget, is_postgres_url, store_target
 
 
-async def open_store(where: str | Path) -> Store:
+async def open_store(where: str | Path | DatabaseUrl) -> Store:
     """Open the database ``where`` names, migrated: a ``postgresql://`` address (the
     database must exist; the URL is never shown with its password), else a SQLite file
     (created readable by its owner only if new), the embedded default."""
     if isinstance(where, str) and is_postgres_url(where):
+        where = DatabaseUrl(where)
+    if isinstance(where, DatabaseUrl):
         from fleettui.store.postgres import PostgresStore
 
-        return await PostgresStore.open(where)  # type: ignore[return-value]
+        return await PostgresStore.open(where.url)  # type: ignore[return-value]
     return await SqliteStore.open(where)
 
 
@@ -33,4 +35,5 @@ def _conforms(store: SqliteStore) -> Store:
     return store
 
 
-__all__ = ["ConflictKind", "FleetConflict", "IdempotencyConflict", "Store", "open_store"]
+__all__ = ["ConflictKind", "DatabaseUrl", "FleetConflict", "IdempotencyConflict", "Store",
+           "StoreTarget", "open_store", "store_target"]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleettui.store.where import StoreTarget
 
 
 class ConflictKind(StrEnum):
@@ -43,3 +47,15 @@ class IdempotencyConflict(ValueError):
         )
         self.key = key
 
+
+class PollerRunning(RuntimeError):
+    """Another poller owns this database."""
+
+    def __init__(self, db: StoreTarget, owner: dict[str, Any]) -> None:
+        who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
+        since = owner.get("started_at")
+        mode = owner.get("mode", "poller")
+        text = f"{db} is already polled by a {mode} ({who}"
+        text += f", since {since})" if since else ")"
+        super().__init__(text)
+        self.owner = owner

@@ -1,4 +1,5 @@
-"""One poller per database: OS file locks on the database's identity.
+"""One poller per database: OS file locks on the database's identity (``poller_lock``
+picks PostgreSQL's own lock for a ``postgresql://`` database).
 
 The lock is held for as long as the owning process lives and is released by
 the kernel when it dies, even by kill -9, so a crashed poller never blocks
@@ -32,22 +33,44 @@ import stat
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from fleettui.store.errors import PollerRunning
+from fleettui.store.where import DatabaseUrl, StoreTarget
+
+__all__ = ["DatabaseLock", "PollerLock", "PollerRunning", "poller_lock"]
 
 log = logging.getLogger(__name__)
 
 
-class PollerRunning(RuntimeError):
-    """Another poller owns this database."""
+class DatabaseLock(Protocol):
+    """What a front end holds while it polls a database (a file lock, or PostgreSQL's)."""
 
-    def __init__(self, db: Path, owner: dict[str, Any]) -> None:
-        who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
-        since = owner.get("started_at")
-        mode = owner.get("mode", "poller")
-        text = f"{db} is already polled by a {mode} ({who}"
-        text += f", since {since})" if since else ")"
-        super().__init__(text)
-        self.owner = owner
+    def acquire(self) -> DatabaseLock:
+        """Take the lock or raise PollerRunning naming the owner."""
+        ...
+
+    def release(self) -> None:
+        """Give the lock up."""
+        ...
+
+    def owner(self) -> dict[str, Any]:
+        """Who holds the lock (pid, host, mode, started_at), as far as is known."""
+        ...
+
+    def held_elsewhere(self) -> bool:
+        """Whether another process owns polling right now (without taking the lock)."""
+        ...
+
+
+def poller_lock(db: StoreTarget, mode: str = "headless poller") -> DatabaseLock:
+    """The poller lock of a store: the file locks of a SQLite database, or a PostgreSQL
+    database's advisory lock (``postgres/poller_lock.py``)."""
+    if isinstance(db, DatabaseUrl):
+        from fleettui.store.postgres.poller_lock import PostgresPollerLock
+
+        return PostgresPollerLock(db, mode)
+    return PollerLock(db, mode)
 
 
 def _identity_folder() -> Path | None:

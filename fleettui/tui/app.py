@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -48,6 +47,7 @@ from fleettui.printable import printable, printable_fields
 from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
 from fleettui.store import Store
 from fleettui.store.errors import FleetConflict
+from fleettui.store.where import StoreTarget
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
@@ -135,7 +135,7 @@ class FleetApp(App[None]):
         engine: Engine | None = None,
         *,
         config: Config | None = None,
-        db_path: Path | None = None,
+        db_path: StoreTarget | None = None,
         refresh_s: float = 1.0,
         banner: str = "",
         embed: bool = True,

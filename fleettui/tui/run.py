@@ -12,8 +12,9 @@ import logging
 import os
 from pathlib import Path
 
-from fleettui.config import Config
+from fleettui.config import Config, default_db_path
 from fleettui.printable import PrintableFormatter
+from fleettui.store.where import StoreTarget
 
 #: environment variable that turns on terminal (OSC) notifications: 777, 9 or off
 OSC_ENV = "FLEETTUI_OSC_NOTIFY"
@@ -21,7 +22,7 @@ OSC_ENV = "FLEETTUI_OSC_NOTIFY"
 
 def run_tui(
     config: Config,
-    db: Path,
+    db: StoreTarget,
     *,
     mouse: bool = True,
     http: tuple[str, int] | None = None,
@@ -42,7 +43,8 @@ def run_tui(
         if http is None and embed and config.server.enabled:
             http = (config.server.host, config.server.port)
         try:
-            log_to(db.with_name(db.name + ".tui.log"))
+            log_to(db.with_name(db.name + ".tui.log") if isinstance(db, Path)
+                   else default_db_path().with_name("fleettui.tui.log"))
             if signals.received is None:
                 FleetApp(runtime=runtime, http=http, osc_notify=osc_notify,
                          stop_signals=signals).run(mouse=mouse)

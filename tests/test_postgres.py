@@ -1,0 +1,194 @@
+"""What is PostgreSQL's own in the store: its address (never shown with a password), its
+monthly punch partitions, ids in commit order across processes, and the poller lock.
+
+Against a real server (``pg_server`` in conftest.py); the behaviour both backends
+share is tested once for both, in the parametrised store tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from fleettui.config import parse_config, resolve_db_path
+from fleettui.domain import Punch, TzFlag
+from fleettui.store import DatabaseUrl, open_store
+from fleettui.store.lock import PollerRunning, poller_lock
+from fleettui.store.where import display_url, store_target
+
+T0 = datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
+
+
+def _punch(user: str, local: datetime) -> Punch:
+    return Punch("dev_a1", user, local, "UTC", local.replace(tzinfo=UTC), TzFlag.OK, 0, 1,
+                 "sync", T0)
+
+
+def test_an_address_is_never_shown_with_its_password() -> None:
+    url = "postgresql://fleet:s3cret@db.example:5433/fleettui?sslmode=require"
+    assert display_url(url) == "postgresql://fleet:***@db.example:5433/fleettui?sslmode=require"
+    target = store_target(f"  {url} ")
+    assert isinstance(target, DatabaseUrl) and target.url == url
+    assert "s3cret" not in str(target) and "s3cret" not in repr(target)
+    assert display_url("postgresql://fleet@db/x") == "postgresql://fleet@db/x"
+    assert store_target("fleet.db") == Path("fleet.db")
+
+
+def test_every_way_of_naming_the_database_takes_an_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql://fleet:pw@10.0.0.5/fleettui"
+    config = parse_config(f'[paths]\ndb = "{url}"\n', tmp_path / "fleettui.toml")
+    assert config.paths.db == DatabaseUrl(url)
+    monkeypatch.delenv("FLEETTUI_DB", raising=False)
+    assert resolve_db_path(None, config) == DatabaseUrl(url)
+    monkeypatch.setenv("FLEETTUI_DB", "postgres://other@h/db")
+    assert resolve_db_path(None, config) == DatabaseUrl("postgres://other@h/db")
+    assert resolve_db_path("postgresql://cli@h/db", config) == DatabaseUrl(
+        "postgresql://cli@h/db")
+    # a relative file still lives beside the config file
+    monkeypatch.delenv("FLEETTUI_DB")
+    local = parse_config('[paths]\ndb = "data/fleet.db"\n', tmp_path / "fleettui.toml")
+    assert resolve_db_path(None, local) == tmp_path / "data" / "fleet.db"
+
+
+async def test_an_unreachable_server_is_a_clear_error_without_the_password(
+    pg_server: object,
+) -> None:
+    from tests.conftest import free_port, loopback
+
+    host = loopback(254, 2)
+    url = f"postgresql://fleet:hunter2@{host}:{free_port(host)}/nothing"
+    with pytest.raises(ConnectionError) as caught:
+        await open_store(url)
+    assert "cannot open the database at postgresql://fleet:***@" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_punches_land_in_their_month_and_a_clock_in_2099_in_the_default(
+    pg_url: str,
+) -> None:
+    store = await open_store(pg_url)
+    try:
+        punches = [_punch("1", datetime(2026, 3, 31, 23, 59)), _punch("2", datetime(2026, 4, 1)),
+                   _punch("3", datetime(2099, 1, 1, 8))]
+        assert await store.insert_punches("dev_a1", punches) == 3
+        assert await store.insert_punches("dev_a1", punches) == 0  # the unique key holds
+        conn = await asyncpg.connect(pg_url)
+        try:
+            rows = await conn.fetch("SELECT tableoid::regclass::text AS part, user_id"
+                                    " FROM punches ORDER BY user_id")
+        finally:
+            await conn.close()
+        assert [(r["part"], r["user_id"]) for r in rows] == [
+            ("punches_y2026m03", "1"), ("punches_y2026m04", "2"), ("punches_other", "3")]
+        assert [p.user_id for p in await store.punches()] == ["1", "2", "3"]
+    finally:
+        await store.close()
+
+
+async def test_two_processes_appending_at_once_never_make_a_tail_skip_an_event(
+    pg_url: str,
+) -> None:
+    """Ids come from a sequence, which alone hands them out in call order, not commit order:
+    a tail that read id 12 before 11 committed would never see 11. The append lock makes
+    the two orders one; a tail reading all along sees every event, in order."""
+    writers = [await open_store(pg_url) for _ in range(3)]
+    tail = await open_store(pg_url)
+    try:
+        async def write(store_no: int) -> None:
+            for i in range(60):
+                await writers[store_no].add_event("sync", f"{store_no}-{i}", at=T0)
+
+        seen: list[int] = []
+        done = asyncio.Event()
+
+        async def follow() -> None:
+            while True:
+                finished = done.is_set()
+                batch = await tail.events_after(seen[-1] if seen else 0)
+                seen.extend(e.id for e in batch)
+                if finished and not batch:
+                    return
+                await asyncio.sleep(0)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.gather(*(write(n) for n in range(3)))
+        done.set()
+        await asyncio.wait_for(follower, 60)
+        everything = [e.id for e in await tail.events_after(0, limit=10_000)]
+        assert len(everything) == 180
+        assert seen == everything
+    finally:
+        for s in (*writers, tail):
+            await s.close()
+
+
+async def test_the_poller_lock_refuses_a_second_poller_and_names_the_first(pg_url: str) -> None:
+    db = DatabaseUrl(pg_url)
+    first = poller_lock(db, mode="headless poller")
+    await asyncio.to_thread(first.acquire)
+    try:
+        second = poller_lock(db, mode="tui")
+        with pytest.raises(PollerRunning) as refused:
+            await asyncio.to_thread(second.acquire)
+        assert refused.value.owner["pid"] == os.getpid()
+        assert refused.value.owner["mode"] == "headless poller"
+        assert "is already polled by a headless poller" in str(refused.value)
+        assert await asyncio.to_thread(poller_lock(db).held_elsewhere)
+    finally:
+        await asyncio.to_thread(first.release)
+    assert not await asyncio.to_thread(poller_lock(db).held_elsewhere)
+
+
+def test_a_poller_killed_with_sigkill_frees_the_database(pg_url: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from fleettui.store import DatabaseUrl
+            from fleettui.store.lock import poller_lock
+            held = poller_lock(DatabaseUrl({pg_url!r})).acquire()
+            print("held", flush=True)
+            time.sleep(600)
+        """)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        lock = poller_lock(DatabaseUrl(pg_url))
+        assert lock.held_elsewhere()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+        # the server ends the dead process's session as soon as it sees the socket closed
+        deadline = time.monotonic() + 30
+        while lock.held_elsewhere():
+            assert time.monotonic() < deadline, "the dead poller's lock was never freed"
+            time.sleep(0.05)
+        lock.acquire()
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
+async def test_punches_of_many_months_at_once_make_each_partition_once(pg_url: str) -> None:
+    stores = [await open_store(pg_url) for _ in range(2)]
+    try:
+        start = datetime(2025, 1, 15, 9)
+        months = [_punch(str(i), start + timedelta(days=31 * i)) for i in range(12)]
+        counts = await asyncio.gather(stores[0].insert_punches("dev_a1", months),
+                                      stores[1].insert_punches("dev_a1", months))
+        assert sorted(counts) == [0, 12]
+        assert await stores[0].punch_count() == 12
+    finally:
+        for s in stores:
+            await s.close()
