@@ -46,7 +46,17 @@ class Heard:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Store]:
+async def db(db_target: str) -> AsyncIterator[Store]:
+    """The store the alert rules run over, on each backend in turn."""
+    store = await open_store(db_target)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store, for the emulated scenarios and the CLI (what they test is not the
+    store's)."""
     store = await open_store(tmp_path / "fleet.db")
     yield store
     await store.close()
@@ -115,7 +125,9 @@ class Scenario:
 
 
 @pytest.fixture
-async def scenario(emulate: Callable[..., Emulated], db: Store) -> AsyncIterator[Scenario]:
+async def scenario(emulate: Callable[..., Emulated],
+                   sqlite_db: Store) -> AsyncIterator[Scenario]:
+    db = sqlite_db
     fake = FakeClock()
     cfgs = [device_config(f"dev_alert_{i}") for i in range(3)]
     em = emulate(cfgs, users={c.id: sample_users(3) for c in cfgs}, clock=fake)
@@ -166,8 +178,9 @@ async def test_a_two_minute_blip_gives_nothing(scenario: Scenario) -> None:
 
 
 async def test_a_restart_of_fleettui_during_an_open_alert_neither_repeats_nor_loses_it(
-    scenario: Scenario, db: Store
+    scenario: Scenario, sqlite_db: Store
 ) -> None:
+    db = sqlite_db
     scenario.fault("dev_alert_1", {"offline": True})
     await scenario.run(7 * 60)
     assert scenario.heard.changes() == ["opened:dev_alert_1:offline"]
@@ -357,7 +370,7 @@ async def test_escalation_reminders_and_acknowledgement(db: Store) -> None:
     assert heard.changes()[-1] == "resolved:s2_1:offline"
 
 
-async def test_a_storm_is_summarised_not_replayed(db: Store) -> None:
+async def test_a_storm_is_summarised_not_replayed() -> None:
     heard = Heard()
     sink = RateLimitedSink(heard, limit=3, window=timedelta(minutes=1))
     for i in range(10):
@@ -377,11 +390,12 @@ async def test_per_site_confirmation_delay(db: Store) -> None:
     assert (await db.alerts())[0].kind is AlertKind.OFFLINE
 
 
-async def test_alert_commands_from_the_cli(db: Store) -> None:
+async def test_alert_commands_from_the_cli(sqlite_db: Store) -> None:
     import json
     import subprocess
     import sys
 
+    db = sqlite_db
     await _site(db)
     alerts = _engine(db, Heard())
     await _down(db, "s2_0", T0)

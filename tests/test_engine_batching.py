@@ -231,7 +231,17 @@ def test_a_mark_made_while_the_queue_was_read_is_not_forgotten() -> None:
     assert "d1" not in queued
 
 
-async def test_a_refresh_keeps_marks_made_while_it_read(db: Store) -> None:
+@pytest.fixture
+async def any_db(db_target: str) -> AsyncIterator[Store]:
+    """An empty store on each backend in turn (for tests of the store alone)."""
+    store = await open_store(db_target)
+    yield store
+    await store.close()
+
+
+async def test_a_refresh_keeps_marks_made_while_it_read(any_db: Store) -> None:
+    db = any_db
+
     class Slow:
         """The real store's answer, with a mark landing while the read is under way."""
 

@@ -1,8 +1,10 @@
 """Devices registered over HTTP: polled without a restart, kept, changed, removed.
 
 The first tests run a real engine polling emulated devices on loopback, with
-the real server in the same loop; the rest check every refusal over real HTTP
-against a filled store (``test_http_api.api``).
+the real server in the same loop; then every refusal over real HTTP against a
+filled store (``test_http_api.api``); the last, an engine's start over API
+devices, once per backend (the store's own refusals, per backend, are
+``test_store_fleet``'s).
 """
 
 from __future__ import annotations
@@ -320,13 +322,13 @@ async def test_the_control_room_shows_a_site_and_device_registered_over_http(
 
 
 async def test_an_api_device_that_is_also_in_the_config_is_polled_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    db_target: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     from fleettui.domain import DeviceSpec
 
     known = replace(device_config("dev_conf_4"), port=4370)  # never contacted
     config = parse_config(fleet_toml([known], timeout_s=2))
-    store = await open_store(tmp_path / "fleet.db")
+    store = await open_store(db_target)
     try:
         await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a, no device
         now = datetime.now(UTC)
@@ -344,11 +346,11 @@ async def test_an_api_device_that_is_also_in_the_config_is_polled_once(
 
 
 async def test_a_site_the_config_drops_stays_while_api_devices_stand_there(
-    tmp_path: Path,
+    db_target: str,
 ) -> None:
     from fleettui.domain import DeviceSpec
 
-    store = await open_store(tmp_path / "fleet.db")
+    store = await open_store(db_target)
     try:
         await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a
         await store.register_devices([DeviceSpec("api_9", "API9", "site-a", "10.0.0.9", 4370)],

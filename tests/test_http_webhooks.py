@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -277,11 +276,12 @@ async def test_patch_pauses_and_changes_an_endpoint(api: Api, receiver: Receiver
 
 
 @pytest.fixture
-async def clocked(tmp_path: Path) -> AsyncIterator[tuple[Api, Clock]]:
+async def clocked(db_target: str) -> AsyncIterator[tuple[Api, Clock]]:
     """The API with a clock the test moves (starting at the real time, so that receivers
-    verifying with the standardwebhooks library accept the timestamps)."""
+    verifying with the standardwebhooks library accept the timestamps), over each backend
+    in turn: a rotation is the store's to keep."""
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    async with serving(tmp_path / "fleet.db", clock) as running:
+    async with serving(db_target, clock) as running:  # type: ignore[arg-type]
         yield running, clock
 
 

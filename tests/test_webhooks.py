@@ -94,12 +94,26 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "fleet.db")
+async def _three_devices(where: str | Path) -> Store:
+    s = await open_store(where)
     await s.sync_fleet([Site("s", "S", "UTC")], [
         DeviceState(f"d{i}", f"S{i}", "s", f"127.20.220.{i}", 4370, "tcp") for i in range(1, 4)
     ])
+    return s
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store with three devices (for tests of the dispatcher's own machinery)."""
+    s = await _three_devices(tmp_path / "fleet.db")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def db_store(db_target: str) -> AsyncIterator[Store]:
+    """A store with three devices, on each backend in turn (for what the store keeps)."""
+    s = await _three_devices(db_target)
     yield s
     await s.close()
 
@@ -149,10 +163,10 @@ def test_our_signature_is_what_standard_webhooks_computes() -> None:
     assert ours == theirs
 
 
-async def test_every_punch_arrives_signed_once_and_in_order(store: Store,
+async def test_every_punch_arrives_signed_once_and_in_order(db_store: Store,
                                                            receiver: Receiver) -> None:
-    await _punches(store)
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], allow_private_targets=True)
+    await _punches(db_store)
+    dispatcher = WebhookDispatcher(db_store, [_endpoint(receiver.url)], allow_private_targets=True)
     await _drain(dispatcher)
     await dispatcher.close()
     verifier = Webhook(SECRET)
@@ -163,17 +177,17 @@ async def test_every_punch_arrives_signed_once_and_in_order(store: Store,
     for dev in ("d1", "d2", "d3"):
         users = [e["punch"]["user_id"] for e in events if e["punch"]["device_id"] == dev]
         assert users == [str(1000 + n) for n in range(20)]
-    stats = await store.webhook_stats(receiver.url)
+    stats = await db_store.webhook_stats(receiver.url)
     assert (stats.delivered, stats.pending) == (60, 0)
     assert stats.avg_latency_ms is not None and stats.avg_latency_ms > 0
 
 
 async def test_a_flaky_then_absent_receiver_still_gets_everything_in_order(
-    store: Store, receiver: Receiver
+    db_store: Store, receiver: Receiver
 ) -> None:
-    await _punches(store, per_device=10)
+    await _punches(db_store, per_device=10)
     clock = Clock(datetime.now(UTC))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock, seed=3,
+    dispatcher = WebhookDispatcher(db_store, [_endpoint(receiver.url)], clock=clock, seed=3,
                                    allow_private_targets=True)
     receiver.fail_every_other = True
     for _ in range(3):
@@ -183,7 +197,7 @@ async def test_a_flaky_then_absent_receiver_still_gets_everything_in_order(
     for _ in range(12):
         await dispatcher.run_once()
         clock.now += timedelta(minutes=10)
-    refused = await store.webhook_stats(receiver.url)
+    refused = await db_store.webhook_stats(receiver.url)
     assert refused.pending > 0 and refused.dead == 0
     await receiver.come_back()
     await _drain(dispatcher, clock, rounds=200)
@@ -200,34 +214,34 @@ async def test_a_flaky_then_absent_receiver_still_gets_everything_in_order(
 
 
 async def test_after_24_hours_a_delivery_is_dead_and_can_be_replayed(
-    store: Store, receiver: Receiver
+    db_store: Store, receiver: Receiver
 ) -> None:
-    await _punches(store, per_device=1)
+    await _punches(db_store, per_device=1)
     clock = Clock(datetime.now(UTC))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url)], clock=clock,
+    dispatcher = WebhookDispatcher(db_store, [_endpoint(receiver.url)], clock=clock,
                                    allow_private_targets=True)
     receiver.always_fail = True
     for _ in range(40):
         await dispatcher.run_once()
         clock.now += timedelta(hours=1)
-    stats = await store.webhook_stats(receiver.url)
+    stats = await db_store.webhook_stats(receiver.url)
     assert (stats.dead, stats.delivered) == (3, 0)
-    assert "webhook.dead" in [e.kind for e in await store.events_after(0)]
+    assert "webhook.dead" in [e.kind for e in await db_store.events_after(0)]
     receiver.always_fail = False
-    assert await store.webhook_replay(receiver.url, clock.now) == 3
+    assert await db_store.webhook_replay(receiver.url, clock.now) == 3
     await _drain(dispatcher)
     await dispatcher.close()
-    assert (await store.webhook_stats(receiver.url)).delivered == 3
+    assert (await db_store.webhook_stats(receiver.url)).delivered == 3
 
 
-async def test_event_filters_and_the_hex_signature_header(store: Store,
+async def test_event_filters_and_the_hex_signature_header(db_store: Store,
                                                           receiver: Receiver) -> None:
-    await _punches(store, per_device=2)
-    only_alerts = WebhookDispatcher(store, [_endpoint(receiver.url, events=["alert.*"])],
+    await _punches(db_store, per_device=2)
+    only_alerts = WebhookDispatcher(db_store, [_endpoint(receiver.url, events=["alert.*"])],
                                     allow_private_targets=True)
     await _drain(only_alerts)
     assert receiver.got == []
-    hexed = WebhookDispatcher(store, [_endpoint(receiver.url + "?x=1",
+    hexed = WebhookDispatcher(db_store, [_endpoint(receiver.url + "?x=1",
                                                 hex_signature_header="X-Signature")],
                               allow_private_targets=True)
     await _drain(hexed)
@@ -263,14 +277,14 @@ async def test_the_engine_delivers_synced_punches(one_device: Emulated, tmp_path
 
 
 async def test_device_and_command_facts_reach_the_outbox_in_the_articles_shape(
-    store: Store, receiver: Receiver
+    db_store: Store, receiver: Receiver
 ) -> None:
     from fleettui.domain import DeviceStatus, StatusChange
 
     now = datetime.now(UTC)
-    await store.record_status(StatusChange("d1", DeviceStatus.ONLINE, "", now))
-    await store.record_status(StatusChange("d1", DeviceStatus.OFFLINE, "no answer", now))
-    dispatcher = WebhookDispatcher(store, [_endpoint(receiver.url, events=["device.*"])],
+    await db_store.record_status(StatusChange("d1", DeviceStatus.ONLINE, "", now))
+    await db_store.record_status(StatusChange("d1", DeviceStatus.OFFLINE, "no answer", now))
+    dispatcher = WebhookDispatcher(db_store, [_endpoint(receiver.url, events=["device.*"])],
                                    allow_private_targets=True)
     await _drain(dispatcher)
     await dispatcher.close()
@@ -342,11 +356,11 @@ async def test_an_event_committed_during_an_empty_round_is_sent_without_waiting(
 
 
 async def test_devices_go_in_parallel_within_the_endpoints_bound_each_in_order(
-    tmp_path: Path,
+    db_target: str,
 ) -> None:
     """At most ``concurrency`` requests in flight to an endpoint, one per device, over at
     most ``concurrency`` kept-alive connections (the dispatcher's own client)."""
-    store = await open_store(tmp_path / "fleet.db")
+    store = await open_store(db_target)
     devices = [f"p{i:02d}" for i in range(12)]
     await store.sync_fleet([Site("s", "S", "UTC")], [
         DeviceState(d, f"S{d}", "s", f"127.20.221.{i + 1}", 4370, "tcp")

@@ -10,11 +10,15 @@ database).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleettui.store.errors import ConflictKind, FleetConflict, IdempotencyConflict
 from fleettui.store.interface import Store
 from fleettui.store.sqlite import SqliteStore
 from fleettui.store.where import DatabaseUrl, StoreTarget, is_postgres_url, store_target
+
+if TYPE_CHECKING:  # imported when a PostgreSQL store is opened (asyncpg loads then)
+    from fleettui.store.postgres import PostgresStore
 
 
 async def open_store(where: str | Path | DatabaseUrl) -> Store:
@@ -26,12 +30,17 @@ async def open_store(where: str | Path | DatabaseUrl) -> Store:
     if isinstance(where, DatabaseUrl):
         from fleettui.store.postgres import PostgresStore
 
-        return await PostgresStore.open(where.url)  # type: ignore[return-value]
+        return await PostgresStore.open(where.url)
     return await SqliteStore.open(where)
 
 
 def _conforms(store: SqliteStore) -> Store:
     """Never called: mypy checks here that SqliteStore implements every method of Store."""
+    return store
+
+
+def _conforms_too(store: PostgresStore) -> Store:
+    """Never called: mypy checks here that PostgresStore implements every method of Store."""
     return store
 
 

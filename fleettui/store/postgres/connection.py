@@ -46,10 +46,22 @@ APPEND_LOCK = 0x666C_7475_0002
 POOL_SIZE = 8
 
 
+def _jsonb_out(value: Any) -> bytes:
+    """A Python value as jsonb's binary format (version 1)."""
+    return b"\x01" + json.dumps(value).encode()
+
+
+def _jsonb_in(data: bytes) -> Any:
+    """jsonb's binary format (version 1) as a Python value."""
+    return json.loads(data[1:])
+
+
 async def _setup(conn: asyncpg.Connection) -> None:
     """Each pooled connection: jsonb in and out as Python values, UTC for every time."""
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
-                              schema="pg_catalog")
+    # binary (a version byte, then the JSON text): COPY, which migrate-store uses, speaks
+    # only the binary format
+    await conn.set_type_codec("jsonb", encoder=_jsonb_out, decoder=_jsonb_in,
+                              schema="pg_catalog", format="binary")
     await conn.execute("SET TIME ZONE 'UTC'")
 
 

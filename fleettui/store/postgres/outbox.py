@@ -8,7 +8,7 @@ from typing import Any
 
 from fleettui.domain import WebhookEvent
 from fleettui.store.postgres.connection import Db, append_lock
-from fleettui.store.timetext import ts
+from fleettui.store.shared.timetext import ts
 
 
 async def write_outbox(db: Db, kind: str, device_id: str | None, payload: dict[str, Any],

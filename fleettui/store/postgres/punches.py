@@ -11,7 +11,7 @@ import asyncpg
 
 from fleettui.domain import Punch, SyncCursor, TzFlag, WebhookEvent
 from fleettui.store.postgres.connection import Db, PostgresConnection, append_lock
-from fleettui.store.timetext import local_text, ts
+from fleettui.store.shared.timetext import local_text, ts
 
 _PUNCH_COLUMNS = (
     "id, device_id, user_id, local_time, timezone, utc_time, tz_flag, state, verify,"

@@ -238,6 +238,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX push_lines_open ON push_lines(device_id, state, id);
     CREATE INDEX push_lines_of_command ON push_lines(command_id);
+    -- the lines awaiting a result, by when they were sent (expire_push_lines, each minute)
+    CREATE INDEX push_lines_sent ON push_lines(sent_at) WHERE state = 'sent';
     CREATE TABLE push_users (
         device_id text NOT NULL,
         pin text NOT NULL,

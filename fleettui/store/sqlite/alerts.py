@@ -7,26 +7,22 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from fleettui.domain import (
-    Alert,
-    AlertKind,
-    EventKind,
-    Silence,
-    WebhookEvent,
+from fleettui.domain import Alert, AlertKind, EventKind, Silence
+from fleettui.store.shared.alert_texts import (
+    ALERT_COLUMNS,
+    CHANGE_EVENTS,
+    SILENCE_COLUMNS,
+    acknowledged_text,
+    alert_device,
+    alert_of_row,
+    alert_told,
+    silence_ended_text,
+    silence_of_row,
+    silenced_text,
 )
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
 from fleettui.store.sqlite.outbox import write_device_fact
-
-_ALERT_COLUMNS = (
-    "id, target_kind, target, site_id, kind, severity, state, reason, since, opened_at,"
-    " resolved_at, escalated_at, acknowledged_at, acknowledged_by, notified, last_notified_at,"
-    " notifications"
-)
-_SILENCE_COLUMNS = "id, target, until, reason, created_by, created_at, ended_at"
-#: the event of each change update_alert makes ("notified": a delayed alert finally told)
-_CHANGE_EVENTS = {"resolved": EventKind.ALERT_RESOLVED, "escalated": EventKind.ALERT_ESCALATED,
-                  "reminder": EventKind.ALERT_REMINDER, "notified": EventKind.ALERT_OPENED}
 
 
 class AlertQueries(SqliteConnection):
@@ -84,7 +80,7 @@ class AlertQueries(SqliteConnection):
             args.append(alert.id)
             db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
             fresh = read_alert(db, alert.id)
-            self._alert_fact(db, fresh, _CHANGE_EVENTS[change], now, notify)
+            self._alert_fact(db, fresh, CHANGE_EVENTS[change], now, notify)
             return fresh
         return await self._transaction(write)
 
@@ -99,56 +95,36 @@ class AlertQueries(SqliteConnection):
             if not cur.rowcount:
                 return None
             alert = read_alert(db, alert_id)
-            write_event(db, now, EventKind.ALERT_ACKNOWLEDGED,
-                        f"alert {alert_id} acknowledged" + (f" by {by}" if by else ""),
-                        device_id=alert.target if alert.target_kind == "device" else None,
-                        site_id=alert.site_id, data={"alert_id": alert_id})
+            write_event(db, now, EventKind.ALERT_ACKNOWLEDGED, acknowledged_text(alert_id, by),
+                        device_id=alert_device(alert), site_id=alert.site_id,
+                        data={"alert_id": alert_id})
             return alert
         return await self._transaction(write)
 
     async def alerts(self, *, open_only: bool = True, limit: int = 500) -> list[Alert]:
         """Alerts, newest first (only open ones by default)."""
-        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
         if open_only:
             sql += " WHERE state = 'open'"
         sql += " ORDER BY id DESC LIMIT ?"
-        return [_alert(r) for r in await fetch(self._db, sql, (limit,))]
+        return [alert_of_row(r, from_ts) for r in await fetch(self._db, sql, (limit,))]
 
     def _alert_fact(
         self, db: sqlite3.Connection, alert: Alert, kind: EventKind, now: datetime,
         notify: bool
     ) -> None:
         """An alert's change told: its event, the device fact of a flap, its outbox row."""
-        payload = {
-            "event": kind.value,
-            "alert": {
-                "id": alert.id, "kind": alert.kind.value, "severity": alert.severity,
-                "target": alert.target, "target_kind": alert.target_kind, "site": alert.site_id,
-                "reason": alert.reason, "since": ts(alert.since),
-                "acknowledged": alert.acknowledged_at is not None,
-            },
-            "timestamp": ts(now),
-        }
-        write_event(
-            db, now, kind, f"{alert.kind.value} {alert.target_kind} {alert.target}: {kind}"
-            + (f" ({alert.reason})" if alert.reason else ""),
-            device_id=alert.target if alert.target_kind == "device" else None,
-            site_id=alert.site_id, data={"alert_id": alert.id, "notified": notify},
-        )
-        opened = kind is EventKind.ALERT_OPENED
-        if alert.kind is AlertKind.FLAPPING and (opened or kind is EventKind.ALERT_RESOLVED):
-            write_device_fact(
-                db, alert.target,
-                WebhookEvent.DEVICE_FLAPPING if opened else WebhookEvent.DEVICE_STABLE,
-                now, {"reason": alert.reason} if opened else {},
-            )
-        if notify and kind is not EventKind.ALERT_REMINDER:
-            # opened, escalated and resolved are told to receivers under the same names
+        told = alert_told(alert, kind, now, notify)
+        write_event(db, now, kind, told.message, device_id=told.device_id,
+                    site_id=alert.site_id, data=told.data)
+        if told.device_fact is not None:
+            fact, extra = told.device_fact
+            write_device_fact(db, alert.target, fact, now, extra)
+        if told.webhook is not None:
             db.execute(
                 "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
                 " VALUES (?, ?, ?, ?)",
-                (WebhookEvent(kind.value), alert.target if alert.target_kind == "device" else None,
-                 json.dumps(payload), ts(now)),
+                (told.webhook, told.device_id, json.dumps(told.payload), ts(now)),
             )
 
     # --- silences -------------------------------------------------------
@@ -163,12 +139,11 @@ class AlertQueries(SqliteConnection):
                 " VALUES (?, ?, ?, ?, ?)",
                 (target, ts(until), reason, by, ts(now)),
             )
-            write_event(db, now, EventKind.SILENCE_ADDED,
-                        f"{target} silenced until {ts(until)}: {reason}",
+            write_event(db, now, EventKind.SILENCE_ADDED, silenced_text(target, until, reason),
                         data={"silence_id": cur.lastrowid})
-            rows = select(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
-                                (cur.lastrowid,))
-            return _silence(rows[0])
+            rows = select(db, f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?",
+                          (cur.lastrowid,))
+            return silence_of_row(rows[0], from_ts)
         return await self._transaction(write)
 
     async def end_silence(self, silence_id: int, now: datetime) -> Silence | None:
@@ -181,11 +156,11 @@ class AlertQueries(SqliteConnection):
             )
             if not cur.rowcount:
                 return None
-            rows = select(db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",
-                                (silence_id,))
-            silence = _silence(rows[0])
-            write_event(db, now, EventKind.SILENCE_ENDED,
-                        f"silence of {silence.target} ended", data={"silence_id": silence_id})
+            rows = select(db, f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?",
+                          (silence_id,))
+            silence = silence_of_row(rows[0], from_ts)
+            write_event(db, now, EventKind.SILENCE_ENDED, silence_ended_text(silence.target),
+                        data={"silence_id": silence_id})
             return silence
         return await self._transaction(write)
 
@@ -193,46 +168,22 @@ class AlertQueries(SqliteConnection):
         """Silences in force; those past their end are closed (with an event) first."""
         def write(db: sqlite3.Connection) -> list[Any]:
             ended = select(
-                db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
+                db, f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
                 " AND until <= ?", (ts(now),),
             )
             for row in ended:
                 db.execute("UPDATE silences SET ended_at = ? WHERE id = ?",
                            (ts(now), row["id"]))
                 write_event(db, now, EventKind.SILENCE_EXPIRED,
-                            f"silence of {row['target']} ended",
-                            data={"silence_id": row["id"]})
+                            silence_ended_text(row["target"]), data={"silence_id": row["id"]})
             return select(
-                db, f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
+                db, f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ended_at IS NULL"
                 " ORDER BY id",
             )
-        return [_silence(r) for r in await self._transaction(write)]
+        return [silence_of_row(r, from_ts) for r in await self._transaction(write)]
 
 
 def read_alert(db: sqlite3.Connection, alert_id: int) -> Alert:
     """One alert as it stands inside a write transaction, with its changes."""
-    return _alert(select(db, f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))[0])
-
-
-def _alert(r: Any) -> Alert:
-    """An alerts row as an Alert."""
-    return Alert(
-        id=r["id"], target_kind=r["target_kind"], target=r["target"], site_id=r["site_id"],
-        kind=AlertKind(r["kind"]), severity=r["severity"], state=r["state"], reason=r["reason"],
-        since=from_ts(r["since"]),  # type: ignore[arg-type]
-        opened_at=from_ts(r["opened_at"]),  # type: ignore[arg-type]
-        resolved_at=from_ts(r["resolved_at"]), escalated_at=from_ts(r["escalated_at"]),
-        acknowledged_at=from_ts(r["acknowledged_at"]), acknowledged_by=r["acknowledged_by"],
-        notified=bool(r["notified"]), last_notified_at=from_ts(r["last_notified_at"]),
-        notifications=r["notifications"],
-    )
-
-
-def _silence(r: Any) -> Silence:
-    """A silences row as a Silence."""
-    return Silence(
-        id=r["id"], target=r["target"], until=from_ts(r["until"]),  # type: ignore[arg-type]
-        reason=r["reason"], created_by=r["created_by"],
-        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
-        ended_at=from_ts(r["ended_at"]),
-    )
+    rows = select(db, f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+    return alert_of_row(rows[0], from_ts)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import sqlite3
 from datetime import datetime
 
 from fleettui.domain import ApiKey, KeyGrant, NewApiKey
+from fleettui.store.shared.api_key_rules import (
+    API_KEY_COLUMNS,
+    api_key_of_row,
+    key_hash,
+    key_prefix,
+    new_api_key,
+)
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
-
-#: API roles, each allowed what the ones before it are
-API_ROLES = ("viewer", "operator", "admin")
 
 
 class ApiKeyQueries(SqliteConnection):
@@ -19,14 +21,12 @@ class ApiKeyQueries(SqliteConnection):
 
     async def create_api_key(self, role: str, name: str, now: datetime) -> NewApiKey:
         """Make a key. Only its SHA-256 is stored: show the key once."""
-        if role not in API_ROLES:
-            raise ValueError(f"role: expected one of {', '.join(API_ROLES)}")
-        key = "ftk_" + secrets.token_urlsafe(32)
+        key = new_api_key(role)
         def write(db: sqlite3.Connection) -> NewApiKey:
             cur = db.execute(
                 "INSERT INTO api_keys (name, role, prefix, hash, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (name, role, key[:8], _key_hash(key), ts(now)),
+                (name, role, key_prefix(key), key_hash(key), ts(now)),
             )
             return NewApiKey(int(cur.lastrowid or 0), key)
         return await self._transaction(write)
@@ -37,7 +37,7 @@ class ApiKeyQueries(SqliteConnection):
         (a read only: the HTTP API records uses itself, at most once a minute)."""
         rows = await fetch(
             self._db, "SELECT id, role FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
-            (_key_hash(key),),
+            (key_hash(key),),
         )
         if not rows:
             return None
@@ -54,16 +54,8 @@ class ApiKeyQueries(SqliteConnection):
 
     async def api_keys(self) -> list[ApiKey]:
         """Every key's id, name, role, prefix and dates (never the key)."""
-        rows = await fetch(
-            self._db, "SELECT id, name, role, prefix, created_at, last_used_at, revoked_at"
-            " FROM api_keys ORDER BY id",
-        )
-        return [
-            ApiKey(id=r["id"], name=r["name"], role=r["role"], prefix=r["prefix"],
-                   created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
-                   last_used_at=from_ts(r["last_used_at"]), revoked_at=from_ts(r["revoked_at"]))
-            for r in rows
-        ]
+        rows = await fetch(self._db, f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY id")
+        return [api_key_of_row(r, from_ts) for r in rows]
 
     async def revoke_api_key(self, key_id: int, now: datetime) -> bool:
         """Revoke a key; False if there is no such live key."""
@@ -74,9 +66,3 @@ class ApiKeyQueries(SqliteConnection):
             )
             return cur.rowcount > 0
         return await self._transaction(write)
-
-
-def _key_hash(key: str) -> str:
-    """What is stored of an API key."""
-    # API keys are 256 random bits: a plain SHA-256 is enough (no password stretching)
-    return hashlib.sha256(key.encode()).hexdigest()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,23 +17,29 @@ from fleettui.domain import (
     Event,
     EventKind,
     Submission,
-    WebhookEvent,
 )
 from fleettui.store.errors import IdempotencyConflict
+from fleettui.store.shared.command_facts import (
+    EXPIRED_ERROR,
+    INTERRUPTED_ERROR,
+    expired_message,
+    finished_data,
+    finished_message,
+    finished_webhook,
+    key_forgotten,
+    queued_fact,
+)
+from fleettui.store.shared.queue_signal import QueueSignal
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
-
-log = logging.getLogger(__name__)
 
 COMMAND_COLUMNS = (
     "id, request_id, device_id, command, params, state, attempts, result, error, created_at,"
     " updated_at, expires_at"
 )
-#: how long an idempotency key guards against a repeated request
-IDEMPOTENCY_WINDOW = timedelta(days=7)
 
 
-class CommandQueries(SqliteConnection):
+class CommandQueries(QueueSignal, SqliteConnection):
     """Commands queued, taken by the poller, finished; requests read back."""
 
     async def submit_command(
@@ -68,8 +73,7 @@ class CommandQueries(SqliteConnection):
                 )
                 if rows:
                     old = rows[0]
-                    created = from_ts(old["created_at"])
-                    if created is not None and now - created > IDEMPOTENCY_WINDOW:
+                    if key_forgotten(from_ts(old["created_at"]), now):
                         db.execute(
                             "UPDATE command_requests SET idempotency_key = NULL WHERE id = ?",
                             (old["id"],),
@@ -96,23 +100,16 @@ class CommandQueries(SqliteConnection):
               for d in device_ids
                 ],
             )
-            write_event(
-                db, now, EventKind.COMMAND_QUEUED,
-                f"{command} queued for {target_kind} {target} ({len(device_ids)} device(s))",
-                site_id=target if target_kind == "site" else None,
-                device_id=target if target_kind == "device" else None,
-                data={"request_id": request_id, "command": command, "source": source},
-            )
+            fact = queued_fact(request_id=request_id, target=target, target_kind=target_kind,
+                               command=command, devices=len(device_ids), source=source)
+            write_event(db, now, EventKind.COMMAND_QUEUED, fact.message, site_id=fact.site_id,
+                        device_id=fact.device_id, data=fact.data)
             request = read_request(db, request_id)
             assert request is not None
             return Submission(request, True)
         submission = await self._transaction(write)
         if submission.created:
-            for listener in list(self._queue_listeners):
-                try:
-                    listener(device_ids)
-                except Exception:
-                    log.exception("command queue listener failed")
+            self._tell_queued(device_ids)
         return submission
 
     async def command_request(self, request_id: int) -> CommandRequest | None:
@@ -130,13 +127,12 @@ class CommandQueries(SqliteConnection):
             )
             for row in expired:
                 db.execute(
-                    "UPDATE commands SET state = 'expired', updated_at = ?,"
-                    " error = 'time to live ran out before the device could take it'"
+                    "UPDATE commands SET state = 'expired', updated_at = ?, error = ?"
                     " WHERE id = ?",
-                    (ts(now), row["id"]),
+                    (ts(now), EXPIRED_ERROR, row["id"]),
                 )
                 write_event(
-                    db, now, EventKind.COMMAND_EXPIRED, f"{device_id}: {row['command']} expired",
+                    db, now, EventKind.COMMAND_EXPIRED, expired_message(device_id, row["command"]),
                     device_id=device_id, data={"command_id": row["id"]},
                 )
             return select(
@@ -146,15 +142,6 @@ class CommandQueries(SqliteConnection):
                 (device_id,),
             )
         return [command_of_row(r) for r in await self._transaction(write)]
-
-    def add_queue_listener(self, listener: Callable[[Sequence[str]], None]) -> None:
-        """Call ``listener`` with the device ids of each request queued here, once committed."""
-        self._queue_listeners.append(listener)
-
-    def remove_queue_listener(self, listener: Callable[[Sequence[str]], None]) -> None:
-        """Stop calling a listener added by ``add_queue_listener``."""
-        if listener in self._queue_listeners:
-            self._queue_listeners.remove(listener)
 
     async def start_command(self, command_id: int, now: datetime) -> None:
         """The poller is about to run a command on its device."""
@@ -182,28 +169,17 @@ class CommandQueries(SqliteConnection):
                 (state.value, json.dumps(result) if result is not None else None, error,
                  ts(now), command.id),
             )
-            message = f"{command.device_id}: {command.command} {state.value}"
-            if error:
-                message += f": {error}"
-            if state in (CommandState.DONE, CommandState.FAILED):
-                kind = (WebhookEvent.COMMAND_COMPLETED if state is CommandState.DONE
-                        else WebhookEvent.COMMAND_FAILED)
-                payload = {
-                    "event": kind,
-                    "command": {"id": command.id, "request_id": command.request_id,
-                                "device_id": command.device_id, "command": command.command,
-                                "status": state.value, "result": result, "error": error or None},
-                    "timestamp": ts(now),
-                }
+            fact = finished_webhook(command, state, now, result, error)
+            if fact is not None:
+                kind, payload = fact
                 db.execute(
                     "INSERT INTO webhook_outbox (event_type, device_id, payload, created_at)"
                     " VALUES (?, ?, ?, ?)",
                     (kind, command.device_id, json.dumps(payload), ts(now)),
                 )
             return write_event(
-                db, now, EventKind.for_command(state), message, device_id=command.device_id,
-                data={"command_id": command.id, "request_id": command.request_id,
-                "command": command.command, "result": result, "error": error},
+                db, now, EventKind.for_command(state), finished_message(command, state, error),
+                device_id=command.device_id, data=finished_data(command, result, error),
             )
         return await self._transaction(write)
 
@@ -214,11 +190,10 @@ class CommandQueries(SqliteConnection):
         reach whichever poller listens next."""
         def write(db: sqlite3.Connection) -> int:
             cur = db.execute(
-                "UPDATE commands SET state = 'failed', updated_at = ?, error = 'interrupted:"
-                " the poller stopped while it ran; it may or may not have taken effect'"
+                "UPDATE commands SET state = 'failed', updated_at = ?, error = ?"
                 " WHERE state = 'sent'"
                 " AND device_id NOT IN (SELECT id FROM devices WHERE transport = 'push')",
-                (ts(now),),
+                (ts(now), INTERRUPTED_ERROR),
             )
             return cur.rowcount
         return await self._transaction(write)

@@ -6,7 +6,7 @@ last transactions written before it; nothing is lost for good because
 fleettui never clears a device's records, so the next sync reads them again
 and the unique key keeps them from being stored twice.
 
-The store's UTC time text (``ts``/``from_ts``) is ``fleettui.store.timetext``'s,
+The store's UTC time text (``ts``/``from_ts``) is ``fleettui.store.shared.timetext``'s,
 imported here for the query modules.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Generic, Self, TypeVar
 import aiosqlite
 
 from fleettui.store.schema import MIGRATIONS
-from fleettui.store.timetext import from_ts, local_text, ts
+from fleettui.store.shared.timetext import from_ts, local_text, ts
 
 # aiosqlite logs every statement with its parameters at DEBUG, and parameters can be
 # secrets (a webhook endpoint's secret): its log never goes below INFO

@@ -9,14 +9,18 @@ from datetime import datetime
 from typing import Any
 
 from fleettui.domain import ConfigEndpoint, EndpointChanges, EventKind, WebhookEndpoint
-from fleettui.egress import redacted_url
+from fleettui.store.shared.webhook_texts import (
+    ENDPOINT_COLUMNS,
+    changed_text,
+    created_text,
+    deleted_text,
+    endpoint_of_row,
+    endpoint_values,
+    overlap_until,
+    rotation_text,
+)
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
-
-_ENDPOINT_COLUMNS = (
-    "id, origin, delivery_key, url, events, secret, enabled, hex_signature_header, timeout_s,"
-    " created_at, previous_secret, previous_secret_until"
-)
 
 
 class WebhookEndpointQueries(SqliteConnection):
@@ -67,17 +71,17 @@ class WebhookEndpointQueries(SqliteConnection):
                 (endpoint_id,),
             )
             write_event(db, now, EventKind.WEBHOOK_CREATED,
-                        f"webhook endpoint {endpoint_id} created for {redacted_url(url)}")
-            rows = select(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                        created_text(endpoint_id, url))
+            rows = select(db, f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
-            return _endpoint(rows[0])
+            return _endpoint(rows[0], False)
         return await self._transaction(write)
 
     async def webhook_endpoints(self, *, with_secrets: bool = False,
                                 origin: str | None = None) -> list[WebhookEndpoint]:
         """Every endpoint the store knows, by creation; the secret only if asked
         (the dispatcher asks; views never do)."""
-        sql = f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+        sql = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints"
         args: tuple[Any, ...] = ()
         if origin is not None:
             sql += " WHERE origin = ?"
@@ -87,9 +91,9 @@ class WebhookEndpointQueries(SqliteConnection):
 
     async def webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
         """One endpoint (never its secret), or None."""
-        rows = await fetch(self._db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+        rows = await fetch(self._db, f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints"
                             " WHERE id = ?", (endpoint_id,))
-        return _endpoint(rows[0]) if rows else None
+        return _endpoint(rows[0], False) if rows else None
 
     async def update_webhook_endpoint(
         self, endpoint_id: str, changes: EndpointChanges, now: datetime, *,
@@ -104,14 +108,12 @@ class WebhookEndpointQueries(SqliteConnection):
         new one until ``previous_until`` (None or not after ``now``: not at all).
         A secret rotated again during an overlap replaces the older previous one.
         """
-        allowed = {"url", "events", "enabled", "hex_signature_header", "timeout_s"}
-        if set(changes) - allowed:
-            raise ValueError(f"cannot change {', '.join(sorted(set(changes) - allowed))}")
-        values: dict[str, Any] = dict(changes)
-        if "events" in changes:
-            values["events"] = json.dumps(list(changes["events"]))
-        if "enabled" in changes:
-            values["enabled"] = int(changes["enabled"])
+        values = endpoint_values(changes)
+        if "events" in values:
+            values["events"] = json.dumps(values["events"])
+        if "enabled" in values:
+            values["enabled"] = int(values["enabled"])
+        until = overlap_until(previous_until, now)
         def write(db: sqlite3.Connection) -> WebhookEndpoint | None:
             rows = select(db, "SELECT id FROM webhook_endpoints WHERE id = ?"
                                 " AND origin = 'api'", (endpoint_id,))
@@ -123,22 +125,19 @@ class WebhookEndpointQueries(SqliteConnection):
                 db.execute(f"UPDATE webhook_endpoints SET {sets} WHERE id = ?",
                            (*values.values(), endpoint_id))
             if new_secret is not None:
-                until = (ts(previous_until) if previous_until is not None
-                         and previous_until > now else None)
+                until_text = ts(until) if until is not None else None
                 # the right-hand sides read the row as it was: the old secret moves over
                 db.execute(
                     "UPDATE webhook_endpoints SET previous_secret = CASE WHEN ? IS NULL"
                     " THEN '' ELSE secret END, previous_secret_until = ?, secret = ?"
-                    " WHERE id = ?", (until, until, new_secret, endpoint_id),
+                    " WHERE id = ?", (until_text, until_text, new_secret, endpoint_id),
                 )
-                said.append(f"secret rotated (the previous one also signs until {until})"
-                            if until else "secret rotated (the previous one no longer signs)")
+                said.append(rotation_text(until))
             if said:
-                write_event(db, now, EventKind.WEBHOOK_UPDATED,
-                            f"webhook endpoint {endpoint_id} changed: " + ", ".join(said))
-            rows = select(db, f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"
+                write_event(db, now, EventKind.WEBHOOK_UPDATED, changed_text(endpoint_id, said))
+            rows = select(db, f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints"
                                 " WHERE id = ?", (endpoint_id,))
-            return _endpoint(rows[0])
+            return _endpoint(rows[0], False)
         return await self._transaction(write)
 
     async def webhook_forget_previous_secrets(self, now: datetime) -> int:
@@ -164,19 +163,12 @@ class WebhookEndpointQueries(SqliteConnection):
             db.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
             db.execute("DELETE FROM webhook_cursors WHERE endpoint = ?", (endpoint_id,))
             write_event(db, now, EventKind.WEBHOOK_DELETED,
-                        f"webhook endpoint {endpoint_id} deleted")
+                        deleted_text(endpoint_id))
             return True
         return await self._transaction(write)
 
 
-def _endpoint(r: Any, with_secret: bool = False) -> WebhookEndpoint:
+
+def _endpoint(r: Any, with_secret: bool) -> WebhookEndpoint:
     """A webhook_endpoints row as a WebhookEndpoint (its secrets only if asked)."""
-    return WebhookEndpoint(
-        id=r["id"], origin=r["origin"], delivery_key=r["delivery_key"], url=r["url"],
-        events=tuple(json.loads(r["events"])), enabled=bool(r["enabled"]),
-        hex_signature_header=r["hex_signature_header"], timeout_s=r["timeout_s"],
-        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
-        previous_secret_until=from_ts(r["previous_secret_until"]),
-        secret=r["secret"] if with_secret else "",
-        previous_secret=r["previous_secret"] if with_secret else "",
-    )
+    return endpoint_of_row(r, json.loads(r["events"]), with_secret=with_secret, when=from_ts)

@@ -7,15 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleettui.domain import (
-    DeviceStatus,
-    Event,
-    EventKind,
-    FlapState,
-    Liveness,
-    StatusChange,
-    WebhookEvent,
-)
+from fleettui.domain import DeviceStatus, Event, FlapState, Liveness, StatusChange
+from fleettui.store.shared.health_rules import online_share, status_fact
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 from fleettui.store.sqlite.events import write_event
 from fleettui.store.sqlite.outbox import write_device_fact
@@ -25,13 +18,9 @@ class HealthQueries(SqliteConnection):
     """What the poller learns of each device's health, and what it remembers of flapping."""
 
     async def record_status(self, change: StatusChange) -> Event:
-        """A status transition: device row, history and event log, in one transaction."""
-        data = {"status": change.status.value, "reason": change.reason}
-        if change.previous is not None:
-            data["previous"] = change.previous.value
-        message = f"{change.device_id} {change.status.value}"
-        if change.reason:
-            message += f": {change.reason}"
+        """A status transition: device row, history, event log and webhook fact, in one
+        transaction (see ``Store.record_status``)."""
+        fact = status_fact(change)
         def write(db: sqlite3.Connection) -> Event:
             db.execute(
                 "UPDATE devices SET status = ?, status_reason = ?, status_since = ? WHERE id = ?",
@@ -41,20 +30,10 @@ class HealthQueries(SqliteConnection):
                 "INSERT INTO status_history (device_id, status, reason, at) VALUES (?, ?, ?, ?)",
                 (change.device_id, change.status.value, change.reason, ts(change.at)),
             )
-            if change.status is not DeviceStatus.UNKNOWN:
-                # other systems hear "online" or "offline" (an error is offline, with its reason)
-                kind = (WebhookEvent.DEVICE_ONLINE if change.status is DeviceStatus.ONLINE
-                        else WebhookEvent.DEVICE_OFFLINE)
-                write_device_fact(db, change.device_id, kind, change.at,
-                                  {"reason": change.reason} if change.reason else {})
-            return write_event(
-                db,
-                change.at,
-                EventKind.for_status(change.status),
-                message,
-                device_id=change.device_id,
-                data=data,
-            )
+            if fact.webhook is not None:
+                write_device_fact(db, change.device_id, fact.webhook, change.at, fact.extra)
+            return write_event(db, change.at, fact.kind, fact.message,
+                               device_id=change.device_id, data=fact.data)
         return await self._transaction(write)
 
     async def record_seen(
@@ -142,24 +121,9 @@ class HealthQueries(SqliteConnection):
         ]
 
     async def uptime(self, device_id: str, window: timedelta, now: datetime) -> float | None:
-        """Share of ``window`` before ``now`` the device was online, 0..1.
-
-        Time before its first known status (or while unknown) does not count;
-        None when nothing is known in the window.
-        """
+        """Share of ``window`` before ``now`` the device was online (see ``Store.uptime``)."""
         start = now - window
-        history = await self.status_history(device_id, since=start)
-        online = known = 0.0
-        for i, change in enumerate(history):
-            begin = max(change.at, start)
-            end = history[i + 1].at if i + 1 < len(history) else now
-            span = max((end - begin).total_seconds(), 0.0)
-            if change.status is DeviceStatus.UNKNOWN:
-                continue
-            known += span
-            if change.status is DeviceStatus.ONLINE:
-                online += span
-        return online / known if known else None
+        return online_share(await self.status_history(device_id, since=start), start, now)
 
     async def flap_states(self) -> dict[str, FlapState]:
         """Each device's remembered flap state, by device id."""

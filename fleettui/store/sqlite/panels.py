@@ -11,6 +11,7 @@ from fleettui.domain import (
     DeviceStatus,
     StatusChange,
 )
+from fleettui.store.shared.health_rules import by_device
 from fleettui.store.sqlite.commands import COMMAND_COLUMNS, command_of_row, load_request
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, ts
 
@@ -70,12 +71,9 @@ class PanelQueries(SqliteConnection):
             " ORDER BY 2, 5, 1",
             (ts(since), site_id, ts(since), site_id),
         )
-        out: dict[str, list[StatusChange]] = {}
-        for r in rows:
-            out.setdefault(r["device_id"], []).append(StatusChange(
-                r["device_id"], DeviceStatus(r["status"]), r["reason"],
-                from_ts(r["at"])))  # type: ignore[arg-type]
-        return out
+        return by_device(StatusChange(r["device_id"], DeviceStatus(r["status"]), r["reason"],
+                                      from_ts(r["at"]))  # type: ignore[arg-type]
+                         for r in rows)
 
     async def site_requests(self, site_id: str, limit: int = 3) -> list[CommandRequest]:
         """The newest requests aimed at a whole site, newest first, with their commands."""

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, PushUser
+from fleettui.store.shared.push_limits import clip_pending, clip_stamp
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 
 _LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result"
@@ -33,7 +34,8 @@ class PushQueries(SqliteConnection):
                 " push_operlog_stamp = COALESCE(?, push_operlog_stamp)"
                 " WHERE id = ?",
                 [(ts(c.at), c.address, c.push_version, c.push_version, c.firmware, c.users,
-                  c.records, c.records_cap, _stamp(c.attlog_stamp), _stamp(c.operlog_stamp),
+                  c.records, c.records_cap, clip_stamp(c.attlog_stamp),
+                  clip_stamp(c.operlog_stamp),
                   c.device_id) for c in contacts],
             )
         await self._transaction(write)
@@ -159,6 +161,8 @@ class PushQueries(SqliteConnection):
     async def note_pending_push(self, serial: str, address: str, firmware: str,
                                 push_version: str, now: datetime) -> None:
         """An unknown serial called: held (with where and what it is) until approved."""
+        firmware, push_version = clip_pending(firmware, push_version)
+
         def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO push_pending (serial, address, firmware, push_version,"
@@ -169,7 +173,7 @@ class PushQueries(SqliteConnection):
                 " push_version = CASE WHEN excluded.push_version = '' THEN push_version"
                 " ELSE excluded.push_version END,"
                 " last_seen = excluded.last_seen, requests = requests + 1",
-                (serial, address, firmware[:60], push_version[:20], ts(now), ts(now)),
+                (serial, address, firmware, push_version, ts(now), ts(now)),
             )
         await self._transaction(write)
 
@@ -186,10 +190,6 @@ class PushQueries(SqliteConnection):
             cur = db.execute("DELETE FROM push_pending WHERE serial = ?", (serial,))
             return cur.rowcount > 0
         return await self._transaction(write)
-
-
-def _stamp(stamp: str | None) -> str | None:
-    return stamp[:32] if stamp is not None else None
 
 
 def _line(r: Any) -> PushLine:

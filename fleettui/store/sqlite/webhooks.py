@@ -14,16 +14,17 @@ from fleettui.domain import (
     EventKind,
     WebhookDelivery,
 )
-from fleettui.egress import redacted_url
+from fleettui.store.shared.webhook_texts import (
+    DELIVERY_SELECT,
+    dead_text,
+    delivery_of_row,
+    due_of_row,
+    event_filter,
+    result_state,
+    stats_of_rows,
+)
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 from fleettui.store.sqlite.events import write_event
-
-_DELIVERY_SELECT = (
-    "SELECT d.endpoint, e.id AS endpoint_id, e.url, d.outbox_id, o.event_type, d.device_id,"
-    " d.state, d.attempts, d.last_error, d.created_at, d.next_attempt_at, d.delivered_at,"
-    " d.latency_ms FROM webhook_deliveries d JOIN webhook_outbox o ON o.id = d.outbox_id"
-    " LEFT JOIN webhook_endpoints e ON e.delivery_key = d.endpoint"
-)
 
 
 class WebhookDeliveryQueries(SqliteConnection):
@@ -37,17 +38,7 @@ class WebhookDeliveryQueries(SqliteConnection):
         nothing is queued unless it still exists: a dispatcher round that began
         before a delete must not find the cursor gone and start again from 0.
         """
-        clauses: list[str] = []
-        args: list[str] = []
-        if "*" not in events:
-            for pattern in events:
-                if pattern.endswith("*"):
-                    clauses.append("event_type LIKE ?")
-                    args.append(pattern[:-1] + "%")
-                else:
-                    clauses.append("event_type = ?")
-                    args.append(pattern)
-        wanted = f" AND ({' OR '.join(clauses)})" if clauses else ""
+        wanted, args = event_filter(events, lambda n: "?")
         def write(db: sqlite3.Connection) -> int:
             if registered and not select(
                 db, "SELECT 1 FROM webhook_endpoints WHERE delivery_key = ? AND origin = 'api'",
@@ -96,13 +87,7 @@ class WebhookDeliveryQueries(SqliteConnection):
             " ORDER BY r.outbox_id",
             (endpoint, endpoint, ts(now), endpoint, per_device),
         )
-        return [
-            DueDelivery(outbox_id=r["outbox_id"], device_id=r["device_id"],
-                        event_type=r["event_type"], payload=r["payload"],
-                        attempts=r["attempts"],
-                        created_at=from_ts(r["created_at"]))  # type: ignore[arg-type]
-            for r in rows
-        ]
+        return [due_of_row(r, from_ts) for r in rows]
 
     async def webhook_results(
         self, endpoint: str, results: Sequence[DeliveryResult], now: datetime
@@ -112,8 +97,7 @@ class WebhookDeliveryQueries(SqliteConnection):
         if not results:
             return
         rows = [
-            ("delivered" if r.ok else "dead" if r.dead else "pending",
-             r.latency_ms, r.error, int(r.ok), ts(now),
+            (result_state(r), r.latency_ms, r.error, int(r.ok), ts(now),
              ts(r.retry_at) if r.retry_at else None, endpoint, r.outbox_id)
             for r in results
         ]
@@ -129,12 +113,8 @@ class WebhookDeliveryQueries(SqliteConnection):
             )
             for r in results:
                 if r.dead:
-                    write_event(
-                        db, now, EventKind.WEBHOOK_DEAD,
-                        f"webhook to {redacted_url(endpoint) if '://' in endpoint else endpoint}"
-                        f" gave up on event {r.outbox_id}: {r.error_class or r.error}",
-                        data={"outbox_id": r.outbox_id},
-                    )
+                    write_event(db, now, EventKind.WEBHOOK_DEAD, dead_text(endpoint, r),
+                                data={"outbox_id": r.outbox_id})
         await self._transaction(write)
 
     async def webhook_replay(
@@ -162,14 +142,14 @@ class WebhookDeliveryQueries(SqliteConnection):
         self, endpoint: str, state: str | None = None, limit: int = 100
     ) -> list[WebhookDelivery]:
         """One endpoint's deliveries (in ``state`` if given), newest first."""
-        sql = _DELIVERY_SELECT + " WHERE d.endpoint = ?"
+        sql = DELIVERY_SELECT + " WHERE d.endpoint = ?"
         args: list[Any] = [endpoint]
         if state is not None:
             sql += " AND d.state = ?"
             args.append(state)
         sql += " ORDER BY d.outbox_id DESC LIMIT ?"
         args.append(limit)
-        return [_delivery(r) for r in await fetch(self._db, sql, args)]
+        return [delivery_of_row(r, from_ts) for r in await fetch(self._db, sql, args)]
 
     async def webhook_dead_count(self) -> int:
         """How many deliveries, of every endpoint, are dead (gave up; waiting for a replay)."""
@@ -180,8 +160,8 @@ class WebhookDeliveryQueries(SqliteConnection):
     async def webhook_dead(self, limit: int = 100) -> list[WebhookDelivery]:
         """Dead deliveries of every endpoint, newest first, each with its endpoint's
         id and URL (None for a queue whose endpoint is gone from the config)."""
-        sql = _DELIVERY_SELECT + " WHERE d.state = 'dead' ORDER BY d.outbox_id DESC LIMIT ?"
-        return [_delivery(r) for r in await fetch(self._db, sql, (limit,))]
+        sql = DELIVERY_SELECT + " WHERE d.state = 'dead' ORDER BY d.outbox_id DESC LIMIT ?"
+        return [delivery_of_row(r, from_ts) for r in await fetch(self._db, sql, (limit,))]
 
     async def webhook_stats(self, endpoint: str | None = None) -> DeliveryStats:
         """Deliveries by state, and the mean latency of delivered ones (ms)."""
@@ -192,20 +172,5 @@ class WebhookDeliveryQueries(SqliteConnection):
             " GROUP BY state",
             args,
         )
-        counts = {str(r[0]): int(r[1]) for r in rows}
-        latency = next((r[2] for r in rows if r[0] == "delivered"), None)
-        return DeliveryStats(pending=counts.get("pending", 0),
-                             delivered=counts.get("delivered", 0), dead=counts.get("dead", 0),
-                             avg_latency_ms=latency)
+        return stats_of_rows(rows)
 
-
-def _delivery(r: Any) -> WebhookDelivery:
-    """A delivery row (``_DELIVERY_SELECT``) as a WebhookDelivery."""
-    return WebhookDelivery(
-        endpoint=r["endpoint"], endpoint_id=r["endpoint_id"], url=r["url"],
-        outbox_id=r["outbox_id"], event_type=r["event_type"], device_id=r["device_id"],
-        state=r["state"], attempts=r["attempts"], last_error=r["last_error"],
-        created_at=from_ts(r["created_at"]),  # type: ignore[arg-type]
-        next_attempt_at=from_ts(r["next_attempt_at"]),
-        delivered_at=from_ts(r["delivered_at"]), latency_ms=r["latency_ms"],
-    )
