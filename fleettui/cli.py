@@ -297,6 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", default="", help="who acknowledges")
     store_args(ack)
 
+    mig = sub.add_parser(
+        "migrate-store", help="copy a SQLite store into a new PostgreSQL database",
+        description="Copy every table of a SQLite store (punches, history, commands, the "
+        "webhook outbox and its state, keys) into an empty PostgreSQL database, ids "
+        "included, in one transaction, then check each table's count. Stop the poller "
+        "of the SQLite store first.")
+    mig.add_argument("--from", dest="source", required=True, metavar="FILE",
+                     help="the SQLite store (fleettui.db)")
+    mig.add_argument("--to", dest="target", required=True, metavar="URL",
+                     help="the PostgreSQL database (postgresql://user@host:port/name)")
+
     lst = sub.add_parser("commands", help="recent commands and their results")
     lst.add_argument("--device", metavar="ID")
     lst.add_argument("--limit", type=_positive_int, default=30)
@@ -414,6 +425,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _fail(str(e))
     if args.command == "schedules":
         return _schedules(args)
+    if args.command == "migrate-store":
+        return asyncio.run(_migrate_store(args))
     parser.print_help()
     return 2
 
@@ -730,6 +743,29 @@ async def _commands(args: argparse.Namespace) -> int:
             print(json.dumps({"commands": [command_record(c) for c in rows]}, indent=2))
         else:
             _show(commands_table(rows))
+    return 0
+
+
+async def _migrate_store(args: argparse.Namespace) -> int:
+    from fleettui.store.migrate import MigrationRefused, migrate_store
+    from fleettui.store.where import DatabaseUrl, store_target
+
+    source, target = store_target(args.source), store_target(args.target)
+    if not isinstance(source, Path):
+        return _fail(f"--from takes a SQLite file, not {source}", 2)
+    if not isinstance(target, DatabaseUrl):
+        return _fail(f"--to takes a postgresql:// address, not {target}", 2)
+    if poller_running(source):
+        return _fail(f"{source} is being polled: stop its poller (or control room) first")
+    try:
+        copies = await migrate_store(source, target)
+    except (MigrationRefused, ConnectionError) as e:
+        return _fail(str(e))
+    width = max(len(c.table) for c in copies)
+    for c in copies:
+        print(f"{c.table:<{width}}  {c.copied:>10,}")
+    total = sum(c.copied for c in copies)
+    print(f"copied {total:,} rows into {target}; every table's count checked")
     return 0
 
 
