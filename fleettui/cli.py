@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", default="", help="who acknowledges")
     store_args(ack)
 
+    pol = sub.add_parser("pollers", help="the pollers sharing the database, and their sites")
+    pol.add_argument("--json", action="store_true")
+    store_args(pol)
+
     mig = sub.add_parser(
         "migrate-store", help="copy a SQLite store into a new PostgreSQL database",
         description="Copy every table of a SQLite store (punches, history, commands, the "
@@ -417,7 +421,8 @@ def _main(argv: Sequence[str] | None) -> int:
     store_commands = {"status": _status, "export": _export, "command": _command,
                       "sync-employees": _command, "commands": _commands,
                       "alerts": _alerts, "silence": _silence, "ack": _ack,
-                      "api-key": _api_key, "webhooks": _webhooks, "push": _push}
+                      "api-key": _api_key, "webhooks": _webhooks, "push": _push,
+                      "pollers": _pollers}
     if args.command in store_commands:
         try:
             return asyncio.run(store_commands[args.command](args))
@@ -551,7 +556,13 @@ async def _open_store(args: argparse.Namespace, *, create: bool = False) -> Stor
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from fleettui.report import poller_state, status_rows, status_table
+    from fleettui.report import (
+        poller_label,
+        poller_rows,
+        poller_state,
+        status_rows,
+        status_table,
+    )
 
     async with _store(args) as store:
         now = datetime.now(UTC)
@@ -559,11 +570,31 @@ async def _status(args: argparse.Namespace) -> int:
         poller = poller_state(_db_path(args))
         if args.json:
             print(json.dumps({"generated_at": now.isoformat(timespec="seconds"),
-                              "poller": poller, "devices": rows}, indent=2))
+                              "poller": poller, "devices": rows,
+                              "pollers": poller_rows(await store.pollers(), now)}, indent=2))
         else:
             _show(status_table(rows, await store.devices(), now))
+            shared = [p for p in await store.pollers() if p.live(now)]
+            for p in shared:
+                sites = [s for s in p.sites if s != "*"]
+                print(f"{poller_label(p)} ({p.mode}) polls {len(sites)} site(s): "
+                      f"{', '.join(sites) or '-'}")
             if not poller["running"]:
                 print("no poller is running on this database: statuses are as last seen")
+    return 0
+
+
+async def _pollers(args: argparse.Namespace) -> int:
+    from fleettui.report import poller_rows, pollers_table
+
+    async with _store(args) as store:
+        now = datetime.now(UTC)
+        pollers = await store.pollers()
+        if args.json:
+            print(json.dumps({"generated_at": now.isoformat(timespec="seconds"),
+                              "pollers": poller_rows(pollers, now)}, indent=2))
+        else:
+            _show(pollers_table(pollers, now))
     return 0
 
 

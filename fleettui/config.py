@@ -283,6 +283,9 @@ class PollSettings(_Model):
     """Punches committed per transaction during a big sync."""
     bulk_timeout_s: float = Field(30.0, ge=1, le=600)
     """Socket timeout during attendance downloads."""
+    lease_s: float = Field(15.0, ge=3, le=600)
+    """Several pollers on one PostgreSQL database: how long a poller's hold on a site lasts
+    unrenewed (renewed every lease_s / 5; a dead poller's sites are taken over after it)."""
 
     @model_validator(mode="before")
     @classmethod

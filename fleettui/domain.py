@@ -443,6 +443,41 @@ class FleetChanges:
     device_ids: list[str]
 
 
+#: the lease of the work that belongs to no site (webhook events of no device), held by one
+#: poller at a time when several share a database
+FLEET_LEASE = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class PollerInfo:
+    """One poller process sharing a database: who it is, and until when it counts as alive
+    (it renews that every few seconds; a poller killed stops renewing)."""
+
+    id: str
+    pid: int
+    host: str
+    mode: str
+    started_at: datetime
+    seen_at: datetime
+    expires_at: datetime
+    #: the sites whose leases it holds (with "*": the work of no site), in id order
+    sites: tuple[str, ...] = ()
+
+    def live(self, now: datetime) -> bool:
+        """Whether it still counts as alive at ``now``."""
+        return self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLease:
+    """Which poller holds a site (``"*"``: the work of no site), since when, until when."""
+
+    site_id: str
+    poller_id: str
+    since: datetime
+    expires_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class PushContact:
     """The latest a push device said of itself: when it last called, from where, with

@@ -11,7 +11,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from fleettui.domain import Alert, Command, CommandRequest, DeviceState, FlapState, Punch, Silence
+from fleettui.domain import (
+    FLEET_LEASE,
+    Alert,
+    Command,
+    CommandRequest,
+    DeviceState,
+    FlapState,
+    PollerInfo,
+    Punch,
+    Silence,
+)
 from fleettui.store import Store
 from fleettui.store.lock import poller_lock
 from fleettui.store.where import StoreTarget
@@ -40,6 +50,7 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
     """One row per device, as ``fleettui status --json`` prints it."""
     rows = []
     flaps = await store.flap_states()
+    holders = site_holders(await store.pollers(), now)
     for d in await store.devices():
         fill = d.buffer_fill
         flap = flaps.get(d.id) or FlapState(d.id, "", False, 0.0)
@@ -64,9 +75,47 @@ async def status_rows(store: Store, now: datetime) -> list[dict[str, Any]]:
                 "uptime_24h": _pct(await store.uptime(d.id, timedelta(hours=24), now)),
                 "uptime_30d": _pct(await store.uptime(d.id, timedelta(days=30), now)),
                 "enabled": d.enabled,
+                "poller": holders.get(d.site_id),
             }
         )
     return rows
+
+
+def poller_label(p: PollerInfo) -> str:
+    """How a poller is named to a person: its pid and host."""
+    return f"pid {p.pid} on {p.host}"
+
+
+def poller_rows(pollers: list[PollerInfo], now: datetime) -> list[dict[str, Any]]:
+    """One row per poller sharing the database, as ``fleettui pollers --json`` prints it."""
+    return [{"id": p.id, "pid": p.pid, "host": p.host, "mode": p.mode,
+             "started_at": _iso(p.started_at), "seen_at": _iso(p.seen_at),
+             "expires_at": _iso(p.expires_at), "live": p.live(now),
+             "sites": [s for s in p.sites if s != FLEET_LEASE],
+             "fleet_work": FLEET_LEASE in p.sites} for p in pollers]
+
+
+def pollers_table(pollers: list[PollerInfo], now: datetime) -> str:
+    """The human table of ``fleettui pollers``: live ones, then those whose time ran out."""
+    if not pollers:
+        return "no poller shares this database (a SQLite file has one poller, by its lock)"
+    lines = [("POLLER", "MODE", "SINCE", "LEASE", "SITES")]
+    for p in sorted(pollers, key=lambda p: (not p.live(now), p.started_at)):
+        sites = [s for s in p.sites if s != FLEET_LEASE]
+        lease = (f"until {_iso(p.expires_at)}" if p.live(now)
+                 else f"expired {_ago(p.expires_at, now)}")
+        held = f"{len(sites)}: {', '.join(sites)}" if sites else "0"
+        lines.append((poller_label(p), p.mode, _ago(p.started_at, now), lease,
+                      held + (" (+ fleet work)" if FLEET_LEASE in p.sites else "")))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def site_holders(pollers: list[PollerInfo], now: datetime) -> dict[str, str]:
+    """Which live poller holds each site, by site id (a site missing: nobody now)."""
+    return {site: poller_label(p) for p in pollers if p.live(now) for site in p.sites
+            if site != FLEET_LEASE}
 
 
 def poller_state(db: StoreTarget) -> dict[str, Any]:

@@ -94,6 +94,7 @@ class Runtime:
         self.push: web.AppRunner | None = None
         self.push_address: str | None = None
         self._lock = poller_lock(db_path, mode=lock_mode) if db_path is not None else None
+        self._mode = lock_mode
         self._stopped = False
 
     # --- start-up, in order -------------------------------------------------
@@ -133,7 +134,7 @@ class Runtime:
         engine's default ones)."""
         store = await self.open()
         if self.engine is None and self.embed and self.config is not None:
-            self.engine = Engine(self.config, store,
+            self.engine = Engine(self.config, store, mode=self._mode,
                                  alert_sinks=alert_sinks() if alert_sinks else None)
         if self.engine is not None:
             self.engine.listeners.extend(listeners)

@@ -1,6 +1,6 @@
-"""``fleettui run --headless --db postgresql://...`` as an operator runs it: a real poller
-process on a real PostgreSQL server, over emulated devices, read back with
-``fleettui status`` and ``fleettui export`` from other processes.
+"""``fleettui run --headless --db postgresql://...`` as an operator runs it: real poller
+processes sharing a real PostgreSQL server, over emulated devices, read back with
+``fleettui status``, ``fleettui pollers`` and ``fleettui export`` from other processes.
 
 The address carries a password the server never asks for (trust authentication
 on the test server), so that a leak of it anywhere would show.
@@ -12,12 +12,13 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from tests.fleet_config import SiteEntry
 from tests.test_headless import (
-    KOLKATA,
-    PARIS,
     SECRET_KEY,
     Emulate,
+    Headless,
     Key,
     Runner,
     config_for,
@@ -35,6 +36,9 @@ from tests.test_headless import (
 __all__ = ["runner"]  # the fixture, imported to be used here
 
 PASSWORD = "pg-pass-5521"
+SITES = [SiteEntry(f"site-{n}", f"Site {n}", "Europe/Paris") for n in range(1, 5)]
+#: short leases, so that a takeover happens within the test's waits
+LEASE_S = 3
 
 
 def _with_password(url: str) -> str:
@@ -53,42 +57,115 @@ def _exported(db: str) -> dict[str, Counter[Key]]:
     return keys
 
 
-def test_a_poller_on_postgresql_stores_everything_once_and_survives_kill_9(
+def _pollers(db: str) -> list[dict[str, Any]]:
+    r = fleettui("pollers", "--json", "--db", db)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return [p for p in json.loads(r.stdout)["pollers"] if p["live"]]
+
+
+def _shares(db: str) -> dict[int, list[str]]:
+    """The sites each live poller holds, by its pid."""
+    return {p["pid"]: p["sites"] for p in _pollers(db)}
+
+
+def _count(keys: dict[str, Counter[Key]]) -> int:
+    return sum(sum(c.values()) for c in keys.values())
+
+
+def test_two_pollers_share_the_sites_and_one_takes_over_when_the_other_is_killed(
     emulate: Emulate, runner: Runner, tmp_path: Path, pg_url: str,
 ) -> None:
-    fleet = [dev("pg-par-01", PARIS), dev("pg-par-02", PARIS, comm_key=SECRET_KEY),
-             dev("pg-kol-01", KOLKATA)]
-    em = emulated_fleet(emulate, fleet, punches=20)
+    fleet = [dev(f"pg-{s.id}-{i}", s, comm_key=SECRET_KEY if i == 1 else 0)
+             for s in SITES for i in (1, 2)]
+    em = emulated_fleet(emulate, fleet, punches=10)
     ids = [d.id for d, _ in fleet]
     db = _with_password(pg_url)
-    config = config_for(tmp_path / "fleet.toml", fleet)
+    config = config_for(tmp_path / "fleet.toml", fleet, lease_s=LEASE_S)
     first = runner.start_polling(config, db)  # type: ignore[arg-type]
-
     wait_status(db, dict.fromkeys(ids, "online"), [first])  # type: ignore[arg-type]
-    wait_for(lambda: sum(map(sum, (c.values() for c in _exported(db).values()))) == 60,
-             "the 60 punches in the store", watch=[first])
-    assert _exported(db) == {d: device_keys(em, d) for d in ids}
+    wait_for(lambda: _count(_exported(db)) == 80, "the 80 punches in the store", watch=[first])
+    assert _shares(db) == {first.pid: [s.id for s in SITES]}  # alone: every site
 
+    second = runner.start_polling(config, db)  # type: ignore[arg-type]
+    both: list[Headless] = [first, second]
+    wait_for(lambda: sorted(len(s) for s in _shares(db).values()) == [2, 2],
+             "the sites split two and two", watch=both, describe=lambda: repr(_shares(db)))
+    shares = _shares(db)
     status = json.loads(fleettui("status", "--json", "--db", db).stdout)
-    assert status["poller"]["running"] is True
-    assert status["poller"]["owner"]["pid"] == first.pid
-    second = fleettui("run", "--headless", "--config", config, "--db", db)
-    assert second.returncode == 1 and f"pid {first.pid}" in second.stderr, second.stderr
-    assert "Traceback" not in second.stderr
+    holder = {site: pid for pid, sites in shares.items() for site in sites}
+    assert {row["id"]: row["poller"] for row in status["devices"]} == {
+        d.id: f"pid {holder[s.id]} on {_pollers(db)[0]['host']}" for d, s in fleet}
+    wait_status(db, dict.fromkeys(ids, "online"), both)  # type: ignore[arg-type]
 
-    first.kill()  # SIGKILL: the server frees its lock when it sees the connection gone
-    during = [punch_at(em, "pg-kol-01", "1003", datetime(2025, 2, 3, 7, 0) + timedelta(minutes=i))
-              for i in range(4)]
+    # kill -9 the first: its sites are taken over once their leases run out
+    lost = shares[first.pid]
+    before = {lease["site_id"]: lease for lease in _leases(pg_url)}
+    first.kill()
+    wait_for(lambda: sorted(_shares(db).get(second.pid, [])) == [s.id for s in SITES],
+             "the survivor to hold every site", watch=[second],
+             describe=lambda: repr(_shares(db)))
+    after = {lease["site_id"]: lease for lease in _leases(pg_url)}
+    for site in lost:  # never two pollers on one site: taken only once the old lease ran out
+        assert after[site]["since"] >= before[site]["expires_at"], (site, before, after)
+    during = [punch_at(em, f"pg-{lost[0]}-2", "1002",
+                       datetime(2025, 2, 3, 7, 0) + timedelta(minutes=i)) for i in range(3)]
+    wait_for(lambda: _count(_exported(db)) == 83, "the punches made after the kill",
+             watch=[second])
+
     third = runner.start_polling(config, db)  # type: ignore[arg-type]
-    wait_for(lambda: all(_exported(db).get("pg-kol-01", Counter())[k] == 1 for k in during),
-             "the punches made while no poller ran", watch=[third])
+    wait_for(lambda: sorted(len(s) for s in _shares(db).values()) == [2, 2],
+             "the sites split again with the new poller", watch=[second, third],
+             describe=lambda: repr(_shares(db)))
     assert _exported(db) == {d: device_keys(em, d) for d in ids}  # nothing lost, nothing twice
+    assert all(_exported(db)[f"pg-{lost[0]}-2"][k] == 1 for k in during)
 
-    table = fleettui("status", "--db", db)
-    assert table.returncode == 0 and "3 devices · 3 online" in table.stdout, table.stdout
-    assert third.terminate() == 0, third.log()
-    for output in (first.log(), third.log(), table.stdout, json.dumps(status), second.stderr):
+    table = fleettui("pollers", "--db", db)
+    assert table.returncode == 0 and f"pid {third.pid} on" in table.stdout, table.stdout
+    for h in (second, third):
+        assert h.terminate() == 0, h.log()
+    assert _pollers(db) == []  # a poller stopped cleanly leaves nothing behind
+    for output in (first.log(), second.log(), third.log(), table.stdout, json.dumps(status)):
         assert PASSWORD not in output, "the database password was printed:\n" + output
         assert not leaks(output, SECRET_KEY), "the comm key was printed:\n" + output
         assert "Traceback" not in output, output
-    assert "fleettui:***@" in third.log()  # where it polls into, said without the password
+
+
+def _leases(url: str) -> list[dict[str, Any]]:
+    """The site_leases rows, read straight from the database."""
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(r) for r in await conn.fetch("SELECT * FROM site_leases")]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def test_the_control_room_views_a_database_a_poller_polls(
+    emulate: Emulate, runner: Runner, tmp_path: Path, pg_url: str,
+) -> None:
+    """The control room joins only a database nobody polls: beside a headless poller it is
+    refused the lock, and becomes a viewer (what ``fleettui status`` says of the owner)."""
+    fleet = [dev("pg-view-1", SITES[0])]
+    emulated_fleet(emulate, fleet, punches=2)
+    config = config_for(tmp_path / "fleet.toml", fleet, lease_s=LEASE_S)
+    h = runner.start_polling(config, pg_url)  # type: ignore[arg-type]
+    poller = json.loads(fleettui("status", "--json", "--db", pg_url).stdout)["poller"]
+    assert poller["running"] is True and poller["owner"]["pid"] == h.pid
+    from fleettui.store import DatabaseUrl
+    from fleettui.store.lock import PollerRunning, poller_lock
+
+    lock = poller_lock(DatabaseUrl(pg_url), mode="tui")
+    try:
+        lock.acquire()
+    except PollerRunning as refused:
+        assert refused.owner["pid"] == h.pid
+    else:
+        raise AssertionError("the control room joined a database a poller polls")
+    assert h.terminate() == 0
+    assert not poller_lock(DatabaseUrl(pg_url), mode="tui").held_elsewhere()

@@ -330,7 +330,9 @@ async def test_an_api_device_that_is_also_in_the_config_is_polled_once(
     config = parse_config(fleet_toml([known], timeout_s=2))
     store = await open_store(db_target)
     try:
-        await Engine(parse_config(fleet_toml([])), store).prepare()  # site-a, no device
+        writer = Engine(parse_config(fleet_toml([])), store)  # site-a, no device
+        await writer.prepare()
+        await writer.stop()  # on a shared database, a poller left running keeps site-a
         now = datetime.now(UTC)
         # the same device registered over the API under another id, before it was configured
         await store.register_devices([DeviceSpec("twin", "OTHER", "site-a", known.host,

@@ -1,5 +1,5 @@
 """What is PostgreSQL's own in the store: its address (never shown with a password), its
-monthly punch partitions, ids in commit order across processes, and the poller lock.
+monthly punch partitions and ids in commit order across processes.
 
 Against a real server (``pg_server`` in conftest.py); the behaviour both backends
 share is tested once for both, in the parametrised store tests.
@@ -8,12 +8,6 @@ share is tested once for both, in the parametrised store tests.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +17,6 @@ import pytest
 from fleettui.config import parse_config, resolve_db_path
 from fleettui.domain import Punch, TzFlag
 from fleettui.store import DatabaseUrl, open_store
-from fleettui.store.lock import PollerRunning, poller_lock
 from fleettui.store.where import display_url, store_target
 
 T0 = datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
@@ -132,52 +125,6 @@ async def test_two_processes_appending_at_once_never_make_a_tail_skip_an_event(
     finally:
         for s in (*writers, tail):
             await s.close()
-
-
-async def test_the_poller_lock_refuses_a_second_poller_and_names_the_first(pg_url: str) -> None:
-    db = DatabaseUrl(pg_url)
-    first = poller_lock(db, mode="headless poller")
-    await asyncio.to_thread(first.acquire)
-    try:
-        second = poller_lock(db, mode="tui")
-        with pytest.raises(PollerRunning) as refused:
-            await asyncio.to_thread(second.acquire)
-        assert refused.value.owner["pid"] == os.getpid()
-        assert refused.value.owner["mode"] == "headless poller"
-        assert "is already polled by a headless poller" in str(refused.value)
-        assert await asyncio.to_thread(poller_lock(db).held_elsewhere)
-    finally:
-        await asyncio.to_thread(first.release)
-    assert not await asyncio.to_thread(poller_lock(db).held_elsewhere)
-
-
-def test_a_poller_killed_with_sigkill_frees_the_database(pg_url: str) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from fleettui.store import DatabaseUrl
-            from fleettui.store.lock import poller_lock
-            held = poller_lock(DatabaseUrl({pg_url!r})).acquire()
-            print("held", flush=True)
-            time.sleep(600)
-        """)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        lock = poller_lock(DatabaseUrl(pg_url))
-        assert lock.held_elsewhere()
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(30)
-        # the server ends the dead process's session as soon as it sees the socket closed
-        deadline = time.monotonic() + 30
-        while lock.held_elsewhere():
-            assert time.monotonic() < deadline, "the dead poller's lock was never freed"
-            time.sleep(0.05)
-        lock.acquire()
-        lock.release()
-    finally:
-        holder.kill()
-        holder.wait(30)
 
 
 async def test_punches_of_many_months_at_once_make_each_partition_once(pg_url: str) -> None:

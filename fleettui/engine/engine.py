@@ -30,15 +30,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 from fleettui.config import Config, ScheduleConfig
 from fleettui.devices.base import Driver, Endpoint
 from fleettui.devices.zk import ZkDriver
-from fleettui.domain import DeviceSpec, DeviceState, DeviceStatus, Event, Site
+from fleettui.domain import FLEET_LEASE, DeviceSpec, DeviceState, DeviceStatus, Event, Site
 from fleettui.engine.alerts import AlertEngine, Sink
 from fleettui.engine.checks import CheckStats, CheckTimetable
+from fleettui.engine.leases import LeaseKeeper, new_identity
 from fleettui.engine.liveness import LivenessBuffer
 from fleettui.engine.poller import DevicePoller, PollPolicy
 from fleettui.engine.push import PushGateway
 from fleettui.engine.queued import QueuedCommands
-from fleettui.engine.schedules import fire, trigger_for
+from fleettui.engine.schedules import fire, schedule_site, trigger_for
 from fleettui.engine.sessions import StoreSessionLedger
+from fleettui.engine.share import SiteShare
 from fleettui.engine.sync import SyncProgress
 from fleettui.engine.webhooks import WebhookDispatcher, config_endpoints
 from fleettui.store import Store
@@ -78,7 +80,10 @@ class Engine:
         driver_factory: DriverFactory | None = None,
         seed: int | None = None,
         alert_sinks: list[Sink] | None = None,
+        mode: str = "headless poller",
     ) -> None:
+        """``mode`` names this poller among those sharing a database (``fleettui
+        pollers``)."""
         self.config = config
         self.store = store
         self.clock = clock
@@ -103,6 +108,18 @@ class Engine:
         self.queued = QueuedCommands()
         store.add_queue_listener(self._on_queued)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: each device's tasks in flight (checks, syncs): waited for before its site goes
+        self._device_tasks: dict[str, set[asyncio.Task[None]]] = {}
+        #: the sites this poller acts for: all of them, unless the database is shared, when
+        #: the lease keeper holds a share of them (``leases.py``)
+        self.share = SiteShare() if store.shared else SiteShare.whole()
+        self.leases: LeaseKeeper | None = None
+        if store.shared:
+            self.leases = LeaseKeeper(store, self.share, lease_s=poll.lease_s, clock=clock,
+                                      identity=new_identity(mode, clock()),
+                                      let_go=self._let_go)
+            self.share.on_change(self._on_share_change)
+        self._lease_task: asyncio.Task[None] | None = None
         self.listeners: list[Listener] = []
         self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
         # always there: endpoints created through the API live in the store
@@ -118,7 +135,10 @@ class Engine:
                                 error_delay_s=push.error_delay_s)
         self._push_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}
+        #: the devices polled now (those of the sites held)
         self._specs: dict[str, DeviceSpec] = {}
+        #: every enabled device to poll, held or not (config and API devices)
+        self._wanted: dict[str, DeviceSpec] = {}
         #: ids the config declares (an API device of the same id is the config's)
         self._config_ids = frozenset(d.id for d in config.devices)
         self._reconcile_lock = asyncio.Lock()
@@ -136,12 +156,14 @@ class Engine:
     # --- lifecycle ------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Write the configured fleet into the store and build a poller per device.
+        """Write the configured fleet into the store and build a poller per device (of the
+        sites held, on a database several pollers share: the first lease round runs here).
 
         Commands a previous poller left half-run are marked failed (never run twice).
         """
         cfg = self.config
-        await self.store.interrupt_sent_commands(self.clock())
+        if self.share.everything:  # shared: a site's are interrupted when it is taken over
+            await self.store.interrupt_sent_commands(self.clock())
         await self.alerts.load(self.clock())
         await self.store.sync_webhook_endpoints(config_endpoints(cfg.webhooks), self.clock())
         await self.store.sync_fleet(
@@ -153,6 +175,8 @@ class Engine:
                 for d in cfg.devices
             ],
         )
+        if self.leases is not None:
+            await self.leases.round()  # this poller's first share of the sites
         for d in cfg.devices:
             if d.enabled:
                 await self._add(DeviceSpec(
@@ -185,7 +209,11 @@ class Engine:
 
     async def _add(self, spec: DeviceSpec) -> None:
         """Build the device's poller from its spec; schedule it if the engine runs (a push
-        device goes to the push gateway instead: it calls, it is not called)."""
+        device goes to the push gateway instead: it calls, it is not called). A device of
+        a site another poller holds is only remembered, until its site is ours."""
+        self._wanted[spec.id] = spec
+        if spec.transport != "push" and not self.share.holds(spec.site_id):
+            return
         if spec.transport == "push":
             self.push.add(spec, await self.store.device(spec.id))
             self._specs[spec.id] = spec
@@ -204,7 +232,7 @@ class Engine:
             publish=self._publish,
             live=self.config.poll.live_capture if live is None else live,
             request_retry=partial(self._retry, spec.id),
-            spawn=self.spawn,
+            spawn=partial(self._spawn_for, spec.id),
             liveness=self.liveness,
             queued=self.queued,
         )
@@ -214,13 +242,18 @@ class Engine:
         if self._checks is not None:
             self._schedule(spec.id, poller)
 
-    def _retire(self, device_id: str) -> None:
-        """Stop polling a device: no more checks; its driver closes after any work in hand."""
+    def _retire(self, device_id: str, *, forget: bool = True) -> None:
+        """Stop polling a device: no more checks; its driver closes after any work in hand
+        (``forget`` False: its site went to another poller, it stays wanted)."""
+        if forget:
+            self._wanted.pop(device_id, None)
         spec = self._specs.pop(device_id, None)
         if spec is not None and spec.transport == "push":
             self.push.remove(device_id)
             return
-        poller = self.pollers.pop(device_id)
+        poller = self.pollers.pop(device_id, None)
+        if poller is None:
+            return
         poller.retired = True
         self.liveness.discard(device_id)
         if self._checks is not None:
@@ -240,14 +273,14 @@ class Engine:
                 return
             wanted = {s.id: s for s in await self._api_specs()}
             changed = False
-            for device_id, spec in list(self._specs.items()):
+            for device_id, spec in list(self._wanted.items()):
                 if spec.origin == "api" and not _same_poll(wanted.get(device_id), spec):
                     log.info("device %s: %s", device_id,
                              "changed" if device_id in wanted else "no longer polled")
                     self._retire(device_id)
                     changed = True
             for device_id, spec in wanted.items():
-                if device_id not in self._specs and device_id not in self._config_ids:
+                if device_id not in self._wanted and device_id not in self._config_ids:
                     log.info("device %s: now polled (registered through the API)", device_id)
                     await self._add(spec)
                     changed = True
@@ -291,6 +324,9 @@ class Engine:
                 )
         self._scheduler.start()
         self._housekeeping_task = asyncio.get_running_loop().create_task(self._housekeeping())
+        if self.leases is not None:
+            self._lease_task = asyncio.get_running_loop().create_task(
+                self.leases.run_forever(first_after=True))
         self._webhook_task = asyncio.get_running_loop().create_task(
             self.webhooks.run_forever())
         if self.config.push.enabled:
@@ -355,6 +391,8 @@ class Engine:
             log.exception("alert evaluation failed")
 
     async def _fire_schedule(self, schedule: ScheduleConfig) -> None:
+        if not self.share.holds(schedule_site(self.config, schedule)):
+            return  # its site's holder fires it (the same idempotency key, were both to)
         try:
             request = await fire(self.store, self.config, schedule, self.clock())
         except Exception:
@@ -367,6 +405,10 @@ class Engine:
         """Stop scheduling, let in-flight work finish (writes complete), close devices."""
         self._stopping = True
         self.store.remove_queue_listener(self._on_queued)
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -393,6 +435,11 @@ class Engine:
         await self.webhooks.close()
         await asyncio.gather(*(p.driver.close() for p in self.pollers.values()),
                              return_exceptions=True)
+        if self.leases is not None:  # last: the sites are handed on once the work is done
+            try:
+                await self.leases.leave()
+            except Exception:
+                log.exception("could not let the site leases go (they run out on their own)")
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- scheduling -----------------------------------------------------
@@ -412,8 +459,69 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
 
+    def _spawn_for(self, device_id: str, coro: Awaitable[None]) -> None:
+        """``spawn``, the task also counted as the device's work in flight."""
+        if self._stopping:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        self._device_tasks.setdefault(device_id, set()).add(task)
+        task.add_done_callback(self._task_done)
+        task.add_done_callback(partial(self._device_task_done, device_id))
+
+    def _device_task_done(self, device_id: str, task: asyncio.Task[None]) -> None:
+        tasks = self._device_tasks.get(device_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._device_tasks[device_id]
+
     def _tick(self, device_id: str) -> None:
-        self.spawn(self._check_and_reschedule(device_id))
+        self._spawn_for(device_id, self._check_and_reschedule(device_id))
+
+    # --- the sites held (several pollers on one database) -------------------
+
+    def _on_share_change(self, gained: frozenset[str], lost: frozenset[str]) -> None:
+        """The lease keeper changed the sites held: stop polling the lost ones' devices at
+        once, take the gained ones over (in the background: it reads the store)."""
+        for device_id, spec in list(self._specs.items()):
+            if spec.site_id in lost and spec.transport != "push":
+                self._retire(device_id, forget=False)
+        if lost:
+            self.alerts.invalidate()
+        if gained - {FLEET_LEASE}:
+            self.spawn(self._take_over(gained - {FLEET_LEASE}))
+
+    async def _take_over(self, sites: frozenset[str]) -> None:
+        """Poll the devices of sites just taken: commands their last holder left half-run
+        are failed first (never run twice), then each device gets its poller."""
+        try:
+            failed = await self.store.interrupt_sent_commands(self.clock(), sorted(sites))
+            if failed:
+                log.info("%d command(s) left running by the previous holder of %s: failed",
+                         failed, ", ".join(sorted(sites)))
+            for spec in [s for s in self._wanted.values() if s.site_id in sites]:
+                if (spec.id not in self._specs and self.share.holds(spec.site_id)
+                        and not self._stopping):
+                    await self._add(spec)
+            self.alerts.invalidate()
+            log.info("now polling site(s) %s", ", ".join(sorted(sites)))
+        except Exception:
+            log.exception("could not take over site(s) %s", ", ".join(sorted(sites)))
+
+    async def _let_go(self, sites: frozenset[str]) -> None:
+        """Before a site is handed to another poller: its devices' work in hand finishes
+        (a command half-run would be failed by the next holder) and the webhook deliveries
+        in flight are recorded (the next holder must not send them again)."""
+        tasks = {t for spec in self._wanted.values() if spec.site_id in sites
+                 for t in self._device_tasks.get(spec.id, ())}
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+        quiesce = getattr(self.webhooks, "quiesce", None)
+        if quiesce is not None:
+            await quiesce()
 
     async def _check_and_reschedule(self, device_id: str) -> None:
         poller = self.pollers.get(device_id)

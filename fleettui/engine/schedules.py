@@ -21,13 +21,17 @@ from fleettui.engine.enqueue import enqueue, read_employees
 from fleettui.store import Store
 
 
+def schedule_site(config: Config, schedule: ScheduleConfig) -> str:
+    """The site a schedule is for: its target, or its target device's site."""
+    try:
+        return config.site(schedule.target).id
+    except KeyError:
+        return config.device(schedule.target).site
+
+
 def schedule_zone(config: Config, schedule: ScheduleConfig) -> ZoneInfo:
     """The time zone a schedule's cron line is read in: its target site's."""
-    try:
-        site = config.site(schedule.target)
-    except KeyError:
-        site = config.site(config.device(schedule.target).site)
-    return ZoneInfo(site.timezone)
+    return ZoneInfo(config.site(schedule_site(config, schedule)).timezone)
 
 
 def trigger_for(config: Config, schedule: ScheduleConfig) -> CronTrigger:

@@ -75,8 +75,10 @@ class CommandStore(Protocol):
         """A command ended (done or failed): state, result and an event, in one transaction."""
         ...
 
-    async def interrupt_sent_commands(self, now: datetime) -> int:
-        """Commands left 'sent' by a poller that died: failed, never run a second time."""
+    async def interrupt_sent_commands(self, now: datetime,
+                                      site_ids: Sequence[str] | None = None) -> int:
+        """Commands left 'sent' by a poller that died: failed, never run a second time (only
+        those of the devices of ``site_ids``, if given: the sites a poller just took over)."""
         ...
 
     async def command(self, command_id: int) -> Command | None:

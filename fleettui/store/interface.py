@@ -36,14 +36,15 @@ from fleettui.domain import (
     SyncCursor,
 )
 from fleettui.store.command_interface import CommandStore
+from fleettui.store.lease_interface import LeaseStore
 from fleettui.store.push_interface import PushStore
 from fleettui.store.webhook_interface import WebhookStore
 
 
-class Store(CommandStore, WebhookStore, PushStore, Protocol):
+class Store(CommandStore, WebhookStore, PushStore, LeaseStore, Protocol):
     """fleettui's database: the source of truth and the integration point (its command,
-    webhook and push questions are those of ``CommandStore``, ``WebhookStore`` and
-    ``PushStore``).
+    webhook, push and lease questions are those of ``CommandStore``, ``WebhookStore``,
+    ``PushStore`` and ``LeaseStore``).
 
     Open one with ``open_store(path)``; close it with ``close()``. Refusals
     raise the errors of ``fleettui.store.errors``.

@@ -264,4 +264,25 @@ MIGRATIONS: list[str] = [
         requests INTEGER NOT NULL DEFAULT 1
     );
     """,
+    # 7: pollers and site leases (the tables of several pollers on one database; a SQLite
+    # file has one poller, by its lock, which keeps no lease: ``fleettui pollers`` reads
+    # them the same way on both backends)
+    """
+    CREATE TABLE pollers (
+        id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE site_leases (
+        site_id TEXT PRIMARY KEY,
+        poller_id TEXT NOT NULL,
+        since TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX site_leases_poller ON site_leases(poller_id);
+    """,
 ]

@@ -15,6 +15,7 @@ from fleettui.store.postgres.endpoints import WebhookEndpointQueries
 from fleettui.store.postgres.events import EventQueries
 from fleettui.store.postgres.fleet import FleetQueries
 from fleettui.store.postgres.health import HealthQueries
+from fleettui.store.postgres.leases import LeaseQueries
 from fleettui.store.postgres.panels import PanelQueries
 from fleettui.store.postgres.punches import PunchQueries
 from fleettui.store.postgres.push import PushQueries
@@ -35,6 +36,7 @@ class PostgresStore(
     PushQueries,
     EventQueries,
     PanelQueries,
+    LeaseQueries,
 ):
     """fleettui's database on a PostgreSQL server, the ``Store`` of
     ``fleettui.store.open_store`` for a ``postgresql://`` address."""

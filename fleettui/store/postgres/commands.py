@@ -195,7 +195,8 @@ class CommandQueries(QueueSignal, PostgresConnection):
                                      device_id=command.device_id, data=data)
         return await self._transaction(write)
 
-    async def interrupt_sent_commands(self, now: datetime) -> int:
+    async def interrupt_sent_commands(self, now: datetime,
+                                      site_ids: Sequence[str] | None = None) -> int:
         """See ``Store.interrupt_sent_commands``: those of push devices stay sent (their
         lines are with the device, whose results reach whichever listener hears it)."""
         async def write(db: Db) -> int:
@@ -203,7 +204,10 @@ class CommandQueries(QueueSignal, PostgresConnection):
                 "UPDATE commands SET state = 'failed', updated_at = $1, error = $2"
                 " WHERE state = 'sent'"
                 " AND device_id NOT IN (SELECT id FROM devices WHERE transport = 'push')"
-                " RETURNING id", now, INTERRUPTED_ERROR))
+                " AND ($3::text[] IS NULL OR device_id IN"
+                "      (SELECT id FROM devices WHERE site_id = ANY($3::text[])))"
+                " RETURNING id", now, INTERRUPTED_ERROR,
+                None if site_ids is None else list(site_ids)))
         return await self._transaction(write)
 
     async def command(self, command_id: int) -> Command | None:

@@ -258,4 +258,24 @@ MIGRATIONS: list[str] = [
         requests integer NOT NULL DEFAULT 1
     );
     """,
+    # 2: several pollers on one database: who is alive, and which sites each holds
+    # (lease rows; "*" is the lease of the work of no site)
+    """
+    CREATE TABLE pollers (
+        id text PRIMARY KEY,
+        pid integer NOT NULL,
+        host text NOT NULL,
+        mode text NOT NULL,
+        started_at timestamptz NOT NULL,
+        seen_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE TABLE site_leases (
+        site_id text PRIMARY KEY,
+        poller_id text NOT NULL,
+        since timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX site_leases_poller ON site_leases(poller_id);
+    """,
 ]

@@ -15,6 +15,7 @@ from fleettui.store.sqlite.endpoints import WebhookEndpointQueries
 from fleettui.store.sqlite.events import EventQueries
 from fleettui.store.sqlite.fleet import FleetQueries
 from fleettui.store.sqlite.health import HealthQueries
+from fleettui.store.sqlite.leases import LeaseQueries
 from fleettui.store.sqlite.panels import PanelQueries
 from fleettui.store.sqlite.punches import PunchQueries
 from fleettui.store.sqlite.push import PushQueries
@@ -35,6 +36,7 @@ class SqliteStore(
     PushQueries,
     EventQueries,
     PanelQueries,
+    LeaseQueries,
 ):
     """fleettui's database in one SQLite file, the ``Store`` of ``fleettui.store.open_store``."""
 

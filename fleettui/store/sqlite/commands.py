@@ -183,17 +183,22 @@ class CommandQueries(QueueSignal, SqliteConnection):
             )
         return await self._transaction(write)
 
-    async def interrupt_sent_commands(self, now: datetime) -> int:
-        """Commands left 'sent' by a poller that died: failed, never run a second time.
+    async def interrupt_sent_commands(self, now: datetime,
+                                      site_ids: Sequence[str] | None = None) -> int:
+        """Commands left 'sent' by a poller that died: failed, never run a second time (of
+        the devices of ``site_ids`` only, if given).
 
         Not those of push devices: their lines are with the device, whose results
         reach whichever poller listens next."""
+        sites = None if site_ids is None else json.dumps(list(site_ids))
         def write(db: sqlite3.Connection) -> int:
             cur = db.execute(
                 "UPDATE commands SET state = 'failed', updated_at = ?, error = ?"
                 " WHERE state = 'sent'"
-                " AND device_id NOT IN (SELECT id FROM devices WHERE transport = 'push')",
-                (ts(now), INTERRUPTED_ERROR),
+                " AND device_id NOT IN (SELECT id FROM devices WHERE transport = 'push')"
+                " AND (? IS NULL OR device_id IN (SELECT id FROM devices WHERE site_id IN"
+                "      (SELECT value FROM json_each(?))))",
+                (ts(now), INTERRUPTED_ERROR, sites, sites),
             )
             return cur.rowcount
         return await self._transaction(write)

@@ -1,0 +1,136 @@
+"""The lease keeper: the sites a poller holds when several share one database.
+
+Every ``lease_s / 5`` seconds (3 s at the default 15 s) a round:
+
+1. says this poller is alive until now + ``lease_s`` (``poller_alive``);
+2. renews every lease it still holds (one that ran out and was taken by
+   another poller meanwhile is gone: polling it stops at once);
+3. counts the live pollers and the sites, and aims at its fair share,
+   ``ceil(sites / pollers)``: below it, it claims free sites (no lease, or
+   one run out: a dead poller's) up to that share at once; above it (a new
+   poller joined), it lets go of at most ``STEP`` of its share per round,
+   so that the newcomer takes sites over gradually, not all at once;
+4. tries for the ``FLEET`` lease (the work of no site) when nobody holds it.
+
+A site is let go only after its devices' work in hand is done and its
+webhook deliveries in flight are recorded (``let_go``), so that the next
+holder never runs a command or sends a delivery a second time. A poller
+that cannot renew (the database unreachable) stops acting for every site
+before its leases run out: another poller may hold them then.
+
+A killed poller's sites are claimed by the others at their first round
+after its leases run out: within ``lease_s`` + one round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from fleettui.domain import FLEET_LEASE, PollerInfo
+from fleettui.engine.share import SiteShare
+from fleettui.store import Store
+
+log = logging.getLogger(__name__)
+
+#: rounds per lease: a lease is renewed this many times before it would run out
+ROUNDS_PER_LEASE = 5
+#: the share of its fair share a poller above it lets go of per round (at least one site)
+STEP = 0.2
+#: a poller that could not renew stops acting this long before its leases run out
+SAFETY = timedelta(seconds=1)
+
+LetGo = Callable[[frozenset[str]], Awaitable[None]]
+
+
+def new_identity(mode: str, now: datetime) -> PollerInfo:
+    """This process as a poller: a new id each start (a restarted poller is a new one)."""
+    host = socket.gethostname()
+    ident = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return PollerInfo(ident, os.getpid(), host, mode, now, now, now)
+
+
+class LeaseKeeper:
+    """Claims, renews, balances and lets go of this poller's site leases."""
+
+    def __init__(self, store: Store, share: SiteShare, *, lease_s: float,
+                 clock: Callable[[], datetime], identity: PollerInfo,
+                 let_go: LetGo | None = None) -> None:
+        self.store = store
+        self.share = share
+        self.lease = timedelta(seconds=lease_s)
+        self.clock = clock
+        self.identity = identity
+        self._let_go = let_go
+        #: until when the leases held are known to hold (the last renewal's)
+        self.valid_until: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: rounds run so far (a test waits for a few more rather than for a guessed time)
+        self.rounds = 0
+
+    @property
+    def round_s(self) -> float:
+        """Seconds between rounds."""
+        return self.lease.total_seconds() / ROUNDS_PER_LEASE
+
+    async def round(self) -> None:
+        """One round: alive, renew, balance, the fleet lease (see the module)."""
+        now = self.clock()
+        me = self.identity.id
+        await self.store.poller_alive(self.identity, now, self.lease)
+        held = set(await self.store.renew_leases(me, now, self.lease))
+        self.valid_until = now + self.lease
+        live = [p for p in await self.store.pollers() if p.live(now)]
+        sites = len(await self.store.sites())
+        fair = math.ceil(sites / max(1, len(live)))
+        mine = held - {FLEET_LEASE}
+        if len(mine) < fair or FLEET_LEASE not in held:
+            held.update(await self.store.claim_leases(
+                me, max(0, fair - len(mine)), now, self.lease, fleet=FLEET_LEASE not in held))
+        elif len(mine) > fair:
+            step = max(1, math.floor(fair * STEP))
+            going = frozenset(sorted(mine)[-min(step, len(mine) - fair):])
+            self.share.set(held - going)  # nothing new starts for them from now on
+            if self._let_go is not None:
+                await self._let_go(going)
+            await self.store.release_leases(me, sorted(going))
+            held -= going
+            log.info("let go of %d site(s) for a newcomer: %s", len(going),
+                     ", ".join(sorted(going)))
+        self.share.set(held)
+        self.rounds += 1
+
+    def expire_if_stale(self) -> None:
+        """Stop acting for every site when the leases may have run out unrenewed."""
+        if self.valid_until is not None and self.clock() >= self.valid_until - SAFETY:
+            if self.share.held_sites() or self.share.holds(None):
+                log.warning("could not renew the site leases in time: stopping work on every "
+                            "site until they are renewed")
+            self.share.set(())
+
+    async def run_forever(self, *, first_after: bool = False) -> None:
+        """Rounds until cancelled (``first_after``: the first one round from now: the
+        engine ran one at start); a failed round is logged and retried at the next."""
+        if first_after:
+            await asyncio.sleep(self.round_s)
+        while True:
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the site leases could not be renewed")
+                self.expire_if_stale()
+            await asyncio.sleep(self.round_s)
+
+    async def leave(self) -> None:
+        """Stop cleanly: every lease let go at once (the others take them at their next
+        round, without waiting for them to run out) and this poller forgotten."""
+        self.share.set(())
+        await self.store.poller_gone(self.identity.id)
