@@ -5,8 +5,9 @@ Every ``lease_s / 5`` seconds (3 s at the default 15 s) a round:
 1. says this poller is alive until now + ``lease_s`` (``poller_alive``);
 2. renews every lease it still holds (one that ran out and was taken by
    another poller meanwhile is gone: polling it stops at once);
-3. counts the live pollers and the sites, and aims at its fair share,
-   ``ceil(sites / pollers)``: below it, it claims free sites (no lease, or
+3. counts the live pollers and the sites, and aims at its fair share
+   (``fair_share``: the sites split evenly, the oldest pollers taking the
+   remainder, one each): below it, it claims free sites (no lease, or
    one run out: a dead poller's) up to that share at once; above it (a new
    poller joined), it lets go of at most ``STEP`` of its share per round,
    so that the newcomer takes sites over gradually, not all at once;
@@ -56,6 +57,16 @@ def new_identity(mode: str, now: datetime) -> PollerInfo:
     return PollerInfo(ident, os.getpid(), host, mode, now, now, now)
 
 
+def fair_share(sites: int, live: list[str], me: str) -> int:
+    """How many sites this poller aims at: the sites split evenly over the live pollers,
+    the first ``sites % pollers`` of them (oldest first) taking one more, so that the
+    shares add up to the sites and every poller can reach its own."""
+    if me not in live:
+        live = [*live, me]
+    base, extra = divmod(sites, len(live))
+    return base + (1 if live.index(me) < extra else 0)
+
+
 class LeaseKeeper:
     """Claims, renews, balances and lets go of this poller's site leases."""
 
@@ -86,9 +97,8 @@ class LeaseKeeper:
         await self.store.poller_alive(self.identity, now, self.lease)
         held = set(await self.store.renew_leases(me, now, self.lease))
         self.valid_until = now + self.lease
-        live = [p for p in await self.store.pollers() if p.live(now)]
-        sites = len(await self.store.sites())
-        fair = math.ceil(sites / max(1, len(live)))
+        live = [p.id for p in await self.store.pollers() if p.live(now)]
+        fair = fair_share(len(await self.store.sites()), live, me)
         mine = held - {FLEET_LEASE}
         if len(mine) < fair or FLEET_LEASE not in held:
             held.update(await self.store.claim_leases(
