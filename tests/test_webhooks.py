@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -67,7 +68,7 @@ class Receiver:
         self.got.append(({k.lower(): v for k, v in request.headers.items()}, body))
         return web.Response(status=204)
 
-    def events(self) -> list[dict[str, object]]:
+    def events(self) -> list[dict[str, Any]]:
         """Bodies received, deduplicated by webhook-id, in arrival order."""
         seen: set[str] = set()
         out = []
@@ -294,6 +295,28 @@ async def test_device_and_command_facts_reach_the_outbox_in_the_articles_shape(
     assert offline["device"] == {"id": "d1", "serial_number": "S1", "site": "s",
                                  "last_seen": None, "reason": "no answer"}
     assert "timestamp" in offline
+
+
+async def test_a_dispatcher_alone_sends_every_sites_events_and_the_fleets(
+    db_store: Store, receiver: Receiver
+) -> None:
+    """No share given: a poller alone on its database sends everything, the events of
+    no device (a site's alert) and of a device the store does not know included."""
+    from fleettui.domain import AlertKind, DeviceStatus, StatusChange
+
+    now = datetime.now(UTC)
+    await _punches(db_store, per_device=1)
+    await db_store.open_alert(target_kind="site", target="s", site_id="s",
+                              kind=AlertKind.SITE_DOWN, severity="critical", reason="down",
+                              since=now, now=now, notify=True)
+    await db_store.record_status(StatusChange("ghost", DeviceStatus.ONLINE, "", now))
+    dispatcher = WebhookDispatcher(db_store, [_endpoint(receiver.url)], allow_private_targets=True)
+    assert dispatcher.share.everything
+    await _drain(dispatcher)
+    await dispatcher.close()
+    assert sorted(str(e["event"]) for e in receiver.events()) == [
+        "alert.opened", "device.online", "punch.created", "punch.created", "punch.created"]
+    assert len(receiver.got) == 5
 
 
 async def test_a_dispatcher_stops_when_cancelled_as_a_kick_arrives(store: Store) -> None:

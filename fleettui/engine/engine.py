@@ -125,7 +125,8 @@ class Engine:
         # always there: endpoints created through the API live in the store
         self.webhooks = WebhookDispatcher(
             store, list(config.webhooks), clock=clock,
-            allow_private_targets=config.security.allow_private_webhook_targets)
+            allow_private_targets=config.security.allow_private_webhook_targets,
+            share=self.share)
         self.listeners.append(self.webhooks.kick)
         self._webhook_task: asyncio.Task[None] | None = None
         push = config.push
@@ -519,9 +520,7 @@ class Engine:
                  for t in self._device_tasks.get(spec.id, ())}
         if tasks:
             await asyncio.wait(tasks, timeout=60)
-        quiesce = getattr(self.webhooks, "quiesce", None)
-        if quiesce is not None:
-            await quiesce()
+        await self.webhooks.quiesce()
 
     async def _check_and_reschedule(self, device_id: str) -> None:
         poller = self.pollers.get(device_id)

@@ -27,7 +27,14 @@ copy of the rows it wants (``events`` filter), then POSTs them:
   in ``transport.py``); a refused target fails like any other delivery, with
   ``refused target`` as its error;
 - each failure recorded as ``<class>: <detail>`` (:func:`failure_class`): who
-  may not see the detail (a viewer key, a viewer's screen) sees the class.
+  may not see the detail (a viewer key, a viewer's screen) sees the class;
+- sent by one poller only when several share the database: the one holding
+  the site of the event's device (its ``SiteShare``), or the ``FLEET`` lease
+  for an event of no device. Each round reads the share as it starts; a site
+  lost meanwhile stops the rounds under way from starting more requests, and
+  :meth:`WebhookDispatcher.quiesce` waits for the requests already out to be
+  recorded, so the next holder, once the lease is let go, never sends them
+  again. One poller sends all of a device's events: their order holds.
 
 Endpoints come from the config (given to the dispatcher; their queue is keyed
 by URL) and from the store (created through the HTTP API; keyed by their id).
@@ -50,6 +57,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -62,6 +70,7 @@ from fleettui.domain import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from fleettui.engine.share import SiteShare
 from fleettui.engine.transport import GuardedBackend, RefusedTarget, Resolver, SpreadTransport
 from fleettui.store import Store
 
@@ -240,6 +249,25 @@ def backoff(attempts: int, rng: random.Random) -> timedelta:
     return timedelta(seconds=base * (0.5 + rng.random()))
 
 
+class _Halt(Enum):
+    """Why a delivery was not attempted (it keeps its place in the queue)."""
+
+    #: the endpoint is gone or changed: nothing more is sent to it this round
+    GONE = "gone"
+    #: the poller lost a site after the round began: the round starts no more requests
+    CUT = "cut"
+
+
+@dataclass(eq=False)
+class _Round:
+    """One endpoint round under way, as :meth:`WebhookDispatcher.quiesce` waits for it."""
+
+    #: set once the round is over: its attempts recorded (or it failed)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: a site was lost since the round read the share: start no more requests
+    cut: bool = False
+
+
 class WebhookDispatcher:
     """Delivers the outbox to every enabled endpoint of the config and of the store."""
 
@@ -254,11 +282,17 @@ class WebhookDispatcher:
         seed: int | None = None,
         allow_private_targets: bool = False,
         resolver: Resolver | None = None,
+        share: SiteShare | None = None,
     ) -> None:
         """``allow_private_targets`` is the config's ``[security]
         allow_private_webhook_targets``; ``resolver`` replaces the system's for the
-        egress check (tests)."""
+        egress check (tests); ``share`` the sites this poller sends for (None: all of
+        them, and the events of no device: a poller alone on its database)."""
         self.store = store
+        self.share = share if share is not None else SiteShare.whole()
+        #: the rounds under way (quiesce waits for those begun before it is called)
+        self._rounds: set[_Round] = set()
+        self.share.on_change(self._share_changed)
         self.endpoints = [e for e in endpoints if e.enabled]
         self.clock = clock
         self._transport: SpreadTransport | None = None
@@ -296,6 +330,29 @@ class WebhookDispatcher:
             self._transport = SpreadTransport(self._concurrency, network_backend=self.guard)
         return self._transport
 
+    def _share_changed(self, gained: frozenset[str], lost: frozenset[str]) -> None:
+        """The sites held changed: a round under way that may hold a lost site's
+        deliveries starts no more requests (the rest keep their place); every lane
+        looks again at once, with the new share."""
+        if lost:
+            for round_ in self._rounds:
+                round_.cut = True
+        self.kick()
+
+    async def quiesce(self) -> None:
+        """Return once no round that began before this call is still sending: each has
+        recorded its attempts (or failed).
+
+        Called after the share let go of a site and before its lease is released:
+        rounds begun since read the new share and never fetch that site's
+        deliveries; the ones begun before were cut (no new request) and are
+        waited for here, so what they sent is recorded before the next holder
+        can fetch it. The wait is bounded by the requests in flight (each by its
+        endpoint's timeout).
+        """
+        for round_ in list(self._rounds):
+            await round_.done.wait()
+
     def kick(self, *_: Any) -> None:
         """Something was committed: look at the outbox now rather than at the next tick."""
         self._kick.set()
@@ -312,7 +369,8 @@ class WebhookDispatcher:
 
         Each device's due events go out one after the other, stopping at the
         first failure (the rest keep their place); devices go in parallel, and
-        so do endpoints.
+        so do endpoints. Only the events of the sites the share holds (and of no
+        device if it holds ``FLEET``) are sent.
         """
         made = await asyncio.gather(*(self._endpoint_round(e) for e in await self.targets()))
         return sum(made)
@@ -324,22 +382,39 @@ class WebhookDispatcher:
         nothing more from this round: nothing is queued for a deleted one (its
         cursor is gone with it; queueing would start again from the first
         event), and every send first checks that it is still there as it was.
+
+        The share is read as the round begins, in the same step as the round is
+        counted as under way (nothing awaited between): a round that read a site
+        as held is one that :meth:`quiesce` waits for.
         """
+        round_ = _Round()
+        self._rounds.add(round_)
+        sites, deviceless = self.share.sites_filter(), self.share.holds(None)
+        try:
+            return await self._round(endpoint, round_, sites, deviceless)
+        finally:
+            self._rounds.discard(round_)
+            round_.done.set()
+
+    async def _round(self, endpoint: Target, round_: _Round, sites: frozenset[str] | None,
+                     deviceless: bool) -> int:
+        """The work of ``_endpoint_round``, for the share it read."""
         now = self.clock()
         await self.store.webhook_enqueue(endpoint.key, endpoint.events, now,
                                          registered=endpoint.origin == "api")
         by_device: dict[str | None, list[DueDelivery]] = {}
-        for d in await self.store.webhook_due(endpoint.key, now):
+        for d in await self.store.webhook_due(endpoint.key, now, sites=sites,
+                                              deviceless=deviceless):
             by_device.setdefault(d.device_id, []).append(d)
         if not by_device:
             return 0
         limit = self._limits.setdefault(endpoint.key, asyncio.Semaphore(self._concurrency))
-        results = await asyncio.gather(
-            *(self._deliver_in_order(endpoint, queue, limit) for queue in by_device.values())
-        )
-        flat = [r for batch in results for r in batch if r is not None]
+        results = await asyncio.gather(*(
+            self._deliver_in_order(endpoint, queue, limit, round_)
+            for queue in by_device.values()))
+        flat = [r for batch in results for r in batch if isinstance(r, DeliveryResult)]
         await self.store.webhook_results(endpoint.key, flat, self.clock())
-        if any(r is None for batch in results for r in batch):  # gone or changed
+        if any(r is _Halt.GONE for batch in results for r in batch):  # gone or changed
             if self._targets.get(endpoint.key) == endpoint:
                 del self._targets[endpoint.key]  # its lane ends; the loop reads them again
             self._kick.set()
@@ -368,15 +443,17 @@ class WebhookDispatcher:
             Target.from_store(e, now) for e in known if e.enabled]
 
     async def _deliver_in_order(
-        self, endpoint: Target, queue: list[DueDelivery], limit: asyncio.Semaphore
-    ) -> list[DeliveryResult | None]:
+        self, endpoint: Target, queue: list[DueDelivery], limit: asyncio.Semaphore,
+        round_: _Round,
+    ) -> list[DeliveryResult | _Halt]:
         """One device's due deliveries, one after the other, up to the first failure (or
-        None: the endpoint is gone or changed, and nothing more is sent)."""
-        out: list[DeliveryResult | None] = []
+        halt: the endpoint gone or changed, or the round cut; the rest keep their
+        place)."""
+        out: list[DeliveryResult | _Halt] = []
         for delivery in queue:
-            result = await self._deliver(endpoint, delivery, limit)
+            result = await self._deliver(endpoint, delivery, limit, round_)
             out.append(result)
-            if result is None or not result.ok:
+            if not isinstance(result, DeliveryResult) or not result.ok:
                 break
         return out
 
@@ -436,10 +513,11 @@ class WebhookDispatcher:
             self._lane_kicks.pop(key, None)
 
     async def _deliver(
-        self, endpoint: Target, delivery: DueDelivery, limit: asyncio.Semaphore
-    ) -> DeliveryResult | None:
-        """One attempt at one delivery: its result for the store (None: not attempted,
-        the endpoint being gone or changed)."""
+        self, endpoint: Target, delivery: DueDelivery, limit: asyncio.Semaphore,
+        round_: _Round,
+    ) -> DeliveryResult | _Halt:
+        """One attempt at one delivery: its result for the store, or why it was not
+        attempted (the endpoint gone or changed; the round cut by a site lost)."""
         body = delivery.payload.encode()
         msg_id = f"msg_{delivery.outbox_id}"
         now = self.clock()
@@ -456,8 +534,12 @@ class WebhookDispatcher:
         error = ""
         latency_ms: float | None = None
         async with limit:
+            if round_.cut:  # checked once a request may start: the wait may be long
+                return _Halt.CUT
             if not await self._still_as_known(endpoint):
-                return None
+                return _Halt.GONE
+            if round_.cut:  # lost while the endpoint was looked up
+                return _Halt.CUT
             started = time.perf_counter()
             try:
                 status = await self._post(endpoint.url, body, headers, endpoint.timeout_s)

@@ -6,7 +6,7 @@ dispatcher and the webhook views are the only ones asking.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -36,10 +36,18 @@ class WebhookStore(Protocol):
         ...
 
     async def webhook_due(
-        self, endpoint: str, now: datetime, per_device: int = 100
+        self, endpoint: str, now: datetime, per_device: int = 100, *,
+        sites: Collection[str] | None = None, deviceless: bool = True,
     ) -> list[DueDelivery]:
         """Deliveries to attempt now, oldest first: for each device whose oldest pending
-        event is due, up to ``per_device`` of its pending events, to send in order."""
+        event is due, up to ``per_device`` of its pending events, to send in order.
+
+        What a poller sharing the database sends: ``sites`` None is every device's
+        deliveries, else only those of devices whose site is in ``sites``;
+        ``deviceless`` False leaves out the deliveries of no device (and of a
+        device the store does not know: they are the fleet's, like those of none).
+        A device's deliveries are all in or all out, so its order holds.
+        """
         ...
 
     async def webhook_results(

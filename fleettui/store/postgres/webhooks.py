@@ -10,7 +10,7 @@ to an endpoint twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,26 +28,12 @@ from fleettui.store.shared.webhook_texts import (
     dead_text,
     delivery_of_row,
     due_of_row,
+    due_sql,
     event_filter,
     result_state,
     stats_of_rows,
 )
 
-#: each device's pending deliveries, from its oldest one if that one is due, in order
-_DUE = (
-    "WITH heads AS (SELECT COALESCE(device_id, '') AS dk, MIN(outbox_id) AS head"
-    "   FROM webhook_deliveries WHERE endpoint = $1 AND state = 'pending'"
-    "   GROUP BY COALESCE(device_id, '')),"
-    " due AS (SELECT heads.dk FROM heads JOIN webhook_deliveries d"
-    "   ON d.endpoint = $1 AND d.outbox_id = heads.head WHERE d.next_attempt_at <= $2),"
-    " ranked AS (SELECT d.outbox_id, d.device_id, d.attempts, d.created_at,"
-    "   ROW_NUMBER() OVER (PARTITION BY COALESCE(d.device_id, '') ORDER BY d.outbox_id)"
-    "   AS rn FROM webhook_deliveries d WHERE d.endpoint = $1 AND d.state = 'pending'"
-    "   AND COALESCE(d.device_id, '') IN (SELECT dk FROM due))"
-    " SELECT r.outbox_id, r.device_id, r.attempts, r.created_at, o.event_type, o.payload"
-    " FROM ranked r JOIN webhook_outbox o ON o.id = r.outbox_id WHERE r.rn <= $3"
-    " ORDER BY r.outbox_id"
-)
 #: a batch of attempts, as arrays: one statement however many there are
 _RESULTS = (
     "UPDATE webhook_deliveries d SET state = r.state, attempts = d.attempts + 1,"
@@ -110,11 +96,17 @@ class WebhookDeliveryQueries(PostgresConnection):
         return await self._transaction(write)
 
     async def webhook_due(
-        self, endpoint: str, now: datetime, per_device: int = 100
+        self, endpoint: str, now: datetime, per_device: int = 100, *,
+        sites: Collection[str] | None = None, deviceless: bool = True,
     ) -> list[DueDelivery]:
-        """Deliveries to attempt now, oldest first: for each device whose oldest pending
-        event is due, up to ``per_device`` of its pending events, to send in order."""
-        return [due_of_row(r) for r in await self._fetch(_DUE, endpoint, now, per_device)]
+        """Deliveries to attempt now, oldest first (see ``Store.webhook_due``); the sites
+        go as one ``text[]``: one statement text however many."""
+        if sites is not None and not sites and not deviceless:
+            return []
+        extra = [] if sites is None else [sorted(sites)]
+        sql = due_sql(lambda n: f"${n}", lambda n: f"v.site_id = ANY(${n}::text[])",
+                      by_site=sites is not None, deviceless=deviceless)
+        return [due_of_row(r) for r in await self._fetch(sql, endpoint, now, per_device, *extra)]
 
     async def webhook_results(
         self, endpoint: str, results: Sequence[DeliveryResult], now: datetime

@@ -58,6 +58,50 @@ def event_filter(events: Sequence[str], placeholder: Callable[[int], str],
     return f" AND ({' OR '.join(clauses)})", args
 
 
+def due_sql(place: Callable[[int], str], in_sites: Callable[[int], str], *,
+            by_site: bool, deviceless: bool) -> str:
+    """The query of ``webhook_due``: each device's pending deliveries, from its oldest
+    one if that one is due, at most ``per_device`` each, oldest first.
+
+    Arguments, by number: 1 the endpoint, 2 now, 3 per_device, 4 the sites (only
+    ``by_site``: then only the devices of those sites are in). ``place(n)`` writes
+    the n-th placeholder; ``in_sites(n)`` the test of ``v.site_id`` against the n-th
+    argument, a list of sites.
+
+    Only the heads (each device's oldest pending delivery) are narrowed to the
+    devices wanted; everything after follows its head, so a device's deliveries
+    are all in or all out, in their order. A delivery's site is its device's
+    (``devices.site_id``, never NULL); one of no device, or of a device the store
+    does not know, has none: it is fleet work, in with ``deviceless`` only (so
+    nothing is left for no one to send).
+    """
+    join = where = ""
+    if by_site or not deviceless:
+        join = " LEFT JOIN devices v ON v.id = d.device_id"
+        if by_site and deviceless:
+            where = f" AND ({in_sites(4)} OR v.site_id IS NULL)"
+        elif by_site:
+            where = f" AND {in_sites(4)}"
+        else:
+            where = " AND v.site_id IS NOT NULL"
+    endpoint, now, per_device = place(1), place(2), place(3)
+    return (
+        "WITH heads AS (SELECT COALESCE(d.device_id, '') AS dk, MIN(d.outbox_id) AS head"
+        f"   FROM webhook_deliveries d{join} WHERE d.endpoint = {endpoint}"
+        f"   AND d.state = 'pending'{where} GROUP BY COALESCE(d.device_id, '')),"
+        " due AS (SELECT heads.dk FROM heads JOIN webhook_deliveries d"
+        f"   ON d.endpoint = {endpoint} AND d.outbox_id = heads.head"
+        f"   WHERE d.next_attempt_at <= {now}),"
+        " ranked AS (SELECT d.outbox_id, d.device_id, d.attempts, d.created_at,"
+        "   ROW_NUMBER() OVER (PARTITION BY COALESCE(d.device_id, '') ORDER BY d.outbox_id)"
+        f"   AS rn FROM webhook_deliveries d WHERE d.endpoint = {endpoint}"
+        "   AND d.state = 'pending' AND COALESCE(d.device_id, '') IN (SELECT dk FROM due))"
+        " SELECT r.outbox_id, r.device_id, r.attempts, r.created_at, o.event_type, o.payload"
+        f" FROM ranked r JOIN webhook_outbox o ON o.id = r.outbox_id WHERE r.rn <= {per_device}"
+        " ORDER BY r.outbox_id"
+    )
+
+
 def result_state(r: DeliveryResult) -> str:
     """The state an attempt leaves its delivery in."""
     return "delivered" if r.ok else "dead" if r.dead else "pending"

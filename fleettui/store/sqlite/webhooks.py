@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from fleettui.store.shared.webhook_texts import (
     dead_text,
     delivery_of_row,
     due_of_row,
+    due_sql,
     event_filter,
     result_state,
     stats_of_rows,
@@ -68,26 +70,20 @@ class WebhookDeliveryQueries(SqliteConnection):
         return await self._transaction(write)
 
     async def webhook_due(
-        self, endpoint: str, now: datetime, per_device: int = 100
+        self, endpoint: str, now: datetime, per_device: int = 100, *,
+        sites: Collection[str] | None = None, deviceless: bool = True,
     ) -> list[DueDelivery]:
-        """Deliveries to attempt now, oldest first: for each device whose oldest pending
-        event is due, up to ``per_device`` of its pending events, to send in order."""
-        rows = await fetch(
-            self._db,
-            "WITH heads AS (SELECT COALESCE(device_id, '') AS dk, MIN(outbox_id) AS head"
-            "   FROM webhook_deliveries WHERE endpoint = ? AND state = 'pending' GROUP BY dk),"
-            " due AS (SELECT heads.dk FROM heads JOIN webhook_deliveries d"
-            "   ON d.endpoint = ? AND d.outbox_id = heads.head WHERE d.next_attempt_at <= ?),"
-            " ranked AS (SELECT d.outbox_id, d.device_id, d.attempts, d.created_at,"
-            "   ROW_NUMBER() OVER (PARTITION BY COALESCE(d.device_id, '') ORDER BY d.outbox_id)"
-            "   AS rn FROM webhook_deliveries d WHERE d.endpoint = ? AND d.state = 'pending'"
-            "   AND COALESCE(d.device_id, '') IN (SELECT dk FROM due))"
-            " SELECT r.outbox_id, r.device_id, r.attempts, r.created_at, o.event_type, o.payload"
-            " FROM ranked r JOIN webhook_outbox o ON o.id = r.outbox_id WHERE r.rn <= ?"
-            " ORDER BY r.outbox_id",
-            (endpoint, endpoint, ts(now), endpoint, per_device),
-        )
-        return [due_of_row(r, from_ts) for r in rows]
+        """Deliveries to attempt now, oldest first (see ``Store.webhook_due``); the sites
+        go as one JSON array, read by ``json_each``: one statement text however many."""
+        if sites is not None and not sites and not deviceless:
+            return []
+        args: list[Any] = [endpoint, ts(now), per_device]
+        if sites is not None:
+            args.append(json.dumps(sorted(sites)))
+        sql = due_sql(lambda n: f"?{n}",
+                      lambda n: f"v.site_id IN (SELECT value FROM json_each(?{n}))",
+                      by_site=sites is not None, deviceless=deviceless)
+        return [due_of_row(r, from_ts) for r in await fetch(self._db, sql, args)]
 
     async def webhook_results(
         self, endpoint: str, results: Sequence[DeliveryResult], now: datetime
