@@ -121,7 +121,7 @@ class Engine:
             self.share.on_change(self._on_share_change)
         self._lease_task: asyncio.Task[None] | None = None
         self.listeners: list[Listener] = []
-        self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks)
+        self.alerts = AlertEngine(store, config.alerts, sinks=alert_sinks, share=self.share)
         # always there: endpoints created through the API live in the store
         self.webhooks = WebhookDispatcher(
             store, list(config.webhooks), clock=clock,

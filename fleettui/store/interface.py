@@ -236,7 +236,9 @@ class Store(CommandStore, WebhookStore, PushStore, LeaseStore, Protocol):
         now: datetime,
         notify: bool,
     ) -> Alert:
-        """Open an alert (event, and webhook event when notified, in one transaction)."""
+        """Open an alert (event, and webhook event when notified, in one transaction); if
+        one of that kind is already open for the target (another poller opened it), that
+        one comes back and nothing is written."""
         ...
 
     async def update_alert(
@@ -248,7 +250,9 @@ class Store(CommandStore, WebhookStore, PushStore, LeaseStore, Protocol):
         notify: bool,
         severity: str | None = None,
     ) -> Alert:
-        """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder"."""
+        """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder".
+        A change another process made since ``alert`` was read is not made again: the
+        alert comes back as it stands."""
         ...
 
     async def acknowledge_alert(self, alert_id: int, by: str, now: datetime) -> Alert | None:

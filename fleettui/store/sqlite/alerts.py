@@ -41,16 +41,26 @@ class AlertQueries(SqliteConnection):
         now: datetime,
         notify: bool,
     ) -> Alert:
-        """Open an alert (event, and webhook outbox row when notified, in one transaction)."""
+        """Open an alert (see ``Store.open_alert``). If one of its kind is open on its
+        target already, that one is the answer and nothing is written (as on PostgreSQL,
+        where another poller may have opened it first)."""
         def write(db: sqlite3.Connection) -> Alert:
-            cur = db.execute(
+            rows = select(
+                db,
                 "INSERT INTO alerts (target_kind, target, site_id, kind, severity, reason, since,"
                 " opened_at, notified, last_notified_at, notifications)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (target_kind, target, kind) WHERE state = 'open' DO NOTHING"
+                " RETURNING id",
                 (target_kind, target, site_id, kind.value, severity, reason, ts(since), ts(now),
                  int(notify), ts(now) if notify else None, int(notify)),
             )
-            alert = read_alert(db, int(cur.lastrowid or 0))
+            if not rows:
+                return alert_of_row(select(
+                    db, f"SELECT {ALERT_COLUMNS} FROM alerts WHERE target_kind = ?"
+                    " AND target = ? AND kind = ? AND state = 'open'",
+                    (target_kind, target, kind.value))[0], from_ts)
+            alert = read_alert(db, int(rows[0]["id"]))
             self._alert_fact(db, alert, EventKind.ALERT_OPENED, now, notify)
             return alert
         return await self._transaction(write)
@@ -64,23 +74,37 @@ class AlertQueries(SqliteConnection):
         notify: bool,
         severity: str | None = None,
     ) -> Alert:
-        """Resolve, escalate or remind: ``change`` is "resolved", "escalated" or "reminder"."""
+        """Resolve, escalate, remind or tell at last (see ``Store.update_alert``). A change
+        made since ``alert`` was read (resolved, escalated, told or reminded) is not made
+        again: the alert comes back as it stands (as on PostgreSQL)."""
+        told = CHANGE_EVENTS[change]
+
         def write(db: sqlite3.Connection) -> Alert:
             sets = ["last_notified_at = CASE WHEN ? THEN ? ELSE last_notified_at END",
                     "notifications = notifications + ?"]
             args: list[Any] = [int(notify), ts(now), int(notify)]
+            unless, still = "", []  # what must still hold for the change to be made
             if change == "resolved":
                 sets.append("state = 'resolved', resolved_at = ?")
                 args.append(ts(now))
             elif change == "escalated":
                 sets.append("severity = ?, escalated_at = ?")
                 args += [severity or "critical", ts(now)]
+                unless = " AND escalated_at IS NULL"
             elif change == "notified":
                 sets.append("notified = 1")
-            args.append(alert.id)
-            db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?", args)
+                unless = " AND notified = 0"
+            elif change == "reminder":  # not reminded since the caller read it
+                unless = " AND last_notified_at IS ?"
+                still = [ts(alert.last_notified_at) if alert.last_notified_at else None]
+            cur = db.execute(f"UPDATE alerts SET {', '.join(sets)} WHERE id = ?"
+                             f" AND state = 'open'{unless}", [*args, alert.id, *still])
+            if not cur.rowcount:
+                rows = select(db, f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?",
+                              (alert.id,))
+                return alert_of_row(rows[0], from_ts) if rows else alert
             fresh = read_alert(db, alert.id)
-            self._alert_fact(db, fresh, CHANGE_EVENTS[change], now, notify)
+            self._alert_fact(db, fresh, told, now, notify)
             return fresh
         return await self._transaction(write)
 
