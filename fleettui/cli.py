@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     punches = export_sub.add_parser("punches", help="stored punches, for payroll")
     punches.add_argument("--since", metavar="ISO", type=_iso_time,
                          help="only punches at or after this time (UTC if no offset given)")
+    punches.add_argument("--until", metavar="ISO", type=_iso_time,
+                         help="only punches before this time (UTC if no offset given)")
     punches.add_argument("--site", metavar="ID", help="only this site's devices")
     punches.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     punches.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
@@ -602,7 +604,7 @@ async def _export(args: argparse.Namespace) -> int:
     from fleettui.report import write_punches
 
     async with _store(args) as store:
-        punches = await store.punches(since=args.since, site_id=args.site)
+        punches = await store.punches(since=args.since, until=args.until, site_id=args.site)
         if args.output:
             with open(args.output, "w", newline="", encoding="utf-8") as out:
                 n = write_punches(punches, out, args.format)

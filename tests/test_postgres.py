@@ -8,6 +8,8 @@ share is tested once for both, in the parametrised store tests.
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -139,3 +141,69 @@ async def test_punches_of_many_months_at_once_make_each_partition_once(pg_url: s
     finally:
         for s in stores:
             await s.close()
+
+
+def _plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    nodes = [plan]
+    for child in plan.get("Plans", []):  # type: ignore[union-attr]
+        nodes.extend(_plan_nodes(child))  # type: ignore[arg-type]
+    return nodes
+
+
+async def test_a_sites_day_and_the_panels_counts_read_one_month_through_indexes(
+    pg_url: str,
+) -> None:
+    """A year of a big fleet is hundreds of millions of punches: the export of one site's
+    day reads only that month's partition, by index, and the panel's per-minute counts
+    are answered from the index alone (an Index Only Scan: no table row is read)."""
+    from fleettui.domain import DeviceState, Site
+    from fleettui.store.postgres.punches import _PUNCH_COLUMNS, punch_query
+
+    store = await open_store(pg_url)
+    try:
+        await store.sync_fleet(
+            [Site("a", "A", "Europe/Paris"), Site("b", "B", "Asia/Kolkata")],
+            [DeviceState("a1", "S1", "a", "10.0.0.1", 4370, "tcp"),
+             DeviceState("a2", "S2", "a", "10.0.0.2", 4370, "tcp"),
+             DeviceState("b1", "S3", "b", "10.0.0.3", 4370, "tcp")])
+        for device in ("a1", "a2", "b1"):
+            await store.insert_punches(device, [
+                replace(_punch(str(i), datetime(2026, 1, 1, 8) + timedelta(hours=7 * i)),
+                        device_id=device) for i in range(300)])  # January to March
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute("VACUUM ANALYZE punches")
+            await conn.execute("SET enable_seqscan = off")  # the plan an index allows
+
+            async def plan(columns: str, tail: str = "",
+                           **query: object) -> list[dict[str, object]]:
+                sql, args = punch_query(columns, **query)  # type: ignore[arg-type]
+                found = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}{tail}", *args)
+                return _plan_nodes(json.loads(found)[0]["Plan"])
+
+            day = datetime(2026, 2, 10, tzinfo=UTC)
+            export = await plan(_PUNCH_COLUMNS, since=day, until=day + timedelta(days=1),
+                                site_id="a")
+            read = {str(n["Relation Name"]) for n in export if "Relation Name" in n}
+            assert read & {"punches_y2026m01", "punches_y2026m03", "punches_other"} == set()
+            assert "punches_y2026m02" in read
+            assert not [n for n in export if n["Node Type"] == "Seq Scan"
+                        and str(n.get("Relation Name", "")).startswith("punches")]
+
+            hour = datetime(2026, 3, 10, 7, tzinfo=UTC)
+            counts = await plan("date_trunc('minute', utc_time) AS minute, count(*) AS n",
+                                " GROUP BY minute", since=hour, until=hour + timedelta(hours=1), device_id="a1")
+            scans = [(n["Node Type"], n.get("Relation Name")) for n in counts
+                     if str(n.get("Relation Name", "")).startswith("punches")]
+            assert scans == [("Index Only Scan", "punches_y2026m03")], scans
+            site = await plan("date_trunc('minute', utc_time) AS minute, count(*) AS n",
+                              " GROUP BY minute", since=hour, until=hour + timedelta(hours=1),
+                              site_id="a")
+            scans = {(n["Node Type"], n.get("Relation Name")) for n in site
+                     if str(n.get("Relation Name", "")).startswith("punches")}
+            assert scans == {("Index Only Scan", "punches_y2026m03")}, scans
+        finally:
+            await conn.close()
+    finally:
+        await store.close()

@@ -210,8 +210,9 @@ class Store(CommandStore, WebhookStore, PushStore, LeaseStore, Protocol):
         device_id: str | None = None,
         after_id: int = 0,
         limit: int | None = None,
+        until: datetime | None = None,
     ) -> list[Punch]:
-        """Stored punches in UTC order (then id), filtered."""
+        """Stored punches in UTC order (then id), filtered: a UTC time in [since, until)."""
         ...
 
     async def punch_count(self, device_id: str | None = None) -> int:

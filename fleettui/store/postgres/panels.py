@@ -9,7 +9,6 @@ so it is one snapshot of what is committed.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fleettui.domain import Command, CommandRequest, DeviceStatus, StatusChange
 from fleettui.store.postgres.commands import (
@@ -19,6 +18,7 @@ from fleettui.store.postgres.commands import (
     request_of_row,
 )
 from fleettui.store.postgres.connection import PostgresConnection
+from fleettui.store.postgres.punches import punch_query
 from fleettui.store.shared.health_rules import by_device
 
 _SITE_HISTORY = (
@@ -44,15 +44,8 @@ class PanelQueries(PostgresConnection):
         """Punches with a UTC time in [start, end), counted per UTC minute (see
         ``Store.punches_per_minute``); the session's zone is UTC, so ``date_trunc``
         cuts UTC minutes."""
-        sql = ("SELECT date_trunc('minute', utc_time) AS minute, count(*) AS n FROM punches"
-               " WHERE utc_time >= $1 AND utc_time < $2")
-        args: list[Any] = [start, end]
-        if device_id is not None:
-            args.append(device_id)
-            sql += f" AND device_id = ${len(args)}"
-        if site_id is not None:
-            args.append(site_id)
-            sql += f" AND device_id IN (SELECT id FROM devices WHERE site_id = ${len(args)})"
+        sql, args = punch_query("date_trunc('minute', utc_time) AS minute, count(*) AS n",
+                                since=start, until=end, site_id=site_id, device_id=device_id)
         rows = await self._fetch(sql + " GROUP BY minute", *args)
         return {r["minute"]: int(r["n"]) for r in rows}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -13,6 +13,9 @@ from fleettui.domain import Punch, SyncCursor, TzFlag, WebhookEvent
 from fleettui.store.postgres.connection import Db, PostgresConnection, append_lock
 from fleettui.store.shared.timetext import local_text, ts
 
+#: how far a device's local time can be from UTC (zones run from -12 h to +14 h), and an
+#: hour to spare
+LOCAL_MARGIN = timedelta(hours=15)
 _PUNCH_COLUMNS = (
     "id, device_id, user_id, local_time, timezone, utc_time, tz_flag, state, verify,"
     " clock_drift_s, source, received_at"
@@ -90,19 +93,11 @@ class PunchQueries(PostgresConnection):
         device_id: str | None = None,
         after_id: int = 0,
         limit: int | None = None,
+        until: datetime | None = None,
     ) -> list[Punch]:
-        """Stored punches in UTC order (then id), filtered."""
-        sql = f"SELECT {_PUNCH_COLUMNS} FROM punches WHERE id > $1"
-        args: list[Any] = [after_id]
-        if since is not None:
-            args.append(since)
-            sql += f" AND utc_time >= ${len(args)}"
-        if device_id is not None:
-            args.append(device_id)
-            sql += f" AND device_id = ${len(args)}"
-        if site_id is not None:
-            args.append(site_id)
-            sql += f" AND device_id IN (SELECT id FROM devices WHERE site_id = ${len(args)})"
+        """Stored punches in UTC order (then id), filtered: a UTC time in [since, until)."""
+        sql, args = punch_query(_PUNCH_COLUMNS, since=since, until=until, site_id=site_id,
+                                device_id=device_id, after_id=after_id)
         sql += " ORDER BY utc_time, id"
         if limit is not None:
             args.append(limit)
@@ -119,6 +114,32 @@ class PunchQueries(PostgresConnection):
     async def outbox_count(self) -> int:
         """Rows waiting in the webhook outbox."""
         return int(await self._fetchval("SELECT COUNT(*) FROM webhook_outbox"))
+
+
+def punch_query(columns: str, *, since: datetime | None, until: datetime | None,
+                site_id: str | None = None, device_id: str | None = None,
+                after_id: int = 0) -> tuple[str, list[Any]]:
+    """A query of punches by UTC time, site and device, and its arguments.
+
+    The partitions are by month of local time, and a local time is its UTC time
+    moved by the zone's offset (-12 h to +14 h): a UTC range adds the local range
+    it implies (with an hour to spare), so only the months it can touch are read.
+    """
+    sql = f"SELECT {columns} FROM punches WHERE id > $1"
+    args: list[Any] = [after_id]
+    if since is not None:
+        args.extend([since, since.astimezone(UTC).replace(tzinfo=None) - LOCAL_MARGIN])
+        sql += f" AND utc_time >= ${len(args) - 1} AND local_time >= ${len(args)}"
+    if until is not None:
+        args.extend([until, until.astimezone(UTC).replace(tzinfo=None) + LOCAL_MARGIN])
+        sql += f" AND utc_time < ${len(args) - 1} AND local_time < ${len(args)}"
+    if device_id is not None:
+        args.append(device_id)
+        sql += f" AND device_id = ${len(args)}"
+    if site_id is not None:
+        args.append(site_id)
+        sql += f" AND device_id IN (SELECT id FROM devices WHERE site_id = ${len(args)})"
+    return sql, args
 
 
 def _punch_payload(device_id: str, r: asyncpg.Record) -> str:

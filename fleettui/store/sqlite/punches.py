@@ -116,13 +116,17 @@ class PunchQueries(SqliteConnection):
         device_id: str | None = None,
         after_id: int = 0,
         limit: int | None = None,
+        until: datetime | None = None,
     ) -> list[Punch]:
-        """Stored punches in UTC order (then id), filtered."""
+        """Stored punches in UTC order (then id), filtered: a UTC time in [since, until)."""
         sql = f"SELECT {_PUNCH_COLUMNS} FROM punches WHERE id > ?"
         args: list[Any] = [after_id]
         if since is not None:
             sql += " AND utc_time >= ?"
             args.append(ts(since))
+        if until is not None:
+            sql += " AND utc_time < ?"
+            args.append(ts(until))
         if device_id is not None:
             sql += " AND device_id = ?"
             args.append(device_id)
