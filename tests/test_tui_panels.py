@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ from fleettui.tui.charts import (
     sync_worth_showing,
     uptime,
 )
+from fleettui.tui.model import DeviceRow
 from fleettui.tui.panel import DevicePanel, heartbeat_slots, render_detail
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.site_panel import render_site
@@ -213,9 +215,10 @@ def _punch(device: str, utc: datetime, user: str = "1") -> Punch:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A store with two sites: s1 (d1, d2) in Auckland and s2 (d3) in UTC."""
-    s = await open_store(tmp_path / "panels.db")
+async def store(db_target: str) -> AsyncIterator[Store]:
+    """A store with two sites: s1 (d1, d2) in Auckland and s2 (d3) in UTC (on each
+    backend)."""
+    s = await open_store(db_target)
     await s.sync_fleet(
         [Site("s1", "One", "Pacific/Auckland"), Site("s2", "Two", "UTC")],
         [DeviceState("d1", "S1", "s1", "h", 1, "tcp"), DeviceState("d2", "S2", "s1", "h", 2, "tcp"),
@@ -243,14 +246,17 @@ async def test_punches_per_minute_by_device_and_site(store: Store) -> None:
     assert await store.punches_per_minute(end, end + timedelta(hours=1)) == {}
 
 
-async def test_panel_queries_use_indexes_not_scans(store: Store) -> None:
-    """The per-second queries search indexes (a plan that scans punches would be a bug)."""
-    db = store._db  # the plan is a property of the SQL, asked of SQLite itself
+async def test_panel_queries_use_indexes_not_scans(tmp_path: Path) -> None:
+    """The per-second queries search indexes (a plan that scans punches would be a bug).
+    SQLite's plan, asked of SQLite itself; PostgreSQL's: tests/test_postgres.py."""
+    store = await open_store(tmp_path / "plans.db")
+    db = store._db
     day = datetime(2026, 3, 2, tzinfo=UTC).isoformat()
     plan = " ".join(r[3] for r in await db.execute_fetchall(
         "EXPLAIN QUERY PLAN SELECT substr(utc_time, 1, 16) AS minute, COUNT(*) FROM punches"
         " WHERE utc_time >= ? AND utc_time < ? AND +device_id = ? GROUP BY minute",
         (day, day, "d1")))
+    await store.close()
     assert "USING INDEX punches_utc" in plan and "SCAN punches" not in plan
 
 
@@ -275,6 +281,25 @@ async def test_site_history_requests_and_commands_in_flight(store: Store) -> Non
     await store.start_command(in_flight[0].id, now)
     await store.finish_command(in_flight[0], CommandState.DONE, now, result={})
     assert len(await store.site_commands_in_flight("s1")) == 2
+
+
+async def test_the_site_panel_names_the_poller_of_a_shared_database(store: Store) -> None:
+    """Alone on its database a poller names nobody; sharing one, the panel says which
+    poller polls the site, or that nobody does while its lease is taken over."""
+    from fleettui.domain import PollerInfo
+
+    now = datetime(2026, 11, 25, 20, 30, tzinfo=UTC)
+    reader = PanelReader(store)
+    one = Site("s1", "One", "Pacific/Auckland")
+    rows = [DeviceRow(d) for d in await store.devices("s1")]
+    assert (await reader.site(one, rows, now, slots=24)).polled_by == ""
+    poller = PollerInfo("box-b:812:ab12cd", 812, "box-b", "headless poller", now, now, now)
+    await store.poller_alive(poller, now, timedelta(seconds=15))
+    assert (await reader.site(one, rows, now, slots=24)).polled_by.startswith("nobody now")
+    await store.claim_leases(poller.id, 1, now, timedelta(seconds=15))  # s1, in id order
+    detail = await reader.site(one, rows, now, slots=24)
+    assert detail.polled_by == "pid 812 on box-b (headless poller)"
+    assert re.search(r"Polled by +pid 812 on box-b", plain(render_site(detail)))
 
 
 async def test_reader_counts_punches_in_sql_only_when_they_change(store: Store) -> None:

@@ -553,8 +553,7 @@ class FleetApp(App[None]):
         gap = "   " if brevity == 0 else "  "
         header = Text(counts.text(brevity), style="bold")
         # short, so the counts and the mode fit in 80 columns (the help screen explains it)
-        header.append(f"{gap}[poller]" if self.engine is not None else f"{gap}[viewer]",
-                      style="dim")
+        header.append(f"{gap}{self._mode_label()}", style="dim")
         if self.filter_text:
             header.append(f"{gap}filter: {self.filter_text!r}", style="yellow")
         if self.problems_only:
@@ -569,6 +568,16 @@ class FleetApp(App[None]):
         if text:
             header.append(f"{gap}{text}", style="dim")
         return header
+
+    def _mode_label(self) -> str:
+        """``[poller]``, ``[viewer]``, or, sharing a database with other pollers, how many of
+        its sites this one polls: ``[poller 12/40 sites]``."""
+        if self.engine is None:
+            return "[viewer]"
+        share = self.engine.share
+        if share.everything:
+            return "[poller]"
+        return f"[poller {len(share.held_sites())}/{len(self.site_list)} sites]"
 
     def on_resize(self) -> None:
         """Redraw the header for the new width."""

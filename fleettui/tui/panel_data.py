@@ -159,7 +159,19 @@ class PanelReader:
                       if recent(r, now, WORK_SHOWN_FOR)],
             in_flight=await self.store.site_commands_in_flight(site.id),
             schedules=schedules,
+            polled_by=await self._holder(site.id, now),
         )
+
+    async def _holder(self, site_id: str, now: datetime) -> str:
+        """Which poller polls the site, when several share the database: "pid 812 on
+        box-a (headless poller)", "nobody now" while it waits for a taker; "" alone."""
+        pollers = [p for p in await self.store.pollers() if p.live(now)]
+        if not pollers:
+            return ""
+        for p in pollers:
+            if site_id in p.sites:
+                return f"pid {p.pid} on {p.host} ({p.mode})"
+        return "nobody now (its lease is being taken over)"
 
 
 def hourly_from(hours: list[HourBucket], now: datetime) -> list[HourBucket]:

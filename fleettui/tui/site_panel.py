@@ -55,6 +55,8 @@ class SiteDetail:
     #: commands queued for or running on its devices
     in_flight: list[Command] = field(default_factory=list)
     schedules: str = ""
+    #: the poller that polls the site, when several share the database ("" otherwise)
+    polled_by: str = ""
 
     @property
     def online(self) -> int:
@@ -169,6 +171,8 @@ def render_site(detail: SiteDetail, width: int | None = None) -> Text:
         health.append(f" · problems: {', '.join(down)}", style="default")
     lines += [_pair("Time zone", f"{s.timezone}{local}", width),
               _pair("Devices", health, width)]
+    if detail.polled_by:
+        lines.append(_pair("Polled by", detail.polled_by, width))
     if detail.heartbeat:
         lines.append(_picture("Heartbeat", _site_bar(detail.heartbeat),
                               axis(len(detail.heartbeat), "24h ago", "12h", "now")))
