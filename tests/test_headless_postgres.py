@@ -96,6 +96,14 @@ def test_two_pollers_share_the_sites_and_one_takes_over_when_the_other_is_killed
     assert {row["id"]: row["poller"] for row in status["devices"]} == {
         d.id: f"pid {holder[s.id]} on {_pollers(db)[0]['host']}" for d, s in fleet}
     wait_status(db, dict.fromkeys(ids, "online"), both)  # type: ignore[arg-type]
+    # a command queued from a view (another process) runs on the poller holding its device
+    for pid in (first.pid, second.pid):
+        site = shares[pid][0]
+        r = fleettui("command", site, "sync_time", "--wait", "30s", "--json", "--db", db,
+                     timeout=90)
+        assert r.returncode == 0, r.stdout + r.stderr
+        request = json.loads(r.stdout)
+        assert request["summary"]["done"] == 2, request
 
     # kill -9 the first: its sites are taken over once their leases run out
     lost = shares[first.pid]

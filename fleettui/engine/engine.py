@@ -9,6 +9,12 @@ batch a second, and tells listeners about each event after it is committed.
 APScheduler runs the few fleet-wide jobs (reconcile, alerts, schedules).
 It knows no screen and no HTTP: the TUI, the headless service and the API
 are listeners and readers of the store.
+
+On a database several pollers share (PostgreSQL), the engine acts only for
+the sites its lease keeper holds (``share``, ``leases.py``): it polls their
+devices, runs their commands and schedules, alerts on them and relays their
+webhooks; a site gained is taken over (its half-run commands failed first), a
+site lost is let go once its work in hand is done.
 """
 
 from __future__ import annotations
