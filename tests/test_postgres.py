@@ -207,3 +207,33 @@ async def test_a_sites_day_and_the_panels_counts_read_one_month_through_indexes(
             await conn.close()
     finally:
         await store.close()
+
+
+async def test_a_view_is_woken_by_an_event_committed_in_another_process(pg_url: str) -> None:
+    """A view waiting for events is told by NOTIFY at the writer's commit (nothing read
+    over and over); an event rolled back tells nobody."""
+    view, poller = await open_store(pg_url), await open_store(pg_url)
+    try:
+        assert await view.wait_for_events(0, 0.05) is False  # nothing yet: the time runs out
+        waiting = asyncio.create_task(view.wait_for_events(0, 60))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        event = await poller.add_event("sync", "from the poller", at=T0)
+        assert await asyncio.wait_for(waiting, 60) is True
+        assert [e.id for e in await view.events_after(0)] == [event.id]
+        assert await view.wait_for_events(event.id, 0.05) is False
+
+        from fleettui.store.postgres.connection import append_lock
+        from fleettui.store.postgres.events import write_event
+
+        async def rolled_back(db: object) -> None:
+            await append_lock(db)  # type: ignore[arg-type]
+            await write_event(db, T0, "sync", "never committed")  # type: ignore[arg-type]
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            await poller._transaction(rolled_back)  # type: ignore[attr-defined]
+        assert await view.wait_for_events(event.id, 0.2) is False
+    finally:
+        await view.close()
+        await poller.close()

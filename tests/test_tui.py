@@ -539,3 +539,27 @@ async def test_devices_and_sites_added_while_running_appear_in_the_tree(tmp_path
             assert "3 devices across 2 sites" in _header(app)
     finally:
         await store.close()
+
+
+async def test_a_viewer_of_a_shared_database_is_woken_by_notify(pg_url: str) -> None:
+    """A viewer of a PostgreSQL store hears another process's event at its commit (LISTEN/
+    NOTIFY), with no steady refresh to find it (this app's tick is an hour)."""
+    from datetime import UTC, datetime
+
+    from textual.widgets import RichLog
+
+    from fleettui.domain import Site
+
+    writer, viewer_store = await open_store(pg_url), await open_store(pg_url)
+    try:
+        await writer.sync_fleet([Site("a", "A", "UTC")], [])
+        app = FleetApp(viewer_store, refresh_s=3600)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app._tailing)  # the first read is done
+            event = await writer.add_event("sync", "told by NOTIFY", at=datetime.now(UTC))
+            await wait_for(pilot, lambda: app.last_event_id == event.id, timeout=30)
+            log = app.query_one("#events", RichLog)
+            assert any("told by NOTIFY" in line.text for line in log.lines)
+    finally:
+        await viewer_store.close()
+        await writer.close()

@@ -332,6 +332,12 @@ class Store(CommandStore, WebhookStore, PushStore, LeaseStore, Protocol):
         """The id of the newest event (0 when the log is empty)."""
         ...
 
+    async def wait_for_events(self, after_id: int, timeout_s: float) -> bool:
+        """Wait until the log holds an event above ``after_id`` (True) or ``timeout_s``
+        passes (False): how a view in another process hears of new events without reading
+        the log over and over (PostgreSQL: LISTEN/NOTIFY)."""
+        ...
+
     async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
         """Events with an id above ``last_id``, in order: how views tail the log."""
         ...

@@ -268,6 +268,25 @@ class FleetApp(App[None]):
                 raise
             return  # closed while it was still starting (widgets gone): nothing to focus
         self.set_interval(self.refresh_s, self._tick)
+        if self.engine is None and self.store.shared:
+            # a viewer of a database pollers share (often on other boxes): woken by NOTIFY
+            _w: Worker[None] = self.run_worker(partial(self._while_open, self._hear_events),
+                                               group="events")
+
+    async def _hear_events(self) -> None:
+        """A viewer's refresh as soon as another process commits an event (LISTEN/NOTIFY
+        wakes it), on top of the steady refresh: an outage shows at once, not at the next
+        tick."""
+        while True:
+            try:
+                heard = await self.store.wait_for_events(self.last_event_id, 30.0)
+            except Exception:  # the database away: the steady refresh says so; try later
+                log.warning("cannot wait for events", exc_info=True)
+                await asyncio.sleep(5.0)
+                continue
+            if heard:
+                self.request_refresh()
+                await asyncio.sleep(self.min_refresh_gap_s)  # refreshes are throttled anyway
 
     async def on_unmount(self) -> None:
         """Stop the API and the embedded engine (its in-flight work finishes), close the store

@@ -92,6 +92,8 @@ class PostgresConnection:
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool
+        #: the address to connect to (with its password, if any: never shown)
+        self._url = url
         #: where the store is, fit to print (never a password)
         self.url = display_url(url)
         #: told the device ids of each request queued through this object (see Store)

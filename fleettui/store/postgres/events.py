@@ -2,15 +2,65 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 from fleettui.domain import Event, EventKind, FleetChanges
 from fleettui.store.postgres.connection import Db, PostgresConnection, append_lock
 
+#: the channel every committed event's id is told on (LISTEN/NOTIFY)
+EVENTS_CHANNEL = "fleettui_events"
+
 
 class EventQueries(PostgresConnection):
-    """The event log, appended and tailed."""
+    """The event log, appended and tailed (views wake on NOTIFY, ``wait_for_events``)."""
+
+    _listener: asyncpg.Connection | None = None
+    _heard: int = 0
+    _told: asyncio.Event | None = None
+
+    async def wait_for_events(self, after_id: int, timeout_s: float) -> bool:
+        """See ``Store.wait_for_events``: woken by NOTIFY, on a connection of its own."""
+        if self._told is None:
+            self._told = asyncio.Event()
+        if self._listener is None or self._listener.is_closed():
+            await self._listen()
+        if self._heard <= after_id:
+            self._heard = max(self._heard, await self.last_event_id())
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._heard <= after_id:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            self._told.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._told.wait(), left)
+        return True
+
+    async def _listen(self) -> None:
+        """Open the listening connection (a lost one is opened again at the next wait)."""
+        conn = await asyncpg.connect(self._url)
+        await conn.add_listener(EVENTS_CHANNEL, self._on_notify)
+        self._listener = conn
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        """An event committed somewhere: note its id, wake whoever waits."""
+        if isinstance(payload, str) and payload.isdigit():
+            self._heard = max(self._heard, int(payload))
+        if self._told is not None:
+            self._told.set()
+
+    async def close(self) -> None:
+        """Close the listening connection too."""
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+        await super().close()
 
     async def add_event(
         self,
@@ -67,8 +117,11 @@ async def write_event(
     await append_lock(db)
     if site_id is None and device_id is not None:
         site_id = await db.fetchval("SELECT site_id FROM devices WHERE id = $1", device_id)
+    # the views listening hear its id when the transaction commits (not before, and not at
+    # all if it rolls back: NOTIFY is transactional)
     event_id = await db.fetchval(
-        "INSERT INTO events (at, kind, device_id, site_id, message, data)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "WITH e AS (INSERT INTO events (at, kind, device_id, site_id, message, data)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)"
+        f" SELECT id FROM e, pg_notify('{EVENTS_CHANNEL}', e.id::text)",
         at, kind, device_id, site_id, message, data or {})
     return Event(int(event_id), at, kind, message, device_id, site_id, data or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from datetime import datetime
@@ -46,6 +47,18 @@ class EventQueries(SqliteConnection):
             (last_id, newest),
         )
         return FleetChanges(newest, [r[0] for r in rows])
+
+    async def wait_for_events(self, after_id: int, timeout_s: float) -> bool:
+        """See ``Store.wait_for_events``: SQLite tells nobody, so the newest id is read
+        four times a second (one indexed read) until it moves or the time is up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while await self.last_event_id() <= after_id:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(0.25, left))
+        return True
 
     async def events_after(self, last_id: int = 0, limit: int = 1000) -> list[Event]:
         """Events with an id above ``last_id``, in order: how views tail the log."""
