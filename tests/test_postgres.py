@@ -193,7 +193,8 @@ async def test_a_sites_day_and_the_panels_counts_read_one_month_through_indexes(
 
             hour = datetime(2026, 3, 10, 7, tzinfo=UTC)
             counts = await plan("date_trunc('minute', utc_time) AS minute, count(*) AS n",
-                                " GROUP BY minute", since=hour, until=hour + timedelta(hours=1), device_id="a1")
+                                " GROUP BY minute", since=hour, until=hour + timedelta(hours=1),
+                                device_id="a1")
             scans = [(n["Node Type"], n.get("Relation Name")) for n in counts
                      if str(n.get("Relation Name", "")).startswith("punches")]
             assert scans == [("Index Only Scan", "punches_y2026m03")], scans
