@@ -99,17 +99,22 @@ async def run_headless(
             log.error("%s", e)
             return 1
         assert engine is not None  # a poller's runtime always embeds one
-        if not engine.pollers and not engine.push.devices() and not config.push.enabled:
+        alone = engine.share.everything  # sharing a database, a poller may hold no site yet
+        if alone and not engine.pollers and not engine.push.devices() and not config.push.enabled:
             # not an error: devices may be registered over the HTTP API, this process's
             # or a viewer's (POST /v1/devices), and are polled at once when they are
             log.warning("no devices to poll: %s declares no [[devices]] and none are "
                         "registered over the HTTP API; add [[devices]] (fleettui emulate "
                         "--config-out FILE writes an example) or register them with "
                         "POST /v1/devices", config.source or "the config")
-        log.info(
-            "polling %d device(s) across %d site(s) into %s",
-            len(engine.pollers), len(config.sites), db_path,
-        )
+        if alone:
+            log.info("polling %d device(s) across %d site(s) into %s",
+                     len(engine.pollers), len(config.sites), db_path)
+        else:
+            log.info("polling %d device(s) of the %d site(s) this poller holds, of %d, into %s "
+                     "(shared with the other pollers on it: fleettui pollers)",
+                     len(engine.pollers), len(engine.share.held_sites()), len(config.sites),
+                     db_path)
         if runtime.push_address is not None:
             log.info("push listener on %s/iclock/ for %d push device(s)",
                      runtime.push_address, len(engine.push.devices()))

@@ -49,9 +49,12 @@ def fleet_toml(
     *,
     poll: Mapping[str, float | int | bool] | None = None,
     transport: str = "tcp",
+    security: Mapping[str, bool] | None = None,
+    webhooks: Iterable[Mapping[str, str | float | int | bool]] = (),
 ) -> str:
     """The config text: ``[poll]``, the sites, and each (emulated device, site id), every
-    device over ``transport``."""
+    device over ``transport``; a ``[security]`` table and ``[[webhooks]]`` tables if given
+    (a loopback receiver needs ``security={"allow_private_webhook_targets": True}``)."""
     lines = ["[poll]"]
     lines += [f"{k} = {_toml(v)}" for k, v in {**FAST_POLL, **(poll or {})}.items()]
     lines.append("")
@@ -72,6 +75,10 @@ def fleet_toml(
             f"comm_key = {cfg.comm_key}",
             "",
         ]
+    if security:
+        lines += ["[security]", *(f"{k} = {_toml(v)}" for k, v in security.items()), ""]
+    for hook in webhooks:
+        lines += ["[[webhooks]]", *(f"{k} = {_toml(v)}" for k, v in hook.items()), ""]
     return "\n".join(lines)
 
 
@@ -82,9 +89,12 @@ def write_fleet_config(
     *,
     poll: Mapping[str, float | int | bool] | None = None,
     transport: str = "tcp",
+    security: Mapping[str, bool] | None = None,
+    webhooks: Iterable[Mapping[str, str | float | int | bool]] = (),
 ) -> Path:
     """Write :func:`fleet_toml` to ``path``, readable by its owner only (it holds comm keys)."""
-    text = fleet_toml(sites, devices, poll=poll, transport=transport)
+    text = fleet_toml(sites, devices, poll=poll, transport=transport, security=security,
+                      webhooks=webhooks)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

@@ -15,9 +15,16 @@ Every ``lease_s / 5`` seconds (3 s at the default 15 s) a round:
 
 A site is let go only after its devices' work in hand is done and its
 webhook deliveries in flight are recorded (``let_go``), so that the next
-holder never runs a command or sends a delivery a second time. A poller
-that cannot renew (the database unreachable) stops acting for every site
-before its leases run out: another poller may hold them then.
+holder never runs a command or sends a delivery a second time. That wait
+(a device's sync, a check timing out) may be longer than a lease: it runs
+beside the rounds, which go on renewing every lease meanwhile, the one
+being let go included (nobody may take it before its work is done).
+
+A poller that cannot renew in time stops acting for every site ``SAFETY``
+before its leases run out: another poller may hold them then. That is
+checked by a watchdog beside the rounds (the database unreachable, or a
+round stuck waiting for it) and at the end of every round (one that took so
+long that what it renewed is about to run out acts for nothing).
 
 A killed poller's sites are claimed by the others at their first round
 after its leases run out: within ``lease_s`` + one round.
@@ -26,6 +33,7 @@ after its leases run out: within ``lease_s`` + one round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -81,7 +89,10 @@ class LeaseKeeper:
         self._let_go = let_go
         #: until when the leases held are known to hold (the last renewal's)
         self.valid_until: datetime | None = None
-        self._task: asyncio.Task[None] | None = None
+        #: the sites being let go (still ours in the store, no longer acted for), and the
+        #: task handing them over (one hand-over at a time)
+        self._going: frozenset[str] = frozenset()
+        self._handing: asyncio.Task[None] | None = None
         #: rounds run so far (a test waits for a few more rather than for a guessed time)
         self.rounds = 0
 
@@ -94,27 +105,55 @@ class LeaseKeeper:
         """One round: alive, renew, balance, the fleet lease (see the module)."""
         now = self.clock()
         me = self.identity.id
+        handed = self._handing is not None and self._handing.done()
         await self.store.poller_alive(self.identity, now, self.lease)
         held = set(await self.store.renew_leases(me, now, self.lease))
         self.valid_until = now + self.lease
+        if handed:  # it ended before this renewal: the leases it released are not in `held`
+            self._handing, self._going = None, frozenset()
         live = [p.id for p in await self.store.pollers() if p.live(now)]
         fair = fair_share(len(await self.store.sites()), live, me)
-        mine = held - {FLEET_LEASE}
+        mine = held - {FLEET_LEASE} - self._going
         if len(mine) < fair or FLEET_LEASE not in held:
             held.update(await self.store.claim_leases(
                 me, max(0, fair - len(mine)), now, self.lease, fleet=FLEET_LEASE not in held))
-        elif len(mine) > fair:
+        # not ``elif``: a poller above its share that does not hold the fleet lease (tried
+        # for it just above) lets go too, or a newcomer would never get its share
+        if len(mine) > fair and self._handing is None:
             step = max(1, math.floor(fair * STEP))
-            going = frozenset(sorted(mine)[-min(step, len(mine) - fair):])
-            self.share.set(held - going)  # nothing new starts for them from now on
+            self._going = frozenset(sorted(mine)[-min(step, len(mine) - fair):])
+            self._act_for(held)  # nothing new starts for them from now on
+            self._handing = asyncio.get_running_loop().create_task(
+                self._hand_over(self._going), name="leases:hand-over")
+            # a quick hand-over ends within the round; a slow one goes on beside the rounds
+            # (they keep renewing its leases: nobody takes them before their work is done)
+            await asyncio.wait({self._handing}, timeout=self.round_s)
+        self._act_for(held)
+        self.rounds += 1
+
+    def _act_for(self, held: set[str]) -> None:
+        """Act for the leases held but those being let go, if they still hold long enough
+        (a round that took nearly a lease to renew them acts for nothing)."""
+        if self.valid_until is None or self.clock() >= self.valid_until - SAFETY:
+            if self.share.held_sites() or self.share.holds(None):
+                log.warning("the site leases were renewed too late to be relied on: stopping "
+                            "work on every site until a round renews them in time")
+            self.share.set(())
+        else:
+            self.share.set(held - self._going)
+
+    async def _hand_over(self, going: frozenset[str]) -> None:
+        """Let go of sites: once their work in hand is done (``let_go``), their leases are
+        released, for another poller to take at its next round. The sites stay out of
+        the share until a round renews after this (the leases released are not in it)."""
+        try:
             if self._let_go is not None:
                 await self._let_go(going)
-            await self.store.release_leases(me, sorted(going))
-            held -= going
+            await self.store.release_leases(self.identity.id, sorted(going))
             log.info("let go of %d site(s) for a newcomer: %s", len(going),
                      ", ".join(sorted(going)))
-        self.share.set(held)
-        self.rounds += 1
+        except Exception:  # they stay ours: acted for again from the next round
+            log.exception("could not let go of site(s) %s", ", ".join(sorted(going)))
 
     def expire_if_stale(self) -> None:
         """Stop acting for every site when the leases may have run out unrenewed."""
@@ -124,20 +163,42 @@ class LeaseKeeper:
                             "site until they are renewed")
             self.share.set(())
 
+    async def _watch(self) -> None:
+        """Beside the rounds: stop acting once the leases may run out unrenewed (a round
+        stuck on the database would not notice)."""
+        while True:
+            self.expire_if_stale()
+            left = (self.round_s if self.valid_until is None else
+                    (self.valid_until - SAFETY - self.clock()).total_seconds())
+            await asyncio.sleep(min(max(left, 0.05), self.round_s))
+
     async def run_forever(self, *, first_after: bool = False) -> None:
         """Rounds until cancelled (``first_after``: the first one round from now: the
-        engine ran one at start); a failed round is logged and retried at the next."""
-        if first_after:
-            await asyncio.sleep(self.round_s)
-        while True:
-            try:
-                await self.round()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the site leases could not be renewed")
-                self.expire_if_stale()
-            await asyncio.sleep(self.round_s)
+        engine ran one at start), each ``round_s`` after the previous one began (a slow
+        round does not push the renewals further apart); a failed round is logged and
+        retried at the next. A hand-over under way is cancelled with it (``leave`` lets
+        everything go)."""
+        loop = asyncio.get_running_loop()
+        watchdog = loop.create_task(self._watch(), name="leases:watch")
+        try:
+            if first_after:
+                await asyncio.sleep(self.round_s)
+            while True:
+                began = loop.time()
+                try:
+                    await self.round()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("the site leases could not be renewed")
+                    self.expire_if_stale()
+                await asyncio.sleep(max(0.0, began + self.round_s - loop.time()))
+        finally:
+            for task in (watchdog, self._handing):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def leave(self) -> None:
         """Stop cleanly: every lease let go at once (the others take them at their next
