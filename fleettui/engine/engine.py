@@ -337,6 +337,10 @@ class Engine:
         self._webhook_task = asyncio.get_running_loop().create_task(
             self.webhooks.run_forever())
         if self.config.push.enabled:
+            if self.leases is not None:
+                log.warning("push devices on a database several pollers share are not shared "
+                            "yet: this poller's listener judges every push device; enable "
+                            "[push] on one poller only")
             self._push_task = asyncio.get_running_loop().create_task(self.push.watch())
 
     def _schedule(self, device_id: str, poller: DevicePoller) -> None:
