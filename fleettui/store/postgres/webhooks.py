@@ -105,7 +105,7 @@ class WebhookDeliveryQueries(PostgresConnection):
             return []
         extra = [] if sites is None else [sorted(sites)]
         sql = due_sql(lambda n: f"${n}", lambda n: f"v.site_id = ANY(${n}::text[])",
-                      by_site=sites is not None, deviceless=deviceless)
+                      by_site=sites is not None, deviceless=deviceless, arrays=True)
         return [due_of_row(r) for r in await self._fetch(sql, endpoint, now, per_device, *extra)]
 
     async def webhook_results(
