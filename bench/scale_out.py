@@ -47,6 +47,7 @@ The pollers' logs are scanned for late lease renewals and ERROR lines.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import base64
@@ -226,16 +227,16 @@ class Counts(NamedTuple):
     deliveries: int
 
 
-class Probe:
-    """Reads one database the pollers write (never writes)."""
+class Probe(abc.ABC):
+    """Reads one database the pollers write (never writes); one subclass per backend."""
 
+    @abc.abstractmethod
     async def devices(self) -> dict[str, Row]:
         """Every device: site, status, last_seen."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def counts(self) -> Counts:
         """Punches, deliveries delivered, outbox rows, deliveries."""
-        raise NotImplementedError
 
     async def live_pollers(self) -> dict[str, int]:
         """The live pollers' ids and pids (none on SQLite)."""
@@ -245,10 +246,10 @@ class Probe:
         """Each site's live lease holder, if it is a live poller (none on SQLite)."""
         return {}
 
+    @abc.abstractmethod
     async def table_bytes(self) -> dict[str, int]:
         """Bytes on disk of punches, webhook_outbox, webhook_deliveries, events (each with
         its indexes)."""
-        raise NotImplementedError
 
     async def pending(self) -> list[dict[str, Any]]:
         """The pending deliveries, by the poller holding their device's site."""
@@ -258,6 +259,7 @@ class Probe:
         """Backends waiting on an advisory lock (the append lock) now."""
         return 0
 
+    @abc.abstractmethod
     async def close(self) -> None:
         """Let the database go."""
 
