@@ -524,6 +524,8 @@ class PushLine:
     state: str  # "queued", "sent", "done" or "failed"
     return_code: int | None = None
     result: dict[str, str] = field(default_factory=dict)
+    #: when it was handed to the device (None while queued)
+    sent_at: datetime | None = None
 
 
 class NewApiKey(NamedTuple):

@@ -222,16 +222,20 @@ async def test_push_lines_are_queued_sent_answered_once_expired_and_dropped(
     store: Store,
 ) -> None:
     command = (await _submit(store, devices=["gate_p"])).request.commands[0]
-    await store.start_command(command.id, T0)
+    assert await store.claim_command(command.id, T0) is True
+    assert await store.claim_command(command.id, T0) is False  # started already
     lines = await store.add_push_lines(command.id, "gate_p", ["A", "B", "C"],
                                        {"stage": "x", "n": 3})
     assert [(line.text, line.state) for line in lines] == [("A", "queued"), ("B", "queued"),
                                                            ("C", "queued")]
     assert await store.push_plan(command.id) == {"stage": "x", "n": 3}
     assert await store.push_plan(10_000) == {}
-    await store.mark_push_lines_sent([lines[0].id, lines[1].id], T0)
-    assert [line.id for line in await store.push_lines("gate_p", state="sent")] == [
+    assert await store.mark_push_lines_sent([lines[0].id, lines[1].id], T0) == [
         lines[0].id, lines[1].id]
+    assert await store.mark_push_lines_sent([lines[1].id], T0) == []  # sent already
+    sent = await store.push_lines("gate_p", state="sent")
+    assert [(line.id, line.sent_at) for line in sent] == [(lines[0].id, T0), (lines[1].id, T0)]
+    assert lines[2].sent_at is None
     answered = await store.answer_push_line("gate_p", lines[0].id, 0, {"k": "v"}, T0)
     assert answered is not None and (answered.state, answered.return_code, answered.result) \
         == ("done", 0, {"k": "v"})
@@ -259,6 +263,9 @@ async def test_push_contacts_stamps_users_and_pending_serials(store: Store) -> N
     device = await store.device("gate_p")
     assert device is not None and (device.last_seen, device.firmware, device.users) == (
         T0 + timedelta(seconds=10), "Ver 8", 4)
+    # another listener writes an older contact after it: when it was last heard stays
+    await store.record_push_contacts([PushContact("gate_p", T0 + timedelta(seconds=4), "x")])
+    assert await store.push_last_seen() == {"gate_p": T0 + timedelta(seconds=10)}
     await store.record_push_users("gate_p", [PushUser("2", "Bo"), PushUser("1", "Ana", 14)])
     await store.record_push_users("gate_p", [PushUser("2", "Bo Chen", card="55")], ["1"])
     assert await store.push_users("gate_p") == [PushUser("2", "Bo Chen", 0, "55")]
@@ -319,6 +326,20 @@ async def test_a_result_posted_to_two_processes_at_once_is_taken_once(
     expired = await asyncio.gather(a.expire_push_lines(T0 + timedelta(minutes=9), T0),
                                    b.expire_push_lines(T0 + timedelta(minutes=9), T0))
     assert expired == [{}, {}]  # answered: not expired after all
+
+
+async def test_a_queued_command_claimed_by_two_processes_at_once_starts_once(
+    two: tuple[Store, Store],
+) -> None:
+    a, b = two
+    command = (await _submit(a, devices=["gate_p"])).request.commands[0]
+    claims = await asyncio.gather(*(s.claim_command(command.id, T0) for s in (a, b) * 3))
+    assert claims.count(True) == 1
+    started = await b.command(command.id)
+    assert started is not None and (started.state, started.attempts) == (CommandState.SENT, 1)
+    line = (await a.add_push_lines(command.id, "gate_p", ["REBOOT"], {}))[0]
+    sent = await asyncio.gather(*(s.mark_push_lines_sent([line.id], T0) for s in (a, b) * 3))
+    assert sorted(sent) == [[], [], [], [], [], [line.id]]
 
 
 async def test_a_command_another_process_ended_is_not_brought_back(

@@ -55,8 +55,14 @@ class PushStore(Protocol):
         """Every line of one command, in order."""
         ...
 
-    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> None:
-        """Lines handed to the device in a getrequest answer."""
+    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> list[int]:
+        """Lines handed to the device in a getrequest answer; returns those that were
+        still queued (only they may be sent: another listener may have sent the rest)."""
+        ...
+
+    async def push_last_seen(self) -> dict[str, datetime]:
+        """When each push device was last heard, by any listener on the database (as
+        their batches of contacts were written; devices never heard are left out)."""
         ...
 
     async def answer_push_line(self, device_id: str, line_id: int, code: int,

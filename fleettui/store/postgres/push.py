@@ -22,7 +22,7 @@ from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, Pu
 from fleettui.store.postgres.connection import Db, PostgresConnection
 from fleettui.store.shared.push_limits import clip_pending, clip_stamp
 
-_LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result"
+_LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result, sent_at"
 
 
 class PushQueries(PostgresConnection):
@@ -39,7 +39,7 @@ class PushQueries(PostgresConnection):
 
         async def write(db: Db) -> None:
             await db.executemany(
-                "UPDATE devices SET last_seen = $1, push_address = $2,"
+                "UPDATE devices SET last_seen = GREATEST(last_seen, $1), push_address = $2,"
                 " push_version = CASE WHEN $3 = '' THEN push_version ELSE $3 END,"
                 " firmware = COALESCE($4, firmware), users = COALESCE($5, users),"
                 " records = COALESCE($6, records), records_cap = COALESCE($7, records_cap),"
@@ -124,14 +124,25 @@ class PushQueries(PostgresConnection):
                                  " WHERE command_id = $1 ORDER BY id", command_id)
         return [_line(r) for r in rows]
 
-    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> None:
-        """Lines handed to the device in a getrequest answer (those still queued)."""
-        async def write(db: Db) -> None:
-            await db.execute(
+    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> list[int]:
+        """Lines handed to the device in a getrequest answer: those still queued, whose
+        ids are returned (two listeners answering one device at once hand each line to
+        one of them)."""
+        async def write(db: Db) -> list[int]:
+            rows = await db.fetch(
                 "UPDATE push_lines SET state = 'sent', sent_at = $1"
-                " WHERE id = ANY($2::bigint[]) AND state = 'queued'", now, list(line_ids))
-        if line_ids:
-            await self._transaction(write)
+                " WHERE id = ANY($2::bigint[]) AND state = 'queued' RETURNING id",
+                now, list(line_ids))
+            return sorted(r[0] for r in rows)
+        if not line_ids:
+            return []
+        return await self._transaction(write)
+
+    async def push_last_seen(self) -> dict[str, datetime]:
+        """See ``Store.push_last_seen``."""
+        rows = await self._fetch("SELECT id, last_seen FROM devices WHERE transport = 'push'"
+                                 " AND last_seen IS NOT NULL")
+        return {r[0]: r[1] for r in rows}
 
     async def answer_push_line(self, device_id: str, line_id: int, code: int,
                                result: dict[str, str], now: datetime) -> PushLine | None:
@@ -207,4 +218,4 @@ class PushQueries(PostgresConnection):
 def _line(r: asyncpg.Record) -> PushLine:
     """A push_lines row (``_LINE_COLUMNS``) as a PushLine."""
     return PushLine(r["id"], r["command_id"], r["device_id"], r["text"], r["state"],
-                    r["return_code"], r["result"])
+                    r["return_code"], r["result"], r["sent_at"])

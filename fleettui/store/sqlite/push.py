@@ -13,7 +13,7 @@ from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, Pu
 from fleettui.store.shared.push_limits import clip_pending, clip_stamp
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 
-_LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result"
+_LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result, sent_at"
 
 
 class PushQueries(SqliteConnection):
@@ -26,7 +26,8 @@ class PushQueries(SqliteConnection):
             return
         def write(db: sqlite3.Connection) -> None:
             db.executemany(
-                "UPDATE devices SET last_seen = ?, push_address = ?,"
+                "UPDATE devices SET last_seen = MAX(?, COALESCE(last_seen, '')),"
+                " push_address = ?,"
                 " push_version = CASE WHEN ? = '' THEN push_version ELSE ? END,"
                 " firmware = COALESCE(?, firmware), users = COALESCE(?, users),"
                 " records = COALESCE(?, records), records_cap = COALESCE(?, records_cap),"
@@ -108,15 +109,26 @@ class PushQueries(SqliteConnection):
                            " WHERE command_id = ? ORDER BY id", (command_id,))
         return [_line(r) for r in rows]
 
-    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> None:
-        """Lines handed to the device in a getrequest answer."""
-        def write(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "UPDATE push_lines SET state = 'sent', sent_at = ?"
-                " WHERE id = ? AND state = 'queued'",
-                [(ts(now), i) for i in line_ids],
-            )
-        await self._transaction(write)
+    async def mark_push_lines_sent(self, line_ids: Sequence[int], now: datetime) -> list[int]:
+        """Lines handed to the device in a getrequest answer: those still queued, whose
+        ids are returned (see ``Store.mark_push_lines_sent``)."""
+        def write(db: sqlite3.Connection) -> list[int]:
+            taken = []
+            for i in line_ids:
+                cur = db.execute("UPDATE push_lines SET state = 'sent', sent_at = ?"
+                                 " WHERE id = ? AND state = 'queued'", (ts(now), i))
+                if cur.rowcount:
+                    taken.append(i)
+            return taken
+        if not line_ids:
+            return []
+        return await self._transaction(write)
+
+    async def push_last_seen(self) -> dict[str, datetime]:
+        """See ``Store.push_last_seen``."""
+        rows = await fetch(self._db, "SELECT id, last_seen FROM devices"
+                                     " WHERE transport = 'push' AND last_seen IS NOT NULL")
+        return {r["id"]: seen for r in rows if (seen := from_ts(r["last_seen"])) is not None}
 
     async def answer_push_line(self, device_id: str, line_id: int, code: int,
                                result: dict[str, str], now: datetime) -> PushLine | None:
@@ -194,7 +206,7 @@ class PushQueries(SqliteConnection):
 
 def _line(r: Any) -> PushLine:
     return PushLine(r["id"], r["command_id"], r["device_id"], r["text"], r["state"],
-                    r["return_code"], json.loads(r["result"]))
+                    r["return_code"], json.loads(r["result"]), from_ts(r["sent_at"]))
 
 
 def _pending(r: Any) -> PendingDevice:
