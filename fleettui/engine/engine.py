@@ -139,7 +139,7 @@ class Engine:
         #: the devices that dial in: answered by the push listener, never polled
         self.push = PushGateway(store, clock=clock, publish=self._publish,
                                 delay_s=push.delay_s, offline_after_s=push.offline_after,
-                                error_delay_s=push.error_delay_s)
+                                error_delay_s=push.error_delay_s, share=self.share)
         self._push_task: asyncio.Task[None] | None = None
         self.pollers: dict[str, DevicePoller] = {}
         #: the devices polled now (those of the sites held)
@@ -216,8 +216,9 @@ class Engine:
 
     async def _add(self, spec: DeviceSpec) -> None:
         """Build the device's poller from its spec; schedule it if the engine runs (a push
-        device goes to the push gateway instead: it calls, it is not called). A device of
-        a site another poller holds is only remembered, until its site is ours."""
+        device goes to the push gateway instead: it calls, it is not called, and is
+        answered whoever holds its site; only that holder judges its status). A polled
+        device of a site another poller holds is only remembered, until its site is ours."""
         self._wanted[spec.id] = spec
         if spec.transport != "push" and not self.share.holds(spec.site_id):
             return
@@ -337,10 +338,6 @@ class Engine:
         self._webhook_task = asyncio.get_running_loop().create_task(
             self.webhooks.run_forever())
         if self.config.push.enabled:
-            if self.leases is not None:
-                log.warning("push devices on a database several pollers share are not shared "
-                            "yet: this poller's listener judges every push device; enable "
-                            "[push] on one poller only")
             self._push_task = asyncio.get_running_loop().create_task(self.push.watch())
 
     def _schedule(self, device_id: str, poller: DevicePoller) -> None:
@@ -514,7 +511,10 @@ class Engine:
                 log.info("%d command(s) left running by the previous holder of %s: failed",
                          failed, ", ".join(sorted(sites)))
             for spec in [s for s in self._wanted.values() if s.site_id in sites]:
-                if (spec.id not in self._specs and self.share.holds(spec.site_id)
+                if spec.transport == "push" and spec.id in self._specs:
+                    # answered all along (any listener answers any device): now judged here
+                    self.push.adopt(spec.id, await self.store.device(spec.id))
+                elif (spec.id not in self._specs and self.share.holds(spec.site_id)
                         and not self._stopping):
                     await self._add(spec)
             self.alerts.invalidate()

@@ -7,6 +7,15 @@ answers them, through the same store, status machine and command queue as
 polled devices: a punch is committed (with its webhook outbox row) before the
 device is told ``OK:<n>``, so a device that hears nothing sends again and
 nothing is lost or stored twice. It knows no HTTP.
+
+Several listeners may answer one fleet (pollers sharing a database, behind a
+load balancer that sends a device's calls anywhere): what must be true
+across calls lives in the store (stamps, users, command lines, when each
+device was last heard), a command or a line is handed out by the one
+listener whose ``UPDATE`` took it, and a device's status is judged only by
+the poller that holds its site (``share``), from the contacts every listener
+writes. What a gateway keeps in memory is a cache: a device with a comm key
+handshakes once with each listener before it is heard there.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from fleettui.engine.push_commands import (
     sync_employees_lines,
     users_changed,
 )
+from fleettui.engine.share import SiteShare
 from fleettui.engine.sync import make_punch
 from fleettui.store import Store
 
@@ -108,6 +118,7 @@ class PushGateway:
         delay_s: int = 10,
         offline_after_s: float = 30.0,
         error_delay_s: int = 30,
+        share: SiteShare | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -115,6 +126,8 @@ class PushGateway:
         self.delay_s = delay_s
         self.offline_after_s = offline_after_s
         self.error_delay_s = error_delay_s
+        #: the sites whose devices' status this gateway judges (all, alone on a database)
+        self.share = share if share is not None else SiteShare.whole()
         self._by_serial: dict[str, _Device] = {}
         self._contacts: dict[str, PushContact] = {}
         self._pending_noted: dict[str, datetime] = {}
@@ -137,6 +150,17 @@ class PushGateway:
         self._by_serial[spec.serial] = _Device(spec, ZoneInfo(spec.timezone or "UTC"), health,
                                                lock=asyncio.Lock(),
                                                verified=not spec.comm_key)
+
+    def adopt(self, device_id: str, state: DeviceState | None) -> None:
+        """The device's site was just taken over: judge it from the status its previous
+        judge recorded, not from what this gateway saw before."""
+        for d in self._by_serial.values():
+            if d.spec.id == device_id and state is not None:
+                d.health = Health(device_id, offline_after=1, status=state.status,
+                                  reason=state.status_reason, since=state.status_since)
+                if state.last_seen is not None and (d.heard_at is None
+                                                    or state.last_seen > d.heard_at):
+                    d.heard_at = state.last_seen
 
     def remove(self, device_id: str) -> None:
         """Stop answering a device (it is told it is unknown)."""
@@ -277,8 +301,11 @@ class PushGateway:
         if self._expired_at is None or (now - self._expired_at).total_seconds() >= EXPIRE_EVERY_S:
             self._expired_at = now
             await self._expire(now)
+        judged = [d for d in self._by_serial.values() if self._judges(d)]
+        if not self.share.everything and judged:
+            await self._hear_others(judged, now)
         silent = timedelta(seconds=self.offline_after_s)
-        for device in list(self._by_serial.values()):
+        for device in judged:
             health = device.health
             last = device.heard_at or self._started_at
             if health.status is DeviceStatus.OFFLINE or now - last < silent:
@@ -286,10 +313,39 @@ class PushGateway:
             if health.status is DeviceStatus.UNKNOWN and device.heard_at is None and \
                     now - self._started_at < silent:
                 continue
+            if not self.share.everything and health.rebooting_until is None:
+                await self._reboot_sent_elsewhere(device)
             change = health.failure(
                 FailureKind.UNREACHABLE, f"no heartbeat for {self.offline_after_s:g} s", now)
             if change is not None:
                 self.publish(await self.store.record_status(change))
+
+    def _judges(self, device: _Device) -> bool:
+        """Whether this gateway keeps the device's status (its poller holds the site)."""
+        return self.share.holds(device.spec.site_id)
+
+    async def _hear_others(self, judged: list[_Device], now: datetime) -> None:
+        """Calls other listeners answered (their contacts, as written) count as heard: a
+        device silent here may be talking to another listener."""
+        heard = await self.store.push_last_seen()
+        silent = timedelta(seconds=self.offline_after_s)
+        for device in judged:
+            seen = heard.get(device.spec.id)
+            if seen is None or (device.heard_at is not None and seen <= device.heard_at):
+                continue
+            device.heard_at = seen
+            health = device.health
+            if health.status is not DeviceStatus.ONLINE and now - seen < silent and (
+                    health.since is None or seen >= health.since):
+                change = health.success(now)
+                if change is not None:
+                    self.publish(await self.store.record_status(change))
+
+    async def _reboot_sent_elsewhere(self, device: _Device) -> None:
+        """A restart another listener handed the device: its silence is the reboot."""
+        for line in await self.store.push_lines(device.spec.id, state="sent"):
+            if push_wire.is_reboot(line.text) and line.sent_at is not None:
+                device.health.expect_reboot(line.sent_at + timedelta(seconds=REBOOT_WINDOW_S))
 
     async def flush(self) -> None:
         """Write the contacts heard since the last flush, in one transaction."""
@@ -326,9 +382,10 @@ class PushGateway:
             contact = replace(contact, firmware=info.firmware or None, users=info.users,
                               records=info.records)
         self._contacts[device.spec.id] = contact
-        change = device.health.success(now)
-        if change is not None:
-            self.publish(await self.store.record_status(change))
+        if self._judges(device):
+            change = device.health.success(now)
+            if change is not None:
+                self.publish(await self.store.record_status(change))
 
     async def _attlog(self, device: _Device, text: str, now: datetime) -> PushAnswer:
         parsed = push_wire.parse_attlog(text)
@@ -370,15 +427,15 @@ class PushGateway:
         if not queued and device_id in self._queued:
             self._queued.discard(device_id)
             for command in await self.store.due_commands(device_id, now):
+                if not await self.store.claim_command(command.id, now):
+                    continue  # another listener took it (the device called both at once)
                 plan = await self._plan(device, command)
                 if plan.refused is not None or not plan.lines:
-                    await self.store.start_command(command.id, now)
                     state = CommandState.FAILED if plan.refused else CommandState.DONE
                     self.publish(await self.store.finish_command(
                         command, state, now, result=plan.report or None,
                         error=plan.refused or ""))
                     continue
-                await self.store.start_command(command.id, now)
                 await self.store.add_push_lines(command.id, device_id, plan.lines, plan.report)
                 if COMMANDS[command.command].reboots:
                     break  # what follows waits for the device to come back
@@ -389,7 +446,8 @@ class PushGateway:
         batch = push_wire.batch_for_answer([(line.id, line.text) for line in queued],
                                            in_flight=in_flight)
         if batch:
-            await self.store.mark_push_lines_sent([cid for cid, _ in batch], now)
+            taken = set(await self.store.mark_push_lines_sent([cid for cid, _ in batch], now))
+            batch = [(cid, text) for cid, text in batch if cid in taken]
             if any(push_wire.is_reboot(text) for _, text in batch):
                 device.health.expect_reboot(now + timedelta(seconds=REBOOT_WINDOW_S))
         return batch
@@ -441,7 +499,8 @@ class PushGateway:
         what is missing is stored, the rest is stored once already. (Missing records
         happen when the database was restored from a backup, or another server took
         some of the device's uploads.)"""
-        if device.reported is None or device.health.status is not DeviceStatus.ONLINE:
+        if device.reported is None or (self._judges(device)
+                                       and device.health.status is not DeviceStatus.ONLINE):
             return
         if device.uploaded_at is not None and \
                 (now - device.uploaded_at).total_seconds() < 2 * self.delay_s:
@@ -452,6 +511,10 @@ class PushGateway:
         if device.stored is None:
             device.stored = await self.store.punch_count(device.spec.id)
         missing = device.reported - device.stored
+        if missing > device.gap_explained:
+            # other listeners may have stored what this one did not count: count again
+            device.stored = await self.store.punch_count(device.spec.id)
+            missing = device.reported - device.stored
         if missing <= device.gap_explained:
             return
         device.gap_asked_at = now
