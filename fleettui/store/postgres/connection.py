@@ -4,7 +4,9 @@ asyncpg's pool: every write method runs one transaction on a connection of
 the pool (``_transaction``); every read runs on any connection, outside a
 transaction, so it sees what is committed and nothing else (READ COMMITTED).
 Cancelling the coroutine that waits on a transaction rolls it back, as the
-SQLite writer does with a transaction not yet committed.
+SQLite writer does with a transaction not yet committed. The lease keeper's
+writes run on a connection of their own (``_lease_transaction``), so a burst
+of punches or deliveries holding the whole pool never delays a renewal.
 
 Several processes write one database at once (pollers, API servers, push
 listeners), so ids are not handed out in commit order by themselves: a
@@ -19,6 +21,7 @@ other, and a transaction that appends nothing never waits on the lock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
@@ -100,6 +103,10 @@ class PostgresConnection:
         self._queue_listeners: list[Callable[[Sequence[str]], None]] = []
         #: the months of punches known to have their partition
         self._partitions = Partitions()
+        #: a connection of its own for the lease keeper (opened on its first round): a
+        #: burst of writes holding the pool must not make a poller miss its renewals
+        self._lease_pool: asyncpg.Pool | None = None
+        self._lease_pool_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> Self:
@@ -120,8 +127,23 @@ class PostgresConnection:
         return cls(pool, url)
 
     async def close(self) -> None:
-        """Close the pool once the transactions in progress have ended."""
+        """Close the pools once the transactions in progress have ended."""
+        if self._lease_pool is not None:
+            await self._lease_pool.close()
         await self._pool.close()
+
+    async def _lease_transaction(self, fn: Callable[[Db], Awaitable[T]]) -> T:
+        """Run ``fn`` in one transaction on the lease keeper's own connection."""
+        if self._lease_pool is None:
+            async with self._lease_pool_lock:
+                if self._lease_pool is None:
+                    try:
+                        self._lease_pool = await asyncpg.create_pool(
+                            self._url, min_size=1, max_size=1, init=_setup)
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                        raise StoreUnreachable(self.url, e) from None
+        async with self._lease_pool.acquire() as conn, conn.transaction():
+            return await fn(conn)
 
     async def _transaction(self, fn: Callable[[Db], Awaitable[T]]) -> T:
         """Run ``fn`` in one transaction on a connection of the pool; what it writes is seen

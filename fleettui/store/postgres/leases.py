@@ -34,7 +34,8 @@ _CLAIM = (
 
 
 class LeaseQueries(PostgresConnection):
-    """Who polls what, when several pollers share the database."""
+    """Who polls what, when several pollers share the database (a poller's own writes go
+    through the lease keeper's connection, apart from the pool)."""
 
     @property
     def shared(self) -> bool:
@@ -54,14 +55,16 @@ class LeaseQueries(PostgresConnection):
                 "DELETE FROM pollers p WHERE p.expires_at < $1 AND NOT EXISTS"
                 " (SELECT 1 FROM site_leases l WHERE l.poller_id = p.id AND l.expires_at > $2)",
                 now - FORGET_AFTER, now)
-        await self._transaction(write)
+        await self._lease_transaction(write)
 
     async def renew_leases(self, poller_id: str, now: datetime, lease: timedelta) -> list[str]:
         """See ``LeaseStore.renew_leases``."""
-        rows = await self._fetch(
-            "UPDATE site_leases SET expires_at = $2 WHERE poller_id = $1 RETURNING site_id",
-            poller_id, now + lease)
-        return sorted(r[0] for r in rows)
+        async def write(db: Db) -> list[str]:
+            rows = await db.fetch(
+                "UPDATE site_leases SET expires_at = $2 WHERE poller_id = $1 RETURNING site_id",
+                poller_id, now + lease)
+            return sorted(r[0] for r in rows)
+        return await self._lease_transaction(write)
 
     async def claim_leases(self, poller_id: str, count: int, now: datetime, lease: timedelta,
                            *, fleet: bool = False) -> list[str]:
@@ -79,20 +82,22 @@ class LeaseQueries(PostgresConnection):
                 if row is not None:
                     taken.append(FLEET_LEASE)
             return sorted(taken)
-        return await self._transaction(write)
+        return await self._lease_transaction(write)
 
     async def release_leases(self, poller_id: str, site_ids: Sequence[str]) -> None:
         """See ``LeaseStore.release_leases``."""
-        await self._pool.execute(
-            "DELETE FROM site_leases WHERE poller_id = $1 AND site_id = ANY($2::text[])",
-            poller_id, list(site_ids))
+        async def write(db: Db) -> None:
+            await db.execute(
+                "DELETE FROM site_leases WHERE poller_id = $1 AND site_id = ANY($2::text[])",
+                poller_id, list(site_ids))
+        await self._lease_transaction(write)
 
     async def poller_gone(self, poller_id: str) -> None:
         """See ``LeaseStore.poller_gone``."""
         async def write(db: Db) -> None:
             await db.execute("DELETE FROM site_leases WHERE poller_id = $1", poller_id)
             await db.execute("DELETE FROM pollers WHERE id = $1", poller_id)
-        await self._transaction(write)
+        await self._lease_transaction(write)
 
     async def pollers(self) -> list[PollerInfo]:
         """See ``LeaseStore.pollers``."""
