@@ -207,7 +207,7 @@ def test_employee_sync_preview(snap_compare: Any, frozen_app: FleetApp, tmp_path
 
     from fleettui.domain import CommandState
     from fleettui.tui.employees import EmployeeSync
-    from tests.test_tui import wait_for
+    from tests.test_tui import click, wait_for
 
     (tmp_path / "employees.csv").write_text(EMPLOYEES_CSV)
     monkeypatch.chdir(tmp_path)  # a relative path: the same text on screen in every run
@@ -226,8 +226,8 @@ def test_employee_sync_preview(snap_compare: Any, frozen_app: FleetApp, tmp_path
         path = screen.query_one("#path", Input)
         path.cursor_blink = False
         path.value = "employees.csv"
-        await pilot.click("#remove")
-        await pilot.click("#preview")
+        await click(pilot, "#remove")
+        await click(pilot, "#preview")
         await wait_for(pilot, lambda: "asking the device" in _message(screen))
         request = await app.store.command_request(1)
         assert request is not None

@@ -71,6 +71,18 @@ async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float 
         await pilot.pause(0.05)
 
 
+async def click(pilot: Pilot[None], selector: str) -> None:
+    """Click a widget of the current screen once the screen has laid out what changed.
+
+    A pilot's click aims at where the widget was last laid out: right after a
+    dialog grew (a preview arriving), its buttons are about to move, and a click
+    aimed then lands on what is there next (it did, once in a dozen runs on a busy
+    machine). So the app runs until idle first, and a click that misses fails here.
+    """
+    await pilot.pause()
+    assert await pilot.click(selector), f"the click at {selector} landed elsewhere"
+
+
 def _settled(app: FleetApp) -> bool:
     rows = app.rows
     return len(rows) == len(LAYOUT) and all(

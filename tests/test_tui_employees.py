@@ -23,7 +23,7 @@ from fleettui.store import open_store
 from fleettui.tui.app import FleetApp
 from fleettui.tui.employees import EmployeeSync, load_employees
 from tests.conftest import Emulated, device_config, sample_users
-from tests.test_tui import LAYOUT, OFFLINE, _palette_top, two_site_toml, wait_for
+from tests.test_tui import LAYOUT, OFFLINE, _palette_top, click, two_site_toml, wait_for
 
 CSV = (
     "id,name,card\n"
@@ -68,7 +68,7 @@ async def preview(pilot: Pilot[None], app: FleetApp, device_id: str, path: Path)
     screen = app.screen
     assert isinstance(screen, EmployeeSync)
     screen.query_one("#path", Input).value = str(path)
-    await pilot.click("#preview")
+    await click(pilot, "#preview")
     return screen
 
 async def test_preview_from_the_devices_then_apply_to_a_site(
@@ -91,7 +91,7 @@ async def test_preview_from_the_devices_then_apply_to_a_site(
         screen = app.screen
         assert isinstance(screen, EmployeeSync)
         screen.query_one("#path", Input).value = str(path)
-        await pilot.click("#remove")
+        await click(pilot, "#remove")
         assert screen.query_one("#remove", Checkbox).value
         screen.query_one("#path", Input).focus()
         await pilot.press("enter")
@@ -114,7 +114,7 @@ async def test_preview_from_the_devices_then_apply_to_a_site(
 
         # apply: one real request, under a key derived from the file and the target
         assert not screen.query_one("#apply", Button).disabled
-        await pilot.click("#apply")
+        await click(pilot, "#apply")
         await wait_for(pilot, lambda: not isinstance(app.screen, EmployeeSync))
         real = [c for c in await app.store.commands() if "dry_run" in c.params
                 and not c.params["dry_run"]]
@@ -208,7 +208,7 @@ async def test_a_viewer_previews_and_applies_through_the_owning_poller(
             assert c.result is not None
             assert (c.result["added"], c.result["unchanged"], c.result["removed"]) == (1, 1, 0)
             assert "3001" not in users_of(em, "dev_a_01")
-            await pilot.click("#apply")
+            await click(pilot, "#apply")
             await wait_for(pilot, lambda: not isinstance(app.screen, EmployeeSync))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 15
@@ -234,7 +234,7 @@ async def test_changing_the_file_or_options_after_a_preview_disables_apply(
         screen = await preview(pilot, app, "dev_b_01", path)
         apply = screen.query_one("#apply", Button)
         await wait_for(pilot, lambda: not apply.disabled, 15)
-        await pilot.click("#remove")  # the preview was without removals: it is stale now
+        await click(pilot, "#remove")  # the preview was without removals: it is stale now
         await wait_for(pilot, lambda: apply.disabled and "preview again" in _message(app))
         assert screen.preview is None
         await pilot.press("escape")
