@@ -444,3 +444,40 @@ async def test_a_command_line_never_answered_fails_its_command_in_the_end(
     assert fresh is not None
     assert (fresh.commands[0].state, fresh.commands[0].error) == (
         CommandState.FAILED, "AC_UNLOCK 2: not answered")
+
+
+async def test_a_command_left_half_done_by_a_listener_that_died_is_carried_on(
+    listener: Listener,
+) -> None:
+    """A listener killed after a result was stored but before it acted on it: the query
+    of an employee sync answered, its user lines never queued; a restart whose process
+    died between start and lines (a store from before they were one step)."""
+    store = listener.store
+    gateway = listener.engine.push
+    employees = [{"user_id": "5", "name": "Asha"}]
+    request, _ = await enqueue(store, "gate-1", "sync_employees",
+                               {"employees": employees, "remove_missing": False},
+                               now=T0, source="test")
+    await gateway.tick()
+    query = await listener.call("GET", "/iclock/getrequest")
+    query_id = int(query.text.strip().split(":", 2)[1])
+    # the result is taken (as the dying listener did), and nothing more happens
+    assert await store.answer_push_line("gate-1", query_id, 0, {}, listener.now[0]) is not None
+    bare, _ = await enqueue(store, "gate-2", "restart", now=T0, source="test")
+    await store.start_command(bare.commands[0].id, T0)
+    listener.advance(60)
+    await gateway.tick()
+    assert (await listener.call("GET", "/iclock/getrequest")).text == "OK"  # not yet
+    listener.advance(70)  # past STRANDED_AFTER_S, at the next look (every 60 s)
+    await gateway.tick()
+    r = await listener.call("GET", "/iclock/getrequest")
+    assert [ln.split(":", 2)[2].split("\t")[0] for ln in r.text.strip().splitlines()] == [
+        "DATA UPDATE USERINFO PIN=5"]
+    line_id = r.text.strip().split(":", 2)[1]
+    await listener.call("POST", "/iclock/devicecmd", body=f"ID={line_id}&Return=0&CMD=DATA\n")
+    fresh = await store.command_request(request.id)
+    assert fresh is not None and fresh.commands[0].state is CommandState.DONE
+    assert fresh.commands[0].result is not None and fresh.commands[0].result["added"] == 1
+    ended = await store.command_request(bare.id)
+    assert ended is not None and (ended.commands[0].state, ended.commands[0].error) == (
+        CommandState.FAILED, "interrupted before it reached the device")

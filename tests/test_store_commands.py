@@ -222,10 +222,12 @@ async def test_push_lines_are_queued_sent_answered_once_expired_and_dropped(
     store: Store,
 ) -> None:
     command = (await _submit(store, devices=["gate_p"])).request.commands[0]
-    assert await store.claim_command(command.id, T0) is True
-    assert await store.claim_command(command.id, T0) is False  # started already
-    lines = await store.add_push_lines(command.id, "gate_p", ["A", "B", "C"],
-                                       {"stage": "x", "n": 3})
+    lines = await store.start_push_command(command.id, "gate_p", ["A", "B", "C"],
+                                           {"stage": "x", "n": 3}, T0)
+    assert lines is not None
+    assert await store.start_push_command(command.id, "gate_p", ["A"], {}, T0) is None
+    started = await store.command(command.id)
+    assert started is not None and (started.state, started.attempts) == (CommandState.SENT, 1)
     assert [(line.text, line.state) for line in lines] == [("A", "queued"), ("B", "queued"),
                                                            ("C", "queued")]
     assert await store.push_plan(command.id) == {"stage": "x", "n": 3}
@@ -328,16 +330,40 @@ async def test_a_result_posted_to_two_processes_at_once_is_taken_once(
     assert expired == [{}, {}]  # answered: not expired after all
 
 
-async def test_a_queued_command_claimed_by_two_processes_at_once_starts_once(
+async def test_push_commands_left_started_with_nothing_to_send_or_answer_are_found(
+    store: Store,
+) -> None:
+    # a command started with no lines (from before start_push_command), one whose lines
+    # are all answered (a listener died before ending it), one still waiting for an answer
+    bare, answered, waiting = [(await _submit(store, devices=["gate_p"], key=k)
+                                ).request.commands[0] for k in ("k1", "k2", "k3")]
+    await store.start_command(bare.id, T0)
+    answered_lines = await store.start_push_command(answered.id, "gate_p", ["INFO"], {}, T0)
+    assert answered_lines is not None
+    await store.mark_push_lines_sent([answered_lines[0].id], T0)
+    later = T0 + timedelta(minutes=5)
+    await store.answer_push_line("gate_p", answered_lines[0].id, 0, {}, later)
+    assert await store.start_push_command(waiting.id, "gate_p", ["CHECK"], {}, T0) is not None
+    assert await store.stranded_push_commands(T0 + timedelta(minutes=1)) == {
+        bare.id: "gate_p"}
+    assert await store.stranded_push_commands(later + timedelta(seconds=1)) == {
+        bare.id: "gate_p", answered.id: "gate_p"}
+    pulled = (await _submit(store, devices=["dev_a"], key="k4")).request.commands[0]
+    await store.start_command(pulled.id, T0)  # a polled device's: not a push command
+    assert pulled.id not in await store.stranded_push_commands(later + timedelta(hours=1))
+
+
+async def test_a_queued_command_started_by_two_processes_at_once_starts_once(
     two: tuple[Store, Store],
 ) -> None:
     a, b = two
     command = (await _submit(a, devices=["gate_p"])).request.commands[0]
-    claims = await asyncio.gather(*(s.claim_command(command.id, T0) for s in (a, b) * 3))
-    assert claims.count(True) == 1
+    starts = await asyncio.gather(*(s.start_push_command(command.id, "gate_p", ["REBOOT"], {},
+                                                         T0) for s in (a, b) * 3))
+    assert len([s for s in starts if s is not None]) == 1
     started = await b.command(command.id)
     assert started is not None and (started.state, started.attempts) == (CommandState.SENT, 1)
-    line = (await a.add_push_lines(command.id, "gate_p", ["REBOOT"], {}))[0]
+    (line,) = await a.push_lines_of(command.id)
     sent = await asyncio.gather(*(s.mark_push_lines_sent([line.id], T0) for s in (a, b) * 3))
     assert sorted(sent) == [[], [], [], [], [], [line.id]]
 

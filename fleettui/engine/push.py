@@ -67,6 +67,8 @@ PENDING_NOTE_EVERY_S = 30.0
 ANSWER_TIMEOUT_S = 15 * 60.0
 #: how often lines past their answer timeout are looked for
 EXPIRE_EVERY_S = 60.0
+#: a command started with nothing left to send or answer for this long was left behind
+STRANDED_AFTER_S = 120.0
 #: a device asked to send its log again (a gap) is not asked again before this
 GAP_RETRY_S = 6 * 3600.0
 
@@ -427,16 +429,18 @@ class PushGateway:
         if not queued and device_id in self._queued:
             self._queued.discard(device_id)
             for command in await self.store.due_commands(device_id, now):
-                if not await self.store.claim_command(command.id, now):
-                    continue  # another listener took it (the device called both at once)
                 plan = await self._plan(device, command)
                 if plan.refused is not None or not plan.lines:
+                    # ended in one step (another listener ending it too changes nothing)
                     state = CommandState.FAILED if plan.refused else CommandState.DONE
                     self.publish(await self.store.finish_command(
                         command, state, now, result=plan.report or None,
                         error=plan.refused or ""))
                     continue
-                await self.store.add_push_lines(command.id, device_id, plan.lines, plan.report)
+                # started and its lines queued in one step, by one listener only
+                if await self.store.start_push_command(command.id, device_id, plan.lines,
+                                                       plan.report, now) is None:
+                    continue  # another listener took it (the device called both at once)
                 if COMMANDS[command.command].reboots:
                     break  # what follows waits for the device to come back
             queued = await self.store.push_lines(device_id, state="queued")
@@ -464,6 +468,11 @@ class PushGateway:
             return
         command = await self.store.command(command_id)
         if command is None or command.state.final:
+            return
+        if not lines:  # started by a listener that stopped before queuing its lines
+            self.publish(await self.store.finish_command(
+                command, CommandState.FAILED, now,
+                error="interrupted before it reached the device"))
             return
         plan = await self.store.push_plan(command_id)
         if plan.get("stage") == READING_USERS and command.command == "sync_employees":
@@ -541,6 +550,15 @@ class PushGateway:
         for command_id, device_id in expired.items():
             device = by_id.get(device_id)
             if device is not None:
+                await self._maybe_finish(device, command_id, now)
+        # commands whose every line was answered but that a listener stopped (kill -9)
+        # before ending them or queuing their next lines: ended, or carried on, by the
+        # holder of the device's site
+        stranded = await self.store.stranded_push_commands(
+            now - timedelta(seconds=STRANDED_AFTER_S))
+        for command_id, device_id in stranded.items():
+            device = by_id.get(device_id)
+            if device is not None and self._judges(device):
                 await self._maybe_finish(device, command_id, now)
 
     async def _reboot_seen(self, device: _Device, now: datetime) -> None:

@@ -63,12 +63,6 @@ class CommandStore(Protocol):
         """The poller is about to run a command on its device."""
         ...
 
-    async def claim_command(self, command_id: int, now: datetime) -> bool:
-        """Start a queued command (as ``start_command``) only if it is still queued: True
-        for the one caller that moved it (two push listeners answering one device at
-        once must not both hand it the command)."""
-        ...
-
     async def finish_command(
         self,
         command: Command,

@@ -43,6 +43,21 @@ class PushStore(Protocol):
         command reports once they are answered."""
         ...
 
+    async def start_push_command(self, command_id: int, device_id: str, texts: Sequence[str],
+                                 plan: dict[str, Any], now: datetime) -> list[PushLine] | None:
+        """Start a queued command and queue the lines that carry it, in one transaction;
+        None (and nothing written) when it is no longer queued: another listener took it
+        (two listeners answering one device at once must not both hand it the command),
+        and a listener killed between the two steps cannot leave it started without
+        lines."""
+        ...
+
+    async def stranded_push_commands(self, answered_before: datetime) -> dict[int, str]:
+        """Push commands started, with no line left to send or to answer, whose last
+        answer (or start) came before ``answered_before``: a listener stopped before it
+        ended them (or queued their next lines). Returns them with their devices."""
+        ...
+
     async def push_plan(self, command_id: int) -> dict[str, Any]:
         """What a push command reports once its lines are answered (empty if nothing)."""
         ...

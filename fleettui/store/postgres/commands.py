@@ -158,16 +158,6 @@ class CommandQueries(QueueSignal, PostgresConnection):
                 f" WHERE id = $1 AND state NOT IN {_FINAL}", command_id, now)
         await self._transaction(write)
 
-    async def claim_command(self, command_id: int, now: datetime) -> bool:
-        """See ``Store.claim_command``: the row lock of the ``UPDATE`` lets one caller
-        through; the other finds it no longer queued."""
-        async def write(db: Db) -> bool:
-            done = await db.execute(
-                "UPDATE commands SET state = 'sent', attempts = attempts + 1, updated_at = $2"
-                " WHERE id = $1 AND state = 'queued'", command_id, now)
-            return bool(done == "UPDATE 1")
-        return await self._transaction(write)
-
     async def finish_command(
         self,
         command: Command,

@@ -21,6 +21,7 @@ import asyncpg
 from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, PushUser
 from fleettui.store.postgres.connection import Db, PostgresConnection
 from fleettui.store.shared.push_limits import clip_pending, clip_stamp
+from fleettui.store.shared.push_sql import STRANDED as _STRANDED
 
 _LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result, sent_at"
 
@@ -95,15 +96,27 @@ class PushQueries(PostgresConnection):
         """The lines that carry a command to a push device, queued in order, and what the
         command reports once they are answered (see ``Store.add_push_lines``)."""
         async def write(db: Db) -> list[asyncpg.Record]:
-            await db.execute("UPDATE commands SET push_plan = $1 WHERE id = $2",
-                             plan, command_id)
-            await db.execute(
-                "INSERT INTO push_lines (command_id, device_id, text)"
-                " SELECT $1::bigint, $2::text, t FROM unnest($3::text[]) WITH ORDINALITY"
-                " AS u(t, n) ORDER BY n", command_id, device_id, list(texts))
-            return await db.fetch(f"SELECT {_LINE_COLUMNS} FROM push_lines"
-                                  " WHERE command_id = $1 ORDER BY id", command_id)
+            return await _add_lines(db, command_id, device_id, texts, plan)
         return [_line(r) for r in await self._transaction(write)]
+
+    async def start_push_command(self, command_id: int, device_id: str, texts: Sequence[str],
+                                 plan: dict[str, Any], now: datetime) -> list[PushLine] | None:
+        """See ``Store.start_push_command``: the row lock of the ``UPDATE`` lets one caller
+        through; the other finds the command no longer queued."""
+        async def write(db: Db) -> list[asyncpg.Record] | None:
+            done = await db.execute(
+                "UPDATE commands SET state = 'sent', attempts = attempts + 1, updated_at = $2"
+                " WHERE id = $1 AND state = 'queued'", command_id, now)
+            if done != "UPDATE 1":
+                return None
+            return await _add_lines(db, command_id, device_id, texts, plan)
+        rows = await self._transaction(write)
+        return None if rows is None else [_line(r) for r in rows]
+
+    async def stranded_push_commands(self, answered_before: datetime) -> dict[int, str]:
+        """See ``Store.stranded_push_commands``."""
+        rows = await self._fetch(_STRANDED, answered_before)
+        return {r[0]: r[1] for r in rows}
 
     async def push_plan(self, command_id: int) -> dict[str, Any]:
         """See ``Store.push_plan``."""
@@ -213,6 +226,18 @@ class PushQueries(PostgresConnection):
             return await db.fetchval("DELETE FROM push_pending WHERE serial = $1"
                                      " RETURNING serial", serial) is not None
         return await self._transaction(write)
+
+
+async def _add_lines(db: Db, command_id: int, device_id: str, texts: Sequence[str],
+                     plan: dict[str, Any]) -> list[asyncpg.Record]:
+    """Queue a command's lines and what it reports (inside the caller's transaction)."""
+    await db.execute("UPDATE commands SET push_plan = $1 WHERE id = $2", plan, command_id)
+    await db.execute(
+        "INSERT INTO push_lines (command_id, device_id, text)"
+        " SELECT $1::bigint, $2::text, t FROM unnest($3::text[]) WITH ORDINALITY"
+        " AS u(t, n) ORDER BY n", command_id, device_id, list(texts))
+    return await db.fetch(f"SELECT {_LINE_COLUMNS} FROM push_lines"
+                          " WHERE command_id = $1 ORDER BY id", command_id)
 
 
 def _line(r: asyncpg.Record) -> PushLine:

@@ -153,15 +153,6 @@ class CommandQueries(QueueSignal, SqliteConnection):
             )
         await self._transaction(write)
 
-    async def claim_command(self, command_id: int, now: datetime) -> bool:
-        """See ``Store.claim_command``."""
-        def write(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE commands SET state = 'sent', attempts = attempts + 1, updated_at = ?"
-                " WHERE id = ? AND state = 'queued'", (ts(now), command_id))
-            return cur.rowcount == 1
-        return await self._transaction(write)
-
     async def finish_command(
         self,
         command: Command,

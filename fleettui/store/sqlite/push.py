@@ -11,6 +11,7 @@ from typing import Any
 
 from fleettui.domain import PendingDevice, PushContact, PushLine, PushStamps, PushUser
 from fleettui.store.shared.push_limits import clip_pending, clip_stamp
+from fleettui.store.shared.push_sql import STRANDED as _STRANDED
 from fleettui.store.sqlite.connection import SqliteConnection, fetch, from_ts, select, ts
 
 _LINE_COLUMNS = "id, command_id, device_id, text, state, return_code, result, sent_at"
@@ -81,15 +82,26 @@ class PushQueries(SqliteConnection):
         """The lines that carry a command to a push device, queued in order, and what the
         command reports once they are answered; the command is started (sent)."""
         def write(db: sqlite3.Connection) -> list[Any]:
-            db.execute("UPDATE commands SET push_plan = ? WHERE id = ?",
-                       (json.dumps(plan), command_id))
-            db.executemany(
-                "INSERT INTO push_lines (command_id, device_id, text) VALUES (?, ?, ?)",
-                [(command_id, device_id, t) for t in texts],
-            )
-            return select(db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
-                          " WHERE command_id = ? ORDER BY id", (command_id,))
+            return _add_lines(db, command_id, device_id, texts, plan)
         return [_line(r) for r in await self._transaction(write)]
+
+    async def start_push_command(self, command_id: int, device_id: str, texts: Sequence[str],
+                                 plan: dict[str, Any], now: datetime) -> list[PushLine] | None:
+        """See ``Store.start_push_command``."""
+        def write(db: sqlite3.Connection) -> list[Any] | None:
+            cur = db.execute(
+                "UPDATE commands SET state = 'sent', attempts = attempts + 1, updated_at = ?"
+                " WHERE id = ? AND state = 'queued'", (ts(now), command_id))
+            if cur.rowcount != 1:
+                return None
+            return _add_lines(db, command_id, device_id, texts, plan)
+        rows = await self._transaction(write)
+        return None if rows is None else [_line(r) for r in rows]
+
+    async def stranded_push_commands(self, answered_before: datetime) -> dict[int, str]:
+        """See ``Store.stranded_push_commands``."""
+        rows = await fetch(self._db, _STRANDED.replace("$1", "?"), (ts(answered_before),))
+        return {r[0]: r[1] for r in rows}
 
     async def push_plan(self, command_id: int) -> dict[str, Any]:
         """What a push command reports once its lines are answered (empty if nothing)."""
@@ -202,6 +214,16 @@ class PushQueries(SqliteConnection):
             cur = db.execute("DELETE FROM push_pending WHERE serial = ?", (serial,))
             return cur.rowcount > 0
         return await self._transaction(write)
+
+
+def _add_lines(db: sqlite3.Connection, command_id: int, device_id: str, texts: Sequence[str],
+               plan: dict[str, Any]) -> list[sqlite3.Row]:
+    """Queue a command's lines and what it reports (inside the caller's transaction)."""
+    db.execute("UPDATE commands SET push_plan = ? WHERE id = ?", (json.dumps(plan), command_id))
+    db.executemany("INSERT INTO push_lines (command_id, device_id, text) VALUES (?, ?, ?)",
+                   [(command_id, device_id, t) for t in texts])
+    return select(db, f"SELECT {_LINE_COLUMNS} FROM push_lines"
+                      " WHERE command_id = ? ORDER BY id", (command_id,))
 
 
 def _line(r: Any) -> PushLine:
