@@ -552,6 +552,18 @@ class WebhookConfig(_Model):
         return self
 
 
+class ProblemSettings(_Model):
+    """When a device that answers is still a problem for the control room (its mark, the
+    "problems only" view, the header's counts)."""
+
+    clock_drift_s: float = Field(120.0, gt=0, le=86400)
+    """A clock off by this many seconds or more (either way)."""
+    buffer_full_pct: float = Field(90.0, gt=0, le=100)
+    """A record buffer this full or more (percent of its capacity)."""
+    unsynced_after_s: float = Field(3600.0, ge=60, le=30 * 86400)
+    """A polled device online whose punches were not synced for this long."""
+
+
 class SecuritySettings(_Model):
     """What fleettui's outgoing connections may reach.
 
@@ -636,6 +648,8 @@ class Config(_Model):
     server: ServerSettings = _field(default_factory=ServerSettings,
                                     expected="a [server] table")
     alerts: AlertSettings = _field(default_factory=AlertSettings, expected="an [alerts] table")
+    problems: ProblemSettings = _field(default_factory=ProblemSettings,
+                                       expected="a [problems] table")
     security: SecuritySettings = _field(default_factory=SecuritySettings,
                                         expected="a [security] table")
     webhooks: list[WebhookConfig] = _field(default_factory=list,

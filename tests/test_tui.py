@@ -104,7 +104,7 @@ async def test_tree_header_offline_select_and_filter(app: FleetApp) -> None:
         await wait_for(pilot, lambda: _settled(app))
         await wait_for(pilot, lambda: "4 online" in _header(app))
         assert _header(app).startswith(
-            "5 devices across 2 sites · 4 online · 1 offline · 0 flapping")
+            "5 devices across 2 sites · 4 online · 1 offline   [poller]")
 
         tree = _tree(app)
         assert set(tree.site_nodes) == set(SITES)
@@ -249,12 +249,13 @@ def test_arrange_sorts_problems_first_and_filters() -> None:
     rows = [row("a1", "a", DeviceStatus.ONLINE), row("b1", "b", DeviceStatus.ONLINE),
             row("b2", "b", DeviceStatus.OFFLINE), row("a2", "a", DeviceStatus.ONLINE, True)]
     out = arrange(sites, rows)
-    assert [s.id for s in out] == ["a", "b"]
-    assert [r.id for r in out[0].devices] == ["a2", "a1"]
-    assert [r.id for r in out[1].devices] == ["b2", "b1"]
-    assert (out[1].online, out[1].total) == (1, 2)
+    # the worst first: the site with a device down, then the one with a flapping device
+    assert [s.id for s in out] == ["b", "a"]
+    assert [r.id for r in out[0].devices] == ["b2", "b1"]
+    assert [r.id for r in out[1].devices] == ["a2", "a1"]
+    assert (out[0].online, out[0].total) == (1, 2)
     assert [r.id for s in arrange(sites, rows, problems_only=True) for r in s.devices] == [
-        "a2", "b2"]
+        "b2", "a2"]
     # the selected device stays in "problems only" after it recovers
     assert "a1" in [r.id for s in arrange(sites, rows, problems_only=True, keep="a1")
                     for r in s.devices]
@@ -479,15 +480,18 @@ async def test_the_tree_reorders_its_nodes_in_place_when_only_the_order_changes(
         assert set(tree.device_nodes) == {"b3"}
 
 
-async def test_a_burst_of_events_is_summed_up_in_the_log(tmp_path: Path) -> None:
-    """300 events arriving in one refresh: the last LOG_BURST drawn one per line, the
-    older ones in one line that counts them by kind (the store keeps every one)."""
-    from datetime import UTC, datetime
+async def test_a_burst_of_events_is_drawn_bounded_in_time_order_with_its_syncs_folded(
+    tmp_path: Path,
+) -> None:
+    """300 events arriving in one refresh, a third of them syncs: the syncs are one line,
+    the newest status lines are drawn (LOG_SHOWN in all) in time order, however they were
+    committed (the store keeps every one)."""
+    from datetime import UTC, datetime, timedelta
 
     from textual.widgets import RichLog
 
     from fleettui.domain import DeviceState, Site
-    from fleettui.tui.app import LOG_BURST
+    from fleettui.tui.app import LOG_SHOWN
 
     store = await open_store(tmp_path / "burst.db")
     try:
@@ -497,30 +501,42 @@ async def test_a_burst_of_events_is_summed_up_in_the_log(tmp_path: Path) -> None
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: app._tailing)
             log = app.query_one("#events", RichLog)
-            before = len(log.lines)
+            t0 = datetime(2026, 1, 1, tzinfo=UTC)
             async with app._refresh_lock:  # no refresh reads the log while they land
                 for i in range(300):
-                    await store.add_event("device.offline" if i % 3 else "sync", f"burst {i}",
-                                          at=datetime(2026, 1, 1, tzinfo=UTC), device_id="d1")
+                    # committed newest first: the log puts them back in time order
+                    sync = i % 3 == 0
+                    at = t0 + (timedelta(minutes=10) if sync else timedelta(seconds=300 - i))
+                    await store.add_event("sync" if sync else "device.offline", f"burst {i}",
+                                          at=at, device_id="d1")
             newest = await store.last_event_id()
             await wait_for(pilot, lambda: app.last_event_id == newest)
-            texts = [strip.text for strip in log.lines[before:]]
-            assert texts[0].startswith(f"… {300 - LOG_BURST} more events: ")
-            assert "device.offline ×" in texts[0] and "sync ×" in texts[0]
-            assert len(texts) == LOG_BURST + 1 and texts[-1].endswith("burst 299")
+            await pilot.pause()
+            texts = [strip.text.rstrip() for strip in log.lines]
+            assert len(texts) == LOG_SHOWN  # the fold and the newest 99 outages
+            assert texts[-1] == "00:10:00 sync      100 events from 1 device at s"
+            offline = texts[:-1]
+            assert all(t.split()[1] == "offline" for t in offline)
+            assert [t.split()[0] for t in offline] == sorted(t.split()[0] for t in offline)
+            assert offline[0].endswith("burst 148") and offline[-1].endswith("burst 1")
     finally:
         await store.close()
 
 
 def test_the_header_counts_shorten_for_narrow_screens() -> None:
+    from fleettui.domain import DeviceStatus
     from fleettui.tui.model import Totals
+    from fleettui.tui.problems import Issue
 
-    t = Totals(devices=62, sites=14, online=58, offline=2, error=1, unknown=0, flapping=1)
-    assert t.text() == ("62 devices across 14 sites · 58 online · 2 offline · 1 in error"
-                        " · 1 flapping")
-    assert t.text(1) == "62 devices · 14 sites · 58 online · 2 offline · 1 error · 1 flapping"
+    t = Totals(devices=62, sites=14, online=59, offline=2, error=1, unknown=0, flapping=1,
+               marked=((DeviceStatus.ONLINE, Issue.FLAPPING, 1),
+                       (DeviceStatus.ONLINE, Issue.DRIFT, 1)))
+    assert t.text() == ("62 devices across 14 sites · 59 online (1 flapping, 1 clock off)"
+                        " · 2 offline · 1 in error")
+    assert t.text(1) == ("62 devices · 14 sites · 59 online (1 flapping, 1 clock) · 2 offline"
+                         " · 1 error")
     # the shortest still says "online" and "offline" (what an operator scans for)
-    assert t.text(2) == "62 devices · 58 online · 2 offline · 1 error · 1 flapping"
+    assert t.text(2) == "62 devices · 59 online (1 flapping, 1 clock) · 2 offline · 1 error"
     fresh = Totals(devices=3, sites=1, online=0, offline=0, error=0, unknown=3, flapping=0)
     assert fresh.text(1).endswith("3 unchecked") and fresh.text().endswith("3 not checked yet")
 
@@ -568,7 +584,8 @@ async def test_a_viewer_of_a_shared_database_is_woken_by_notify(pg_url: str) -> 
         app = FleetApp(viewer_store, refresh_s=3600)
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: app._tailing)  # the first read is done
-            event = await writer.add_event("sync", "told by NOTIFY", at=datetime.now(UTC))
+            event = await writer.add_event("device.operation", "told by NOTIFY",
+                                          at=datetime.now(UTC))
             await wait_for(pilot, lambda: app.last_event_id == event.id, timeout=30)
             log = app.query_one("#events", RichLog)
             assert any("told by NOTIFY" in line.text for line in log.lines)

@@ -54,6 +54,10 @@ async def test_help_lists_every_binding_and_palette_action(app: FleetApp) -> Non
                 assert key in text
             for action, _what in palette_actions():
                 assert action in text
+            # labels drawn as they are, not read as markup; every mark explained
+            for label in ("[poller]", "[viewer]", "[poller 12/40 sites]", "↯ flapping",
+                          "◷ clock", "▮ buffer", "⟳ no sync", "Tab"):
+                assert label in text
             await pilot.press(closer)
             await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
         # "q" on the help screen closed it; the app is still running

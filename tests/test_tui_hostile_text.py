@@ -38,7 +38,7 @@ async def test_names_reasons_and_events_are_drawn_escaped(tmp_path: Path) -> Non
             [Site("s1", f"Site {HOSTILE}", "UTC")],
             [DeviceState("d1", "S1", "s1", "127.0.0.1", 4370, "tcp", name=f"Door {HOSTILE}")])
         await store.record_status(StatusChange("d1", DeviceStatus.ERROR, HOSTILE, now))
-        await store.add_event("sync", f"note {HOSTILE}", at=now, device_id="d1")
+        await store.add_event("device.operation", f"note {HOSTILE}", at=now, device_id="d1")
         app = FleetApp(store, refresh_s=0.2)
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_for(pilot, lambda: "d1" in app.rows and app._tailing)

@@ -23,7 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -51,12 +51,16 @@ from fleettui.store.where import StoreTarget
 from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
+from fleettui.tui.eventlog import EventLog
+from fleettui.tui.header import HeaderFacts, fit_header
+from fleettui.tui.log_view import LogPainter
 from fleettui.tui.model import DeviceRow, SiteRow, Totals, arrange, totals
 from fleettui.tui.notify import OscSink
 from fleettui.tui.palette import DeviceCommands, PaletteItem
 from fleettui.tui.panel import DevicePanel, heartbeat_slots
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
+from fleettui.tui.problems import Limits, issues_of, mark_text
 from fleettui.tui.terminal import (
     STOP_SIGNALS,
     StopSignals,
@@ -73,17 +77,15 @@ log = logging.getLogger("fleettui.tui")
 
 #: the panel is drawn once the tree's cursor has rested this long (seconds)
 PANEL_SETTLE_S = 0.05
-#: event-log lines kept on screen
+#: events read back into the log when the app opens (the last screenfuls of history)
 LOG_LINES = 500
-#: at most this many events drawn one per line in one refresh (the rest summed up)
-LOG_BURST = 60
+#: event-log lines drawn (the newest; the log model keeps more for its filters, the store
+#: everything): drawing is bounded whatever a burst brings
+LOG_SHOWN = 100
 #: alert events in the store → the change a notification names
 ALERT_CHANGES = {EventKind.ALERT_OPENED: "opened", EventKind.ALERT_ESCALATED: "escalated",
                  EventKind.ALERT_REMINDER: "reminder", EventKind.ALERT_RESOLVED: "resolved"}
 FINAL_COMMAND_EVENTS = (EventKind.COMMAND_DONE, EventKind.COMMAND_FAILED, EventKind.COMMAND_EXPIRED)
-#: how the event log colours a line's kind (cyan when not listed)
-KIND_STYLES = {EventKind.DEVICE_OFFLINE: "red", EventKind.DEVICE_ERROR: "red",
-               EventKind.DEVICE_ONLINE: "green"}
 
 
 def utc_now() -> datetime:
@@ -125,6 +127,12 @@ class FleetApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("slash", "filter", "Filter", id="app.filter"),
         Binding("p", "toggle_problems", "Problems only", id="app.problems"),
+        Binding("l", "log_scope", "Log: only the selected device or site", show=False,
+                id="app.log_scope"),
+        Binding("L", "log_kinds", "Log: which kinds (all, status, commands, syncs)",
+                show=False, id="app.log_kinds"),
+        Binding("e", "log_unfold", "Log: syncs one by one / folded", show=False,
+                id="app.log_unfold"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="app.clear_filter"),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help"),
     ]
@@ -190,6 +198,11 @@ class FleetApp(App[None]):
         self.filter_text = ""
         self.problems_only = False
         self.selected: tuple[str, str] | None = None
+        #: until the operator presses a key or clicks, the cursor rests on the worst
+        #: problem (the device put there last, or None): the panel is never empty while
+        #: something is wrong
+        self._auto_selected: str | None = None
+        self._auto_select = True
         self.last_event_id = 0
         self.my_requests: set[int] = set()
         self._refresh_lock = asyncio.Lock()
@@ -204,6 +217,9 @@ class FleetApp(App[None]):
         self._stopping = asyncio.Event()
         self._header = Text()
         self._totals: Totals | None = None
+        #: what the event log shows (``eventlog.py``), and what draws it
+        self.event_log = EventLog()
+        self._log_painter = LogPainter(self.event_log, LOG_SHOWN)
 
     # --- layout ---------------------------------------------------------
 
@@ -216,7 +232,9 @@ class FleetApp(App[None]):
             yield SiteTree(id="tree")
             with Vertical(id="right"):
                 yield DevicePanel(id="panel")
-                yield RichLog(id="events", max_lines=LOG_LINES, wrap=False, markup=False)
+                # min_width: lines wrap at the log's width (RichLog's default is 78 columns,
+                # which cut a long id off at 80 columns)
+                yield RichLog(id="events", wrap=True, markup=False, min_width=20)
         yield Footer()
 
     @property
@@ -520,6 +538,12 @@ class FleetApp(App[None]):
         for device_id, (flapping, pct) in (await self._flapping()).items():
             if device_id in self.rows:
                 self.rows[device_id].flapping, self.rows[device_id].flap_pct = flapping, pct
+        config = self.config or (self.engine.config if self.engine is not None else None)
+        limits = Limits.of(config.problems if config is not None else None)
+        now = self.now()
+        for row in self.rows.values():
+            row.issues = issues_of(row.device, row.flapping, limits, now)
+            row.notes = tuple(mark_text(m, row.device, now) for m in row.marks)
         if self._widgets_gone():
             return
         self._apply()
@@ -544,49 +568,29 @@ class FleetApp(App[None]):
                 keep = ident
         self.arranged = arrange(self.site_list, rows, text=self.filter_text,
                                 problems_only=self.problems_only, keep=keep)
-        self.query_one("#tree", SiteTree).show(self.arranged)
+        tree = self.query_one("#tree", SiteTree)
+        tree.show(self.arranged)
+        if self._auto_select:
+            problems = [r for site in self.arranged for r in site.devices if r.problem]
+            first = min(problems, key=lambda r: r.severity).id if problems else None
+            if first is not None and first != self._auto_selected:
+                self._auto_selected = first
+                tree.focus_on(("device", first))
         self._totals = totals(self.site_list, rows)
         self._draw_header()
 
-    #: (totals' brevity, which banner) from the longest header to the shortest
-    HEADER_FORMS = ((0, "long"), (0, "short"), (1, "short"), (2, "short"), (2, ""))
-
     def _draw_header(self) -> None:
-        """The header line: the longest form that fits the screen's width (80 columns:
-        shorter counts and banner), cut with an ellipsis if even the shortest does not."""
+        """The header line (``header.py``), redrawn only when it changed."""
         if self._totals is None:
             return
-        width = max(1, self.size.width - 2)  # the header's padding
-        for brevity, banner in self.HEADER_FORMS:
-            header = self._header_form(self._totals, brevity, banner)
-            if header.cell_len <= width:
-                break
-        else:
-            header.truncate(width, overflow="ellipsis")
+        facts = HeaderFacts(self._mode_label(), self.filter_text, self.problems_only,
+                            self.dead_webhooks, len(self.pending_push), self.banner,
+                            self.short_banner)
+        header = fit_header(self._totals, facts, max(1, self.size.width - 2))  # its padding
         if header != self._header:
             # one line of fixed size: no layout pass for it
             self._header = header
             self.query_one("#totals", Static).update(header, layout=False)
-
-    def _header_form(self, counts: Totals, brevity: int, banner: str) -> Text:
-        gap = "   " if brevity == 0 else "  "
-        header = Text(counts.text(brevity), style="bold")
-        # short, so the counts and the mode fit in 80 columns (the help screen explains it)
-        header.append(f"{gap}{self._mode_label()}", style="dim")
-        if self.filter_text:
-            header.append(f"{gap}filter: {self.filter_text!r}", style="yellow")
-        if self.problems_only:
-            header.append(f"{gap}problems only", style="yellow")
-        if self.dead_webhooks:
-            header.append(f"{gap}{self.dead_webhooks:,} dead webhook"
-                          f"{'s' if self.dead_webhooks > 1 else ''}", style="bold red")
-        if self.pending_push:
-            n = len(self.pending_push)
-            header.append(f"{gap}{n} push device{'s' if n > 1 else ''} pending", style="yellow")
-        text = {"long": self.banner, "short": self.short_banner}.get(banner, "")
-        if text:
-            header.append(f"{gap}{text}", style="dim")
-        return header
 
     def _mode_label(self) -> str:
         """``[poller]``, ``[viewer]``, or, sharing a database with other pollers, how many of
@@ -603,31 +607,18 @@ class FleetApp(App[None]):
         self._draw_header()
 
     async def _tail_events(self) -> None:
-        log = self.query_one("#events", RichLog)
         first = not self._tailing
         if first:
-            # opening on a long-lived database: show the last screenful, not all history
+            # opening on a long-lived database: show the last screenfuls, not all history
             self._tailing = True
             self.last_event_id = max(self.last_event_id,
                                      await self.store.last_event_id() - LOG_LINES)
+        added = False
         while True:
             events = [printable_fields(e)
                       for e in await self.store.events_after(self.last_event_id, limit=500)]
-            shown = events[-LOG_BURST:]
-            if len(events) > len(shown):
-                # a burst (a whole site going down): one line for the older part of it;
-                # drawing hundreds of lines at once held keys back (the store has them all)
-                kinds: dict[EventKind, int] = {}
-                for e in events[:-LOG_BURST]:
-                    kinds[e.kind] = kinds.get(e.kind, 0) + 1
-                summary = ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items()))
-                log.write(Text(f"… {len(events) - len(shown)} more events: {summary}",
-                               style="dim italic"))
-            for e in shown:
-                line = Text(f"{e.at:%H:%M:%S} ", style="dim")
-                line.append(e.kind.ljust(16), style=KIND_STYLES.get(e.kind, "cyan"))
-                line.append(e.message)
-                log.write(line)
+            self.event_log.add(events, self._site_of)
+            added = added or bool(events)
             for e in events:
                 self._command_toast(e)
                 if e.kind == EventKind.SITE_CREATED and not first:
@@ -637,7 +628,33 @@ class FleetApp(App[None]):
             if events:
                 self.last_event_id = events[-1].id
             if len(events) < 500:
-                return
+                break
+        if added or first:
+            self.draw_log()
+
+    def _site_of(self, device_id: str) -> str | None:
+        row = self.rows.get(device_id)
+        return row.device.site_id if row is not None else None
+
+    def draw_log(self, *, again: bool = False) -> None:
+        """Draw the event log from its model: the newest lines, in time order, folded and
+        filtered as the operator chose (``log_view.py``; ``again``: a filter changed)."""
+        self._log_painter.draw(self.query_one("#events", RichLog), again=again)
+
+    def action_log_scope(self) -> None:
+        """Show in the log only the selected device's or site's lines (or all again)."""
+        self.event_log.scope = None if self.event_log.scope is not None else self.selected
+        self.draw_log(again=True)
+
+    def action_log_kinds(self) -> None:
+        """Cycle the log's lines: all, status and alerts, commands, syncs and punches."""
+        self.event_log.kinds = self.event_log.kinds.next()
+        self.draw_log(again=True)
+
+    def action_log_unfold(self) -> None:
+        """Show routine syncs and punches one by one, or folded per minute and site."""
+        self.event_log.unfolded = not self.event_log.unfolded
+        self.draw_log(again=True)
 
     def request_sites(self) -> None:
         """Re-read the sites, then refresh (one was created over the HTTP API)."""
@@ -722,10 +739,20 @@ class FleetApp(App[None]):
 
     # --- interaction ----------------------------------------------------
 
+    async def on_event(self, event: events.Event) -> None:
+        """Every key and click passes here first: the first one ends the cursor's resting
+        on the worst problem (the operator is at the controls)."""
+        if isinstance(event, events.Key | events.MouseDown):
+            self._auto_select = False
+        await super().on_event(event)
+
     @on(Tree.NodeHighlighted, "#tree")
     def _highlighted(self, _event: Tree.NodeHighlighted[object]) -> None:
         self.selected = self.query_one("#tree", SiteTree).selected_id
         self.refresh_panel_soon()
+        if self.event_log.scope is not None and self.selected != self.event_log.scope:
+            self.event_log.scope = self.selected  # the log follows the selection
+            self.draw_log(again=True)
 
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
@@ -765,12 +792,15 @@ class FleetApp(App[None]):
         keys = binding_rows(self.BINDINGS)
         keys += [("Ctrl+P", "command palette: act on devices, sites and alerts"),
                  ("↑ ↓, j k", "move through the site tree"),
-                 ("Enter", "open or fold a site in the tree")]
+                 ("Enter", "open or fold a site in the tree"),
+                 ("Tab, Shift+Tab", "focus the panel (then ↑ ↓ PgUp PgDn scroll it), back "
+                                    "to the tree")]
         keys += [row for row in binding_rows(TextualApp.BINDINGS) if row[0] == "Ctrl+Q"]
         self.push_screen(HelpScreen(keys, palette_actions()))
 
     def action_toggle_problems(self) -> None:
-        """Show only offline, failing or flapping devices (or everything again)."""
+        """Show only the problems (offline, in error, flapping, a clock off, a buffer nearly
+        full, not synced: ``problems.py``), or everything again."""
         self.problems_only = not self.problems_only
         self.arranged = []  # a fresh view: nothing is kept from the last one
         self._apply()

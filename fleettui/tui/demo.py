@@ -26,6 +26,9 @@ from fleettui.tui.terminal import StopSignals
 DEMO_OUTAGE_S = 180.0
 #: one device in this many is a push terminal (it dials in)
 PUSH_SHARE = 5
+#: the demo confirms an outage sooner than the default 5 minutes, so that the offline
+#: device's alert is there to see (and acknowledge) before its link returns
+DEMO_ALERTS = "\n[alerts]\nconfirm_after_s = 60\n"
 
 
 def _free_loopback_port() -> int:
@@ -78,6 +81,7 @@ def run_demo(
                 fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as f:
                     f.write(config_text(spec, listen if devices >= PUSH_SHARE else None))
+                    f.write(DEMO_ALERTS)
                 config = load_config(cfg)
                 log_to(work / "fleettui.log")
                 banner = (f"demo: {len(sick)} sick devices, "

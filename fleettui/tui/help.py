@@ -18,8 +18,21 @@ from textual.widgets import Static
 MODES = [
     ("[poller]", "this control room polls the devices (it owns the database's poller lock); "
                  "quitting stops polling"),
+    ("[poller 12/40 sites]", "on a database several pollers share: this one polls 12 of "
+                             "the 40 sites, the others the rest"),
     ("[viewer]", "another process (a headless poller or another control room) polls them; "
                  "this one reads the store and queues commands for that poller"),
+]
+#: the marks beside a device in the tree, and how the header counts them
+MARKS = [
+    ("● ✖ ▲ ○", "online, offline, in error, not checked yet"),
+    ("↯ flapping", "its link goes up and down (alerts wait until it settles)"),
+    ("◷ clock +7m", "its clock is off by more than [problems] clock_drift_s (2 min)"),
+    ("▮ buffer 96%", "its record log is fuller than [problems] buffer_full_pct (90%)"),
+    ("⟳ no sync 3h", "it answers, but its punches were not synced for [problems] "
+                     "unsynced_after_s (1 h)"),
+    ("59 online (1 flapping)", "the header's statuses add up to the fleet; a mark is "
+                               "counted within its device's status"),
 ]
 
 
@@ -52,7 +65,8 @@ def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Gr
         grid.add_column(style=style, no_wrap=True)
         grid.add_column(ratio=1)
         for left, right in rows:
-            grid.add_row(left, right)
+            # plain text: "[poller]" is a label, not Rich markup
+            grid.add_row(Text(left), Text(right))
         return grid
 
     return Group(
@@ -62,7 +76,9 @@ def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Gr
         table(actions, "bold"),
         Text("\nHeader", style="bold underline"),
         table(MODES, "bold"),
-        Text("\nEsc, q or ? closes this screen.", style="dim"),
+        Text("\nMarks (each one is a problem: shown under p)", style="bold underline"),
+        table(MARKS, "bold"),
+        Text("\n↑ ↓ PgUp PgDn scroll this screen; Esc, q or ? closes it.", style="dim"),
     )
 
 

@@ -1,14 +1,17 @@
 """What the screen shows, computed from store rows: no Textual, no I/O.
 
 The app reads devices from the store and turns them into rows: status
-glyphs, per-site counts, problems first, the text filter.
+glyphs, per-site counts, problems first (``problems.py`` says what is one),
+the text filter.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from fleettui.domain import DeviceState, DeviceStatus, Site
+from fleettui.tui.problems import MARKS, Issue
 
 #: glyph and colour per status (16-colour names: works without true colour)
 GLYPHS: dict[DeviceStatus, tuple[str, str]] = {
@@ -18,6 +21,13 @@ GLYPHS: dict[DeviceStatus, tuple[str, str]] = {
     DeviceStatus.UNKNOWN: ("○", "bright_black"),
 }
 FLAP_GLYPH = "↯"
+#: glyph and colour of each mark beside a device's status
+MARK_GLYPHS: dict[Issue, tuple[str, str]] = {
+    Issue.FLAPPING: (FLAP_GLYPH, "yellow"),
+    Issue.DRIFT: ("◷", "yellow"),
+    Issue.BUFFER: ("▮", "yellow"),
+    Issue.UNSYNCED: ("⟳", "yellow"),
+}
 
 
 @dataclass(slots=True)
@@ -27,6 +37,10 @@ class DeviceRow:
     device: DeviceState
     flapping: bool = False
     flap_pct: float = 0.0
+    #: what is wrong with it (``problems.issues_of``), its status first
+    issues: tuple[Issue, ...] = ()
+    #: how each of its marks reads ("clock +7m", "buffer 96%"), in the marks' order
+    notes: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -35,13 +49,37 @@ class DeviceRow:
 
     @property
     def problem(self) -> bool:
-        """Offline, in error or flapping: worth the operator's eye."""
-        return self.flapping or self.device.status in (DeviceStatus.OFFLINE, DeviceStatus.ERROR)
+        """Offline, in error, flapping, or any other issue: worth the operator's eye."""
+        return bool(self.issues) or self.flapping or self.device.status in (
+            DeviceStatus.OFFLINE, DeviceStatus.ERROR)
+
+    def labelled_marks(self) -> list[tuple[Issue, str]]:
+        """Its marks with how each reads (its note, or the mark's name)."""
+        marks = self.marks
+        notes = self.notes if len(self.notes) == len(marks) else tuple(m.value for m in marks)
+        return list(zip(marks, notes, strict=True))
+
+    @property
+    def severity(self) -> int:
+        """0 offline or in error, 1 flapping, 2 another mark, 3 fine: what comes first."""
+        if self.device.status in (DeviceStatus.OFFLINE, DeviceStatus.ERROR):
+            return 0
+        if self.flapping:
+            return 1
+        return 2 if self.problem else 3
+
+    @property
+    def marks(self) -> tuple[Issue, ...]:
+        """Its issues beside its status (flapping, clock, buffer, sync), in order."""
+        marks = [i for i in self.issues if i in MARKS]
+        if self.flapping and Issue.FLAPPING not in marks:
+            marks.insert(0, Issue.FLAPPING)
+        return tuple(marks)
 
     def key(self) -> tuple[object, ...]:
         """What the label depends on (a change means the node needs a repaint)."""
         d = self.device
-        return (d.status, d.name, self.flapping, d.status_reason)
+        return (d.status, d.name, self.flapping, d.status_reason, self.issues, self.notes)
 
 
 @dataclass(slots=True)
@@ -68,9 +106,19 @@ class SiteRow:
         return (self.site.name, self.online, self.total, self.problems)
 
 
+#: a mark's name in the header, by brevity (0: the widest screen)
+_MARK_WORDS: dict[Issue, tuple[str, str]] = {
+    Issue.FLAPPING: ("flapping", "flapping"),
+    Issue.DRIFT: ("clock off", "clock"),
+    Issue.BUFFER: ("buffer nearly full", "buffer"),
+    Issue.UNSYNCED: ("not synced", "unsynced"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Fleet-wide counts for the header."""
+    """Fleet-wide counts for the header: the statuses add up to the devices; the marks
+    (flapping, clock, buffer, sync) are counted within the status their devices have."""
 
     devices: int
     sites: int
@@ -79,24 +127,34 @@ class Totals:
     error: int
     unknown: int
     flapping: int
+    #: (status, mark) → how many devices of that status carry that mark
+    marked: tuple[tuple[DeviceStatus, Issue, int], ...] = ()
 
     def text(self, brevity: int = 0) -> str:
-        """E.g. "62 devices across 14 sites · 59 online · 2 offline · 1 flapping"; shorter
-        for a narrow screen: ``brevity`` 1 "62 devices · 14 sites · 59 online · …",
-        2 "62 devices · 59 online · …" (the status counts keep their words)."""
+        """E.g. "62 devices across 14 sites · 59 online (1 flapping, 1 clock off) ·
+        2 offline · 1 not checked yet"; shorter for a narrow screen: ``brevity`` 1
+        "62 devices · 14 sites · 59 online (1 flapping, 1 clock) · …", 2 without the
+        sites (the status counts keep their words)."""
         if brevity == 0:
             parts = [f"{self.devices} devices across {self.sites} sites"]
         elif brevity == 1:
             parts = [f"{self.devices} devices", f"{self.sites} sites"]
         else:
             parts = [f"{self.devices} devices"]
-        parts += [f"{self.online} online", f"{self.offline} offline"]
-        if self.error:
-            parts.append(f"{self.error} in error" if brevity == 0 else f"{self.error} error")
-        parts.append(f"{self.flapping} flapping")
-        if self.unknown:
-            parts.append(f"{self.unknown} not checked yet" if brevity == 0
-                         else f"{self.unknown} unchecked")
+        word = 0 if brevity == 0 else 1
+        groups = [(DeviceStatus.ONLINE, self.online, "online", "online"),
+                  (DeviceStatus.OFFLINE, self.offline, "offline", "offline"),
+                  (DeviceStatus.ERROR, self.error, "in error", "error"),
+                  (DeviceStatus.UNKNOWN, self.unknown, "not checked yet", "unchecked")]
+        for status, count, long, short in groups:
+            if not count and status not in (DeviceStatus.ONLINE, DeviceStatus.OFFLINE):
+                continue
+            text = f"{count} {long if brevity == 0 else short}"
+            marks = [f"{n} {_MARK_WORDS[mark][word]}" for s, mark, n in self.marked
+                     if s is status and n]
+            if marks:
+                text += f" ({', '.join(marks)})"
+            parts.append(text)
         return " · ".join(parts)
 
 
@@ -105,10 +163,14 @@ def totals(sites: list[Site], rows: list[DeviceRow]) -> Totals:
     def count(status: DeviceStatus) -> int:
         return sum(1 for r in rows if r.device.status == status)
 
+    marked: Counter[tuple[DeviceStatus, Issue]] = Counter(
+        (r.device.status, mark) for r in rows for mark in r.marks)
     return Totals(
         devices=len(rows), sites=len(sites), online=count(DeviceStatus.ONLINE),
         offline=count(DeviceStatus.OFFLINE), error=count(DeviceStatus.ERROR),
         unknown=count(DeviceStatus.UNKNOWN), flapping=sum(1 for r in rows if r.flapping),
+        marked=tuple((status, mark, marked[(status, mark)])
+                     for status in DeviceStatus for mark in MARKS if marked[(status, mark)]),
     )
 
 
@@ -123,14 +185,15 @@ def matches(row: DeviceRow, site: Site, text: str) -> bool:
 
 
 def _device_order(row: DeviceRow) -> tuple[int, str]:
-    return (0 if row.problem else 1, row.id)
+    return (row.severity, row.id)
 
 
 def arrange(
     sites: list[Site], rows: list[DeviceRow], *, text: str = "", problems_only: bool = False,
     keep: str | None = None,
 ) -> list[SiteRow]:
-    """Sites with their visible devices, problems first (sites and devices alike).
+    """Sites with their visible devices, problems first (sites and devices alike, the
+    worst first: down, then flapping, then the other marks).
 
     ``keep`` (the selected device) stays in a "problems only" view after it
     recovers: the operator watching it come back keeps it under the cursor.
@@ -148,7 +211,8 @@ def arrange(
         if not visible and (members or text or problems_only):
             continue  # filtered out (a site with no device yet shows when nothing filters)
         out.append(SiteRow(site, sorted(visible, key=_device_order), online, len(members)))
-    out.sort(key=lambda s: (0 if s.problems else 1, s.site.name.casefold(), s.id))
+    out.sort(key=lambda s: (min((r.severity for r in s.devices), default=3),
+                            s.site.name.casefold(), s.id))
     return out
 
 

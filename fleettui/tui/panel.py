@@ -23,7 +23,7 @@ from textual.strip import Strip
 from fleettui.domain import Command, DeviceState, DeviceStatus, Site
 from fleettui.engine.sync import SyncProgress
 from fleettui.tui.charts import HourBucket, sync_text, sync_worth_showing
-from fleettui.tui.model import GLYPHS, gauge
+from fleettui.tui.model import GLYPHS, MARK_GLYPHS, gauge
 from fleettui.tui.pictures import (
     LABEL_WIDTH,
     axis,
@@ -35,6 +35,7 @@ from fleettui.tui.pictures import (
     span,
     uptime_text,
 )
+from fleettui.tui.problems import Issue
 from fleettui.tui.site_panel import SiteDetail, render_site
 
 
@@ -58,6 +59,9 @@ class DeviceDetail:
     hours: list[HourBucket] = field(default_factory=list)
     #: the sync running now (embedded engine only)
     sync: SyncProgress | None = None
+    #: what is wrong with it (``problems.issues_of``), and its marks as they read
+    issues: tuple[Issue, ...] = ()
+    marks: list[tuple[Issue, str]] = field(default_factory=list)
 
 
 def _ago(dt: datetime | None, now: datetime) -> str:
@@ -87,12 +91,15 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         status.append(f" — {d.status_reason}", style="default")
     if detail.flapping:
         status.append(f"  ↯ flapping ({detail.flap_pct:.0f}% state change)", style="bold yellow")
+    for mark, note in detail.marks:
+        if mark is not Issue.FLAPPING:
+            status.append(f"  {MARK_GLYPHS[mark][0]} {note}", style="bold yellow")
     site = (f"{detail.site.name} ({detail.site.id}) · {detail.site.timezone}"
             if detail.site else d.site_id)
     if d.records is not None and d.records_cap:
         records = Text(gauge(d.buffer_fill))
         records.append(f"  {d.records:,}/{d.records_cap:,}")
-        if (d.buffer_fill or 0) >= 0.9:
+        if Issue.BUFFER in detail.issues:
             records.stylize("bold red")
     else:
         records = Text("unknown")
@@ -124,7 +131,8 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         rest.append(("Per hour", Group(hours_text(detail.hours), hours_axis(detail.hours))))
     rest += [
         ("Records", records),
-        ("Clock drift", _drift(d.clock_drift_s)),
+        ("Clock drift", Text(_drift(d.clock_drift_s),
+                             style="bold red" if Issue.DRIFT in detail.issues else "")),
         ("Serial", d.serial),
         ("Model", d.model or "unknown"),
         ("Firmware", d.firmware or "unknown"),

@@ -123,6 +123,8 @@ class PanelReader:
             uptime_30d=await self._uptime_30d(device.id, now),
             flapping=row.flapping if row else False,
             flap_pct=row.flap_pct if row else 0.0,
+            issues=row.issues if row else (),
+            marks=row.labelled_marks() if row else [],
             commands=[printable_fields(c)
                       for c in await self.store.commands(device_id=device.id, limit=6)],
             heartbeat=heartbeat(history, now, slots=slots),

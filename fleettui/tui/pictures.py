@@ -35,11 +35,11 @@ def short_ago(dt: datetime | None, now: datetime) -> str:
     return "never" if dt is None else span(dt, now)
 
 
-def short_drift(value: float | None) -> Text:
-    """Clock drift for a table cell, red when a minute or more."""
+def short_drift(value: float | None, problem: bool = False) -> Text:
+    """Clock drift for a table cell, red when it is a problem (past ``[problems]``)."""
     if value is None:
         return Text("?", style="dim")
-    return Text(f"{value:+.0f}s", style="bold red" if abs(value) >= 60 else "")
+    return Text(f"{value:+.0f}s", style="bold red" if problem else "")
 
 
 def heartbeat_text(slots: list[DeviceStatus]) -> Text:

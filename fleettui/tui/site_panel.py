@@ -28,6 +28,7 @@ from fleettui.tui.pictures import (
     site_zone,
     span,
 )
+from fleettui.tui.problems import Issue
 
 #: only measures text for wrapping (never prints)
 _CONSOLE = Console(file=io.StringIO(), color_system=None)
@@ -105,8 +106,8 @@ def _devices_lines(detail: SiteDetail) -> Text:
         state = (f"{FLAP_GLYPH} flap", "bold yellow") if r.flapping else (d.status.value, colour)
         fill = d.buffer_fill
         buffer = ("?" if fill is None else f"{fill:.0%}",
-                  "bold red" if (fill or 0) >= 0.9 else "")
-        drift = short_drift(d.clock_drift_s)
+                  "bold red" if Issue.BUFFER in r.issues else "")
+        drift = short_drift(d.clock_drift_s, Issue.DRIFT in r.issues)
         rows.append(((glyph, colour), (d.id, "bold" if r.problem else ""), state,
                      (short_ago(d.last_seen, detail.now), ""), buffer,
                      (drift.plain, str(drift.style))))

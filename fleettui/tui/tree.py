@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from fleettui.tui.model import FLAP_GLYPH, GLYPHS, DeviceRow, SiteRow, structure
+from fleettui.tui.model import GLYPHS, MARK_GLYPHS, DeviceRow, SiteRow, structure
 
 NodeData = SiteRow | DeviceRow | None
 
@@ -44,10 +44,11 @@ class SiteTree(Tree[NodeData]):
             parts: list[tuple[str, Style | str] | str] = [
                 (f"{glyph} ", Style(color=colour)), (d.id, style)
             ]
-            if data.flapping:
-                parts.append((f" {FLAP_GLYPH} flapping", Style(color="yellow", bold=True)))
-            elif d.status.value != "online":
+            if d.status.value != "online":
                 parts.append((f" {d.status.value}", Style(color=colour)))
+            for mark, note in data.labelled_marks():
+                mark_glyph, mark_colour = MARK_GLYPHS[mark]
+                parts.append((f" {mark_glyph} {note}", Style(color=mark_colour, bold=True)))
             return Text.assemble(*parts)
         if isinstance(data, SiteRow):
             colour = "green" if data.online == data.total else (
