@@ -393,8 +393,8 @@ async def test_live_capture_stores_a_punch_without_waiting_for_a_sync(
             break
         await asyncio.sleep(0.02)
     one_device.emu.call(dev.punch, "1011", state=1, verify=15)  # a check-out by face
-    for _ in range(250):  # bounded: 5 s
-        if await db.punch_count(dev.id) > before:
+    for _ in range(250):  # bounded: 5 s; the punch is committed first, then told (its event)
+        if await db.punch_count(dev.id) > before and "punch" in seen:
             break
         await asyncio.sleep(0.02)
     stored = await db.punches(device_id=dev.id)
