@@ -748,6 +748,8 @@ class FleetApp(App[None]):
 
     @on(Tree.NodeHighlighted, "#tree")
     def _highlighted(self, _event: Tree.NodeHighlighted[object]) -> None:
+        if self._widgets_gone():
+            return  # a cursor move queued (the resting cursor's) outlived the screen
         self.selected = self.query_one("#tree", SiteTree).selected_id
         self.refresh_panel_soon()
         if self.event_log.scope is not None and self.selected != self.event_log.scope:
