@@ -48,6 +48,7 @@ from fleettui.tui.charts import (
     progress,
     recent,
     request_text,
+    seen,
     site_heartbeat,
     sparkline,
     sync_text,
@@ -118,6 +119,24 @@ def test_uptime_counts_known_time_only() -> None:
                change(OFF, now - timedelta(hours=1))]
     assert uptime(history, now - timedelta(hours=24), now) == pytest.approx(9 / 10)
     assert uptime([], now - timedelta(hours=24), now) is None
+    assert seen(history, now - timedelta(hours=24), now) == 10 * 3600
+    assert seen([], now - timedelta(hours=24), now) == 0
+
+
+def test_uptime_over_less_history_than_its_window_says_how_much_was_seen() -> None:
+    from fleettui.tui.pictures import heartbeat_text, uptime_text
+
+    day, month = 86400.0, 30 * 86400.0
+    # a device first seen 21 s ago: one figure, over what was seen (not "100% 24h, 30d")
+    assert uptime_text(1.0, 1.0, day_seen_s=21, month_seen_s=21) == "100.0% over the 21s seen"
+    assert uptime_text(0.992, 0.992, day_seen_s=3 * 3600, month_seen_s=3 * 3600) == \
+        "99.2% over the 3h seen"
+    assert uptime_text(0.999, 0.97, day_seen_s=day, month_seen_s=3 * day) == \
+        "99.9% 24h · 97.0% over the 3d seen"
+    assert uptime_text(0.999, 0.97, day_seen_s=day, month_seen_s=month) == "99.9% 24h · 97.0% 30d"
+    assert uptime_text(None, None, day_seen_s=0, month_seen_s=0) == "unknown 24h · unknown 30d"
+    # a slot with nothing known is hatched, not a block of colour
+    assert heartbeat_text([UNK, UNK, ON, OFF]).plain == "░░██"
 
 
 def test_site_heartbeat_combines_devices() -> None:
@@ -327,7 +346,8 @@ async def test_reader_counts_punches_in_sql_only_when_they_change(store: Store) 
     assert (await detail(now + timedelta(seconds=5))).punches_today == 3
     assert reader.punch_queries == 2
     text = plain(render_detail(await detail(now + timedelta(seconds=6))))
-    assert "Heartbeat" in text and "100.0% 24h · 100.0% 30d" in text
+    # online for the 2 h it is known: said over what was seen, not "100% 24h, 100% 30d"
+    assert "Heartbeat" in text and "100.0% over the 2h seen" in text
     assert "3 on Thu 26 Nov" in text and "Per hour" in text
 
 
@@ -419,7 +439,7 @@ async def test_device_panel_shows_heartbeat_uptime_punches_today_and_sparkline(
         assert len(detail.hours) in (23, 24, 25)
         text = plain(render_detail(detail), width=_panel(app).content_size.width)
         assert "Heartbeat" in text and "24h ago" in text and "now" in text
-        assert "100.0% 24h · 100.0% 30d" in text
+        assert re.search(r"100\.0% over the \d+s seen", text)  # seen for seconds only
         assert f"Punches today {expected} on " in text
         assert "Per hour" in text and "█" in text  # the busiest hour is a full block
         # the offline device's heartbeat ends red, its uptime is not 100%

@@ -96,6 +96,13 @@ def uptime(history: Sequence[StatusChange], start: datetime, now: datetime) -> f
     return online / known if known else None
 
 
+def seen(history: Sequence[StatusChange], start: datetime, now: datetime) -> float:
+    """Seconds of [start, now) in which the device's status was known (checked at least
+    once): less than the window for a device first seen within it."""
+    return sum((stop - begin).total_seconds() for status, begin, stop in
+               _segments(history, start, now) if status is not DeviceStatus.UNKNOWN)
+
+
 def local_day(now: datetime, zone: ZoneInfo) -> tuple[date, datetime, datetime]:
     """The site's current local date and its [start, end) in UTC (23 or 25 h on DST days)."""
     today = now.astimezone(zone).date()

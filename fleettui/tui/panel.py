@@ -51,6 +51,9 @@ class DeviceDetail:
     flap_pct: float = 0.0
     commands: list[Command] = field(default_factory=list)
     uptime_30d: float | None = None
+    #: seconds of the last 24 h and 30 d in which its status was known (None: not given)
+    seen_24h_s: float | None = None
+    seen_30d_s: float | None = None
     #: dominant status per slot of the last 24 h, oldest first
     heartbeat: list[DeviceStatus] = field(default_factory=list)
     #: punches in the site's local day so far (None: not counted)
@@ -124,7 +127,9 @@ def render_detail(detail: DeviceDetail) -> RenderableType:
         rest.append(("Heartbeat", Group(heartbeat_text(detail.heartbeat),
                                         axis(width, "24h ago", "12h", "now"))))
     rest += [
-        ("Uptime", uptime_text(detail.uptime_24h, detail.uptime_30d)),
+        ("Uptime", uptime_text(detail.uptime_24h, detail.uptime_30d,
+                               day_seen_s=detail.seen_24h_s,
+                               month_seen_s=detail.seen_30d_s)),
         ("Punches today", punches_today_text(detail.punches_today, d.last_punch_at, now, zone)),
     ]
     if detail.hours:

@@ -24,6 +24,7 @@ from fleettui.tui.charts import (
     hourly,
     local_day,
     recent,
+    seen,
     site_heartbeat,
     sync_worth_showing,
     uptime,
@@ -53,7 +54,7 @@ class PanelReader:
         self.store = store
         self.ttl = timedelta(seconds=ttl_s)
         self._punches: dict[tuple[str, str, datetime], _Counted] = {}
-        self._month: dict[str, tuple[datetime, float | None]] = {}
+        self._month: dict[str, tuple[datetime, tuple[float | None, float]]] = {}
         #: how many times punches were counted in SQL (for tests of the cache)
         self.punch_queries = 0
 
@@ -78,11 +79,14 @@ class PanelReader:
         self._punches[key] = _Counted(stamp, now, hours)
         return hours
 
-    async def _uptime_30d(self, device_id: str, now: datetime) -> float | None:
+    async def _uptime_30d(self, device_id: str, now: datetime) -> tuple[float | None, float]:
+        """The share of the last 30 days the device was online, and how much of them was
+        known (cached for ``ttl``)."""
         hit = self._month.get(device_id)
         if hit is not None and now - hit[0] < self.ttl and now >= hit[0]:
             return hit[1]
-        value = await self.store.uptime(device_id, MONTH, now)
+        history = await self.store.status_history(device_id, since=now - MONTH)
+        value = (uptime(history, now - MONTH, now), seen(history, now - MONTH, now))
         self._month[device_id] = (now, value)
         return value
 
@@ -115,12 +119,15 @@ class PanelReader:
         hours: list[HourBucket] = []
         if zone is not None:
             hours = await self._hours("device", device.id, zone, now, device.last_punch_at)
+        month = await self._uptime_30d(device.id, now)
         return DeviceDetail(
             device=device,
             site=site,
             now=now,
             uptime_24h=uptime(history, now - DAY, now),
-            uptime_30d=await self._uptime_30d(device.id, now),
+            uptime_30d=month[0],
+            seen_24h_s=seen(history, now - DAY, now),
+            seen_30d_s=month[1],
             flapping=row.flapping if row else False,
             flap_pct=row.flap_pct if row else 0.0,
             issues=row.issues if row else (),

@@ -13,6 +13,7 @@ from rich.text import Text
 from fleettui.domain import DeviceStatus, Site
 from fleettui.tui.charts import HourBucket, sparkline
 from fleettui.tui.model import GLYPHS
+from fleettui.tui.problems import duration
 
 #: the label column's width in the panels; the pictures get the rest
 LABEL_WIDTH = 13
@@ -43,10 +44,14 @@ def short_drift(value: float | None, problem: bool = False) -> Text:
 
 
 def heartbeat_text(slots: list[DeviceStatus]) -> Text:
-    """One block per slot, coloured by the status that held longest in it."""
+    """One block per slot, coloured by the status that held longest in it; a slot in which
+    nothing was known (before the device was first checked) is hatched, not a block."""
     bar = Text()
     for status in slots:
-        bar.append("█", style=GLYPHS[status][1])
+        if status is DeviceStatus.UNKNOWN:
+            bar.append("░", style="bright_black")
+        else:
+            bar.append("█", style=GLYPHS[status][1])
     return bar
 
 
@@ -109,9 +114,21 @@ def site_zone(site: Site | None) -> ZoneInfo | None:
         return None
 
 
-def uptime_text(day: float | None, month: float | None) -> str:
-    """E.g. "99.2% 24h · 97.0% 30d"."""
+#: a window this much known counts as the whole window (a check's gap at its start)
+_COVERED = 0.99
+
+
+def uptime_text(day: float | None, month: float | None, *, day_seen_s: float | None = None,
+                month_seen_s: float | None = None) -> str:
+    """E.g. "99.2% 24h · 97.0% 30d"; over less history than a window, says how much:
+    "100.0% over the 21s seen" (a device first seen 21 s ago), "99.9% 24h · 99.2% over
+    the 3d seen" (``*_seen_s``: the seconds of each window in which it was known)."""
     def pct(v: float | None) -> str:
         return "unknown" if v is None else f"{v:.1%}"
 
+    if day is not None and day_seen_s is not None and day_seen_s < _COVERED * 86400:
+        return f"{pct(day)} over the {duration(day_seen_s)} seen"
+    if month is not None and month_seen_s is not None and \
+            month_seen_s < _COVERED * 30 * 86400:
+        return f"{pct(day)} 24h · {pct(month)} over the {duration(month_seen_s)} seen"
     return f"{pct(day)} 24h · {pct(month)} 30d"
