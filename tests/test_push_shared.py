@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 
 from fleettui.config import PushSettings
-from fleettui.domain import CommandState, DeviceSpec, DeviceState, Event, Site
+from fleettui.domain import CommandState, DeviceSpec, DeviceState, DeviceStatus, Event, Site
 from fleettui.engine.enqueue import enqueue
 from fleettui.engine.push import PushGateway
 from fleettui.engine.share import SiteShare
@@ -207,9 +207,11 @@ async def test_a_moved_site_is_judged_by_its_new_holder_from_the_status_recorded
     # pune moves to the second poller (the first poller's lease ran out, say)
     pair.a.gateway.share.set(set())
     pair.b.gateway.share.set({"pune", "lyon"})
-    pair.b.gateway.adopt("gate-1", await pair.b.store.device("gate-1"))
+    # ... and while the second still held nothing of pune, it had seen gate-1 offline
+    pair.b.gateway._by_serial["CKPUSH0001"].health.status = DeviceStatus.OFFLINE
     pair.advance(10)
     await pair.a.beat()  # heard by the first, which no longer judges it: no transition
+    await pair.b.beat()  # heard by the new judge: online already, as recorded (not twice)
     await pair.tick()
     assert await pair.statuses("gate-1") == ["online"]
     pair.advance(21)

@@ -511,10 +511,7 @@ class Engine:
                 log.info("%d command(s) left running by the previous holder of %s: failed",
                          failed, ", ".join(sorted(sites)))
             for spec in [s for s in self._wanted.values() if s.site_id in sites]:
-                if spec.transport == "push" and spec.id in self._specs:
-                    # answered all along (any listener answers any device): now judged here
-                    self.push.adopt(spec.id, await self.store.device(spec.id))
-                elif (spec.id not in self._specs and self.share.holds(spec.site_id)
+                if (spec.id not in self._specs and self.share.holds(spec.site_id)
                         and not self._stopping):
                     await self._add(spec)
             self.alerts.invalidate()

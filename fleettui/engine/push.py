@@ -106,6 +106,8 @@ class _Device:
     gap_explained: int = 0
     #: a handshake gave the device's comm key since the gateway started (or it has none)
     verified: bool = False
+    #: the share's change at which its status was last taken from the store (-1: never)
+    adopted: int = -1
 
 
 class PushGateway:
@@ -151,18 +153,9 @@ class PushGateway:
             health.since = state.status_since
         self._by_serial[spec.serial] = _Device(spec, ZoneInfo(spec.timezone or "UTC"), health,
                                                lock=asyncio.Lock(),
-                                               verified=not spec.comm_key)
+                                               verified=not spec.comm_key,
+                                               adopted=self.share.gained_at(spec.site_id))
 
-    def adopt(self, device_id: str, state: DeviceState | None) -> None:
-        """The device's site was just taken over: judge it from the status its previous
-        judge recorded, not from what this gateway saw before."""
-        for d in self._by_serial.values():
-            if d.spec.id == device_id and state is not None:
-                d.health = Health(device_id, offline_after=1, status=state.status,
-                                  reason=state.status_reason, since=state.status_since)
-                if state.last_seen is not None and (d.heard_at is None
-                                                    or state.last_seen > d.heard_at):
-                    d.heard_at = state.last_seen
 
     def remove(self, device_id: str) -> None:
         """Stop answering a device (it is told it is unknown)."""
@@ -303,7 +296,7 @@ class PushGateway:
         if self._expired_at is None or (now - self._expired_at).total_seconds() >= EXPIRE_EVERY_S:
             self._expired_at = now
             await self._expire(now)
-        judged = [d for d in self._by_serial.values() if self._judges(d)]
+        judged = [d for d in list(self._by_serial.values()) if await self._judges(d)]
         if not self.share.everything and judged:
             await self._hear_others(judged, now)
         silent = timedelta(seconds=self.offline_after_s)
@@ -322,9 +315,25 @@ class PushGateway:
             if change is not None:
                 self.publish(await self.store.record_status(change))
 
-    def _judges(self, device: _Device) -> bool:
-        """Whether this gateway keeps the device's status (its poller holds the site)."""
-        return self.share.holds(device.spec.site_id)
+    async def _judges(self, device: _Device) -> bool:
+        """Whether this gateway keeps the device's status (its poller holds the site). A
+        site gained since its status was last taken from the store is judged on from what
+        its previous judge recorded, read first: what this gateway saw before is stale
+        (judged on, it would record a transition the store already holds)."""
+        site = device.spec.site_id
+        if not self.share.holds(site):
+            return False
+        gained = self.share.gained_at(site)
+        if device.adopted < gained:
+            state = await self.store.device(device.spec.id)
+            if state is not None:
+                device.health = Health(device.spec.id, offline_after=1, status=state.status,
+                                       reason=state.status_reason, since=state.status_since)
+                if state.last_seen is not None and (device.heard_at is None
+                                                    or state.last_seen > device.heard_at):
+                    device.heard_at = state.last_seen
+            device.adopted = gained
+        return True
 
     async def _hear_others(self, judged: list[_Device], now: datetime) -> None:
         """Calls other listeners answered (their contacts, as written) count as heard: a
@@ -384,7 +393,7 @@ class PushGateway:
             contact = replace(contact, firmware=info.firmware or None, users=info.users,
                               records=info.records)
         self._contacts[device.spec.id] = contact
-        if self._judges(device):
+        if await self._judges(device):
             change = device.health.success(now)
             if change is not None:
                 self.publish(await self.store.record_status(change))
@@ -508,7 +517,7 @@ class PushGateway:
         what is missing is stored, the rest is stored once already. (Missing records
         happen when the database was restored from a backup, or another server took
         some of the device's uploads.)"""
-        if device.reported is None or (self._judges(device)
+        if device.reported is None or (await self._judges(device)
                                        and device.health.status is not DeviceStatus.ONLINE):
             return
         if device.uploaded_at is not None and \
@@ -558,7 +567,7 @@ class PushGateway:
             now - timedelta(seconds=STRANDED_AFTER_S))
         for command_id, device_id in stranded.items():
             device = by_id.get(device_id)
-            if device is not None and self._judges(device):
+            if device is not None and await self._judges(device):
                 await self._maybe_finish(device, command_id, now)
 
     async def _reboot_seen(self, device: _Device, now: datetime) -> None:

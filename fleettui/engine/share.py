@@ -34,6 +34,9 @@ class SiteShare:
         self.everything = everything
         self._held: frozenset[str] = frozenset(held)
         self._listeners: list[ChangeListener] = []
+        #: changes so far, and the change at which each site was last gained
+        self._changes = 0
+        self._gained_at: dict[str, int] = {}
 
     @classmethod
     def whole(cls) -> SiteShare:
@@ -44,6 +47,11 @@ class SiteShare:
         """Whether work for this site is ours now (None: work of no site, the ``FLEET``
         lease's)."""
         return self.everything or (FLEET if site_id is None else site_id) in self._held
+
+    def gained_at(self, site_id: str) -> int:
+        """The change at which the site was last gained (0: held from the start, or alone
+        on the database): what was learnt of its devices before then is stale."""
+        return self._gained_at.get(site_id, 0)
 
     def held_sites(self) -> frozenset[str]:
         """The sites held now (without ``FLEET``); meaningless when ``everything``."""
@@ -63,6 +71,9 @@ class SiteShare:
         gained, lost = new - self._held, self._held - new
         self._held = new
         if gained or lost:
+            self._changes += 1
+            for site in gained:
+                self._gained_at[site] = self._changes
             for listener in list(self._listeners):
                 try:
                     listener(gained, lost)
