@@ -276,6 +276,26 @@ def test_demo_command_defaults_and_styles_are_found() -> None:
     assert Path(str(FleetApp.CSS_PATH)).is_file()
 
 
+async def test_palette_ranks_its_own_actions_first_and_the_selected_device_first(
+    app: FleetApp,
+) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: all(d in app.rows for d in LAYOUT))
+        app.jump(("device", "dev_b_02"))
+        await wait_for(pilot, lambda: app.selected == ("device", "dev_b_02"))
+        await pilot.press("ctrl+p")
+        # every device's restart matches "restart": the selected device's comes first
+        await pilot.press(*"restart")
+        await wait_for(pilot, lambda: _palette_top(app) == "Restart dev_b_02")
+        await pilot.press(*["backspace"] * 7)
+        # "s" matches Textual's Screenshot as well as fleettui's "Sync clock ...": ours win
+        await pilot.press("s")
+        await wait_for(pilot, lambda: (_palette_top(app) or "").startswith(
+            ("Sync", "Silence", "Restart", "Jump")))
+        assert "Screenshot" not in (_palette_top(app) or "")
+        await pilot.press("escape")
+
+
 async def test_palette_restarts_a_whole_site_after_naming_the_count(app: FleetApp) -> None:
     """Restart every device of a site: a confirmation names the count; one request results."""
     async with app.run_test(size=(120, 40)) as pilot:

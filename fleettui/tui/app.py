@@ -56,7 +56,7 @@ from fleettui.tui.header import HeaderFacts, fit_header
 from fleettui.tui.log_view import LogPainter
 from fleettui.tui.model import DeviceRow, SiteRow, Totals, arrange, totals
 from fleettui.tui.notify import OscSink
-from fleettui.tui.palette import DeviceCommands, PaletteItem
+from fleettui.tui.palette import BuiltIns, DeviceCommands, PaletteItem
 from fleettui.tui.panel import DevicePanel, heartbeat_slots
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
@@ -122,7 +122,7 @@ class FleetApp(App[None]):
 
     CSS_PATH = styles_dir() / "fleettui.tcss"
     TITLE = "fleettui"
-    COMMANDS = App.COMMANDS | {DeviceCommands}
+    COMMANDS = {BuiltIns, DeviceCommands}  # noqa: RUF012 (Textual's convention)
     BINDINGS = [  # noqa: RUF012 (Textual's class-level convention)
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("slash", "filter", "Filter", id="app.filter"),

@@ -2,6 +2,11 @@
 
 The device and site commands offered, and their lines on the help screen, come from
 the command table (``fleettui/commands.py``): a new command is one entry there.
+
+Ranking: a match of fleettui's own always comes above a match of Textual's
+built-in commands (theme, screenshot, keys), and among ours those about the
+selected device or site come first: scores stay between 0 and 1 (ours in the
+upper half, the built-ins' in the lower).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.system_commands import SystemCommandsProvider
 
 from fleettui.commands import COMMANDS
 
@@ -20,9 +26,20 @@ PaletteItem = tuple[str, Callable[[], object], str]
 class PaletteSource(Protocol):
     """The app, as the palette sees it: something that lists the candidates."""
 
+    #: ("device", id) or ("site", id) under the cursor, or None
+    selected: tuple[str, str] | None
+
     def palette_items(self) -> list[PaletteItem]:
         """Every candidate, problems first."""
         ...
+
+
+def _about(text: str, selected: tuple[str, str] | None) -> bool:
+    """Whether a candidate names the selected device or site."""
+    if selected is None:
+        return False
+    ident = selected[1]
+    return ident in text.split() or f"({ident})" in text
 
 
 def palette_actions() -> list[tuple[str, str]]:
@@ -56,14 +73,29 @@ class DeviceCommands(Provider):
         self._items: list[PaletteItem] = source.palette_items()
 
     async def discover(self) -> Hits:
-        """A few suggestions while the input is empty: problems first."""
-        for text, callback, help_ in self._items[:6]:
+        """A few suggestions while the input is empty: the selection's, then problems."""
+        selected = cast(PaletteSource, self.app).selected
+        items = sorted(self._items, key=lambda item: not _about(item[0], selected))
+        for text, callback, help_ in items[:6]:
             yield DiscoveryHit(text, callback, help=help_)
 
     async def search(self, query: str) -> Hits:
-        """Fuzzy-match the query against every candidate."""
+        """Fuzzy-match the query against every candidate (ranked as the module says)."""
         matcher = self.matcher(query)
+        selected = cast(PaletteSource, self.app).selected
         for text, callback, help_ in self._items:
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, text=text, help=help_)
+                ranked = 0.5 + 0.45 * score + (0.05 if _about(text, selected) else 0.0)
+                yield Hit(ranked, matcher.highlight(text), callback, text=text, help=help_)
+
+
+class BuiltIns(SystemCommandsProvider):
+    """Textual's own commands (theme, keys, screenshot, quit), ranked below fleettui's."""
+
+    async def search(self, query: str) -> Hits:
+        """The built-ins' matches, their scores halved."""
+        async for hit in super().search(query):
+            if isinstance(hit, Hit):
+                hit.score *= 0.5
+            yield hit
