@@ -409,6 +409,9 @@ async def test_panel_queries_count_and_gather_what_a_site_shows(store: Store) ->
     assert await store.punches_per_minute(T0, end, site_id="of-b") == {T0: 1}
     assert await store.punches_per_minute(T0, end) == {T0: 3, minute: 1}
     assert await store.punches_per_minute(end, end + timedelta(hours=1)) == {}
+    assert await store.punches_per_device(T0, end) == {"cfg1": 3, "cfg3": 1}
+    assert await store.punches_per_device(T0 - timedelta(days=2), T0) == {"cfg3": 1}
+    assert await store.punches_per_device(end, end + timedelta(hours=1)) == {}
 
     for device, status, ago in [("cfg1", DeviceStatus.ONLINE, timedelta(days=3)),
                                 ("cfg1", DeviceStatus.OFFLINE, timedelta(hours=1)),

@@ -359,6 +359,13 @@ class Store(CommandStore, WebhookStore, PushStore, LeaseStore, Protocol):
         """
         ...
 
+    async def punches_per_device(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Punches with a UTC time in [start, end), counted per device (devices without
+        one are left out): the fleet table's "today" column. Counted where the punches
+        are, over the time index; about one day of the fleet's punches per call.
+        """
+        ...
+
     async def site_status_history(
         self, site_id: str, since: datetime
     ) -> dict[str, list[StatusChange]]:

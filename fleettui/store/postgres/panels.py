@@ -49,6 +49,13 @@ class PanelQueries(PostgresConnection):
         rows = await self._fetch(sql + " GROUP BY minute", *args)
         return {r["minute"]: int(r["n"]) for r in rows}
 
+    async def punches_per_device(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Punches with a UTC time in [start, end), counted per device (answered from the
+        ``punches_utc`` index, which includes the device)."""
+        sql, args = punch_query("device_id, count(*) AS n", since=start, until=end)
+        rows = await self._fetch(sql + " GROUP BY device_id", *args)
+        return {r["device_id"]: int(r["n"]) for r in rows}
+
     async def site_status_history(
         self, site_id: str, since: datetime
     ) -> dict[str, list[StatusChange]]:

@@ -50,6 +50,14 @@ class PanelQueries(SqliteConnection):
         return {datetime.fromisoformat(r["minute"]).replace(tzinfo=UTC): int(r["n"])
                 for r in rows}
 
+    async def punches_per_device(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Punches with a UTC time in [start, end), counted per device (over the
+        ``punches_utc`` range, as ``punches_per_minute``)."""
+        rows = await fetch(self._db, "SELECT device_id, COUNT(*) AS n FROM punches"
+                           " WHERE utc_time >= ? AND utc_time < ? GROUP BY device_id",
+                           [ts(start), ts(end)])
+        return {r["device_id"]: int(r["n"]) for r in rows}
+
     async def site_status_history(
         self, site_id: str, since: datetime
     ) -> dict[str, list[StatusChange]]:
