@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from fleettui.commands import CommandError, canonical, validate
-from fleettui.domain import Submission
+from fleettui.domain import DeviceState, Submission
 from fleettui.engine.push_commands import runs_on_push
 from fleettui.store import Store
 
@@ -53,21 +54,64 @@ async def enqueue(
                 raise CommandError(f"site {target!r} has no enabled device")
             raise CommandError(f"no device or site called {target!r}")
         kind = "site"
+    return await _submit(store, target, kind, members, command, clean, now=now, source=source,
+                         idempotency_key=idempotency_key, ttl=ttl)
+
+
+async def enqueue_devices(
+    store: Store,
+    device_ids: Sequence[str],
+    command: str,
+    params: Any = None,
+    *,
+    now: datetime,
+    source: str,
+    ttl: timedelta | None = DEFAULT_TTL,
+) -> Submission:
+    """Queue ``command`` for a chosen set of devices as one request (the control room's
+    bulk action on its marked devices): one request to follow, one command per device.
+
+    Raises CommandError for an unknown device or command, or a push device among
+    them that cannot run it; nothing is queued then.
+    """
+    clean = validate(command, params)
+    ids = sorted(set(device_ids))
+    if not ids:
+        raise CommandError("no device chosen")
+    known = {d.id: d for d in await store.devices()}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise CommandError(f"no device called {_some(missing)}")
+    target = ", ".join(ids) if len(ids) <= 3 else f"{ids[0]}, {ids[1]} and {len(ids) - 2} more"
+    return await _submit(store, target, "devices", [known[i] for i in ids], command, clean,
+                         now=now, source=source, idempotency_key=None, ttl=ttl,
+                         fingerprint_target=",".join(ids))
+
+
+def _some(ids: Sequence[str]) -> str:
+    """At most five ids, and how many more."""
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+async def _submit(
+    store: Store, target: str, kind: str, members: Sequence[DeviceState], command: str,
+    clean: dict[str, Any], *, now: datetime, source: str, idempotency_key: str | None,
+    ttl: timedelta | None, fingerprint_target: str | None = None,
+) -> Submission:
+    """Check the members can run it, then queue one request with a command for each."""
     unable = [d.id for d in members if d.push and not runs_on_push(command)]
     if unable:
-        shown = ", ".join(unable[:5]) + (f" and {len(unable) - 5} more" if len(unable) > 5 else "")
-        raise CommandError(f"{command}: a push device cannot do it ({shown} dial in: they "
-                           "take only the commands of the push protocol)")
-    device_ids = [d.id for d in members]
+        raise CommandError(f"{command}: a push device cannot do it ({_some(unable)} dial in: "
+                           "they take only the commands of the push protocol)")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise CommandError("idempotency key: expected 1 to 200 characters")
     return await store.submit_command(
         target=target,
         target_kind=kind,
-        device_ids=device_ids,
+        device_ids=[d.id for d in members],
         command=command,
         params=clean,
-        fingerprint=canonical(command, clean) + f"|{kind}:{target}",
+        fingerprint=canonical(command, clean) + f"|{kind}:{fingerprint_target or target}",
         source=source,
         now=now,
         idempotency_key=idempotency_key,

@@ -630,7 +630,9 @@ OPENAPI: dict[str, Any] = {
                                "queue (also when an idempotency key repeats it: it is queued "
                                "once). An error answer has no such field"},
                     "target": {"type": "string"},
-                    "target_kind": {"type": "string", "enum": ["device", "site"]},
+                    "target_kind": {"type": "string", "enum": ["device", "site", "devices"],
+                                    "description": "devices: a chosen set (the control "
+                                    "room's bulk action)"},
                     "idempotency_key": NULLABLE_STR, "created_at": {"type": "string"},
                     "summary": {"type": "object",
                                 "additionalProperties": {"type": "integer"}},
