@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -31,7 +32,7 @@ class Confirm(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         """The question and the keys that answer it."""
         with Vertical():
-            yield Static(self.question, id="question")
+            yield Static(Text(self.question), id="question")  # names are text, not markup
             yield Static("[b]y[/b] yes   [b]n[/b] no", id="keys")
 
     def action_answer(self, yes: bool) -> None:
