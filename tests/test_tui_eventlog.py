@@ -136,3 +136,43 @@ async def test_the_painter_appends_what_follows_and_redraws_what_changed() -> No
         await pilot.pause()
         assert [s.text.rstrip() for s in log.lines][-1].endswith("up 2")
         assert log.border_title == "Events · syncs folded"
+
+
+async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_redraws() -> None:
+    """An operator reading older lines is not thrown to the end by new ones (appended or
+    drawn anew); back at the end, the log follows again."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import RichLog
+
+    from fleettui.tui.log_view import LogPainter
+
+    class Log(App[None]):
+        def compose(self) -> ComposeResult:
+            yield RichLog(id="log", wrap=True, min_width=20)
+
+    ids, model = Ids(), EventLog()
+    painter = LogPainter(model, shown=40)
+    app = Log()
+    async with app.run_test(size=(60, 10)) as pilot:
+        log = app.query_one(RichLog)
+        model.add([ids.event(EventKind.DEVICE_OFFLINE, f"down {i}", i, "dev_depot_01")
+                   for i in range(30)], SITES.get)
+        painter.draw(log)
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y > 0  # at the end
+        log.scroll_to(y=5, animate=False, immediate=True)
+        model.add([ids.event(EventKind.DEVICE_ONLINE, "up", 40, "dev_depot_01")], SITES.get)
+        painter.draw(log)  # appended
+        await pilot.pause()
+        assert log.scroll_y == 5
+        painter.draw(log, again=True)  # drawn anew
+        await pilot.pause()
+        assert log.scroll_y == 5
+        log.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        model.add([ids.event(EventKind.DEVICE_ONLINE, "up again", 41, "dev_depot_01")],
+                  SITES.get)
+        painter.draw(log)
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y
+        assert [s.text.rstrip() for s in log.lines][-1].endswith("up again")

@@ -28,12 +28,18 @@ class LogPainter:
         plains = [line.plain for line in lines]
         keep = None if again or len(self._drawn) + len(plains) > 3 * self.shown else \
             self._follows(plains)
+        # an operator who scrolled up to read stays where they were: only a log left at
+        # its end follows new lines
+        following = log.scroll_y >= log.max_scroll_y
+        top = log.scroll_y
         if keep is None:
             log.clear()
             self._drawn.clear()
             keep = 0
         for line in lines[keep:]:
-            log.write(line)
+            log.write(line, scroll_end=following)
+        if not following and keep == 0:
+            log.scroll_to(y=top, animate=False, immediate=True)
         self._drawn.extend(plains[keep:])
         log.border_title = self.model.title()
 
