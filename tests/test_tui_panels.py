@@ -636,3 +636,31 @@ async def test_a_viewer_sees_another_pollers_long_sync_from_the_store(
         await engine.stop()
         await viewer.close()
         await owner.close()
+
+
+def test_the_command_list_fits_the_panel_at_80_columns() -> None:
+    """44 columns (the panel beside the tree at 80): each command on one line, what it
+    returned on the next, wrapped, nothing cut."""
+    from fleettui.domain import Command, CommandState, DeviceState, Site
+
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    commands = [
+        Command(1204, 7, "d1", "sync_employees", {}, CommandState.DONE, 1, now, now,
+                result={"added": 12, "updated": 3, "removed": 0, "unchanged": 140}),
+        Command(1203, 6, "d1", "restart", {}, CommandState.FAILED, 3, now, now,
+                error="no answer after the reboot window (90 s)"),
+        Command(1202, 5, "d1", "sync_time", {}, CommandState.QUEUED, 0, now, now),
+    ]
+    device = DeviceState("dev_warehouse_a_06", "S1", "s1", "127.0.0.2", 4370, "tcp")
+    from fleettui.tui.panel import DeviceDetail
+
+    text = plain(render_detail(DeviceDetail(device, Site("s1", "Site", "UTC"), now,
+                                            commands=commands)), width=44)
+    lines = text.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 44
+    start = lines.index("Commands")
+    listed = "\n".join(lines[start:start + 7])
+    assert "09:00:00 sync_employees done    #1204" in listed
+    assert "added=12, updated=3, removed=0" in listed and "unchanged=140" in listed
+    assert "restart        failed  #1203" in listed
+    assert "no answer after the reboot window (90 s)" in " ".join(listed.split())

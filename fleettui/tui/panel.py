@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -162,22 +163,24 @@ def _label_grid(rows: list[tuple[str, RenderableType]]) -> Table:
     return grid
 
 
-def _commands(commands: list[Command]) -> Table:
-    """The device's latest commands, newest first."""
-    cmds = Table(title="Commands", title_justify="left", title_style="bold",
-                 show_edge=False, box=None, padding=(0, 1))
-    for name in ("#", "command", "state", "when", "result"):
-        cmds.add_column(name, no_wrap=name != "result")
+def _commands(commands: list[Command]) -> Group:
+    """The device's latest commands, newest first: one line each (when, what, state,
+    number), what it returned on the line below, indented and wrapping, so the list
+    fits the panel's 44 columns at 80."""
+    lines: list[RenderableType] = [Text("Commands", style="bold")]
+    width = max((len(c.command) for c in commands), default=0)
     for c in commands:
         style = {"done": "green", "failed": "red", "expired": "red",
                  "sent": "yellow", "queued": "cyan"}.get(c.state.value, "")
+        lines.append(Text.assemble(f"{c.updated_at:%H:%M:%S} ", f"{c.command:<{width}} ",
+                                   (f"{c.state.value:<7}", style), (f" #{c.id}", "dim")))
         result = c.error or ("" if c.result is None else ", ".join(
             f"{k}={v}" for k, v in c.result.items()))
-        cmds.add_row(str(c.id), c.command, Text(c.state.value, style=style),
-                     f"{c.updated_at:%H:%M:%S}", result)
+        if result:
+            lines.append(Padding(Text(result, style="red" if c.error else "dim"), (0, 0, 0, 9)))
     if not commands:
-        cmds.add_row("", Text("none yet (Ctrl+P: Restart / Sync clock)", style="dim"), "", "", "")
-    return cmds
+        lines.append(Text("none yet (Ctrl+P: Restart / Sync clock)", style="dim"))
+    return Group(*lines)
 
 
 HINT = "Select a device in the tree (↑/↓, j/k)."
