@@ -470,8 +470,11 @@ def _tui(args: argparse.Namespace, *, config_arg: str | None, db_arg: str | None
         osc = osc_setting(osc_flag)
     except ValueError as e:
         return _fail(f"FLEETTUI_OSC_NOTIFY: {e}", 2)
+    from fleettui.tui.keys import check_keys
+
     try:
         config = _load(config_arg)
+        check_keys(config)
     except ConfigError as e:
         return _fail(f"invalid config:\n{e}\n(try `fleettui demo` for an emulated fleet)")
     return run_tui(config, resolve_db_path(db_arg, config), mouse=not no_mouse, http=http,
@@ -479,8 +482,11 @@ def _tui(args: argparse.Namespace, *, config_arg: str | None, db_arg: str | None
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from fleettui.tui.keys import check_keys
+
     try:
         config = _load(args.file)
+        check_keys(config)
     except ConfigError as e:
         return _fail(f"invalid config:\n{e}")
     print(f"{config.source or args.file}: OK ({len(config.sites)} sites, "

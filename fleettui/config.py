@@ -564,6 +564,37 @@ class ProblemSettings(_Model):
     """A polled device online whose punches were not synced for this long."""
 
 
+#: a binding id ("app.problems") and one key name ("p", "P", "ctrl+t", "f5", "question_mark")
+_BINDING_ID = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\Z")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_+-]{1,40}\Z")
+
+
+class TuiSettings(_Model):
+    """The control room's own settings: keys of your choosing.
+
+    ``[tui.keys]`` maps a key binding's id, as the help screen lists it, to the key
+    (or keys, comma-separated) that should do it instead: ``"app.problems" = "P"``.
+    Whether each id exists is checked when the control room starts (``fleettui
+    check-config`` too), since the bindings live with the screens.
+    """
+
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Binding id → key names (Textual's: "p", "ctrl+t", "f5", "space"), comma-separated."""
+
+    @field_validator("keys")
+    @classmethod
+    def _check_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        for binding, value in keys.items():
+            if not _BINDING_ID.match(binding):
+                raise _own_error(f"{binding!r}: expected a binding id such as 'app.problems' "
+                                 "(the help screen lists them)")
+            names = [k.strip() for k in value.split(",")]
+            if not all(_KEY_NAME.match(k) for k in names):
+                raise _own_error(f"{binding}: expected key names such as 'P', 'ctrl+t' or "
+                                 "'f5', comma-separated")
+        return {b: ",".join(k.strip() for k in v.split(",")) for b, v in keys.items()}
+
+
 class SecuritySettings(_Model):
     """What fleettui's outgoing connections may reach.
 
@@ -650,6 +681,7 @@ class Config(_Model):
     alerts: AlertSettings = _field(default_factory=AlertSettings, expected="an [alerts] table")
     problems: ProblemSettings = _field(default_factory=ProblemSettings,
                                        expected="a [problems] table")
+    tui: TuiSettings = _field(default_factory=TuiSettings, expected="a [tui] table")
     security: SecuritySettings = _field(default_factory=SecuritySettings,
                                         expected="a [security] table")
     webhooks: list[WebhookConfig] = _field(default_factory=list,

@@ -250,3 +250,41 @@ def test_employee_sync_preview(snap_compare: Any, frozen_app: FleetApp, tmp_path
 
 def _message(screen: Any) -> str:
     return str(screen.query_one("#message").render())
+
+
+async def _alerts_view(pilot: Any) -> None:
+    """The alerts view (``a``) over the fill: dev_wh_a_02's offline alert open (escalated,
+    not acknowledged), dev_farm_b_01's of this morning resolved. Nothing is notified: no
+    toast covers the view."""
+    from fleettui.domain import AlertKind
+    from fleettui.tui.alerts_view import AlertsView
+    from tests.test_tui import wait_for
+
+    store = pilot.app.store
+    offline = await store.open_alert(
+        target_kind="device", target="dev_wh_a_02", site_id="wh-a", kind=AlertKind.OFFLINE,
+        severity="warning", reason="no answer", since=NOW - timedelta(minutes=12),
+        now=NOW - timedelta(minutes=10), notify=False)
+    await store.update_alert(offline, NOW - timedelta(minutes=2), change="escalated",
+                             notify=False, severity="critical")
+    earlier = await store.open_alert(
+        target_kind="device", target="dev_farm_b_01", site_id="farm-b",
+        kind=AlertKind.OFFLINE, severity="warning", reason="no answer",
+        since=NOW - timedelta(hours=2, minutes=2), now=NOW - timedelta(hours=2), notify=False)
+    await store.update_alert(earlier, NOW - timedelta(hours=1, minutes=35), change="resolved",
+                             notify=False)
+    await _settle(pilot)
+    await pilot.press("a")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlertsView)
+                   and pilot.app.screen.shown is not None)
+    await pilot.pause()
+
+
+def test_alerts_view_80_by_24(snap_compare: Any, frozen_app: FleetApp) -> None:
+    """The alerts view on the smallest screen: the states in one column, wrapping."""
+    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=_alerts_view)
+
+
+def test_alerts_view_200_by_50(snap_compare: Any, frozen_app: FleetApp) -> None:
+    """The alerts view on a wide screen: a column per state, and the reasons."""
+    assert snap_compare(frozen_app, terminal_size=(200, 50), run_before=_alerts_view)

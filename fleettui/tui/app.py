@@ -42,7 +42,7 @@ from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
 from fleettui.engine.approve import ApprovalError, approve_push_device
 from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
-from fleettui.engine.enqueue import enqueue
+from fleettui.engine.enqueue import enqueue, enqueue_devices
 from fleettui.printable import printable, printable_fields
 from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
 from fleettui.store import Store
@@ -52,6 +52,7 @@ from fleettui.tui.confirm import Confirm
 from fleettui.tui.deadletters import SHOWN as SHOWN_DEAD
 from fleettui.tui.deadletters import DeadLetters
 from fleettui.tui.eventlog import EventLog
+from fleettui.tui.fleet_table import FleetTable
 from fleettui.tui.header import HeaderFacts, fit_header
 from fleettui.tui.log_view import LogPainter
 from fleettui.tui.model import DeviceRow, SiteRow, Totals, arrange, totals
@@ -60,7 +61,8 @@ from fleettui.tui.palette import BuiltIns, DeviceCommands, PaletteItem
 from fleettui.tui.panel import DevicePanel, heartbeat_slots
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
-from fleettui.tui.problems import Limits, issues_of, mark_text
+from fleettui.tui.problems import PENDING_SITE, Issue, Limits, issues_of, mark_text, pending_state
+from fleettui.tui.table_model import TableFacts
 from fleettui.tui.terminal import (
     STOP_SIGNALS,
     StopSignals,
@@ -82,6 +84,9 @@ LOG_LINES = 500
 #: event-log lines drawn (the newest; the log model keeps more for its filters, the store
 #: everything): drawing is bounded whatever a burst brings
 LOG_SHOWN = 100
+#: the fleet table's punches-today counts are read again after this long (seconds): a
+#: count over a day of the whole fleet's punches, not worth every refresh
+TODAY_EVERY_S = 30.0
 #: alert events in the store → the change a notification names
 ALERT_CHANGES = {EventKind.ALERT_OPENED: "opened", EventKind.ALERT_ESCALATED: "escalated",
                  EventKind.ALERT_REMINDER: "reminder", EventKind.ALERT_RESOLVED: "resolved"}
@@ -127,6 +132,8 @@ class FleetApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("slash", "filter", "Filter", id="app.filter"),
         Binding("p", "toggle_problems", "Problems only", id="app.problems"),
+        Binding("a", "alerts", "Alerts", id="app.alerts"),
+        Binding("t", "toggle_table", "Table", id="app.table"),
         Binding("l", "log_scope", "Log: only the selected device or site", show=False,
                 id="app.log_scope"),
         Binding("L", "log_kinds", "Log: which kinds (all, status, commands, syncs)",
@@ -176,6 +183,8 @@ class FleetApp(App[None]):
             runtime = Runtime(config, db_path, store=store, engine=engine, embed=embed)
         #: start-up and shutdown of the store, the engine and the API (fleettui.runtime)
         self.runtime = runtime
+        if runtime.config is not None and runtime.config.tui.keys:
+            self.set_keymap(dict(runtime.config.tui.keys))  # [tui.keys]: checked by keys.py
         self.store_: Store | None = runtime.store
         self.engine: Engine | None = runtime.engine
         self.config = runtime.config
@@ -198,6 +207,12 @@ class FleetApp(App[None]):
         self.filter_text = ""
         self.problems_only = False
         self.selected: tuple[str, str] | None = None
+        #: what the left of the screen shows: "tree" (and the panel) or "table"
+        self.view = "tree"
+        #: punches since local midnight per device, and when they were counted
+        #: (monotonic): the table's "today" column, counted at most every TODAY_EVERY_S
+        self._today: dict[str, int] | None = None
+        self._today_at = 0.0
         #: until the operator presses a key or clicks, the cursor rests on the worst
         #: problem (the device put there last, or None): the panel is never empty while
         #: something is wrong
@@ -231,6 +246,7 @@ class FleetApp(App[None]):
         with Horizontal(id="main"):
             yield SiteTree(id="tree")
             with Vertical(id="right"):
+                yield FleetTable(id="table")
                 yield DevicePanel(id="panel")
                 # min_width: lines wrap at the log's width (RichLog's default is 78 columns,
                 # which cut a long id off at 80 columns)
@@ -260,6 +276,7 @@ class FleetApp(App[None]):
     async def on_mount(self) -> None:
         """Open the store, start the embedded engine, load the fleet, refresh periodically."""
         self.query_one("#filter", Input).display = False
+        self.query_one("#table", FleetTable).display = False
         self.query_one("#events", RichLog).border_title = "Events"
         self.query_one("#panel", DevicePanel).border_title = "Device"
         if not self.is_headless:
@@ -544,6 +561,8 @@ class FleetApp(App[None]):
         for row in self.rows.values():
             row.issues = issues_of(row.device, row.flapping, limits, now)
             row.notes = tuple(mark_text(m, row.device, now) for m in row.marks)
+        if self.view == "table" and time.monotonic() - self._today_at >= TODAY_EVERY_S:
+            await self._count_today()
         if self._widgets_gone():
             return
         self._apply()
@@ -566,7 +585,11 @@ class FleetApp(App[None]):
             ident = self.selected[1]
             if any(r.id == ident for site in self.arranged for r in site.devices):
                 keep = ident
-        self.arranged = arrange(self.site_list, rows, text=self.filter_text,
+        sites, shown = self.site_list, rows
+        if self.pending_push:  # waiting for approval: a problem, on a "site" of their own
+            sites = [*sites, PENDING_SITE]
+            shown = rows + [self._pending_row(p) for p in self.pending_push]
+        self.arranged = arrange(sites, shown, text=self.filter_text,
                                 problems_only=self.problems_only, keep=keep)
         tree = self.query_one("#tree", SiteTree)
         tree.show(self.arranged)
@@ -578,14 +601,20 @@ class FleetApp(App[None]):
                 tree.focus_on(("device", first))
         self._totals = totals(self.site_list, rows)
         self._draw_header()
+        if self.view == "table":
+            self._show_table()
+
+    def _pending_row(self, p: PendingDevice) -> DeviceRow:
+        """A push device waiting for approval, as a line of the tree and the table."""
+        return DeviceRow(pending_state(p), issues=(Issue.PENDING,), notes=("pending approval",))
 
     def _draw_header(self) -> None:
         """The header line (``header.py``), redrawn only when it changed."""
         if self._totals is None:
             return
         facts = HeaderFacts(self._mode_label(), self.filter_text, self.problems_only,
-                            self.dead_webhooks, len(self.pending_push), self.banner,
-                            self.short_banner)
+                            self.dead_webhooks, len(self.pending_push), len(self.marked),
+                            self.banner, self.short_banner)
         header = fit_header(self._totals, facts, max(1, self.size.width - 2))  # its padding
         if header != self._header:
             # one line of fixed size: no layout pass for it
@@ -726,7 +755,7 @@ class FleetApp(App[None]):
             return
         device = printable_fields(await self.store.device(ident))
         if device is None:
-            panel.show(None)
+            panel.show(None, self._pending_hint(ident))
             return
         detail = await self._panels().device(
             device, next((s for s in self.site_list if s.id == device.site_id), None),
@@ -736,6 +765,16 @@ class FleetApp(App[None]):
         )
         if self.selected == ("device", ident):
             panel.show(detail)
+
+    def _pending_hint(self, serial: str) -> str:
+        """What the panel says of a push device waiting for approval (else "")."""
+        p = next((p for p in self.pending_push if p.serial == serial), None)
+        if p is None:
+            return ""
+        return (f"{p.serial}: a push device that dialed in unknown from {p.address or '?'} "
+                f"({p.requests} calls since {p.first_seen:%Y-%m-%d %H:%M} UTC).\n\n"
+                "Put it on a site from the palette: Ctrl+P, then "
+                f"\"Approve push device {p.serial} onto …\". Its buffered records follow.")
 
     # --- interaction ----------------------------------------------------
 
@@ -756,6 +795,10 @@ class FleetApp(App[None]):
             self.event_log.scope = self.selected  # the log follows the selection
             self.draw_log(again=True)
 
+    def _focus_view(self) -> None:
+        """Focus what the view is about: the tree, or the table."""
+        self.query_one("#table" if self.view == "table" else "#tree").focus()
+
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
         box = self.query_one("#filter", Input)
@@ -769,7 +812,7 @@ class FleetApp(App[None]):
         box.display = False
         self.filter_text = ""
         self._apply()
-        self.query_one("#tree", SiteTree).focus()
+        self._focus_view()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -780,7 +823,7 @@ class FleetApp(App[None]):
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if not event.value.strip():
             self.query_one("#filter", Input).display = False
-        self.query_one("#tree", SiteTree).focus()
+        self._focus_view()
 
     def action_help(self) -> None:
         """Open the help screen: every key and every palette action, one line each."""
@@ -791,14 +834,18 @@ class FleetApp(App[None]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        keys = binding_rows(self.BINDINGS)
-        keys += [("Ctrl+P", "command palette: act on devices, sites and alerts"),
-                 ("↑ ↓, j k", "move through the site tree"),
-                 ("Enter", "open or fold a site in the tree"),
+        keymap = dict(self.config.tui.keys) if self.config is not None else {}
+        keys = binding_rows(self.BINDINGS, keymap)
+        keys += [("Ctrl+P", "command palette: act on devices, sites and alerts", ""),
                  ("Tab, Shift+Tab", "focus the panel (then ↑ ↓ PgUp PgDn scroll it), back "
-                                    "to the tree")]
+                                    "to the tree", "")]
         keys += [row for row in binding_rows(TextualApp.BINDINGS) if row[0] == "Ctrl+Q"]
-        self.push_screen(HelpScreen(keys, palette_actions()))
+        tree = [("↑ ↓", "move through the sites and devices", ""),
+                *binding_rows(SiteTree.BINDINGS, keymap),
+                ("Enter", "open or fold a site", "")]
+        table = binding_rows(FleetTable.BINDINGS, keymap)
+        self.push_screen(HelpScreen([("Keys", keys), ("In the site tree", tree),
+                                     ("In the fleet table (t)", table)], palette_actions()))
 
     def action_toggle_problems(self) -> None:
         """Show only the problems (offline, in error, flapping, a clock off, a buffer nearly
@@ -807,10 +854,113 @@ class FleetApp(App[None]):
         self.arranged = []  # a fresh view: nothing is kept from the last one
         self._apply()
 
+    def action_alerts(self) -> None:
+        """Open the alerts view (``alerts_view.py``): the open alerts, to go to, acknowledge
+        or silence, and those resolved in the last 24 h (once: not over itself)."""
+        from fleettui.tui.alerts_view import AlertsView
+
+        if self.store_ is not None and not isinstance(self.screen, AlertsView):
+            self.push_screen(AlertsView(self))
+
+    # --- the fleet table --------------------------------------------------
+
+    def action_toggle_table(self) -> None:
+        """Show the fleet table instead of the tree and panel, or the tree again (the
+        selection and the filter stay)."""
+        self.set_view("tree" if self.view == "table" else "table")
+
+    def set_view(self, view: str) -> None:
+        """Show the tree (and the device panel) or the table, the selection kept."""
+        self.view = view
+        table = self.query_one("#table", FleetTable)
+        tree = self.query_one("#tree", SiteTree)
+        table.display = view == "table"
+        tree.display = self.query_one("#panel", DevicePanel).display = view == "tree"
+        if view == "table":
+            self._show_table()
+            if self.selected is not None and self.selected[0] == "device":
+                table.select(self.selected[1])
+            table.focus()
+            if self._today is None:
+                self.request_refresh()  # counts today's punches for the new column
+        else:
+            tree.focus_on(self.selected)
+            tree.focus()
+            self.refresh_panel_soon()
+
+    def _show_table(self) -> None:
+        """The shown devices (filter and "problems only" applied) into the table."""
+        rows = [r for site in self.arranged for r in site.devices]
+        self.query_one("#table", FleetTable).show(rows, self._table_facts())
+
+    def _table_facts(self) -> TableFacts:
+        """Site names, punches today and each device's worst open alert (its own, else its
+        site's)."""
+        rank = {"critical": 0, "warning": 1}
+        alerts: dict[str, Alert] = {}
+        site_alerts: dict[str, Alert] = {}
+        for a in sorted(self.open_alerts, key=lambda a: rank.get(a.severity, 2), reverse=True):
+            (alerts if a.target_kind == "device" else site_alerts)[a.target] = a
+        for r in self.rows.values():
+            site_alert = site_alerts.get(r.device.site_id)
+            if r.id not in alerts and site_alert is not None:
+                alerts[r.id] = site_alert
+        return TableFacts(self.now(), {s.id: s.name for s in self.site_list}, self._today,
+                          alerts)
+
+    async def _count_today(self) -> None:
+        """Count each device's punches since its site's local midnight: one count per
+        distinct local day (sites in one zone share it)."""
+        from zoneinfo import ZoneInfo
+
+        from fleettui.tui.charts import local_day
+
+        now = self.now()
+        zones: dict[str, list[str]] = {}
+        for site in self.site_list:
+            zones.setdefault(site.timezone, []).append(site.id)
+        counts: dict[str, int] = {}
+        for zone, site_ids in zones.items():
+            try:
+                _day, start, end = local_day(now, ZoneInfo(zone))
+            except (ValueError, KeyError):  # a zone unknown here: its sites count UTC days
+                _day, start, end = local_day(now, ZoneInfo("UTC"))
+            found = await self.store.punches_per_device(start, end)
+            members = set(site_ids)
+            counts.update({d: n for d, n in found.items()
+                           if (row := self.rows.get(d)) is not None
+                           and row.device.site_id in members})
+        self._today, self._today_at = counts, time.monotonic()
+
+    @on(FleetTable.Moved)
+    def _table_moved(self, event: FleetTable.Moved) -> None:
+        self.selected = ("device", event.device_id)
+        if self.event_log.scope is not None and self.selected != self.event_log.scope:
+            self.event_log.scope = self.selected
+            self.draw_log(again=True)
+
+    @on(FleetTable.Opened)
+    def _table_opened(self, event: FleetTable.Opened) -> None:
+        self.selected = ("device", event.device_id)
+        self.set_view("tree")
+
+    @on(FleetTable.MarksChanged)
+    def _marks_changed(self, _event: FleetTable.MarksChanged) -> None:
+        self._draw_header()
+
+    @property
+    def marked(self) -> set[str]:
+        """The devices marked in the table for a bulk action."""
+        return self.query_one("#table", FleetTable).marked
+
     def jump(self, target: tuple[str, str]) -> None:
         """Move the tree's cursor to a device or site, clearing filters that hide it."""
         tree = self.query_one("#tree", SiteTree)
-        if not tree.focus_on(target):
+        if self.view == "table" and target[0] == "site":
+            self.set_view("tree")  # the table has no line for a site
+        table = self.query_one("#table", FleetTable)
+        shown = table.select(target[1]) if self.view == "table" else tree.focus_on(target)
+        if not shown:
             self.filter_text = ""
             self.problems_only = False
             box = self.query_one("#filter", Input)
@@ -818,7 +968,9 @@ class FleetApp(App[None]):
             box.display = False
             self._apply()
             tree.focus_on(target)
-        tree.focus()
+            table.select(target[1])
+        self.selected = target
+        (table if self.view == "table" else tree).focus()
 
     def _schedules_text(self, site_id: str) -> str:
         """The site's scheduled commands and their next run, in the site's time."""
@@ -860,7 +1012,7 @@ class FleetApp(App[None]):
 
     def palette_items(self) -> list[PaletteItem]:
         """Palette candidates: problems first, then every device and site."""
-        items: list[PaletteItem] = []
+        items: list[PaletteItem] = self._bulk_items()
         rows = sorted(self.rows.values(), key=lambda r: (not r.problem, r.id))
         sites = {s.id: s for s in self.site_list}
         for r in rows:
@@ -910,6 +1062,55 @@ class FleetApp(App[None]):
             items.append((f"Replay {dead:,} dead webhook deliveries", self.replay_dead_letters,
                           "back in their endpoints' queues, in order per device"))
         return items
+
+    def _bulk_items(self) -> list[PaletteItem]:
+        """With devices marked in the table: each command for all of them at once (one
+        request, after one confirmation), and a way to unmark them."""
+        marked = sorted(self.marked)
+        if not marked:
+            return []
+        n = len(marked)
+        items: list[PaletteItem] = []
+        for spec in COMMAND_SPECS.values():
+            if spec.device_palette is None or spec.needs_employee_file:
+                continue
+            items.append((f"{spec.label}: the {n} marked device(s)",
+                          partial(self.confirm_bulk_command, spec.name, marked),
+                          f"one request for {n} device(s), after a confirmation"))
+        items.append((f"Unmark the {n} marked device(s)", self.unmark,
+                      "clear the table's marks"))
+        return items
+
+    def unmark(self) -> None:
+        """Clear the table's marks."""
+        self.marked.clear()
+        self.query_one("#table", FleetTable).refresh()
+        self._draw_header()
+
+    def confirm_bulk_command(self, command: str, device_ids: list[str]) -> None:
+        """Ask once before a command goes to every marked device, naming how many; then
+        queue it as one request."""
+        shown = ", ".join(device_ids[:3]) + (f" and {len(device_ids) - 3} more"
+                                            if len(device_ids) > 3 else "")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._queue_bulk(command, device_ids), group="commands")
+
+        self.push_screen(Confirm(f"{command_label(command)} {len(device_ids)} device(s): "
+                                 f"{shown}?"), answered)
+
+    async def _queue_bulk(self, command: str, device_ids: list[str]) -> None:
+        try:
+            request, _new = await enqueue_devices(self.store, device_ids, command,
+                                                  now=self.now(), source="tui")
+        except CommandError as e:
+            self.notify(printable(str(e)), title="command refused", severity="error")
+            return
+        self.my_requests.add(request.id)
+        self.notify(f"{command_label(command)} {len(request.commands)} device(s): queued "
+                    f"(request {request.id})", title="command")
+        self.unmark()
 
     def show_dead_letters(self) -> None:
         """Open the list of dead webhook deliveries (``r`` there replays them)."""
@@ -968,13 +1169,16 @@ class FleetApp(App[None]):
 
     def silence(self, target: str, hours: float) -> None:
         """Silence a device or a site (notifications only; alerts are still recorded)."""
+        self.run_worker(self.silence_now(target, hours), group="alerts")
 
-        async def do() -> None:
-            until = self.now() + timedelta(hours=hours)
-            await self.store.add_silence(target, until, "from the palette", "tui", self.now())
-            self.notify(f"{target} silenced until {until:%H:%M} UTC", title="silence")
-
-        self.run_worker(do(), group="alerts")
+    async def silence_now(self, target: str, hours: float,
+                          reason: str = "from the palette") -> None:
+        """Silence a device or a site for ``hours`` from now, as "tui", and say so in a
+        toast (the palette's silence and the alerts view's)."""
+        now = self.now()
+        until = now + timedelta(hours=hours)
+        await self.store.add_silence(target, until, reason, "tui", now)
+        self.notify(f"{target} silenced until {until:%H:%M} UTC", title="silence")
 
     def approve_push(self, serial: str, site_id: str) -> None:
         """Put a pending push device on a site (the poller answers it within seconds)."""
@@ -995,12 +1199,14 @@ class FleetApp(App[None]):
 
     def acknowledge(self, alert_id: int) -> None:
         """Acknowledge an open alert (its reminders stop)."""
+        self.run_worker(self.acknowledge_now(alert_id), group="alerts")
 
-        async def do() -> None:
-            alert = await self.store.acknowledge_alert(alert_id, "tui", self.now())
-            if alert is None:
-                self.notify(f"alert {alert_id} is no longer open", severity="warning")
-            else:
-                self.notify(f"alert {alert_id} acknowledged", title="alert")
-
-        self.run_worker(do(), group="alerts")
+    async def acknowledge_now(self, alert_id: int) -> Alert | None:
+        """Acknowledge an open alert as "tui" and say so in a toast (the palette's
+        acknowledge and the alerts view's); None if it is no longer open."""
+        alert = await self.store.acknowledge_alert(alert_id, "tui", self.now())
+        if alert is None:
+            self.notify(f"alert {alert_id} is no longer open", severity="warning")
+        else:
+            self.notify(f"alert {alert_id} acknowledged", title="alert")
+        return alert

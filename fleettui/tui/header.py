@@ -22,6 +22,8 @@ class HeaderFacts:
     problems_only: bool = False
     dead_webhooks: int = 0
     pending_push: int = 0
+    #: devices marked in the table for a bulk action
+    marked: int = 0
     banner: str = ""
     short_banner: str = ""
 
@@ -36,6 +38,8 @@ def header_form(counts: Totals, facts: HeaderFacts, brevity: int, banner: str) -
         header.append(f"{gap}filter: {facts.filter_text!r}", style="yellow")
     if facts.problems_only:
         header.append(f"{gap}problems only", style="yellow")
+    if facts.marked:
+        header.append(f"{gap}{facts.marked:,} marked", style="bold green")
     if facts.dead_webhooks:
         header.append(f"{gap}{facts.dead_webhooks:,} dead webhook"
                       f"{'s' if facts.dead_webhooks > 1 else ''}", style="bold red")

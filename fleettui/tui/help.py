@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from rich.console import Group
@@ -31,24 +31,35 @@ MARKS = [
     ("▮ buffer 96%", "its record log is fuller than [problems] buffer_full_pct (90%)"),
     ("⟳ no sync 3h", "it answers, but its punches were not synced for [problems] "
                      "unsynced_after_s (1 h)"),
+    ("? pending approval", "a push device dialed in unknown: approve it onto a site from "
+                           "the palette (the header counts them)"),
     ("59 online (1 flapping)", "the header's statuses add up to the fleet; a mark is "
                                "counted within its device's status"),
 ]
 
 
-def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
-    """(keys, what they do) for every described binding, in declaration order."""
-    rows: list[tuple[str, str]] = []
+#: a line of the keys section: (keys, what they do, binding id for [tui.keys] or "")
+KeyRow = tuple[str, str, str]
+
+
+def binding_rows(bindings: Iterable[BindingType], keymap: Mapping[str, str] | None = None
+                 ) -> list[KeyRow]:
+    """(keys in force, what they do, id) for every described binding, in declaration
+    order; ``keymap`` (``[tui.keys]``) replaces a binding's keys."""
+    rows: list[KeyRow] = []
     for b in bindings:
         if not isinstance(b, Binding) or not b.description:
             continue
-        keys = ", ".join(_key_label(k) for k in b.key.split(","))
-        rows.append((keys, b.description))
+        keys = (keymap or {}).get(b.id or "", b.key)
+        shown = ", ".join(_key_label(k) for k in keys.split(","))
+        rows.append((shown, b.description, b.id or ""))
     return rows
 
 
 def _key_label(key: str) -> str:
-    names = {"slash": "/", "question_mark": "?", "escape": "Esc", "enter": "Enter"}
+    names = {"slash": "/", "question_mark": "?", "escape": "Esc", "enter": "Enter",
+             "space": "Space", "asterisk": "*", "pageup": "PgUp", "pagedown": "PgDn",
+             "home": "Home", "end": "End", "up": "↑", "down": "↓", "left": "←", "right": "→"}
     key = key.strip()
     if key in names:
         return names[key]
@@ -57,27 +68,39 @@ def _key_label(key: str) -> str:
     return key.upper() if key.startswith("f") and key[1:].isdigit() else key
 
 
-def help_text(keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> Group:
-    """The help: a keys section and a palette section, descriptions wrapping in their column."""
+def help_text(sections: list[tuple[str, list[KeyRow]]], actions: list[tuple[str, str]]
+              ) -> Group:
+    """The help: the keys (a section per place they work in, each with its binding id),
+    the palette, the header and the marks; descriptions wrap in their column."""
 
-    def table(rows: list[tuple[str, str]], style: str) -> Table:
+    # one width for every section's keys, so their descriptions line up
+    key_width = max((len(row[0]) for _title, rows in sections for row in rows), default=0)
+
+    def table(rows: list[tuple[str, ...]], style: str, width: int | None = None) -> Table:
         grid = Table.grid(padding=(0, 2))
-        grid.add_column(style=style, no_wrap=True)
+        grid.add_column(style=style, no_wrap=True, width=width)
         grid.add_column(ratio=1)
-        for left, right in rows:
+        if any(len(row) > 2 for row in rows):
+            grid.add_column(style="dim", no_wrap=True)
+        for row in rows:
             # plain text: "[poller]" is a label, not Rich markup
-            grid.add_row(Text(left), Text(right))
+            grid.add_row(*(Text(cell) for cell in row))
         return grid
 
+    parts: list[Text | Table] = []
+    for title, rows in sections:
+        parts += [Text(f"\n{title}" if parts else title, style="bold underline"),
+                  table(list(rows), "bold cyan", key_width)]
     return Group(
-        Text("Keys", style="bold underline"),
-        table(keys, "bold cyan"),
+        *parts,
+        Text('Any key can be yours: in the config, [tui.keys] "app.problems" = "P" '
+             "(the ids are on the right).", style="dim"),
         Text("\nCommand palette (Ctrl+P, then type)", style="bold underline"),
-        table(actions, "bold"),
+        table(list(actions), "bold"),
         Text("\nHeader", style="bold underline"),
-        table(MODES, "bold"),
+        table(list(MODES), "bold"),
         Text("\nMarks (each one is a problem: shown under p)", style="bold underline"),
-        table(MARKS, "bold"),
+        table(list(MARKS), "bold"),
         Text("\n↑ ↓ PgUp PgDn scroll this screen; Esc, q or ? closes it.", style="dim"),
     )
 
@@ -95,16 +118,17 @@ class HelpScreen(ModalScreen[None]):
                                   background: $surface; }
     """
 
-    def __init__(self, keys: list[tuple[str, str]], actions: list[tuple[str, str]]) -> None:
+    def __init__(self, sections: list[tuple[str, list[KeyRow]]],
+                 actions: list[tuple[str, str]]) -> None:
         super().__init__()
-        self.keys = keys
+        self.sections = sections
         self.actions = actions
 
     def compose(self) -> ComposeResult:
         """The help text in a scrollable box."""
         with VerticalScroll() as box:
             box.border_title = "fleettui help"
-            yield Static(help_text(self.keys, self.actions), id="help-text")
+            yield Static(help_text(self.sections, self.actions), id="help-text")
 
     def action_close(self) -> None:
         """Back to the control room."""

@@ -27,6 +27,7 @@ MARK_GLYPHS: dict[Issue, tuple[str, str]] = {
     Issue.DRIFT: ("◷", "yellow"),
     Issue.BUFFER: ("▮", "yellow"),
     Issue.UNSYNCED: ("⟳", "yellow"),
+    Issue.PENDING: ("?", "yellow"),
 }
 
 
@@ -112,6 +113,7 @@ _MARK_WORDS: dict[Issue, tuple[str, str]] = {
     Issue.DRIFT: ("clock off", "clock"),
     Issue.BUFFER: ("buffer nearly full", "buffer"),
     Issue.UNSYNCED: ("not synced", "unsynced"),
+    Issue.PENDING: ("pending approval", "pending"),
 }
 
 

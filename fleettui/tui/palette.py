@@ -58,6 +58,11 @@ def palette_actions() -> list[tuple[str, str]]:
         ("Acknowledge alert <id>", "stop an open alert's reminders"),
         ("Approve push device <serial> onto <site>",
          "a device that dialed in unknown: put it on a site (its records follow)"),
+        *[(f"{spec.label}: the <n> marked device(s)",
+           "one request for the devices marked in the table (Space, *), after a confirmation")
+          for spec in COMMANDS.values()
+          if spec.device_palette is not None and not spec.needs_employee_file],
+        ("Unmark the <n> marked device(s)", "clear the table's marks"),
         ("Dead webhook deliveries", "events a receiver never took, after every retry; "
          "r replays"),
         ("Replay N dead webhook deliveries", "queue every dead delivery again"),

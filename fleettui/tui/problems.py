@@ -3,7 +3,8 @@
 A device is a problem when it is offline, in error or flapping, when its
 clock is off by more than a threshold, when its record buffer is nearly
 full (it overwrites or stops taking punches when full), or when a device
-that answers has not had its punches synced for too long. The thresholds
+that answers has not had its punches synced for too long; and a push device
+that dialed in unknown waits for approval (``pending_rows``). The thresholds
 come from the config's ``[problems]`` table. Pure functions: no Textual,
 no I/O, the time passed in.
 """
@@ -15,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from fleettui.config import ProblemSettings
-from fleettui.domain import DeviceState, DeviceStatus
+from fleettui.domain import DeviceState, DeviceStatus, PendingDevice, Site
 
 
 class Issue(StrEnum):
@@ -27,12 +28,14 @@ class Issue(StrEnum):
     DRIFT = "drift"
     BUFFER = "buffer"
     UNSYNCED = "unsynced"
+    #: a push device that dialed in unknown, waiting to be approved onto a site
+    PENDING = "pending"
 
 
 #: the issues a device's status itself is (the rest are marks beside its status)
 STATUS_ISSUES = (Issue.OFFLINE, Issue.ERROR)
 #: the marks, in the order they are drawn and counted
-MARKS = (Issue.FLAPPING, Issue.DRIFT, Issue.BUFFER, Issue.UNSYNCED)
+MARKS = (Issue.FLAPPING, Issue.DRIFT, Issue.BUFFER, Issue.UNSYNCED, Issue.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,21 @@ def mark_text(issue: Issue, device: DeviceState, now: datetime) -> str:
         return f"clock {sign}{duration(device.clock_drift_s)}"
     if issue is Issue.BUFFER and device.buffer_fill is not None:
         return f"buffer {device.buffer_fill:.0%}"
+    if issue is Issue.PENDING:
+        return "pending approval"
     if issue is Issue.UNSYNCED:
         since = device.last_sync_at or device.status_since
         return f"no sync {duration((now - since).total_seconds())}" if since else "no sync"
     return issue.value
+
+
+#: the tree's and the table's place for push devices waiting for approval (not a site)
+PENDING_SITE = Site("~pending", "Pending approval", "UTC")
+
+
+def pending_state(p: PendingDevice) -> DeviceState:
+    """A pending push device as a device line: its serial for its id, no site yet."""
+    return DeviceState(p.serial, p.serial, PENDING_SITE.id, p.address, 0, "push",
+                       firmware=p.firmware or None, status=DeviceStatus.UNKNOWN,
+                       status_since=p.first_seen, last_seen=p.last_seen,
+                       push_address=p.address)
