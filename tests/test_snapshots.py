@@ -288,3 +288,65 @@ def test_alerts_view_80_by_24(snap_compare: Any, frozen_app: FleetApp) -> None:
 def test_alerts_view_200_by_50(snap_compare: Any, frozen_app: FleetApp) -> None:
     """The alerts view on a wide screen: a column per state, and the reasons."""
     assert snap_compare(frozen_app, terminal_size=(200, 50), run_before=_alerts_view)
+
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((200, 50), id="200x50")]
+
+
+async def _sicken(pilot: Any) -> None:
+    """A nearly full buffer and a clock 7 minutes fast, as the demo has them."""
+    store = pilot.app.store
+    await store.record_seen("dev_farm_b_01", NOW - timedelta(seconds=3), users=40,
+                            users_cap=5000, records=96_000, records_cap=100_000)
+    await store.record_clock("dev_wh_a_01", 437.0, NOW - timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_fleet_table_sorted_by_buffer(snap_compare: Any, frozen_app: FleetApp,
+                                      size: tuple[int, int]) -> None:
+    async def table(pilot: Any) -> None:
+        await _sicken(pilot)
+        await _settle(pilot)
+        await pilot.press("t", "3")  # the table, sorted by buffer (the fullest first)
+        await pilot.press("down", "space")  # one device marked for a bulk action
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=size, run_before=table)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_fleet_map(snap_compare: Any, frozen_app: FleetApp, size: tuple[int, int]) -> None:
+    async def fleet_map(pilot: Any) -> None:
+        await _sicken(pilot)
+        await _settle(pilot)
+        await pilot.press("m", "right")
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=size, run_before=fleet_map)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_folded_log(snap_compare: Any, frozen_app: FleetApp, size: tuple[int, int]) -> None:
+    """A minute of routine syncs folds into one line per site; the outage stands out."""
+
+    async def syncs(pilot: Any) -> None:
+        store = pilot.app.store
+        for second in range(0, 60, 4):
+            device = ("dev_wh_a_01", "dev_wh_a_03", "dev_farm_b_01")[second % 3]
+            await store.add_event("sync", f"{device}: 2 new punch(es) stored",
+                                  at=NOW - timedelta(minutes=2) + timedelta(seconds=second),
+                                  device_id=device, data={"new": 2})
+        await _select(pilot, "device", "dev_wh_a_02")
+
+    assert snap_compare(frozen_app, terminal_size=size, run_before=syncs)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help_screen_sizes(snap_compare: Any, frozen_app: FleetApp,
+                           size: tuple[int, int]) -> None:
+    async def help_(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=size, run_before=help_)

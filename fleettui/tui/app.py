@@ -34,7 +34,7 @@ from textual.widgets import Footer, Input, RichLog, Static, Tree
 from textual.worker import Worker
 
 from fleettui.config import AlertSettings, Config
-from fleettui.domain import Alert, Event, EventKind, PendingDevice, Site
+from fleettui.domain import Alert, DeviceStatus, Event, EventKind, PendingDevice, Site
 from fleettui.engine.alerts import Notification, RateLimitedSink, Sink, log_sink
 from fleettui.engine.desktop import DesktopSink
 from fleettui.engine.engine import Engine
@@ -42,8 +42,8 @@ from fleettui.printable import printable, printable_fields
 from fleettui.runtime import ApiUnavailable, PushUnavailable, Runtime
 from fleettui.store import Store
 from fleettui.store.where import StoreTarget
-from fleettui.tui.actions import FleetActions
 from fleettui.tui.eventlog import EventLog
+from fleettui.tui.fleet_map import FleetMap, FleetMapStatus
 from fleettui.tui.fleet_table import FleetTable
 from fleettui.tui.header import HeaderFacts, fit_header
 from fleettui.tui.log_view import LogPainter
@@ -54,7 +54,6 @@ from fleettui.tui.panel import DevicePanel, heartbeat_slots
 from fleettui.tui.panel_data import PanelReader
 from fleettui.tui.paths import styles_dir
 from fleettui.tui.problems import PENDING_SITE, Issue, Limits, issues_of, mark_text, pending_state
-from fleettui.tui.table_model import TableFacts
 from fleettui.tui.terminal import (
     STOP_SIGNALS,
     StopSignals,
@@ -63,6 +62,7 @@ from fleettui.tui.terminal import (
     terminal_alive,
 )
 from fleettui.tui.tree import SiteTree
+from fleettui.tui.views import FleetViews
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -76,6 +76,8 @@ LOG_LINES = 500
 #: event-log lines drawn (the newest; the log model keeps more for its filters, the store
 #: everything): drawing is bounded whatever a burst brings
 LOG_SHOWN = 100
+#: the opening view waits this long at most for every status to be known (seconds)
+OPENING_WAIT_S = 15.0
 #: the fleet table's punches-today counts are read again after this long (seconds): a
 #: count over a day of the whole fleet's punches, not worth every refresh
 TODAY_EVERY_S = 30.0
@@ -114,7 +116,7 @@ class FleetChanged(Message):
         return isinstance(message, FleetChanged)
 
 
-class FleetApp(FleetActions):
+class FleetApp(FleetViews):
     """fleettui's terminal control room."""
 
     CSS_PATH = styles_dir() / "fleettui.tcss"
@@ -126,6 +128,7 @@ class FleetApp(FleetActions):
         Binding("p", "toggle_problems", "Problems only", id="app.problems"),
         Binding("a", "alerts", "Alerts", id="app.alerts"),
         Binding("t", "toggle_table", "Table", id="app.table"),
+        Binding("m", "toggle_map", "Map", id="app.map"),
         Binding("l", "log_scope", "Log: only the selected device or site", show=False,
                 id="app.log_scope"),
         Binding("L", "log_kinds", "Log: which kinds (all, status, commands, syncs)",
@@ -199,17 +202,15 @@ class FleetApp(FleetActions):
         self.filter_text = ""
         self.problems_only = False
         self.selected: tuple[str, str] | None = None
-        #: what the left of the screen shows: "tree" (and the panel) or "table"
-        self.view = "tree"
-        #: punches since local midnight per device, and when they were counted
-        #: (monotonic): the table's "today" column, counted at most every TODAY_EVERY_S
-        self._today: dict[str, int] | None = None
-        self._today_at = 0.0
         #: until the operator presses a key or clicks, the cursor rests on the worst
         #: problem (the device put there last, or None): the panel is never empty while
         #: something is wrong
         self._auto_selected: str | None = None
         self._auto_select = True
+        #: until the opening view is chosen: the map if nothing is wrong once every
+        #: status is known (or OPENING_WAIT_S went by), else the tree on the worst problem
+        self._opening = True
+        self._opened_at = time.monotonic()
         self.last_event_id = 0
         self.my_requests: set[int] = set()
         self._refresh_lock = asyncio.Lock()
@@ -238,6 +239,8 @@ class FleetApp(FleetActions):
         with Horizontal(id="main"):
             yield SiteTree(id="tree")
             with Vertical(id="right"):
+                yield FleetMap(id="map")
+                yield FleetMapStatus(id="map-status")
                 yield FleetTable(id="table")
                 yield DevicePanel(id="panel")
                 # min_width: lines wrap at the log's width (RichLog's default is 78 columns,
@@ -268,9 +271,12 @@ class FleetApp(FleetActions):
     async def on_mount(self) -> None:
         """Open the store, start the embedded engine, load the fleet, refresh periodically."""
         self.query_one("#filter", Input).display = False
-        self.query_one("#table", FleetTable).display = False
+        for hidden in ("#table", "#map", "#map-status"):
+            self.query_one(hidden).display = False
         self.query_one("#events", RichLog).border_title = "Events"
         self.query_one("#panel", DevicePanel).border_title = "Device"
+        self.query_one("#table", FleetTable).border_title = "Fleet"
+        self.query_one("#map", FleetMap).border_title = "Fleet map"
         if not self.is_headless:
             self._take_stop_signals()
         self.store_ = await self.runtime.open()
@@ -289,7 +295,7 @@ class FleetApp(FleetActions):
         freeze_startup_objects()
         await self.refresh_data()
         try:
-            self.query_one("#tree", SiteTree).focus()
+            self._focus_view()
         except NoMatches:
             if self.is_running:
                 raise
@@ -590,11 +596,24 @@ class FleetApp(FleetActions):
             first = min(problems, key=lambda r: r.severity).id if problems else None
             if first is not None and first != self._auto_selected:
                 self._auto_selected = first
-                tree.focus_on(("device", first))
+                if self.view == "map":
+                    self.query_one("#map", FleetMap).select(first)
+                else:
+                    tree.focus_on(("device", first))
+            if first is not None:
+                self._opening = False  # the tree, on the worst problem
+            elif self._opening and rows and self._statuses_known(rows):
+                self._opening = False
+                self.set_view("map")  # nothing wrong: the whole fleet at a glance
         self._totals = totals(self.site_list, rows)
         self._draw_header()
-        if self.view == "table":
-            self._show_table()
+        self.show_view()
+
+    def _statuses_known(self, rows: list[DeviceRow]) -> bool:
+        """Whether the opening view can be chosen: every device checked once, or waited
+        long enough (a device that never answers stays unknown)."""
+        return (all(r.device.status is not DeviceStatus.UNKNOWN for r in rows)
+                or time.monotonic() - self._opened_at >= OPENING_WAIT_S)
 
     def _pending_row(self, p: PendingDevice) -> DeviceRow:
         """A push device waiting for approval, as a line of the tree and the table."""
@@ -788,8 +807,8 @@ class FleetApp(FleetActions):
             self.draw_log(again=True)
 
     def _focus_view(self) -> None:
-        """Focus what the view is about: the tree, or the table."""
-        self.query_one("#table" if self.view == "table" else "#tree").focus()
+        """Focus what the view is about: the tree, the table or the map."""
+        self.query_one({"table": "#table", "map": "#map"}.get(self.view, "#tree")).focus()
 
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
@@ -836,8 +855,10 @@ class FleetApp(FleetActions):
                 *binding_rows(SiteTree.BINDINGS, keymap),
                 ("Enter", "open or fold a site", "")]
         table = binding_rows(FleetTable.BINDINGS, keymap)
+        fleet_map = binding_rows(FleetMap.BINDINGS, keymap)
         self.push_screen(HelpScreen([("Keys", keys), ("In the site tree", tree),
-                                     ("In the fleet table (t)", table)], palette_actions()))
+                                     ("In the fleet table (t)", table),
+                                     ("On the fleet map (m)", fleet_map)], palette_actions()))
 
     def action_toggle_problems(self) -> None:
         """Show only the problems (offline, in error, flapping, a clock off, a buffer nearly
@@ -854,108 +875,12 @@ class FleetApp(FleetActions):
         if self.store_ is not None and not isinstance(self.screen, AlertsView):
             self.push_screen(AlertsView(self))
 
-    # --- the fleet table --------------------------------------------------
-
-    def action_toggle_table(self) -> None:
-        """Show the fleet table instead of the tree and panel, or the tree again (the
-        selection and the filter stay)."""
-        self.set_view("tree" if self.view == "table" else "table")
-
-    def set_view(self, view: str) -> None:
-        """Show the tree (and the device panel) or the table, the selection kept."""
-        self.view = view
-        table = self.query_one("#table", FleetTable)
-        tree = self.query_one("#tree", SiteTree)
-        table.display = view == "table"
-        tree.display = self.query_one("#panel", DevicePanel).display = view == "tree"
-        if view == "table":
-            self._show_table()
-            if self.selected is not None and self.selected[0] == "device":
-                table.select(self.selected[1])
-            table.focus()
-            if self._today is None:
-                self.request_refresh()  # counts today's punches for the new column
-        else:
-            tree.focus_on(self.selected)
-            tree.focus()
-            self.refresh_panel_soon()
-
-    def _show_table(self) -> None:
-        """The shown devices (filter and "problems only" applied) into the table."""
-        rows = [r for site in self.arranged for r in site.devices]
-        self.query_one("#table", FleetTable).show(rows, self._table_facts())
-
-    def _table_facts(self) -> TableFacts:
-        """Site names, punches today and each device's worst open alert (its own, else its
-        site's)."""
-        rank = {"critical": 0, "warning": 1}
-        alerts: dict[str, Alert] = {}
-        site_alerts: dict[str, Alert] = {}
-        for a in sorted(self.open_alerts, key=lambda a: rank.get(a.severity, 2), reverse=True):
-            (alerts if a.target_kind == "device" else site_alerts)[a.target] = a
-        for r in self.rows.values():
-            site_alert = site_alerts.get(r.device.site_id)
-            if r.id not in alerts and site_alert is not None:
-                alerts[r.id] = site_alert
-        return TableFacts(self.now(), {s.id: s.name for s in self.site_list}, self._today,
-                          alerts)
-
-    async def _count_today(self) -> None:
-        """Count each device's punches since its site's local midnight: one count per
-        distinct local day (sites in one zone share it)."""
-        from zoneinfo import ZoneInfo
-
-        from fleettui.tui.charts import local_day
-
-        now = self.now()
-        zones: dict[str, list[str]] = {}
-        for site in self.site_list:
-            zones.setdefault(site.timezone, []).append(site.id)
-        counts: dict[str, int] = {}
-        for zone, site_ids in zones.items():
-            try:
-                _day, start, end = local_day(now, ZoneInfo(zone))
-            except (ValueError, KeyError):  # a zone unknown here: its sites count UTC days
-                _day, start, end = local_day(now, ZoneInfo("UTC"))
-            found = await self.store.punches_per_device(start, end)
-            members = set(site_ids)
-            counts.update({d: n for d, n in found.items()
-                           if (row := self.rows.get(d)) is not None
-                           and row.device.site_id in members})
-        self._today, self._today_at = counts, time.monotonic()
-
-    @on(FleetTable.Moved)
-    def _table_moved(self, event: FleetTable.Moved) -> None:
-        self.selected = ("device", event.device_id)
-        if self.event_log.scope is not None and self.selected != self.event_log.scope:
-            self.event_log.scope = self.selected
-            self.draw_log(again=True)
-
-    @on(FleetTable.Opened)
-    def _table_opened(self, event: FleetTable.Opened) -> None:
-        self.selected = ("device", event.device_id)
-        self.set_view("tree")
-
-    @on(FleetTable.MarksChanged)
-    def _marks_changed(self, _event: FleetTable.MarksChanged) -> None:
-        self._draw_header()
-
-    @property
-    def marked(self) -> set[str]:
-        """The devices marked in the table for a bulk action."""
-        return self.query_one("#table", FleetTable).marked
-
-    def unmark(self) -> None:
-        """Clear the table's marks."""
-        self.marked.clear()
-        self.query_one("#table", FleetTable).refresh()
-        self._draw_header()
-
     def jump(self, target: tuple[str, str]) -> None:
         """Move the tree's cursor to a device or site, clearing filters that hide it."""
         tree = self.query_one("#tree", SiteTree)
-        if self.view == "table" and target[0] == "site":
-            self.set_view("tree")  # the table has no line for a site
+        self._opening = self._auto_select = False  # the operator chose where to look
+        if self.view == "map" or (self.view == "table" and target[0] == "site"):
+            self.set_view("tree")  # the panel shows it (the table has no line for a site)
         table = self.query_one("#table", FleetTable)
         shown = table.select(target[1]) if self.view == "table" else tree.focus_on(target)
         if not shown:

@@ -155,7 +155,7 @@ class FleetTable(ScrollView, can_focus=True):
         index = next((i for i, r in enumerate(self.rows) if r.id == device_id), None)
         if index is None:
             return False
-        self._move_to(index, tell=False)
+        self._move_to(index)  # told, so it comes after any Moved still queued
         return True
 
     # --- drawing --------------------------------------------------------
@@ -225,7 +225,7 @@ class FleetTable(ScrollView, can_focus=True):
     def _body_height(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
 
-    def _move_to(self, index: int, *, tell: bool = True) -> None:
+    def _move_to(self, index: int) -> None:
         if not self.rows:
             return
         self._cursor = max(0, min(index, len(self.rows) - 1))
@@ -233,7 +233,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._cursor_id = self.rows[self._cursor].id
         self._keep_cursor_in_view()
         self.refresh()
-        if moved and tell:
+        if moved:
             self.post_message(self.Moved(self._cursor_id))
 
     def _keep_cursor_in_view(self) -> None:

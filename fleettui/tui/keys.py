@@ -21,12 +21,14 @@ def _scopes() -> dict[str, list[BindingType]]:
     """Every remappable binding, by the screen or widget that answers to it."""
     from fleettui.tui.alerts_view import AlertsView
     from fleettui.tui.app import FleetApp
+    from fleettui.tui.fleet_map import FleetMap
     from fleettui.tui.fleet_table import FleetTable
     from fleettui.tui.panel import DevicePanel
     from fleettui.tui.tree import SiteTree
 
     return {"the control room": FleetApp.BINDINGS, "the site tree": SiteTree.BINDINGS,
-            "the fleet table": FleetTable.BINDINGS, "the device panel": DevicePanel.BINDINGS,
+            "the fleet table": FleetTable.BINDINGS, "the fleet map": FleetMap.BINDINGS,
+            "the device panel": DevicePanel.BINDINGS,
             "the alerts view": list(AlertsView.BINDINGS)}
 
 
