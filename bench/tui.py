@@ -18,6 +18,13 @@ detection speed is measured by ``bench/engine_fleet.py``.)
    sent to the focused tree every 20 ms (``App.simulate_key``, the same path as
    a terminal key). The latency is from posting the key to the first repaint
    after the tree's cursor action ran.
+   ``--view table`` or ``--view map`` runs parts 1 and 2 on the fleet table
+   (``t``) or the fleet map (``m``) instead of the tree: "on screen" is then
+   every line of the table (or cell of the map) holding the new status, and
+   the keys move the table's or the map's cursor.
+2b. Sorting (``--view table``): each column's sort key (1-9, 0), pressed in
+   turn on the full table, from the key to the repaint that shows the new
+   order; and ``sort_rows`` alone (the sort itself, no drawing).
 3. RSS over an hour. An injected clock lives through an hour of a 500-device
    fleet in one-minute steps: punches (40 per device per hour, stored per
    device as a sync does, with its "sync" event-log line), last-seen writes
@@ -32,7 +39,8 @@ before turning the update into terminal output. This script wraps
 the skipped work itself (``CompositorUpdate.render_segments``), so each
 repaint costs what it costs on a terminal, minus the write to the tty.
 
-    python bench/tui.py [--devices 500] [--bursts 5] [--hours 1] [--profile out.html]
+    python bench/tui.py [--devices 500] [--bursts 5] [--hours 1] [--view tree|table|map]
+                        [--profile out.html]
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from fleettui.domain import (
     CommandState,
     DeviceState,
     DeviceStatus,
+    Liveness,
     Punch,
     Site,
     StatusChange,
@@ -66,7 +75,10 @@ from fleettui.domain import (
 from fleettui.engine.enqueue import enqueue
 from fleettui.store import Store, open_store
 from fleettui.tui.app import FleetApp, FleetChanged
+from fleettui.tui.fleet_map import FleetMap
+from fleettui.tui.fleet_table import FleetTable
 from fleettui.tui.model import DeviceRow
+from fleettui.tui.table_model import COLUMNS, SortOrder, sort_rows
 from fleettui.tui.tree import SiteTree
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -127,6 +139,15 @@ class Paints:
         return await asyncio.wait_for(fut, timeout)
 
 
+async def settled(pilot: Any, cond: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Let the app run until ``cond()`` holds (set-up, not timed)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not settle")
+        await pilot.pause(0.05)
+
+
 def make_app(store: Store, clock: SimClock, throttle_ms: float) -> FleetApp:
     """The app as shipped (refreshes at most every 200 ms), or with another gap
     (``--throttle-ms 0``: a refresh per change, as before the fix this bench found)."""
@@ -162,17 +183,23 @@ async def make_store(path: Path, n: int, clock: SimClock) -> tuple[Store, list[s
     return store, [d.id for d in devices]
 
 
+#: the key that opens each view, and the widget whose cursor the keys then move
+VIEWS = {"tree": ("", "#tree"), "table": ("t", "#table"), "map": ("m", "#map")}
+
+
 def shown(app: FleetApp, n: int, status: DeviceStatus) -> bool:
-    """Header and every tree node show ``status`` for all ``n`` devices."""
+    """Header and every device of the view on screen show ``status`` for all ``n``."""
     header = str(app.query_one("#totals").render())
     if f"{n} {status.value}" not in header:
         return False
-    tree = app.query_one("#tree", SiteTree)
-    nodes = tree.device_nodes
-    return len(nodes) == n and all(
-        isinstance(node.data, DeviceRow) and node.data.device.status is status
-        for node in nodes.values()
-    )
+    if app.view == "table":
+        rows: list[DeviceRow] = app.query_one("#table", FleetTable).rows
+    elif app.view == "map":
+        rows = app.query_one("#map", FleetMap)._rows
+    else:
+        nodes = app.query_one("#tree", SiteTree).device_nodes
+        rows = [node.data for node in nodes.values() if isinstance(node.data, DeviceRow)]
+    return len(rows) == n and all(r.device.status is status for r in rows)
 
 
 async def burst(app: FleetApp, store: Store, ids: list[str], status: DeviceStatus,
@@ -198,23 +225,35 @@ async def burst(app: FleetApp, store: Store, ids: list[str], status: DeviceStatu
     return at - committed[0], at - committed[-1], committed[-1] - t0
 
 
-async def keys_during(app: FleetApp, paints: Paints, stop: asyncio.Event,
-                      out: list[float]) -> None:
-    """Press down/up on the tree every 20 ms until ``stop``; latency to repaint each time."""
-    tree = app.query_one("#tree", SiteTree)
-    handled: list[float] = []
+#: what down and up run in each view (the methods the bench wraps to see a key handled)
+KEY_ACTIONS = {"tree": ("action_cursor_down", "action_cursor_up"),
+               "table": ("action_cursor",), "map": ("action_vertical",)}
 
-    def wrap(name: str) -> None:
-        action = getattr(tree, name)
 
-        def run() -> None:
-            action()
+#: per wrapped widget, when its key actions ran
+_HANDLED: dict[int, list[float]] = {}
+
+
+def wrap_actions(widget: Any, names: tuple[str, ...], handled: list[float]) -> None:
+    """Note the time each of ``names`` ran (the key's action), on this widget instance."""
+    for name in names:
+        action = getattr(widget, name)
+
+        def run(*args: Any, _action: Any = action) -> None:
+            _action(*args)
             handled.append(time.perf_counter())
 
-        setattr(tree, name, run)
+        setattr(widget, name, run)
 
-    wrap("action_cursor_down")
-    wrap("action_cursor_up")
+
+async def keys_during(app: FleetApp, paints: Paints, stop: asyncio.Event,
+                      out: list[float]) -> None:
+    """Press down/up on the view every 20 ms until ``stop``; latency to repaint each time."""
+    widget = app.query_one(VIEWS[app.view][1])
+    handled = _HANDLED.get(id(widget))
+    if handled is None:
+        handled = _HANDLED[id(widget)] = []
+        wrap_actions(widget, KEY_ACTIONS[app.view], handled)
     keys = ("down", "up")
     k = 0
     while not stop.is_set():
@@ -227,11 +266,14 @@ async def keys_during(app: FleetApp, paints: Paints, stop: asyncio.Event,
         await asyncio.sleep(0.02)
 
 
-async def run_bursts(n: int, bursts: int, throttle_ms: float) -> dict[str, list[float]]:
-    """Part 1 and 2: ``bursts`` offline+online rounds, keys pressed during each."""
+async def run_bursts(n: int, bursts: int, throttle_ms: float,
+                     view: str = "tree") -> dict[str, list[float]]:
+    """Part 1 and 2 (and 2b in the table): ``bursts`` offline+online rounds, keys pressed
+    during each, on the tree, the table or the map."""
     clock = SimClock(START)
     results: dict[str, list[float]] = {"first": [], "last": [], "write": [], "keys": [],
-                                       "idle_keys": [], "refresh": [], "refreshes": []}
+                                       "idle_keys": [], "refresh": [], "refreshes": [],
+                                       "sort_key": [], "sort_rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         store, ids = await make_store(Path(tmp) / "fleet.db", n, clock)
         app = make_app(store, clock, throttle_ms)
@@ -241,7 +283,10 @@ async def run_bursts(n: int, bursts: int, throttle_ms: float) -> dict[str, list[
             paints = Paints(app)
             paints.install()
             await pilot.pause()
-            await paints.until(lambda: shown(app, n, DeviceStatus.ONLINE))
+            # (a fleet with nothing wrong opens on the map: the view is chosen here)
+            await settled(pilot, lambda: f"{n} online" in str(app.query_one("#totals").render()))
+            app.set_view(view)
+            await settled(pilot, lambda: shown(app, n, DeviceStatus.ONLINE))
             await pilot.press("down", "down")  # a device selected: its panel refreshes too
             # keys on an idle screen, for reference
             stop = asyncio.Event()
@@ -268,11 +313,40 @@ async def run_bursts(n: int, bursts: int, throttle_ms: float) -> dict[str, list[
                           f"last->shown {last * 1000:.0f} ms, writes {write:.2f} s, "
                           f"{len(refreshes)} refreshes",
                           file=sys.stderr, flush=True)
+            if view == "table":
+                await sorting(app, paints, results)
         await store.close()
     return results
 
 
-async def run_hour(n: int, hours: float, throttle_ms: float) -> list[tuple[int, float]]:
+async def sorting(app: FleetApp, paints: Paints, results: dict[str, list[float]]) -> None:
+    """Part 2b: each column's sort key in turn, three rounds, key to repaint; then the
+    sort alone, 20 times per column and direction."""
+    table = app.query_one("#table", FleetTable)
+    handled: list[float] = []
+    wrap_actions(table, ("action_sort",), handled)
+    for _round in range(3):
+        for key in "1234567890":
+            handled.clear()
+            t0 = time.perf_counter()
+            app.simulate_key(key)
+            painted = await paints.until(lambda: bool(handled), timeout=30.0)
+            results["sort_key"].append(painted - t0)
+            await asyncio.sleep(0.05)
+    facts = app._table_facts()
+    rows = list(table.rows)
+    for column in range(len(COLUMNS)):
+        for descending in (False, True):
+            for _ in range(20):
+                t0 = time.perf_counter()
+                sort_rows(rows, SortOrder(column, descending), facts)
+                results["sort_rows"].append(time.perf_counter() - t0)
+    print(f"  sorts: key->repaint p50 {median(results['sort_key']) * 1000:.0f} ms",
+          file=sys.stderr, flush=True)
+
+
+async def run_hour(n: int, hours: float, throttle_ms: float,
+                   view: str = "tree") -> list[tuple[int, float]]:
     """Part 3: an hour of a fleet's events, compressed; (simulated minute, RSS MB) samples."""
     clock = SimClock(START)
     rng = random.Random(1)
@@ -284,6 +358,8 @@ async def run_hour(n: int, hours: float, throttle_ms: float) -> list[tuple[int, 
             paints = Paints(app)
             paints.install()
             await pilot.pause()
+            await settled(pilot, lambda: f"{n} online" in str(app.query_one("#totals").render()))
+            app.set_view(view)
             await pilot.press("down", "down")
             down: set[str] = set()
             user_seq = 0
@@ -311,11 +387,11 @@ async def run_hour(n: int, hours: float, throttle_ms: float) -> list[tuple[int, 
                     await store.add_event("sync", f"{device_id}: {new} new punch(es) stored",
                                           at=clock.now, device_id=device_id, data={"new": new})
                     app.post_message(FleetChanged())
-                # every device checked this minute
-                for device_id in ids:
-                    if device_id not in down:
-                        await store.record_seen(device_id, clock.now, users=50, users_cap=3000,
-                                                records=1000 + minute, records_cap=100_000)
+                # every device checked this minute (in one batch, as the engine writes them)
+                await store.record_seen_many([
+                    Liveness(device_id, clock.now, users=50, users_cap=3000,
+                             records=1000 + minute, records_cap=100_000)
+                    for device_id in ids if device_id not in down])
                 # 200 status changes an hour: flaky links going down and coming back
                 for _ in range(3 + (minute % 3 == 0)):
                     device_id = rng.choice(ids)
@@ -351,6 +427,8 @@ def main() -> None:
     ap.add_argument("--throttle-ms", type=float, default=200.0,
                     help="least gap between the app's refreshes (200 as shipped; 0: one "
                          "refresh per change, as before)")
+    ap.add_argument("--view", choices=tuple(VIEWS), default="tree",
+                    help="what is on screen: the tree (and panel), the table or the map")
     ap.add_argument("--profile", metavar="HTML",
                     help="profile the bursts with pyinstrument (pip install it) into this file")
     args = ap.parse_args()
@@ -362,22 +440,23 @@ def main() -> None:
         profiler = Profiler(async_mode="disabled")
         profiler.start()
         try:
-            r = asyncio.run(run_bursts(n, args.bursts, args.throttle_ms))
+            r = asyncio.run(run_bursts(n, args.bursts, args.throttle_ms, args.view))
         finally:
             profiler.stop()
             Path(args.profile).write_text(profiler.output_html())
             show_all = bool(os.environ.get("PROFILE_ALL"))
             print(profiler.output_text(unicode=False, show_all=show_all), file=sys.stderr)
     elif args.bursts:
-        r = asyncio.run(run_bursts(n, args.bursts, args.throttle_ms))
-    rss = asyncio.run(run_hour(n, args.hours, args.throttle_ms))
+        r = asyncio.run(run_bursts(n, args.bursts, args.throttle_ms, args.view))
+    rss = asyncio.run(run_hour(n, args.hours, args.throttle_ms, args.view)) if args.hours else []
 
     def ms(values: list[float]) -> str:
         return (f"p50 {median(values) * 1000:.0f} ms, p99 {percentile(values, 99) * 1000:.0f} ms"
                 f" (max {max(values) * 1000:.0f}, n={len(values)})")
 
     values = [v for _m, v in rss]
-    print(f"control room, {n} devices on {max(1, n // 20)} sites, 200x50 headless "
+    print(f"control room, {n} devices on {max(1, n // 20)} sites, {args.view} view, "
+          "200x50 headless "
           f"({machine()}; Textual Pilot; store writer in the app's loop, no engine; "
           + ("app as shipped: refreshes >= 200 ms apart)" if args.throttle_ms == 200
              else f"refreshes >= {args.throttle_ms:g} ms apart)"))
@@ -392,11 +471,15 @@ def main() -> None:
             ("key -> repaint during bursts", ms(r["keys"]) + "  goal p99 <= 100 ms"),
             ("key -> repaint, idle", ms(r["idle_keys"])),
         ]
-    rows += [
-        (f"RSS over {args.hours:g} simulated hour(s)",
-         f"start {values[0]:.0f} MB, end {values[-1]:.0f} MB, max {max(values):.0f} MB"),
-        ("RSS samples (MB, every 5 sim-min)", " ".join(f"{v:.0f}" for v in values)),
-    ]
+        if r["sort_key"]:
+            rows += [(f"sort key -> repaint, {n} rows", ms(r["sort_key"]) + "  goal <= 100 ms"),
+                     (f"sort of {n} rows alone", ms(r["sort_rows"]))]
+    if values:
+        rows += [
+            (f"RSS over {args.hours:g} simulated hour(s)",
+             f"start {values[0]:.0f} MB, end {values[-1]:.0f} MB, max {max(values):.0f} MB"),
+            ("RSS samples (MB, every 5 sim-min)", " ".join(f"{v:.0f}" for v in values)),
+        ]
     print(table(rows))
 
 
