@@ -15,6 +15,7 @@ Imports nothing of ours, so any layer may use it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from typing import TypeVar, cast
@@ -63,6 +64,18 @@ def printable_fields(obj: T) -> T:
         return cast(T, {k: printable(v) if isinstance(v, str) else v for k, v in obj.items()})
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         return obj
-    changes = {f.name: printable(value) for f in dataclasses.fields(obj)
-               if isinstance(value := getattr(obj, f.name), str) and _UNSAFE.search(value)}
-    return dataclasses.replace(obj, **changes) if changes else obj
+    names = _field_names(type(obj))
+    values = [getattr(obj, name) for name in names]
+    # the usual case, nothing to escape, in one search (the control room reads 2,000
+    # devices a second: a search per field was a tenth of its refresh)
+    if not _UNSAFE.search("".join(v for v in values if isinstance(v, str))):
+        return obj
+    changes = {name: printable(value) for name, value in zip(names, values, strict=True)
+               if isinstance(value, str) and _UNSAFE.search(value)}
+    return dataclasses.replace(obj, **changes)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, read once per class."""
+    return tuple(f.name for f in dataclasses.fields(cls))

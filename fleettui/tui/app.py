@@ -590,7 +590,8 @@ class FleetApp(FleetViews):
         self.arranged = arrange(sites, shown, text=self.filter_text,
                                 problems_only=self.problems_only, keep=keep)
         tree = self.query_one("#tree", SiteTree)
-        tree.show(self.arranged)
+        if self.view == "tree":  # a hidden tree of 2,000 nodes is not kept up (set_view)
+            tree.show(self.arranged)
         if self._auto_select:
             problems = [r for site in self.arranged for r in site.devices if r.problem]
             first = min(problems, key=lambda r: r.severity).id if problems else None

@@ -135,8 +135,12 @@ class FleetTable(ScrollView, can_focus=True):
         facts = self._facts
         if facts is None:
             return
-        # the widths follow what is likely on screen: the first lines and the problems
-        sample = self.rows[:200] + [r for r in self.rows if r.problem][:200]
+        # the widths follow what is on screen, and the first problems (wherever they are,
+        # so a width does not jump as the operator scrolls to them): measuring every one
+        # of 2,000 rows took a sixth of a refresh
+        top = self.scroll_offset.y
+        sample = self.rows[top:top + self._body_height() + 1] + [
+            r for r in self.rows if r.problem][:30]
         for n, column in enumerate(COLUMNS[1:], start=1):
             if column.key == "site":  # every site's name is at hand: the longest of all
                 widest = max((len(name) for name in facts.site_names.values()), default=0)

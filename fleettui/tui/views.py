@@ -86,6 +86,7 @@ class FleetViews(FleetActions):
                 fleet_map.select(device)
             fleet_map.focus()
         else:
+            tree.show(self.arranged)
             tree.focus_on(self.selected)
             tree.focus()
             self.refresh_panel_soon()
