@@ -226,15 +226,19 @@ class DeviceServer:
 
     async def start(self) -> None:
         """Open the sockets; with port 0, both share one free port."""
+        # (decided before the first try: a try writes the port it got into the config,
+        # which made the retry below think a fixed port had been asked for, and a UDP
+        # twin already taken failed the test that started it, once in a few CI runs)
+        any_port = self.device.config.port == 0
         for _attempt in range(20):
             try:
                 await self._open()
                 return
             except OSError:
-                if self.device.config.port != 0 or self.port == 0:
+                if not any_port or self.port == 0:
                     raise
                 await self._close_listeners()
-                self.port = 0  # the UDP twin was taken: pick another port
+                self.port = self.device.config.port = 0  # the UDP twin was taken: another
         raise OSError(f"no free TCP+UDP port pair on {self.host}")
 
     async def _open(self) -> None:
