@@ -294,6 +294,7 @@ async def test_the_control_room_shows_a_site_and_device_registered_over_http(
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: app.api is not None)
             assert app.api is not None
+            app.set_view("tree")  # (a fleet with nothing wrong would open on the map)
             base = f"http://127.0.0.1:{app.api.addresses[0][1]}"
             async with httpx.AsyncClient(base_url=base, timeout=10,
                                          headers={"Authorization": f"Bearer {admin}"}) as c:

@@ -30,6 +30,8 @@ class FleetViews(FleetActions):
 
     #: what the screen shows: "tree" (and the panel), "table" or "map"
     view: str = "tree"
+    #: until the opening view is chosen (``app.py``: the map if nothing is wrong)
+    _opening: bool = True
     #: the view the map was opened from (``m`` goes back to it)
     _before_map: str = "tree"
     #: the sites and devices shown, as the app arranged them
@@ -57,6 +59,7 @@ class FleetViews(FleetActions):
     def set_view(self, view: str) -> None:
         """Show the tree (with the device panel and the log), the table (with the log) or
         the map, the selection kept."""
+        self._opening = False  # a view chosen: the opening one is no longer to choose
         if view == "map" and self.view != "map":
             self._before_map = self.view
         leaving_map = self.view == "map" and view != "map"
