@@ -16,6 +16,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from textual.app import App, ComposeResult
+from textual.widgets import RichLog
 
 from fleettui.domain import DeviceState, DeviceStatus, Site, StatusChange
 from fleettui.store import Store, open_store
@@ -438,10 +439,22 @@ async def test_with_nothing_wrong_the_app_opens_on_the_map_and_m_and_enter_leave
             await wait_for(pilot, lambda: app.view == "map")
             await pilot.press("m")  # back to where the map was opened from
             await wait_for(pilot, lambda: app.view == "table")
-            await pilot.press("m", "enter")  # Enter opens the device in the tree
+            await pilot.press("m")
+            await wait_for(pilot, lambda: app.view == "map")
+            for i in range(40):  # the log, hidden, goes on taking lines
+                await store.add_event("device.online", f"d000_00 online ({i})", at=AT,
+                                      device_id="d000_00")
+            newest = await store.last_event_id()
+            await wait_for(pilot, lambda: app.last_event_id == newest)
+            await pilot.press("enter")  # Enter opens the device in the tree
             tree = app.query_one("#tree", SiteTree)
             await wait_for(pilot, lambda: app.view == "tree"
                            and tree.selected_id == ("device", chosen))
+            # the log, hidden under the map, comes back drawn at its width, at its end
+            log = app.query_one("#events", RichLog)
+            await wait_for(pilot, lambda: log.scroll_y == log.max_scroll_y
+                           and bool(log.lines)
+                           and log.lines[-1].text.rstrip().endswith("online (39)"))
     finally:
         await store.close()
 

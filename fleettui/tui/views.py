@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from textual import on
+from textual.widgets import RichLog
 
 from fleettui.domain import Alert
 from fleettui.tui.actions import FleetActions
@@ -72,8 +73,7 @@ class FleetViews(FleetActions):
         fleet_map.display = self.query_one("#map-status").display = view == "map"
         self.query_one("#events").display = view != "map"
         if leaving_map:
-            # lines written while the log was hidden were laid out at no width: anew
-            self.call_after_refresh(self.draw_log, again=True)
+            self.call_after_refresh(self._log_anew)
         device = self.selected[1] if self.selected is not None and \
             self.selected[0] == "device" else None
         if view == "table":
@@ -93,6 +93,12 @@ class FleetViews(FleetActions):
             tree.focus_on(self.selected)
             tree.focus()
             self.refresh_panel_soon()
+
+    def _log_anew(self) -> None:
+        """The log back from under the map: lines written while it was hidden were laid
+        out at no width, so it is drawn anew, at its end (its newest lines)."""
+        self.draw_log(again=True)
+        self.query_one("#events", RichLog).scroll_end(animate=False, immediate=True)
 
     def show_view(self) -> None:
         """Bring the table or the map up to date with the arranged rows (the tree is the
